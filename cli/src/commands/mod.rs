@@ -1,0 +1,34 @@
+//! One module per command group; each talks to the server over gRPC.
+
+mod dir;
+mod events;
+mod status;
+mod tenant;
+mod token;
+
+use crate::args::{Cli, Command, DemoCommand};
+
+/// Runs every command except `up`.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Up(_) => unreachable_up(),
+        Command::Tenant(c) => tenant::run(&g, c).await,
+        Command::Dir(c) => dir::run(&g, c).await,
+        Command::Demo(DemoCommand::Seed {
+            tenant,
+            users,
+            groups,
+            apps,
+            seed,
+            batch,
+        }) => dir::seed(&g, &tenant, users, groups, apps, seed, batch).await,
+        Command::Events(c) => events::run(&g, c).await,
+        Command::Status => status::run(&g).await,
+        Command::Token(c) => token::run(&g, c),
+    }
+}
+
+fn unreachable_up() -> anyhow::Result<()> {
+    anyhow::bail!("`up` is handled before dispatch")
+}

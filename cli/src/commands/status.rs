@@ -1,0 +1,40 @@
+//! `backtrack status`.
+
+use backtrack_proto::v1;
+use serde_json::json;
+
+use crate::args::{GlobalArgs, OutputFormat};
+use crate::client::connect;
+use crate::output::{print_json, table};
+
+pub async fn run(g: &GlobalArgs) -> anyhow::Result<()> {
+    let mut client = connect(g).await?;
+    let s = client.status(v1::StatusRequest {}).await?.into_inner();
+    match g.output {
+        OutputFormat::Json => print_json(&json!({
+            "version": s.version,
+            "services": s.services,
+            "stream": s.stream,
+            "lastSequence": s.last_sequence,
+            "messages": s.messages,
+            "projections": s.projections.iter().map(|p| json!({"name": p.name, "position": p.position, "lag": p.lag})).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Table => {
+            println!("version   {}", s.version);
+            println!("services  {}", s.services.join(", "));
+            println!(
+                "stream    {} (last sequence {}, {} messages)",
+                s.stream, s.last_sequence, s.messages
+            );
+            println!();
+            table(
+                &["PROJECTION", "POSITION", "LAG"],
+                &s.projections
+                    .iter()
+                    .map(|p| vec![p.name.clone(), p.position.to_string(), p.lag.to_string()])
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    Ok(())
+}

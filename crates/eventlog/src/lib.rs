@@ -1,0 +1,29 @@
+//! The event log: Backtrack's source of truth, a NATS JetStream stream (`BT_EVENTS`) with
+//! one message per directory event on `bt.ev.<tenant>.<kind>.<objectId>`.
+//!
+//! A tour of the modules:
+//! - [`log`]: [`EventLog::open`] creates the stream (file storage, deny delete, deny purge,
+//!   a duplicate window) or checks that an existing one is safe to use; [`StreamSettings`];
+//!   [`EventLog::state`].
+//! - [`append`]: [`EventLog::append`] publishes a batch pipelined, in order, each message with
+//!   a `Nats-Msg-Id` (dedupe) and optionally an expected last subject sequence (optimistic
+//!   concurrency per object), and awaits every ack.
+//! - [`read`]: [`EventLog::read`] follows the log live from a sequence through an ordered
+//!   consumer; [`EventLog::read_range`] reads a closed range and stops.
+//! - [`codec`]: events ⇄ messages as pure functions — CloudEvents headers of the NATS binding
+//!   and the protobuf payload, so any NATS client with the `.proto` files can read the log.
+//! - [`error`]: [`EventLogError`], one enum for all of the above.
+//!
+//! A message that fails to decode is an error naming its sequence, never skipped: a gap in
+//! a replay would be a silently wrong projection.
+
+pub mod append;
+pub mod codec;
+pub mod error;
+pub mod log;
+pub mod read;
+
+pub use append::{Append, Appended};
+pub use error::EventLogError;
+pub use log::{EventLog, StreamSettings, StreamState};
+pub use read::{EventStream, StoredEvent};

@@ -1,0 +1,391 @@
+//! Reading: an ordered pull consumer from a start sequence over a subject filter, decoding
+//! every message. [`EventLog::read`] follows the log live; [`EventLog::read_range`] stops.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError, OrderedErrorKind};
+use async_nats::jetstream::consumer::{Consumer, DeliverPolicy};
+use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_nats::jetstream::{self, ErrorCode};
+use backtrack_domain::event::Event;
+use futures::stream::{Stream, StreamExt};
+
+use crate::codec;
+use crate::error::EventLogError;
+use crate::log::EventLog;
+
+/// How long [`EventLog::read_range`] waits for the next message it knows is there before
+/// it calls the log unavailable.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An event as stored: where in the log, on which subject, and when JetStream stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub sequence: u64,
+    pub subject: String,
+    /// The stream's own timestamp of the message (milliseconds since the Unix epoch); this,
+    /// not the event's `time_ms`, is what instants resolve against.
+    pub published_ms: i64,
+    pub event: Event,
+}
+
+type Messages = Pin<Box<dyn Stream<Item = Result<jetstream::Message, OrderedError>> + Send>>;
+
+/// The live events of [`EventLog::read`], in sequence order. It never ends on its own: at
+/// the tail it waits for new events. Errors are yielded, not skipped; after a decode error
+/// the caller decides whether to go on.
+pub struct EventStream {
+    messages: Messages,
+    from_sequence: u64,
+    stream_name: String,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("stream", &self.stream_name)
+            .field("from_sequence", &self.from_sequence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A decoded event and how many matching messages the server still had after it.
+struct Delivery {
+    event: StoredEvent,
+    pending: u64,
+}
+
+impl EventStream {
+    fn poll_delivery(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, EventLogError>>> {
+        loop {
+            let message = match self.messages.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(err))) => {
+                    return Poll::Ready(Some(Err(self.consumer_error(err))))
+                }
+                Poll::Ready(Some(Ok(message))) => message,
+            };
+            let (sequence, pending, published_ms) = match message.info() {
+                Ok(info) => (
+                    info.stream_sequence,
+                    info.pending,
+                    unix_millis(info.published.unix_timestamp_nanos()),
+                ),
+                Err(err) => {
+                    return Poll::Ready(Some(Err(EventLogError::Internal(format!(
+                        "message from stream {} without JetStream metadata: {err}",
+                        self.stream_name
+                    )))))
+                }
+            };
+            // A consumer recreated before its first delivery restarts from the beginning;
+            // what lies before the requested start is not ours to return.
+            if sequence < self.from_sequence {
+                continue;
+            }
+            let subject = message.subject.to_string();
+            let result = match codec::decode_stored(&subject, &message.payload) {
+                Ok(event) => Ok(Delivery {
+                    event: StoredEvent {
+                        sequence,
+                        subject,
+                        published_ms,
+                        event,
+                    },
+                    pending,
+                }),
+                Err(source) => Err(EventLogError::Decode {
+                    sequence,
+                    subject,
+                    source,
+                }),
+            };
+            return Poll::Ready(Some(result));
+        }
+    }
+
+    fn consumer_error(&self, err: OrderedError) -> EventLogError {
+        let text = format!(
+            "reading stream {} (from sequence {}): {err}",
+            self.stream_name, self.from_sequence
+        );
+        match err.kind() {
+            OrderedErrorKind::PushBasedConsumer | OrderedErrorKind::Other => {
+                EventLogError::Internal(text)
+            }
+            _ => EventLogError::Unavailable(text),
+        }
+    }
+
+    async fn next_delivery(&mut self) -> Option<Result<Delivery, EventLogError>> {
+        std::future::poll_fn(|cx| self.poll_delivery(cx)).await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<StoredEvent, EventLogError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .poll_delivery(cx)
+            .map(|item| item.map(|result| result.map(|delivery| delivery.event)))
+    }
+}
+
+impl EventLog {
+    /// Follows the log from `from_sequence` (1 or 0: from the beginning) over `filter`
+    /// (e.g. `bt.ev.>` or `bt.ev.contoso.>`), decoding each message. The stream does not
+    /// end at the tail: it keeps delivering events appended later.
+    pub async fn read(
+        &self,
+        from_sequence: u64,
+        filter: &str,
+    ) -> Result<EventStream, EventLogError> {
+        let consumer = self.ordered_consumer(from_sequence, filter).await?;
+        self.event_stream(consumer, from_sequence).await
+    }
+
+    /// Reads from `from_sequence` up to and including `to_sequence` over `filter`, then
+    /// stops; also stops at the end of the log as it is while reading, so a `to_sequence`
+    /// beyond the tail returns what is there.
+    pub async fn read_range(
+        &self,
+        from_sequence: u64,
+        to_sequence: u64,
+        filter: &str,
+    ) -> Result<Vec<StoredEvent>, EventLogError> {
+        let from_sequence = from_sequence.max(1);
+        if from_sequence > to_sequence {
+            return Ok(Vec::new());
+        }
+        let consumer = self.ordered_consumer(from_sequence, filter).await?;
+        let name = consumer.cached_info().name.clone();
+        if consumer.cached_info().num_pending == 0 {
+            self.delete_consumer(&name).await;
+            return Ok(Vec::new());
+        }
+        let mut stream = self.event_stream(consumer, from_sequence).await?;
+        let mut events = Vec::new();
+        let outcome = loop {
+            let delivery = match tokio::time::timeout(READ_IDLE_TIMEOUT, stream.next_delivery()).await {
+                Ok(delivery) => delivery,
+                Err(_) => {
+                    break Err(EventLogError::Unavailable(format!(
+                        "no message from stream {} for {READ_IDLE_TIMEOUT:?} while reading sequences {from_sequence}..={to_sequence}",
+                        self.stream_name
+                    )))
+                }
+            };
+            match delivery {
+                None => break Ok(()),
+                Some(Err(err)) => break Err(err),
+                Some(Ok(Delivery { event, pending })) => {
+                    if event.sequence > to_sequence {
+                        break Ok(());
+                    }
+                    let last = event.sequence == to_sequence || pending == 0;
+                    events.push(event);
+                    if last {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        drop(stream);
+        self.delete_consumer(&name).await;
+        outcome.map(|()| events)
+    }
+
+    async fn ordered_consumer(
+        &self,
+        from_sequence: u64,
+        filter: &str,
+    ) -> Result<Consumer<OrderedConfig>, EventLogError> {
+        check_filter(filter)?;
+        if !self
+            .settings
+            .subjects
+            .iter()
+            .any(|subject| subjects_overlap(filter, subject))
+        {
+            return Err(EventLogError::InvalidFilter {
+                filter: filter.to_string(),
+                reason: format!(
+                    "it matches no subject of stream {} ({})",
+                    self.stream_name,
+                    self.settings.subjects.join(", ")
+                ),
+            });
+        }
+        let deliver_policy = if from_sequence <= 1 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: from_sequence,
+            }
+        };
+        let config = OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy,
+            ..Default::default()
+        };
+        self.jetstream
+            .create_consumer_on_stream(config, &self.stream_name)
+            .await
+            .map_err(|err| {
+                let text = format!(
+                    "create a reader on stream {} for '{filter}': {err}",
+                    self.stream_name
+                );
+                match err.kind() {
+                    ConsumerErrorKind::JetStream(js)
+                        if js.error_code() == ErrorCode::CONSUMER_FILTER_NOT_SUBSET =>
+                    {
+                        EventLogError::InvalidFilter {
+                            filter: filter.to_string(),
+                            reason: format!(
+                                "not within the subjects of stream {} ({})",
+                                self.stream_name,
+                                self.settings.subjects.join(", ")
+                            ),
+                        }
+                    }
+                    ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request => {
+                        EventLogError::Unavailable(text)
+                    }
+                    _ => EventLogError::Internal(text),
+                }
+            })
+    }
+
+    async fn event_stream(
+        &self,
+        consumer: Consumer<OrderedConfig>,
+        from_sequence: u64,
+    ) -> Result<EventStream, EventLogError> {
+        let messages = consumer.messages().await.map_err(|err| {
+            EventLogError::Unavailable(format!("start reading stream {}: {err}", self.stream_name))
+        })?;
+        Ok(EventStream {
+            messages: Box::pin(messages),
+            from_sequence: from_sequence.max(1),
+            stream_name: self.stream_name.clone(),
+        })
+    }
+
+    /// Best effort: the server also removes an idle ordered consumer after 30 s.
+    async fn delete_consumer(&self, name: &str) {
+        if let Err(err) = self
+            .jetstream
+            .delete_consumer_from_stream(name, &self.stream_name)
+            .await
+        {
+            tracing::debug!(consumer = name, %err, "could not delete a finished reader");
+        }
+    }
+}
+
+/// A subject filter: dot-separated non-empty tokens without whitespace or control
+/// characters, `*` only as a whole token, `>` only as the whole last token.
+fn check_filter(filter: &str) -> Result<(), EventLogError> {
+    let invalid = |reason: &str| EventLogError::InvalidFilter {
+        filter: filter.escape_default().to_string(),
+        reason: reason.to_string(),
+    };
+    if filter.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if filter.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("it contains whitespace or control characters"));
+    }
+    let tokens: Vec<&str> = filter.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return Err(invalid("it has an empty token"));
+        }
+        if token.len() > 1 && token.contains(['*', '>']) {
+            return Err(invalid("wildcards must be whole tokens"));
+        }
+        if *token == ">" && i + 1 != tokens.len() {
+            return Err(invalid("'>' must be the last token"));
+        }
+    }
+    Ok(())
+}
+
+/// True when some subject matches both patterns (literal tokens, `*`, and a final `>`).
+fn subjects_overlap(a: &str, b: &str) -> bool {
+    let mut a = a.split('.');
+    let mut b = b.split('.');
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(x), Some(y)) if x == "*" || y == "*" || x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+fn unix_millis(nanos: i128) -> i64 {
+    i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_filter, subjects_overlap};
+
+    #[test]
+    fn filters_overlap_stream_subjects() {
+        for (filter, subject) in [
+            ("bt.ev.>", "bt.ev.>"),
+            ("bt.ev.t1.>", "bt.ev.>"),
+            ("bt.>", "bt.ev.>"),
+            ("bt.ev.*.user.*", "bt.ev.>"),
+            ("bt.ev.t1.user.x", "bt.ev.*.user.*"),
+        ] {
+            assert!(subjects_overlap(filter, subject), "{filter} vs {subject}");
+        }
+        for (filter, subject) in [
+            ("bt.audit.>", "bt.ev.>"),
+            ("bt.ev", "bt.ev.>"),
+            ("bt.ev.t1", "bt.ev.*.user"),
+            ("bt.ev.t1.group.x", "bt.ev.*.user.*"),
+        ] {
+            assert!(!subjects_overlap(filter, subject), "{filter} vs {subject}");
+        }
+    }
+
+    #[test]
+    fn accepts_subject_filters() {
+        for filter in [
+            "bt.ev.>",
+            "bt.ev.t1.>",
+            "bt.ev.*.user.*",
+            "bt.ev.t1.user.abc-1",
+        ] {
+            assert!(check_filter(filter).is_ok(), "{filter}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_filters() {
+        for filter in [
+            "",
+            "bt..ev",
+            "bt.ev.>.x",
+            "bt.ev.a*",
+            "bt.ev. x",
+            "bt.ev.\n",
+            "bt.ev.",
+        ] {
+            assert!(check_filter(filter).is_err(), "{filter:?}");
+        }
+    }
+}

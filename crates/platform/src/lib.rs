@@ -1,0 +1,25 @@
+//! Backtrack platform: what every Backtrack service needs around its own logic.
+//!
+//! A service's `main` reads its config, calls [`telemetry::init`], connects with
+//! [`nats::connect`], builds its gRPC server behind an [`auth::AuthInterceptor`], serves
+//! [`health::serve_http`] beside it, and stops when a [`shutdown::Shutdown`] fires (usually
+//! from [`shutdown::terminate_signal`]).
+//!
+//! - [`auth`] — HS256 bearer tokens: [`auth::SigningKey`] mints them, [`auth::TokenValidator`]
+//!   checks them, [`auth::AuthInterceptor`] turns them into an [`auth::Caller`] whose
+//!   tenant and role checks every handler makes; [`auth::BearerToken`] for clients.
+//! - [`shutdown`] — a trigger fired once and observed by every task; SIGTERM/SIGINT.
+//! - [`health`] — `/healthz` and `/readyz` over HTTP, with room for more routes.
+//! - [`telemetry`] — `tracing` to stderr as text or JSON, filtered by `BACKTRACK_LOG`.
+//! - [`nats`] — one way to connect to NATS, with errors that say what to check.
+//! - [`config`] — exit code 64 and one message format for unusable configuration.
+
+pub mod auth;
+pub mod config;
+mod error;
+pub mod health;
+pub mod nats;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::PlatformError;

@@ -1,0 +1,74 @@
+//! Connecting to NATS with the options every service shares.
+
+use std::path::PathBuf;
+
+use crate::PlatformError;
+
+/// Where and as whom to connect to NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// Server URL(s), e.g. `nats://127.0.0.1:4222` (comma-separated for a cluster).
+    pub url: String,
+    /// A `.creds` file (user JWT + NKey seed) for decentralised auth, if the server needs one.
+    pub creds: Option<PathBuf>,
+    /// The connection name shown by `nats server report connections`, e.g. `backtrack-directory`.
+    pub name: String,
+}
+
+/// Connects once; fails fast (no retry loop) if the server cannot be reached at start-up.
+/// Once connected, the client reconnects by itself.
+pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, PlatformError> {
+    let mut options = async_nats::ConnectOptions::new().name(&opts.name);
+    if let Some(creds) = &opts.creds {
+        options = options.credentials_file(creds).await.map_err(|source| {
+            PlatformError::NatsCredentials {
+                path: creds.clone(),
+                source,
+            }
+        })?;
+    }
+    options
+        .connect(opts.url.as_str())
+        .await
+        .map_err(|source| PlatformError::NatsConnect {
+            url: opts.url.clone(),
+            reason: source.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_server_names_the_url() {
+        // Bind and drop a listener to get a port that nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let err = connect(&NatsOptions {
+            url: url.clone(),
+            creds: None,
+            name: "test".into(),
+        })
+        .await
+        .expect_err("nothing listens there");
+        let msg = err.to_string();
+        assert!(msg.contains(&url), "{msg}");
+        assert!(msg.contains("nats-server"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn missing_creds_file_names_the_path() {
+        let err = connect(&NatsOptions {
+            url: "nats://127.0.0.1:4222".into(),
+            creds: Some("/nonexistent/backtrack.creds".into()),
+            name: "test".into(),
+        })
+        .await
+        .expect_err("no such file");
+        assert!(err.to_string().contains("/nonexistent/backtrack.creds"));
+    }
+}

@@ -1,0 +1,491 @@
+//! The directory's current-state projection in RocksDB.
+//!
+//! [`DirectoryProjection::apply`] folds a run of acknowledged events (in stream order) in
+//! one atomic write batch together with the new position, so a crash leaves either the
+//! whole run or none of it. Object records carry no links; links and their reverse
+//! entries are keys of their own, so a 100k-member group never rewrites its member list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use backtrack_domain::command::DirectoryView;
+use backtrack_domain::digest::StateDigest;
+use backtrack_domain::event::{Change, Event};
+use backtrack_domain::object::{DirectoryObject, Link};
+use backtrack_domain::schema::schema;
+use backtrack_domain::state::apply_to_object;
+use backtrack_domain::ObjectKind;
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+use crate::StoreError;
+
+/// A tenant as the projection knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub id: String,
+    pub display_name: String,
+    pub created_at_ms: i64,
+}
+
+/// Which objects to list, one page at a time (ordered by id).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub kind: Option<ObjectKind>,
+    /// List the recycle bin instead of live objects.
+    pub deleted: bool,
+    /// Start after this id (the previous page's last id).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// RocksDB-backed current state of every tenant.
+pub struct DirectoryProjection {
+    db: DB,
+}
+
+impl std::fmt::Debug for DirectoryProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryProjection")
+            .finish_non_exhaustive()
+    }
+}
+
+type Slot = (ObjectKind, Option<DirectoryObject>);
+/// A raw key/value pair read from RocksDB.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
+impl DirectoryProjection {
+    /// Opens (or creates) the projection in `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_write_buffer_size(64 * 1024 * 1024);
+        opts.increase_parallelism(2);
+        Ok(Self {
+            db: DB::open(&opts, path)?,
+        })
+    }
+
+    /// The last stream sequence folded into the projection (0 = none).
+    pub fn position(&self) -> Result<u64, StoreError> {
+        Ok(match self.db.get(keys::POSITION)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("p", "bad position"))?,
+            ),
+            None => 0,
+        })
+    }
+
+    /// Folds events given as (sequence, event) in ascending sequence order. Events at or
+    /// below the current position are skipped, so re-delivery is harmless.
+    pub fn apply(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
+        let position = self.position()?;
+        let mut batch = WriteBatch::default();
+        // Objects touched in this run: original (as stored) and current value.
+        let mut touched: HashMap<(String, String), (Option<DirectoryObject>, Slot)> =
+            HashMap::new();
+        let mut last = position;
+        for (seq, event) in events {
+            if *seq <= last {
+                continue;
+            }
+            last = *seq;
+            let m = &event.meta;
+            if !m.mutation_id.is_empty() {
+                batch.put(keys::mutation(&m.tenant, &m.mutation_id), seq.to_be_bytes());
+            }
+            if let Change::TenantCreated { display_name } = &event.change {
+                let record = TenantRecord {
+                    id: m.tenant.clone(),
+                    display_name: display_name.clone(),
+                    created_at_ms: m.time_ms,
+                };
+                batch.put(keys::tenant(&m.tenant), to_json(&record));
+                continue;
+            }
+            let Ok(kind) = m.kind.parse::<ObjectKind>() else {
+                continue;
+            };
+            let key = (m.tenant.clone(), m.object_id.clone());
+            if !touched.contains_key(&key) {
+                let stored = self.load(&m.tenant, &m.object_id)?;
+                touched.insert(key.clone(), (stored.clone(), (kind, stored)));
+            }
+            let Some((_, (_, slot))) = touched.get_mut(&key) else {
+                continue;
+            };
+            match &event.change {
+                Change::Created { links, .. } => {
+                    for l in links {
+                        put_link(&mut batch, &m.tenant, kind, &m.object_id, l);
+                    }
+                }
+                Change::LinksAdded(links) => {
+                    for l in links {
+                        put_link(&mut batch, &m.tenant, kind, &m.object_id, l);
+                    }
+                }
+                Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
+                    for l in links {
+                        batch.delete(keys::link(
+                            &m.tenant,
+                            &m.object_id,
+                            &l.relation,
+                            &l.target_id,
+                        ));
+                        batch.delete(keys::reverse(
+                            &m.tenant,
+                            &l.target_id,
+                            &m.object_id,
+                            &l.relation,
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            // Links live in their own keys; fold only attributes and lifecycle here.
+            let change = match &event.change {
+                Change::Created { attributes, .. } => Change::Created {
+                    attributes: attributes.clone(),
+                    links: Vec::new(),
+                },
+                Change::LinksAdded(_) | Change::LinksRemoved(_) => {
+                    Change::AttributesChanged(Vec::new())
+                }
+                other => other.clone(),
+            };
+            *slot = apply_to_object(slot.take(), kind, &m.object_id, &change, m.time_ms, *seq);
+        }
+        for ((tenant, id), (original, (kind, current))) in touched {
+            if let Some(o) = &original {
+                self.delete_indexes(&mut batch, &tenant, o);
+            }
+            match current {
+                Some(o) => {
+                    self.put_indexes(&mut batch, &tenant, &o);
+                    batch.put(keys::object(&tenant, &id), to_json(&o));
+                }
+                None => {
+                    batch.delete(keys::object(&tenant, &id));
+                    let _ = kind;
+                }
+            }
+        }
+        if last > position {
+            batch.put(keys::POSITION, last.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    fn delete_indexes(&self, batch: &mut WriteBatch, tenant: &str, o: &DirectoryObject) {
+        batch.delete(keys::by_kind(tenant, o.kind.as_str(), &o.id));
+        batch.delete(keys::deleted(tenant, &o.id));
+        if let Some((attr, value)) = unique_value(o) {
+            batch.delete(keys::unique(tenant, o.kind.as_str(), attr, value));
+        }
+    }
+
+    fn put_indexes(&self, batch: &mut WriteBatch, tenant: &str, o: &DirectoryObject) {
+        if o.is_deleted() {
+            batch.put(keys::deleted(tenant, &o.id), b"");
+        } else {
+            batch.put(keys::by_kind(tenant, o.kind.as_str(), &o.id), b"");
+            if let Some((attr, value)) = unique_value(o) {
+                batch.put(
+                    keys::unique(tenant, o.kind.as_str(), attr, value),
+                    o.id.as_bytes(),
+                );
+            }
+        }
+    }
+
+    fn load(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
+        let key = keys::object(tenant, id);
+        match self.db.get(&key)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(&String::from_utf8_lossy(&key), &e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// The stream sequence at which a mutation id was applied, if it was.
+    pub fn mutation_sequence(
+        &self,
+        tenant: &str,
+        mutation_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(match self.db.get(keys::mutation(tenant, mutation_id))? {
+            Some(v) => Some(u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(mutation_id, "bad sequence"))?,
+            )),
+            None => None,
+        })
+    }
+
+    /// A tenant, if it was created.
+    pub fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let key = keys::tenant(id);
+        match self.db.get(&key)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(&String::from_utf8_lossy(&key), &e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Every tenant, ordered by id.
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.scan(keys::TENANTS)? {
+            out.push(
+                serde_json::from_slice(&value)
+                    .map_err(|e| corrupt(&String::from_utf8_lossy(&key), &e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// An object without its links (live or in the recycle bin).
+    pub fn object(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
+        self.load(tenant, id)
+    }
+
+    /// An object with its links filled in.
+    pub fn object_with_links(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<DirectoryObject>, StoreError> {
+        let Some(mut object) = self.load(tenant, id)? else {
+            return Ok(None);
+        };
+        object.links = backtrack_domain::object::group_links(&self.links(tenant, id)?);
+        Ok(Some(object))
+    }
+
+    /// Every link of an object, sorted by relation then target.
+    pub fn links(&self, tenant: &str, id: &str) -> Result<Vec<Link>, StoreError> {
+        let prefix = keys::links_prefix(tenant, id);
+        let mut out = Vec::new();
+        for (key, _) in self.scan(&prefix)? {
+            let rest = &key[prefix.len()..];
+            let rest = String::from_utf8_lossy(rest);
+            if let Some((rel, target)) = rest.split_once('/') {
+                out.push(Link::new(rel, target));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn has_link(
+        &self,
+        tenant: &str,
+        id: &str,
+        relation: &str,
+        target: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(keys::link(tenant, id, relation, target))?
+            .is_some())
+    }
+
+    /// Objects that link to `target`: (source id, source kind, relation).
+    pub fn referrers(
+        &self,
+        tenant: &str,
+        target: &str,
+    ) -> Result<Vec<(String, ObjectKind, String)>, StoreError> {
+        let prefix = keys::reverse_prefix(tenant, target);
+        let mut out = Vec::new();
+        for (key, value) in self.scan(&prefix)? {
+            let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let kind = String::from_utf8_lossy(&value)
+                .parse::<ObjectKind>()
+                .map_err(|e| corrupt(&rest, &e.to_string()))?;
+            if let Some((source, rel)) = rest.split_once('/') {
+                out.push((source.to_string(), kind, rel.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The live object of `kind` holding a unique attribute value.
+    pub fn find_unique(
+        &self,
+        tenant: &str,
+        kind: ObjectKind,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(keys::unique(tenant, kind.as_str(), attribute, value))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// One page of objects (without links), ordered by id.
+    pub fn list(
+        &self,
+        tenant: &str,
+        query: &ListQuery,
+    ) -> Result<Vec<DirectoryObject>, StoreError> {
+        let prefix = match (query.deleted, query.kind) {
+            (true, _) => keys::deleted_prefix(tenant),
+            (false, Some(kind)) => keys::kind_prefix(tenant, kind.as_str()),
+            (false, None) => keys::objects(tenant),
+        };
+        let mut start = prefix.clone();
+        if let Some(after) = &query.after {
+            start.extend_from_slice(after.as_bytes());
+            start.push(0);
+        }
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= query.limit {
+                break;
+            }
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let object = if prefix.starts_with(b"o/") {
+                serde_json::from_slice(&value).map_err(|e| corrupt(&id, &e.to_string()))?
+            } else {
+                match self.load(tenant, &id)? {
+                    Some(o) => o,
+                    None => continue,
+                }
+            };
+            if query.deleted && query.kind.is_some_and(|k| k != object.kind) {
+                continue;
+            }
+            if !query.deleted && query.kind.is_none() && object.is_deleted() {
+                continue;
+            }
+            out.push(object);
+        }
+        Ok(out)
+    }
+
+    /// Content digest of a tenant (objects with links, in id order) and its object count.
+    pub fn tenant_digest(&self, tenant: &str) -> Result<(String, u64), StoreError> {
+        let mut digest = StateDigest::default();
+        for (key, value) in self.scan(&keys::objects(tenant))? {
+            let mut object: DirectoryObject = serde_json::from_slice(&value)
+                .map_err(|e| corrupt(&String::from_utf8_lossy(&key), &e.to_string()))?;
+            object.links = backtrack_domain::object::group_links(&self.links(tenant, &object.id)?);
+            digest.add(&object);
+        }
+        let count = digest.objects();
+        Ok((digest.finish(), count))
+    }
+
+    /// Number of live objects per kind in a tenant.
+    pub fn counts(&self, tenant: &str) -> Result<BTreeMap<ObjectKind, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for kind in ObjectKind::ALL {
+            let n = self.scan(&keys::kind_prefix(tenant, kind.as_str()))?.len() as u64;
+            if n > 0 {
+                out.insert(kind, n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A read view of one tenant for `decide`.
+    pub fn view<'a>(&'a self, tenant: &'a str) -> TenantView<'a> {
+        TenantView {
+            projection: self,
+            tenant,
+        }
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+}
+
+fn put_link(batch: &mut WriteBatch, tenant: &str, kind: ObjectKind, id: &str, l: &Link) {
+    batch.put(keys::link(tenant, id, &l.relation, &l.target_id), b"");
+    batch.put(
+        keys::reverse(tenant, &l.target_id, id, &l.relation),
+        kind.as_str().as_bytes(),
+    );
+}
+
+fn unique_value(o: &DirectoryObject) -> Option<(&'static str, &str)> {
+    let attr = schema(o.kind).unique?;
+    o.attributes
+        .get(attr)
+        .and_then(|v| v.as_str())
+        .map(|v| (attr, v))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain structs cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn corrupt(key: &str, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// One tenant of the projection, readable by `decide`. Storage errors read as "absent"
+/// here; callers that must distinguish use the projection's fallible methods.
+pub struct TenantView<'a> {
+    projection: &'a DirectoryProjection,
+    tenant: &'a str,
+}
+
+impl DirectoryView for TenantView<'_> {
+    fn object(&self, id: &str) -> Option<DirectoryObject> {
+        self.projection.object(self.tenant, id).ok().flatten()
+    }
+
+    fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
+        self.projection
+            .has_link(self.tenant, id, relation, target)
+            .unwrap_or(false)
+    }
+
+    fn links_of(&self, id: &str) -> Vec<Link> {
+        self.projection.links(self.tenant, id).unwrap_or_default()
+    }
+
+    fn referrers(&self, target: &str) -> Vec<(String, ObjectKind, String)> {
+        self.projection
+            .referrers(self.tenant, target)
+            .unwrap_or_default()
+    }
+
+    fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {
+        self.projection
+            .find_unique(self.tenant, kind, attribute, value)
+            .ok()
+            .flatten()
+    }
+}

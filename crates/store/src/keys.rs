@@ -1,0 +1,58 @@
+//! Key layout of the directory projection. Tenant ids, kinds, object ids and relation
+//! names never contain `/` (they are validated as subject tokens), so `/` separates.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `p` | `p` | last applied stream sequence (u64, big-endian) |
+//! | `T` | `T/<tenant>` | tenant record (JSON) |
+//! | `o` | `o/<tenant>/<id>` | object without links (JSON) |
+//! | `k` | `k/<tenant>/<kind>/<id>` | live object of that kind |
+//! | `d` | `d/<tenant>/<id>` | object in the recycle bin |
+//! | `l` | `l/<tenant>/<id>/<relation>/<target>` | link |
+//! | `r` | `r/<tenant>/<target>/<id>/<relation>` | reverse link; value = source kind |
+//! | `u` | `u/<tenant>/<kind>/<attribute>/<lower-case value>` | id of the live holder |
+//! | `m` | `m/<tenant>/<mutation id>` | stream sequence of the mutation's last event |
+
+pub const POSITION: &[u8] = b"p";
+
+pub fn tenant(t: &str) -> Vec<u8> {
+    format!("T/{t}").into_bytes()
+}
+pub const TENANTS: &[u8] = b"T/";
+
+pub fn object(t: &str, id: &str) -> Vec<u8> {
+    format!("o/{t}/{id}").into_bytes()
+}
+pub fn objects(t: &str) -> Vec<u8> {
+    format!("o/{t}/").into_bytes()
+}
+pub fn by_kind(t: &str, kind: &str, id: &str) -> Vec<u8> {
+    format!("k/{t}/{kind}/{id}").into_bytes()
+}
+pub fn kind_prefix(t: &str, kind: &str) -> Vec<u8> {
+    format!("k/{t}/{kind}/").into_bytes()
+}
+pub fn deleted(t: &str, id: &str) -> Vec<u8> {
+    format!("d/{t}/{id}").into_bytes()
+}
+pub fn deleted_prefix(t: &str) -> Vec<u8> {
+    format!("d/{t}/").into_bytes()
+}
+pub fn link(t: &str, id: &str, rel: &str, target: &str) -> Vec<u8> {
+    format!("l/{t}/{id}/{rel}/{target}").into_bytes()
+}
+pub fn links_prefix(t: &str, id: &str) -> Vec<u8> {
+    format!("l/{t}/{id}/").into_bytes()
+}
+pub fn reverse(t: &str, target: &str, id: &str, rel: &str) -> Vec<u8> {
+    format!("r/{t}/{target}/{id}/{rel}").into_bytes()
+}
+pub fn reverse_prefix(t: &str, target: &str) -> Vec<u8> {
+    format!("r/{t}/{target}/").into_bytes()
+}
+pub fn unique(t: &str, kind: &str, attribute: &str, value: &str) -> Vec<u8> {
+    format!("u/{t}/{kind}/{attribute}/{}", value.to_lowercase()).into_bytes()
+}
+pub fn mutation(t: &str, mutation_id: &str) -> Vec<u8> {
+    format!("m/{t}/{mutation_id}").into_bytes()
+}

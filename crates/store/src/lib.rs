@@ -1,0 +1,22 @@
+//! RocksDB projections. Every projection here is derived from the event log and can be
+//! deleted and rebuilt by replay.
+//!
+//! Modules:
+//! - [`keys`]: the key layout (one prefix per record type, `/`-separated tokens).
+//! - [`directory`]: the directory's current-state projection — objects, links, the
+//!   recycle bin, unique-attribute and reverse-link indexes — and the read API the
+//!   directory service and `decide` use.
+
+pub mod directory;
+mod keys;
+
+pub use directory::{DirectoryProjection, ListQuery, TenantRecord, TenantView};
+
+/// A storage failure. RocksDB errors are internal; corrupt records name their key.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt record at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}

@@ -1,0 +1,423 @@
+//! The mutation pipeline: per-tenant lock → decide → append (acks awaited) → wait until
+//! the projector has folded the events → answer.
+//!
+//! Holding the tenant's lock from decision to projection makes every decision see every
+//! earlier acknowledged write (uniqueness, link targets). Each event also carries the
+//! object's expected last subject sequence, so a second writer elsewhere cannot slip a
+//! change in between unnoticed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use backtrack_domain::command::{decide, Command, DecideContext, PendingEvent};
+use backtrack_domain::event::{Change, Event, EventMeta, TENANT_KIND};
+use backtrack_domain::state::OverlayView;
+use backtrack_domain::{validate, DirectoryObject, DomainError, ObjectKind};
+use backtrack_eventlog::{Append, EventLog, EventLogError};
+use backtrack_store::DirectoryProjection;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::DirectoryConfig;
+use crate::error::DirectoryError;
+
+/// Who asks and why: stamped on every event of a mutation.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub actor: String,
+    pub source: String,
+    pub correlation_id: Option<String>,
+}
+
+/// One object of a bulk import.
+#[derive(Debug, Clone)]
+pub struct ImportItem {
+    pub kind: ObjectKind,
+    pub id: Option<String>,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub links: Vec<backtrack_domain::Link>,
+    pub mutation_id: Option<String>,
+}
+
+/// What happened to one import item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOutcome {
+    Created(String),
+    AlreadyExists(String),
+    Rejected(String),
+}
+
+/// The running directory: shared by the gRPC API, the sweeper and in-process callers.
+#[derive(Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DirectoryConfig,
+    log: EventLog,
+    projection: Arc<DirectoryProjection>,
+    progress: Arc<watch::Sender<u64>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Directory {
+    pub(crate) fn new(
+        config: DirectoryConfig,
+        log: EventLog,
+        projection: Arc<DirectoryProjection>,
+        progress: Arc<watch::Sender<u64>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                log,
+                projection,
+                progress,
+                locks: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn projection(&self) -> &DirectoryProjection {
+        &self.inner.projection
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// How often the recycle-bin sweeper runs.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        self.inner.config.sweep_interval
+    }
+
+    /// Last stream sequence folded into the projection.
+    pub fn position(&self) -> u64 {
+        *self.inner.progress.borrow()
+    }
+
+    /// Waits until the projection has folded `sequence`.
+    pub async fn wait_for(&self, sequence: u64) -> Result<(), DirectoryError> {
+        let mut rx = self.inner.progress.subscribe();
+        let outcome = tokio::time::timeout(
+            self.inner.config.projection_wait,
+            rx.wait_for(|p| *p >= sequence),
+        )
+        .await;
+        let caught_up = matches!(outcome, Ok(Ok(_)));
+        drop(outcome);
+        if caught_up {
+            Ok(())
+        } else {
+            Err(DirectoryError::Unavailable(format!(
+                "the change is stored (sequence {sequence}) but the directory view has not caught up yet; read again shortly"
+            )))
+        }
+    }
+
+    fn lock(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(tenant.to_string()).or_default().clone()
+    }
+
+    fn context(&self) -> DecideContext {
+        DecideContext {
+            now_ms: now_ms(),
+            recycle_bin_retention_ms: self.inner.config.recycle_bin_retention.as_millis() as i64,
+        }
+    }
+
+    /// Checks the tenant id and that the tenant exists.
+    pub fn require_tenant(&self, tenant: &str) -> Result<(), DirectoryError> {
+        validate::tenant_id(tenant)?;
+        if self.inner.projection.tenant(tenant)?.is_none() {
+            return Err(DirectoryError::NotFound(format!(
+                "tenant '{tenant}' does not exist: create it with `backtrack tenant create {tenant}`"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a tenant (one `tenantCreated` event).
+    pub async fn create_tenant(
+        &self,
+        tenant: &str,
+        display_name: &str,
+        origin: &Origin,
+    ) -> Result<(), DirectoryError> {
+        validate::tenant_id(tenant)?;
+        let lock = self.lock(tenant);
+        let _guard = lock.lock().await;
+        if self.inner.projection.tenant(tenant)?.is_some() {
+            return Err(
+                DomainError::AlreadyExists(format!("tenant '{tenant}' already exists")).into(),
+            );
+        }
+        let name = if display_name.is_empty() {
+            tenant
+        } else {
+            display_name
+        };
+        let mutation = Uuid::now_v7().to_string();
+        let event = Event {
+            meta: meta(tenant, TENANT_KIND, tenant, origin, &mutation),
+            change: Change::TenantCreated {
+                display_name: name.to_string(),
+            },
+        };
+        let results = self
+            .inner
+            .log
+            .append(vec![Append {
+                msg_id: format!("{mutation}:0"),
+                expected_last_subject_sequence: Some(0),
+                event,
+            }])
+            .await;
+        let seq = match results.into_iter().next() {
+            Some(Ok(a)) => a.sequence,
+            Some(Err(EventLogError::Conflict { .. })) => {
+                return Err(
+                    DomainError::AlreadyExists(format!("tenant '{tenant}' already exists")).into(),
+                )
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                return Err(DirectoryError::Unavailable(
+                    "no acknowledgement from the event log".into(),
+                ))
+            }
+        };
+        self.wait_for(seq).await
+    }
+
+    /// Decides and applies one command. Returns the affected object afterwards (`None`
+    /// after a hard delete) and the number of events appended (0 = nothing to change).
+    pub async fn execute(
+        &self,
+        tenant: &str,
+        command: Command,
+        mutation_id: Option<String>,
+        origin: &Origin,
+    ) -> Result<(Option<DirectoryObject>, u64), DirectoryError> {
+        self.require_tenant(tenant)?;
+        let target = command_target(&command)?;
+        let lock = self.lock(tenant);
+        let _guard = lock.lock().await;
+        if let Some(m) = &mutation_id {
+            if self
+                .inner
+                .projection
+                .mutation_sequence(tenant, m)?
+                .is_some()
+            {
+                // A retry of a mutation already applied: answer as the first time did.
+                let object = self.inner.projection.object_with_links(tenant, &target)?;
+                return Ok((object, 0));
+            }
+        }
+        let pending = decide(
+            &self.inner.projection.view(tenant),
+            &self.context(),
+            command,
+        )?;
+        let count = pending.len() as u64;
+        if !pending.is_empty() {
+            let mutation = mutation_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+            let appends = self.appends(tenant, pending, &mutation, origin, &mut HashMap::new())?;
+            let mut last = 0;
+            for result in self.inner.log.append(appends).await {
+                last = last.max(result?.sequence);
+            }
+            self.wait_for(last).await?;
+        }
+        let object = self.inner.projection.object_with_links(tenant, &target)?;
+        Ok((object, count))
+    }
+
+    /// Creates many objects with many appends in flight. Each item is decided against
+    /// the tenant plus the items before it, so links may point at earlier items.
+    pub async fn import(
+        &self,
+        tenant: &str,
+        items: Vec<ImportItem>,
+        origin: &Origin,
+    ) -> Result<(Vec<ImportOutcome>, u64), DirectoryError> {
+        self.require_tenant(tenant)?;
+        let lock = self.lock(tenant);
+        let _guard = lock.lock().await;
+        let (mut outcomes, appends, owners) = self.decide_import(tenant, items, origin)?;
+        let results = self.inner.log.append(appends).await;
+        let mut results = results.into_iter();
+        let mut last = 0;
+        let mut events = 0;
+        for (index, count) in owners {
+            for _ in 0..count {
+                match results.next() {
+                    Some(Ok(a)) => {
+                        last = last.max(a.sequence);
+                        events += u64::from(!a.duplicate);
+                    }
+                    Some(Err(EventLogError::Conflict { .. })) => {
+                        if let ImportOutcome::Created(id) = &outcomes[index] {
+                            outcomes[index] = ImportOutcome::AlreadyExists(id.clone());
+                        }
+                    }
+                    Some(Err(e)) => {
+                        outcomes[index] = ImportOutcome::Rejected(format!("not stored: {e}"));
+                    }
+                    None => {
+                        outcomes[index] =
+                            ImportOutcome::Rejected("no acknowledgement from the event log".into());
+                    }
+                }
+            }
+        }
+        if last > 0 {
+            self.wait_for(last).await?;
+        }
+        Ok((outcomes, events))
+    }
+
+    /// Decides every import item against the tenant plus the items before it. Kept apart
+    /// from the async part: the overlay borrows the projection and is not `Send`.
+    #[allow(clippy::type_complexity)]
+    fn decide_import(
+        &self,
+        tenant: &str,
+        items: Vec<ImportItem>,
+        origin: &Origin,
+    ) -> Result<(Vec<ImportOutcome>, Vec<Append>, Vec<(usize, usize)>), DirectoryError> {
+        let ctx = self.context();
+        let projection = &self.inner.projection;
+        let base = projection.view(tenant);
+        let mut overlay = OverlayView::new(&base);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut appends = Vec::new();
+        // Which append results belong to which item: (outcome index, append count).
+        let mut owners = Vec::new();
+        let mut versions = HashMap::new();
+        for item in items {
+            let id = match item.id {
+                Some(id) => id,
+                None => item
+                    .kind
+                    .singleton_id()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| Uuid::new_v4().to_string()),
+            };
+            if let Some(m) = &item.mutation_id {
+                if projection.mutation_sequence(tenant, m)?.is_some() {
+                    outcomes.push(ImportOutcome::AlreadyExists(id));
+                    continue;
+                }
+            }
+            let command = Command::Create {
+                kind: item.kind,
+                id: id.clone(),
+                attributes: item.attributes,
+                links: item.links,
+            };
+            match decide(&overlay, &ctx, command) {
+                Ok(pending) => {
+                    let id = pending.first().map(|p| p.object_id.clone()).unwrap_or(id);
+                    for p in &pending {
+                        let event = Event {
+                            meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, ""),
+                            change: p.change.clone(),
+                        };
+                        overlay.pending.apply(&event, 0);
+                    }
+                    let mutation = item
+                        .mutation_id
+                        .unwrap_or_else(|| Uuid::now_v7().to_string());
+                    let batch = self.appends(tenant, pending, &mutation, origin, &mut versions)?;
+                    owners.push((outcomes.len(), batch.len()));
+                    appends.extend(batch);
+                    outcomes.push(ImportOutcome::Created(id));
+                }
+                Err(DomainError::AlreadyExists(m)) if m.contains(&id) => {
+                    outcomes.push(ImportOutcome::AlreadyExists(id));
+                }
+                Err(e) => outcomes.push(ImportOutcome::Rejected(e.to_string())),
+            }
+        }
+        Ok((outcomes, appends, owners))
+    }
+
+    /// Turns decided events into appends: ids, mutation ids (`<mutation>:<n>`) and the
+    /// expected last subject sequence of each object.
+    fn appends(
+        &self,
+        tenant: &str,
+        pending: Vec<PendingEvent>,
+        mutation: &str,
+        origin: &Origin,
+        seen: &mut HashMap<String, ()>,
+    ) -> Result<Vec<Append>, DirectoryError> {
+        let mut out = Vec::with_capacity(pending.len());
+        for (n, p) in pending.into_iter().enumerate() {
+            // Only the first event on a subject can name its expected sequence: later
+            // ones in the same mutation follow it in the same pipelined batch.
+            let expected = if seen.insert(p.object_id.clone(), ()).is_none() {
+                Some(
+                    self.inner
+                        .projection
+                        .object(tenant, &p.object_id)?
+                        .map(|o| o.version)
+                        .unwrap_or(0),
+                )
+            } else {
+                None
+            };
+            out.push(Append {
+                msg_id: format!("{mutation}:{n}"),
+                expected_last_subject_sequence: expected,
+                event: Event {
+                    meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, mutation),
+                    change: p.change,
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn meta(tenant: &str, kind: &str, object_id: &str, origin: &Origin, mutation: &str) -> EventMeta {
+    EventMeta {
+        event_id: Uuid::now_v7().to_string(),
+        tenant: tenant.to_string(),
+        kind: kind.to_string(),
+        object_id: object_id.to_string(),
+        actor: origin.actor.clone(),
+        time_ms: now_ms(),
+        source: origin.source.clone(),
+        correlation_id: origin.correlation_id.clone(),
+        mutation_id: mutation.to_string(),
+    }
+}
+
+fn command_target(command: &Command) -> Result<String, DirectoryError> {
+    Ok(match command {
+        Command::Create { kind, id, .. } => validate::object_id(*kind, id)?,
+        Command::Update { id, .. }
+        | Command::AddLinks { id, .. }
+        | Command::RemoveLinks { id, .. }
+        | Command::SoftDelete { id }
+        | Command::Restore { id }
+        | Command::HardDelete { id } => validate::any_object_id(id)?,
+    })
+}

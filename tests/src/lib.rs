@@ -1,0 +1,170 @@
+//! End-to-end harness: runs the real `backtrack` binary (`backtrack up` and CLI commands)
+//! against a real nats-server, the way an administrator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use backtrack_test_support::{backtrack_binary, eventually, free_port, nats_server_binary};
+use serde_json::Value;
+
+/// A running `backtrack up`, with its own data dir and ports.
+pub struct Backtrack {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub nats_url: Option<String>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Backtrack {
+    /// Starts `backtrack up` in a fresh data dir; `nats_url` None = it starts nats-server itself.
+    pub async fn start(nats_url: Option<String>) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut b = Backtrack {
+            child: None,
+            data_dir: temp.path().to_path_buf(),
+            grpc_port: free_port(),
+            http_port: free_port(),
+            nats_url,
+            _temp: Some(temp),
+        };
+        b.launch().await?;
+        Ok(b)
+    }
+
+    /// Starts (again) with the same data dir and ports.
+    pub async fn launch(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(backtrack_binary());
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--grpc-addr")
+            .arg(format!("127.0.0.1:{}", self.grpc_port))
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .env("NATS_SERVER_BIN", nats_server_binary())
+            .env("BACKTRACK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(
+                self.data_dir.join("up.log"),
+            )?));
+        if let Some(url) = &self.nats_url {
+            cmd.arg("--nats").arg(url);
+        }
+        self.child = Some(cmd.spawn().context("cannot start backtrack up")?);
+        let port = self.http_port;
+        let log = self.data_dir.join("up.log");
+        eventually(
+            "backtrack up to be ready",
+            Duration::from_secs(90),
+            || async move { ready(port).await.then_some(()) },
+        )
+        .await
+        .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("backtrack up exited with {status}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a CLI command with `-o json`; returns the output whatever the exit code.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_env(args, &[])
+    }
+
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(backtrack_binary());
+        cmd.args([
+            "--server",
+            &format!("http://127.0.0.1:{}", self.grpc_port),
+            "-o",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(&self.data_dir)
+        .args(args)
+        .env_remove("BACKTRACK_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the backtrack binary runs")
+    }
+
+    /// Runs a CLI command that must succeed and prints JSON; returns the JSON.
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let out = self.cli(args);
+        if !out.status.success() {
+            bail!(
+                "`backtrack {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "`backtrack {}` printed no JSON: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn token(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.data_dir.join("admin.token"))?
+            .trim()
+            .to_string())
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Backtrack {
+    fn drop(&mut self) {
+        self.kill();
+        // A self-started nats-server is stopped by `up` on SIGTERM; after SIGKILL stop it here.
+        if let Ok(pid) = std::fs::read_to_string(self.data_dir.join("nats/nats-server.pid")) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+    }
+}
+
+/// Whether `GET /readyz` answers 200.
+pub async fn ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    buf.starts_with(b"HTTP/1.1 200")
+}

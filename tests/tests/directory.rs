@@ -1,0 +1,789 @@
+//! The directory end to end: the real `backtrack` binary against a real nats-server.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use backtrack_e2e::Backtrack;
+use backtrack_test_support::{eventually, NatsServer};
+use futures::StreamExt;
+use serde_json::Value;
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn last_sequence(b: &Backtrack) -> u64 {
+    b.json(&["status"]).unwrap()["lastSequence"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn administrator_round_trip_through_the_cli() {
+    // `up` starts its own nats-server here, as `make run` does.
+    let b = Backtrack::start(None).await.unwrap();
+    b.json(&["tenant", "create", "fabrikam"]).unwrap();
+    let ada = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "fabrikam",
+            "--kind",
+            "user",
+            "--set",
+            "displayName=Ada Lovelace",
+            "--set",
+            "userPrincipalName=ada@fabrikam.com",
+            "--set",
+            "accountEnabled=true",
+        ])
+        .unwrap();
+    let alan = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "fabrikam",
+            "--kind",
+            "user",
+            "--set",
+            "displayName=Alan Turing",
+            "--set",
+            "userPrincipalName=alan@fabrikam.com",
+        ])
+        .unwrap();
+    let group = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "fabrikam",
+            "--kind",
+            "group",
+            "--set",
+            "displayName=Research",
+            "--set",
+            "securityEnabled=true",
+        ])
+        .unwrap();
+    assert_eq!(ada["@kind"], "user");
+    assert_eq!(ada["accountEnabled"], true);
+
+    let linked = b
+        .json(&[
+            "dir",
+            "link",
+            "add",
+            "--tenant",
+            "fabrikam",
+            &id(&group),
+            "--relation",
+            "members",
+            &id(&ada),
+            &id(&alan),
+        ])
+        .unwrap();
+    assert_eq!(linked["@links"]["members"].as_array().unwrap().len(), 2);
+    let updated = b
+        .json(&[
+            "dir",
+            "update",
+            "--tenant",
+            "fabrikam",
+            &id(&ada),
+            "--set",
+            "department=Research",
+            "--set",
+            "jobTitle=Analyst",
+        ])
+        .unwrap();
+    assert_eq!(updated["department"], "Research");
+    let updated = b
+        .json(&[
+            "dir",
+            "update",
+            "--tenant",
+            "fabrikam",
+            &id(&ada),
+            "--set",
+            "jobTitle=Engineer",
+            "--unset",
+            "department",
+        ])
+        .unwrap();
+    assert_eq!(updated["jobTitle"], "Engineer");
+    assert!(updated.get("department").is_none());
+
+    let groups = b
+        .json(&["dir", "list", "--tenant", "fabrikam", "--kind", "group"])
+        .unwrap();
+    assert_eq!(groups.as_array().unwrap().len(), 1);
+
+    // Soft delete → recycle bin → restore → soft delete → purge.
+    b.json(&["dir", "delete", "--tenant", "fabrikam", &id(&alan)])
+        .unwrap();
+    let users = b
+        .json(&["dir", "list", "--tenant", "fabrikam", "--kind", "user"])
+        .unwrap();
+    assert_eq!(
+        users.as_array().unwrap().len(),
+        1,
+        "deleted users leave the live list"
+    );
+    let bin = b.json(&["dir", "deleted", "--tenant", "fabrikam"]).unwrap();
+    assert_eq!(
+        bin.as_array().unwrap().iter().map(id).collect::<Vec<_>>(),
+        vec![id(&alan)]
+    );
+    assert!(bin[0]["deletedDateTime"].is_string());
+    let restored = b
+        .json(&["dir", "restore", "--tenant", "fabrikam", &id(&alan)])
+        .unwrap();
+    assert!(restored.get("deletedDateTime").is_none());
+    let g = b
+        .json(&["dir", "get", "--tenant", "fabrikam", &id(&group)])
+        .unwrap();
+    assert_eq!(
+        g["@links"]["members"].as_array().unwrap().len(),
+        2,
+        "membership survives soft delete and restore"
+    );
+    b.json(&["dir", "delete", "--tenant", "fabrikam", &id(&alan)])
+        .unwrap();
+    let refused = b.cli(&["dir", "purge", "--tenant", "fabrikam", &id(&alan)]);
+    assert!(!refused.status.success(), "purge without --yes must refuse");
+    let purged = b
+        .json(&["dir", "purge", "--tenant", "fabrikam", &id(&alan), "--yes"])
+        .unwrap();
+    assert_eq!(
+        purged["events"], 2,
+        "one link removal on the group, then the purge"
+    );
+    let g = b
+        .json(&["dir", "get", "--tenant", "fabrikam", &id(&group)])
+        .unwrap();
+    assert_eq!(
+        g["@links"]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        vec![id(&ada)]
+    );
+    let gone = b.cli(&["dir", "get", "--tenant", "fabrikam", &id(&alan)]);
+    assert_eq!(gone.status.code(), Some(4), "NOT_FOUND after purge");
+
+    // The change feed: every event in order, with old and new values.
+    let tail = b.cli(&[
+        "events",
+        "tail",
+        "--tenant",
+        "fabrikam",
+        "--from-start",
+        "--limit",
+        "12",
+    ]);
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8_lossy(&tail.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "tenantCreated",
+            "created",
+            "created",
+            "created",
+            "linksAdded",
+            "attributesChanged",
+            "attributesChanged",
+            "softDeleted",
+            "restored",
+            "softDeleted",
+            "linksRemoved",
+            "hardDeleted"
+        ]
+    );
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "feed in stream order");
+    let second_update = &events[6]["changes"];
+    let job = second_update
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "jobTitle")
+        .unwrap();
+    assert_eq!(
+        (job["old"].as_str(), job["new"].as_str()),
+        (Some("Analyst"), Some("Engineer"))
+    );
+    let dept = second_update
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "department")
+        .unwrap();
+    assert_eq!(
+        (dept["old"].as_str(), dept["new"].clone()),
+        (Some("Research"), Value::Null)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "acme"]).unwrap();
+    let user = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "acme",
+            "--kind",
+            "user",
+            "--set",
+            "displayName=A",
+            "--set",
+            "userPrincipalName=a@acme.test",
+        ])
+        .unwrap();
+    let before = last_sequence(&b);
+    let uid = id(&user);
+
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "dir",
+                "create",
+                "--tenant",
+                "acme",
+                "--kind",
+                "printer",
+                "--set",
+                "displayName=x",
+            ],
+            2,
+            "unknown object kind 'printer'",
+        ),
+        (
+            vec![
+                "dir",
+                "create",
+                "--tenant",
+                "acme",
+                "--kind",
+                "user",
+                "--set",
+                "displayName=B",
+                "--set",
+                "userPrincipalName=A@ACME.TEST",
+            ],
+            2,
+            "already used",
+        ),
+        (
+            vec![
+                "dir",
+                "create",
+                "--tenant",
+                "acme",
+                "--kind",
+                "user",
+                "--set",
+                "displayName=B",
+            ],
+            2,
+            "needs the attribute 'userPrincipalName'",
+        ),
+        (
+            vec![
+                "dir",
+                "create",
+                "--tenant",
+                "acme",
+                "--kind",
+                "user",
+                "--set",
+                "displayName=B",
+                "--set",
+                "userPrincipalName=b@acme.test",
+                "--set",
+                "accountEnabled=\"yes\"",
+            ],
+            2,
+            "must be a boolean",
+        ),
+        (
+            vec![
+                "dir",
+                "update",
+                "--tenant",
+                "acme",
+                "00000000-0000-4000-8000-000000000000",
+                "--set",
+                "jobTitle=x",
+            ],
+            4,
+            "no object with id",
+        ),
+        (
+            vec![
+                "dir",
+                "update",
+                "--tenant",
+                "acme",
+                "not*an-id",
+                "--set",
+                "jobTitle=x",
+            ],
+            2,
+            "invalid object id",
+        ),
+        (
+            vec![
+                "dir",
+                "update",
+                "--tenant",
+                "acme",
+                uid.as_str(),
+                "--set",
+                "createdDateTime=2020-01-01T00:00:00Z",
+            ],
+            2,
+            "read-only",
+        ),
+        (
+            vec![
+                "dir",
+                "link",
+                "add",
+                "--tenant",
+                "acme",
+                uid.as_str(),
+                "--relation",
+                "manager",
+                "11111111-1111-4111-8111-111111111111",
+            ],
+            2,
+            "does not exist",
+        ),
+        (
+            vec!["dir", "list", "--tenant", "Bad.Tenant"],
+            2,
+            "invalid tenant id",
+        ),
+        (
+            vec!["dir", "list", "--tenant", "nosuch"],
+            4,
+            "does not exist",
+        ),
+        (vec!["tenant", "create", "acme"], 2, "already exists"),
+    ];
+    let huge = format!("description={}", "x".repeat(70 * 1024));
+    let mut cases = cases;
+    let huge_case = vec![
+        "dir",
+        "update",
+        "--tenant",
+        "acme",
+        uid.as_str(),
+        "--set",
+        huge.as_str(),
+    ];
+    cases.push((huge_case, 2, "limit"));
+    for (args, code, text) in &cases {
+        let out = b.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "`{}` → {err}",
+            args.join(" ")
+        );
+        assert!(
+            err.contains(text),
+            "`{}` said {err}, expected it to mention {text}",
+            args.join(" ")
+        );
+    }
+
+    // Authentication and tenant isolation.
+    let out = b.cli_with_env(&["tenant", "list"], &[("BACKTRACK_TOKEN", "not-a-jwt")]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNAUTHENTICATED"));
+    b.json(&["tenant", "create", "other"]).unwrap();
+    let other = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "other",
+        "--role",
+        "DirectoryWriter",
+        "--ttl",
+        "1h",
+    ]);
+    let other_token = String::from_utf8_lossy(&other.stdout).trim().to_string();
+    let out = b.cli_with_env(
+        &["dir", "list", "--tenant", "acme"],
+        &[("BACKTRACK_TOKEN", &other_token)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
+    let listed = b.cli_with_env(&["tenant", "list"], &[("BACKTRACK_TOKEN", &other_token)]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "a tenant-scoped token sees only its tenant"
+    );
+    let reader = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "acme",
+        "--role",
+        "BackupReader",
+    ]);
+    let reader = String::from_utf8_lossy(&reader.stdout).trim().to_string();
+    let out = b.cli_with_env(
+        &[
+            "dir",
+            "update",
+            "--tenant",
+            "acme",
+            &uid,
+            "--set",
+            "jobTitle=x",
+        ],
+        &[("BACKTRACK_TOKEN", &reader)],
+    );
+    assert_eq!(out.status.code(), Some(3), "a reader cannot write");
+
+    // Nothing above reached the log except the one tenant creation.
+    assert_eq!(last_sequence(&b), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_the_stream() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "s"]).unwrap();
+    let marker = "Sup3r-Secret-Marker-4242";
+    b.json(&[
+        "dir",
+        "create",
+        "--tenant",
+        "s",
+        "--kind",
+        "user",
+        "--set",
+        "displayName=S",
+        "--set",
+        "userPrincipalName=s@s.test",
+        "--set",
+        &format!(
+            "passwordProfile={{\"password\":\"{marker}\",\"forceChangePasswordNextSignIn\":true}}"
+        ),
+    ])
+    .unwrap();
+    let app = b
+        .json(&["dir", "create", "--tenant", "s", "--kind", "application", "--set", "displayName=App", "--set", &format!("passwordCredentials=[{{\"displayName\":\"ci\",\"secretText\":\"{marker}\",\"keyId\":\"k1\"}}]"), "--set", &format!("keyCredentials=[{{\"key\":\"{marker}\",\"type\":\"AsymmetricX509Cert\"}}]")])
+        .unwrap();
+    assert_eq!(
+        app["passwordCredentials"][0]["keyId"], "k1",
+        "credential metadata is kept"
+    );
+    assert!(!app.to_string().contains(marker));
+    let u = b
+        .json(&["dir", "list", "--tenant", "s", "--kind", "application"])
+        .unwrap();
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        "s",
+        &id(&u[0]),
+        "--set",
+        &format!("passwordCredentials=[{{\"secretText\":\"{marker}\"}}]"),
+    ])
+    .ok();
+
+    // Every stored message, read back raw.
+    let client = nats.client().await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("BT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let last = last_sequence(&b);
+    let mut messages = consumer.messages().await.unwrap();
+    let mut seen = 0;
+    while seen < last {
+        let m = messages.next().await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&m.payload).contains(marker));
+        seen = m.info().unwrap().stream_sequence;
+    }
+    // And the server's files on disk.
+    let mut files = vec![nats.store_dir().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(marker),
+                "secret found in {}",
+                p.display()
+            );
+            scanned += bytes.len();
+        }
+    }
+    assert!(scanned > 0);
+    let feed = b.cli(&[
+        "events",
+        "tail",
+        "--tenant",
+        "s",
+        "--from-start",
+        "--limit",
+        "3",
+    ]);
+    assert!(!String::from_utf8_lossy(&feed.stdout).contains(marker));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_nats_subscriber_decodes_the_feed_with_only_the_protos() {
+    use backtrack_proto::v1::{directory_event::Change, DirectoryEvent};
+    use prost::Message;
+
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "feed"]).unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let stream = js.get_stream("BT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "bt.ev.feed.>".into(),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let u = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "feed",
+            "--kind",
+            "user",
+            "--set",
+            "displayName=F",
+            "--set",
+            "userPrincipalName=f@feed.test",
+        ])
+        .unwrap();
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        "feed",
+        &id(&u),
+        "--set",
+        "displayName=G",
+    ])
+    .unwrap();
+
+    let first = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.subject.as_str(),
+        format!("bt.ev.feed.user.{}", id(&u))
+    );
+    let headers = first.headers.clone().unwrap();
+    assert_eq!(headers.get("ce-specversion").unwrap().as_str(), "1.0");
+    assert_eq!(
+        headers.get("ce-type").unwrap().as_str(),
+        "io.backtrack.directory.created.v1"
+    );
+    assert!(
+        headers.get("ce-id").is_some()
+            && headers.get("ce-time").is_some()
+            && headers.get("Nats-Msg-Id").is_some()
+    );
+    let created = DirectoryEvent::decode(first.payload.as_ref()).unwrap();
+    assert!(matches!(created.change, Some(Change::Created(_))));
+    let second = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let changed = DirectoryEvent::decode(second.payload.as_ref()).unwrap();
+    match changed.change {
+        Some(Change::AttributesChanged(c)) => {
+            assert_eq!(c.changes[0].name, "displayName");
+            assert_eq!(
+                (
+                    c.changes[0].old_json.as_str(),
+                    c.changes[0].new_json.as_str()
+                ),
+                ("\"F\"", "\"G\"")
+            );
+        }
+        other => panic!("expected attributesChanged, got {other:?}"),
+    }
+}
+
+fn all_objects(b: &Backtrack, tenant: &str) -> Vec<Value> {
+    let mut objects = b
+        .json(&["dir", "list", "--tenant", tenant])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    objects.extend(
+        b.json(&["dir", "deleted", "--tenant", tenant])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_projection_rebuilds_identical_state() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut b = Backtrack::start(Some(nats.url())).await.unwrap();
+    let seeded = b
+        .json(&[
+            "demo", "seed", "--tenant", "r", "--users", "300", "--seed", "7",
+        ])
+        .unwrap();
+    assert!(seeded["created"].as_u64().unwrap() > 300);
+    let objects = all_objects(&b, "r");
+    let one = id(&objects[0]);
+    b.json(&["dir", "delete", "--tenant", "r", &one]).unwrap();
+    let before = all_objects(&b, "r");
+    b.stop().unwrap();
+    std::fs::remove_dir_all(b.data().join("directory")).unwrap();
+    b.launch().await.unwrap();
+    let after = all_objects(&b, "r");
+    assert_eq!(before.len(), after.len());
+    assert_eq!(before, after, "rebuilt from the log, object for object");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_nine_during_bulk_import_loses_and_doubles_nothing() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let mut b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "k"]).unwrap();
+    let seed_args = [
+        "demo", "seed", "--tenant", "k", "--users", "6000", "--seed", "3", "--batch", "500",
+    ];
+    let mut import = std::process::Command::new(backtrack_test_support::backtrack_binary())
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{}", b.grpc_port),
+            "-o",
+            "json",
+            "--data-dir",
+        ])
+        .arg(b.data())
+        .args(seed_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    eventually(
+        "the import to be under way",
+        Duration::from_secs(60),
+        || {
+            let js = js.clone();
+            async move {
+                let mut s = js.get_stream("BT_EVENTS").await.ok()?;
+                (s.info().await.ok()?.state.messages > 1500).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    b.kill();
+    nats.kill();
+    let _ = import.wait();
+    nats.restart().await.unwrap();
+    b.launch().await.unwrap();
+    // The administrator runs the same import again; it finishes the job.
+    let second = b.json(&seed_args).unwrap();
+    let total = second["created"].as_u64().unwrap() + second["alreadyExisted"].as_u64().unwrap();
+    assert_eq!(second["rejected"], 0, "{second}");
+    assert!(
+        second["alreadyExisted"].as_u64().unwrap() > 0,
+        "the first run stored some objects"
+    );
+
+    // Every object present exactly once: one `created` event per subject.
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let stream = js.get_stream("BT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "bt.ev.k.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = last_sequence(&b);
+    let mut messages = consumer.messages().await.unwrap();
+    let mut creates = std::collections::HashMap::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let e = <backtrack_proto::v1::DirectoryEvent as prost::Message>::decode(m.payload.as_ref())
+            .unwrap();
+        if matches!(
+            e.change,
+            Some(backtrack_proto::v1::directory_event::Change::Created(_))
+        ) {
+            *creates.entry(m.subject.to_string()).or_insert(0) += 1;
+        }
+        if m.info().unwrap().stream_sequence >= last {
+            break;
+        }
+    }
+    assert!(
+        creates.values().all(|n| *n == 1),
+        "an object was created twice"
+    );
+    assert_eq!(creates.len() as u64, total);
+    assert_eq!(all_objects(&b, "k").len() as u64, total);
+}

@@ -138,6 +138,8 @@ pub enum DirCommand {
     Get {
         #[arg(long)]
         tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// List live objects.
@@ -154,6 +156,8 @@ pub enum DirCommand {
     Update {
         #[arg(long)]
         tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[arg(long = "set", value_name = "ATTR=VALUE")]
         set: Vec<String>,
@@ -167,6 +171,8 @@ pub enum DirCommand {
     Delete {
         #[arg(long)]
         tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// List the recycle bin.
@@ -180,12 +186,16 @@ pub enum DirCommand {
     Restore {
         #[arg(long)]
         tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Hard delete an object that is in the recycle bin. Cannot be undone in the directory.
     Purge {
         #[arg(long)]
         tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Confirm the hard delete.
         #[arg(long)]
@@ -212,10 +222,11 @@ pub enum LinkCommand {
 pub struct LinkArgs {
     #[arg(long)]
     pub tenant: String,
+    #[arg(allow_hyphen_values = true)]
     pub id: String,
     #[arg(long)]
     pub relation: String,
-    #[arg(required = true)]
+    #[arg(required = true, allow_hyphen_values = true)]
     pub targets: Vec<String>,
 }
 

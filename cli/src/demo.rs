@@ -9,7 +9,7 @@
 //! Nothing is stored per user: every id and every attribute of object `i` comes from a
 //! ChaCha8 stream positioned at `i` (ChaCha has random access), so a group can name its
 //! members by index and a tenant of a million users costs constant memory. The same seed
-//! always gives the same tenant; another seed gives other ids.
+//! and domain always give the same tenant; another seed or domain gives other ids.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use backtrack_domain::time::rfc3339_ms;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::{Builder, Uuid};
 
 /// Most link targets one generated object carries (the size of one log message).
@@ -360,7 +361,7 @@ impl Tenant {
             first.make_ascii_uppercase();
         }
         Self {
-            key: ChaCha8Rng::seed_from_u64(opts.seed).get_seed(),
+            key: tenant_key(opts.seed, &domain),
             users: opts.users,
             groups: opts.groups,
             apps: opts.apps,
@@ -382,14 +383,11 @@ impl Tenant {
         rng
     }
 
-    fn guid_of(&self, stream: u64, index: usize) -> Uuid {
+    /// A random (v4) GUID, lower-case and hyphenated, from item `index` of `stream`.
+    fn guid(&self, stream: u64, index: usize) -> String {
         let mut bytes = [0u8; 16];
         self.rng(stream, index).fill_bytes(&mut bytes);
-        Builder::from_random_bytes(bytes).into_uuid()
-    }
-
-    fn guid(&self, stream: u64, index: usize) -> String {
-        self.guid_of(stream, index).to_string()
+        Builder::from_random_bytes(bytes).into_uuid().to_string()
     }
 
     fn user_id(&self, i: usize) -> String {
@@ -500,17 +498,9 @@ impl Tenant {
             .collect()
     }
 
-    /// `count` distinct users at random (Floyd's sampling: exactly `count` draws).
+    /// `count` distinct users at random.
     fn sample_users(&self, r: &mut ChaCha8Rng, count: usize) -> BTreeSet<usize> {
-        let count = count.min(self.users);
-        let mut chosen = BTreeSet::new();
-        for j in self.users - count..self.users {
-            let t = r.random_range(0..=j);
-            if !chosen.insert(t) {
-                chosen.insert(j);
-            }
-        }
-        chosen
+        sample(r, self.users, count)
     }
 
     fn singleton(&self, n: usize) -> Value {
@@ -557,43 +547,31 @@ impl Tenant {
 
     fn user(&self, i: usize) -> Value {
         let p = self.person(i);
-        let mut o = Map::new();
-        o.insert("@kind".into(), json!("user"));
-        o.insert("id".into(), json!(self.user_id(i)));
-        o.insert("displayName".into(), json!(p.display_name()));
-        o.insert("accountEnabled".into(), json!(p.enabled));
-        o.insert("createdDateTime".into(), json!(self.date(p.tenure_days)));
-        match p.role {
+        let mut o = json!({
+            "@kind": "user", "id": self.user_id(i),
+            "displayName": p.display_name(), "accountEnabled": p.enabled,
+            "createdDateTime": self.date(p.tenure_days),
+        });
+        let nick = p.nickname();
+        let more = match p.role {
             Role::Guest => {
                 let (partner_domain, partner) = PARTNERS[p.partner];
-                let local = format!("{}_{partner_domain}#EXT#", p.nickname());
-                o.insert("givenName".into(), json!(p.given));
-                o.insert("surname".into(), json!(p.surname));
-                o.insert(
-                    "userPrincipalName".into(),
-                    json!(format!("{local}@{}", self.initial_domain)),
-                );
-                o.insert(
-                    "mail".into(),
-                    json!(format!("{}@{partner_domain}", p.nickname())),
-                );
-                o.insert("mailNickname".into(), json!(local));
-                o.insert("companyName".into(), json!(partner));
-                o.insert("userType".into(), json!("Guest"));
-                o.insert("externalUserState".into(), json!("Accepted"));
+                let local = format!("{nick}_{partner_domain}#EXT#");
+                json!({
+                    "givenName": p.given, "surname": p.surname,
+                    "userPrincipalName": format!("{local}@{}", self.initial_domain),
+                    "mail": format!("{nick}@{partner_domain}"), "mailNickname": local,
+                    "companyName": partner, "userType": "Guest", "externalUserState": "Accepted",
+                })
             }
             Role::EmergencyAccess => {
                 let nick = format!("breakglass{:02}", p.emergency_number());
-                o.insert(
-                    "userPrincipalName".into(),
-                    json!(format!("{nick}@{}", self.initial_domain)),
-                );
-                o.insert("mailNickname".into(), json!(nick));
-                o.insert("userType".into(), json!("Member"));
-                o.insert("usageLocation".into(), json!("US"));
+                json!({
+                    "userPrincipalName": format!("{nick}@{}", self.initial_domain),
+                    "mailNickname": nick, "userType": "Member", "usageLocation": "US",
+                })
             }
             Role::Chief | Role::DepartmentHead | Role::Manager | Role::Staff => {
-                let nick = p.nickname();
                 let Office(city, country_code, country, phone, language, _) = p.office;
                 let (department, title) = match (p.role, p.department) {
                     (Role::DepartmentHead, Some(d)) => (
@@ -606,52 +584,38 @@ impl Tenant {
                     (_, Some(d)) => (DEPARTMENTS[d].0, DEPARTMENTS[d].1[p.title].to_string()),
                     (_, None) => ("Executive", "Chief Executive Officer".to_string()),
                 };
-                o.insert("givenName".into(), json!(p.given));
-                o.insert("surname".into(), json!(p.surname));
-                o.insert(
-                    "userPrincipalName".into(),
-                    json!(format!("{nick}@{}", self.domain)),
-                );
-                o.insert("mail".into(), json!(format!("{nick}@{}", self.domain)));
-                o.insert("mailNickname".into(), json!(nick));
-                o.insert("department".into(), json!(department));
-                o.insert("jobTitle".into(), json!(title));
-                o.insert("companyName".into(), json!(self.org));
-                o.insert("employeeId".into(), json!(format!("E{:07}", i + 1)));
-                o.insert(
-                    "officeLocation".into(),
-                    json!(format!(
-                        "{city}/{}-{}",
-                        1 + p.extension % 40,
-                        1000 + p.extension % 997
-                    )),
-                );
-                o.insert("city".into(), json!(city));
-                o.insert("country".into(), json!(country));
-                o.insert("usageLocation".into(), json!(country_code));
-                o.insert("preferredLanguage".into(), json!(language));
-                o.insert(
-                    "businessPhones".into(),
-                    json!([format!("{phone}{:04}", p.extension)]),
-                );
-                o.insert("userType".into(), json!("Member"));
+                let (building, room) = (1 + p.extension % 40, 1000 + p.extension % 997);
+                let mut member = json!({
+                    "givenName": p.given, "surname": p.surname,
+                    "userPrincipalName": format!("{nick}@{}", self.domain),
+                    "mail": format!("{nick}@{}", self.domain), "mailNickname": nick,
+                    "department": department, "jobTitle": title, "companyName": self.org,
+                    "employeeId": format!("E{:07}", i + 1),
+                    "officeLocation": format!("{city}/{building}-{room}"),
+                    "city": city, "country": country, "usageLocation": country_code,
+                    "preferredLanguage": language,
+                    "businessPhones": [format!("{phone}{:04}", p.extension)],
+                    "userType": "Member",
+                });
                 if p.synced {
-                    let sam: String =
-                        format!("{}{}{}", &p.given[..1], p.surname, i).to_ascii_lowercase();
-                    o.insert("onPremisesSyncEnabled".into(), json!(true));
-                    o.insert("onPremisesSamAccountName".into(), json!(sam));
-                    o.insert(
-                        "onPremisesDomainName".into(),
-                        json!(format!("corp.{}", self.domain)),
+                    let sam = format!("{}{}{i}", &p.given[..1], p.surname).to_ascii_lowercase();
+                    merge(
+                        &mut member,
+                        json!({
+                            "onPremisesSyncEnabled": true, "onPremisesSamAccountName": sam,
+                            "onPremisesDomainName": format!("corp.{}", self.domain),
+                            "onPremisesLastSyncDateTime": self.date(0),
+                        }),
                     );
-                    o.insert("onPremisesLastSyncDateTime".into(), json!(self.date(0)));
                 }
+                member
             }
-        }
+        };
+        merge(&mut o, more);
         if let Some(m) = p.manager {
-            o.insert("@links".into(), json!({"manager": [self.user_id(m)]}));
+            o["@links"] = json!({"manager": [self.user_id(m)]});
         }
-        Value::Object(o)
+        o
     }
 
     fn group_flavor(&self, g: usize) -> Flavor {
@@ -748,7 +712,8 @@ impl Tenant {
 
     fn group(&self, g: usize) -> Value {
         let mut r = self.rng(S_GROUP, g);
-        let _flavor_draw: u32 = r.random_range(0..10);
+        // The first draw chose the flavour (`group_flavor`); sizes come after it.
+        let _flavor: u32 = r.random_range(0..10);
         let flavor = self.group_flavor(g);
         let (name, nickname) = self.group_name(g);
         let it_head = self.department_head(IT);
@@ -802,8 +767,13 @@ impl Tenant {
                 "Group-based licensing: members get a Microsoft 365 E5 licence.".into()
             }
             Flavor::Program => {
-                let nested = r.random_range(2..=4).min(g);
-                groups = self.distinct_below(&mut r, g, nested);
+                // Programs nest earlier team and project groups, never the fixed ones.
+                let earlier = g - FIRST_GENERIC_GROUP;
+                let nested = r.random_range(2..=4).min(earlier);
+                groups = sample(&mut r, earlier, nested)
+                    .into_iter()
+                    .map(|k| FIRST_GENERIC_GROUP + k)
+                    .collect();
                 let count = self.group_size(&mut r, 0..=10);
                 users = self.sample_users(&mut r, count).into_iter().collect();
                 owners = self.sample_users(&mut r, 1).into_iter().collect();
@@ -881,17 +851,6 @@ impl Tenant {
             links(&[("members", members), ("owners", owners)]),
         );
         Value::Object(o)
-    }
-
-    fn distinct_below(&self, r: &mut ChaCha8Rng, below: usize, count: usize) -> Vec<usize> {
-        let mut chosen = BTreeSet::new();
-        for j in below - count..below {
-            let t = r.random_range(0..=j);
-            if !chosen.insert(t) {
-                chosen.insert(j);
-            }
-        }
-        chosen.into_iter().collect()
     }
 
     fn app_name(&self, a: usize) -> String {
@@ -1335,6 +1294,35 @@ impl Tenant {
     }
 }
 
+/// The ChaCha key of a tenant: the seed and the domain, so that two demo tenants seeded
+/// alike still get their own object ids, as real tenants do (Graph ids are global).
+fn tenant_key(seed: u64, domain: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(seed.to_le_bytes());
+    hasher.update(domain.as_bytes());
+    hasher.finalize().into()
+}
+
+/// `count` distinct numbers below `population` (all of them if `count` is larger), by
+/// Floyd's algorithm: exactly `count` draws, whatever the ratio.
+fn sample(r: &mut ChaCha8Rng, population: usize, count: usize) -> BTreeSet<usize> {
+    let mut chosen = BTreeSet::new();
+    for j in population - count.min(population)..population {
+        let t = r.random_range(0..=j);
+        if !chosen.insert(t) {
+            chosen.insert(j);
+        }
+    }
+    chosen
+}
+
+/// Adds the fields of the JSON object `extra` to the JSON object `into`.
+fn merge(into: &mut Value, extra: Value) {
+    if let (Value::Object(into), Value::Object(extra)) = (into, extra) {
+        into.extend(extra);
+    }
+}
+
 /// `@links` with empty relations left out.
 fn links(relations: &[(&str, Vec<String>)]) -> Value {
     let map: Map<String, Value> = relations
@@ -1398,9 +1386,7 @@ fn authentication_methods_policy() -> Value {
     let all_users = |extra: Value| {
         let mut target =
             json!({"targetType": "group", "id": "all_users", "isRegistrationRequired": false});
-        if let (Value::Object(t), Value::Object(e)) = (&mut target, extra) {
-            t.extend(e);
-        }
+        merge(&mut target, extra);
         json!([target])
     };
     json!({
@@ -1503,7 +1489,7 @@ mod tests {
     }
 
     #[test]
-    fn another_seed_gives_other_ids() {
+    fn another_seed_or_domain_gives_other_ids() {
         let ids = |seed| {
             demo_objects(&options(300, 20, 5, seed))
                 .map(|v| id(&v))
@@ -1515,6 +1501,14 @@ mod tests {
         assert_eq!(
             shared,
             ["authenticationMethodsPolicy", "authorizationPolicy"]
+        );
+        let mut elsewhere = options(300, 20, 5, 7);
+        elsewhere.domain = "fabrikam.com".into();
+        let elsewhere: HashSet<String> = demo_objects(&elsewhere).map(|v| id(&v)).collect();
+        assert_eq!(
+            elsewhere.intersection(&ids(7)).count(),
+            2,
+            "only the singletons"
         );
     }
 

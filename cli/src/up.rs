@@ -335,14 +335,7 @@ async fn stop_nats_server(child: &mut Child) {
     let _ = child.kill().await;
 }
 
-/// Demo sizes derived from the number of users: about one group per 50 users and one
-/// application per 100, with small floors so a tiny tenant still has some of each.
+/// The demo tenant for `users` users (groups and applications scale with it).
 pub fn demo_options(users: usize, seed: u64, domain: &str) -> crate::demo::DemoOptions {
-    crate::demo::DemoOptions {
-        users,
-        groups: (users / 50).clamp(8, 20_000),
-        apps: (users / 100).clamp(4, 5_000),
-        seed,
-        domain: domain.to_string(),
-    }
+    crate::demo::DemoOptions::for_users(users, seed, domain)
 }

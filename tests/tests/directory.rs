@@ -787,3 +787,47 @@ async fn kill_nine_during_bulk_import_loses_and_doubles_nothing() {
     assert_eq!(creates.len() as u64, total);
     assert_eq!(all_objects(&b, "k").len() as u64, total);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_objects_import_into_two_tenants_independently() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    let file = b.data().join("objects.jsonl");
+    let lines = [
+        r#"{"@kind":"authorizationPolicy","displayName":"Authorization Policy","allowInvitesFrom":"everyone"}"#,
+        r#"{"@kind":"user","id":"5b7f1c5e-0c1a-4c57-9f43-0f6f4bb1d001","displayName":"Same","userPrincipalName":"same@x.test"}"#,
+        r#"{"@kind":"group","displayName":"Team","@links":{"members":["5b7f1c5e-0c1a-4c57-9f43-0f6f4bb1d001"]}}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    for tenant in ["one", "two"] {
+        b.json(&["tenant", "create", tenant]).unwrap();
+        let summary = b
+            .json(&["dir", "import", "--tenant", tenant, file.to_str().unwrap()])
+            .unwrap();
+        assert_eq!(
+            (summary["created"].as_u64(), summary["events"].as_u64()),
+            (Some(3), Some(3)),
+            "{tenant}: {summary}"
+        );
+        let policy = b
+            .json(&["dir", "get", "--tenant", tenant, "authorizationPolicy"])
+            .unwrap();
+        assert_eq!(policy["allowInvitesFrom"], "everyone");
+    }
+    // Importing the same file again creates nothing twice.
+    let again = b
+        .json(&["dir", "import", "--tenant", "two", file.to_str().unwrap()])
+        .unwrap();
+    assert_eq!(
+        (again["created"].as_u64(), again["alreadyExisted"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let groups = b
+        .json(&["dir", "list", "--tenant", "two", "--kind", "group"])
+        .unwrap();
+    assert_eq!(groups.as_array().unwrap().len(), 1);
+    assert_eq!(
+        groups[0]["@links"]["members"][0],
+        "5b7f1c5e-0c1a-4c57-9f43-0f6f4bb1d001"
+    );
+}

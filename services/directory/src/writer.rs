@@ -182,7 +182,7 @@ impl Directory {
             .inner
             .log
             .append(vec![Append {
-                msg_id: format!("{mutation}:0"),
+                msg_id: message_id(tenant, &mutation, 0),
                 expected_last_subject_sequence: Some(0),
                 event,
             }])
@@ -269,7 +269,14 @@ impl Directory {
                 match results.next() {
                     Some(Ok(a)) => {
                         last = last.max(a.sequence);
-                        events += u64::from(!a.duplicate);
+                        if a.duplicate {
+                            // An earlier attempt of this very mutation was stored.
+                            if let ImportOutcome::Created(id) = &outcomes[index] {
+                                outcomes[index] = ImportOutcome::AlreadyExists(id.clone());
+                            }
+                        } else {
+                            events += 1;
+                        }
                     }
                     Some(Err(EventLogError::Conflict { .. })) => {
                         if let ImportOutcome::Created(id) = &outcomes[index] {
@@ -384,7 +391,7 @@ impl Directory {
                 None
             };
             out.push(Append {
-                msg_id: format!("{mutation}:{n}"),
+                msg_id: message_id(tenant, mutation, n),
                 expected_last_subject_sequence: expected,
                 event: Event {
                     meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, mutation),
@@ -394,6 +401,12 @@ impl Directory {
         }
         Ok(out)
     }
+}
+
+/// `Nats-Msg-Id` of the n-th event of a mutation. JetStream deduplicates across the whole
+/// stream, so the tenant is part of it: the same mutation id in two tenants is two writes.
+pub fn message_id(tenant: &str, mutation: &str, n: usize) -> String {
+    format!("{tenant}:{mutation}:{n}")
 }
 
 fn meta(tenant: &str, kind: &str, object_id: &str, origin: &Origin, mutation: &str) -> EventMeta {

@@ -1,0 +1,37 @@
+//! The benchmark's flags; `backtrack-bench --help` is the reference.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Measures the directory's hot paths against plain JetStream on one nats-server it starts
+/// itself, prints a table and writes the results as JSON.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "backtrack-bench", version)]
+pub struct BenchArgs {
+    /// Users in the imported demo tenant (groups and applications scale with them).
+    #[arg(long, env = "BACKTRACK_BENCH_USERS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub users: u64,
+    /// Messages of the JetStream baselines [default: as many as the import appended events,
+    /// so both sides move the same count of same-sized messages].
+    #[arg(long, env = "BACKTRACK_BENCH_RAW_MESSAGES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raw_messages: Option<u64>,
+    /// Sequential `UpdateObject` calls timed for the change-feed latency.
+    #[arg(long, env = "BACKTRACK_BENCH_LATENCY_SAMPLES", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub latency_samples: u64,
+    /// Where to write the results [default: bench/results.json in the workspace].
+    #[arg(long, env = "BACKTRACK_BENCH_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// `--output`, else `results.json` next to this crate's manifest.
+    pub fn output_path(&self) -> PathBuf {
+        self.output
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results.json"))
+    }
+}

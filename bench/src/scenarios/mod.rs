@@ -1,0 +1,54 @@
+//! One module per scenario; each returns plain numbers and leaves judging them to
+//! [`crate::report`].
+//!
+//! - [`raw`]: the JetStream baselines (`raw_publish`, `raw_read`) and the event shape they copy.
+//! - [`import`]: `bulk_import`, the demo tenant over gRPC.
+//! - [`replay`]: the log folded into a fresh projection, digest-checked.
+//! - [`feed`]: `UpdateObject` → change-feed subscriber latency.
+//! - [`memory`]: peak RSS of this process and of nats-server.
+
+pub mod feed;
+pub mod import;
+pub mod memory;
+pub mod raw;
+pub mod replay;
+
+use std::time::Duration;
+
+/// `count` things done in `elapsed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    pub count: u64,
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The `q` quantile (0..=1, nearest rank) of `samples` in milliseconds; 0 when empty.
+pub fn percentile_ms(samples: &[Duration], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&samples, 0.5), 50.0);
+        assert_eq!(percentile_ms(&samples, 0.99), 99.0);
+        assert_eq!(percentile_ms(&samples[..1], 0.99), 1.0);
+        assert_eq!(percentile_ms(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,199 @@
+//! The whole run: one testbed, the scenarios in an order that gives each baseline the
+//! shape and count of what it is compared with, and the rows they make.
+//!
+//! Order: the import runs first (it defines the events), then the baselines publish and
+//! read as many messages of the same average size and header count, then the log is
+//! replayed into a fresh projection, then the change feed is timed, and last the peak
+//! memory is read.
+
+use std::time::Instant;
+
+use crate::args::BenchArgs;
+use crate::report::{Report, Target};
+use crate::scenarios::{feed, import, memory, percentile_ms, raw, replay};
+use crate::testbed::Testbed;
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub users: usize,
+    /// `None`: as many as the import appended events.
+    pub raw_messages: Option<u64>,
+    pub latency_samples: usize,
+}
+
+impl From<&BenchArgs> for Sizes {
+    fn from(args: &BenchArgs) -> Self {
+        Self {
+            users: usize::try_from(args.users).unwrap_or(usize::MAX),
+            raw_messages: args.raw_messages,
+            latency_samples: usize::try_from(args.latency_samples).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// The figures of one run, and what makes them untrustworthy, if anything.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub report: Report,
+    /// Correctness failures (e.g. a replay that rebuilt other state); any one of them
+    /// makes the run worthless whatever its speed.
+    pub failures: Vec<String>,
+}
+
+/// The users count at which the seeding target applies.
+const SEED_TARGET_USERS: usize = 100_000;
+
+/// Starts a testbed, runs every scenario on it, stops it.
+pub async fn run(sizes: Sizes) -> anyhow::Result<Outcome> {
+    let bed = Testbed::start().await?;
+    let outcome = run_on(&bed, sizes).await;
+    bed.stop().await;
+    outcome
+}
+
+async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let report = &mut outcome.report;
+    let options = backtrack_cli::up::demo_options(sizes.users, 42, "bench.example");
+    report.parameter("users", options.users);
+    report.parameter("groups", options.groups);
+    report.parameter("apps", options.apps);
+    report.parameter("objects", options.total_objects());
+    report.parameter("import_batch", import::BATCH);
+    report.parameter("latency_samples", sizes.latency_samples);
+    let nats = bed.nats_client("backtrack-bench").await?;
+    report.parameter("nats_server_version", nats.server_info().version);
+
+    let mut client = bed.grpc_client().await?;
+    progress(&format!(
+        "importing {} objects ({} users) over gRPC",
+        options.total_objects(),
+        options.users
+    ));
+    let imported = import::bulk_import(&mut client, sizes.users).await?;
+
+    let shape = raw::event_shape(bed.directory.log()).await?;
+    let raw_count = sizes.raw_messages.unwrap_or(imported.events).max(1);
+    report.parameter("raw_messages", raw_count);
+    report.parameter("event_payload_bytes", shape.payload_bytes);
+    report.parameter("event_headers", shape.headers);
+    report.parameter("event_header_bytes", shape.header_bytes);
+    report.parameter("event_shape_sampled", shape.sampled);
+    progress(&format!(
+        "publishing {raw_count} raw messages ({} B payload, {} headers, {} B of headers)",
+        shape.payload_bytes, shape.headers, shape.header_bytes
+    ));
+    let published = raw::raw_publish(nats.clone(), &shape, raw_count).await?;
+    progress("reading them back");
+    let read = raw::raw_read(nats.clone(), raw_count).await?;
+
+    progress("replaying the log into a fresh projection");
+    let replayed = replay::replay(
+        nats.clone(),
+        &bed.scratch_dir("replay")?,
+        &bed.directory,
+        import::TENANT,
+    )
+    .await?;
+    report.parameter("replay_digest", replayed.rebuilt_digest.clone());
+    report.parameter("live_digest", replayed.live_digest.clone());
+    report.parameter("replay_digest_matches", replayed.digest_matches());
+    report.parameter("replay_objects", replayed.objects);
+    if replayed.digest_matches() {
+        progress(&format!(
+            "replay digest {} == live digest ({} objects)",
+            replayed.rebuilt_digest, replayed.objects
+        ));
+    } else {
+        let failure = format!(
+            "replay rebuilt other state: digest {} but the live directory has {}",
+            replayed.rebuilt_digest, replayed.live_digest
+        );
+        progress(&failure);
+        outcome.failures.push(failure);
+    }
+
+    progress(&format!(
+        "timing {} UpdateObject calls against the change feed",
+        sizes.latency_samples
+    ));
+    let fed = feed::feed_latency(&mut client, nats, import::TENANT, sizes.latency_samples).await?;
+
+    let report = &mut outcome.report;
+    report.record("raw_publish", published.per_second(), "messages/s");
+    report.record("raw_read", read.per_second(), "messages/s");
+    report.record_against(
+        "bulk_import",
+        imported.events_per_second(),
+        "events/s",
+        Some("raw_publish"),
+        Some(Target::RatioAtLeast(0.5)),
+    );
+    report.record(
+        "bulk_import_objects",
+        imported.objects_per_second(),
+        "objects/s",
+    );
+    let seed_target = (sizes.users == SEED_TARGET_USERS).then_some(Target::Below(30.0));
+    report.record_against(
+        &format!("seed_{}_users_seconds", compact(sizes.users)),
+        imported.elapsed.as_secs_f64(),
+        "seconds",
+        None,
+        seed_target,
+    );
+    report.record_against(
+        "replay",
+        replayed.throughput.per_second(),
+        "events/s",
+        Some("raw_read"),
+        Some(Target::RatioAtLeast(0.6)),
+    );
+    report.record("feed_latency_p50", percentile_ms(&fed.feed, 0.50), "ms");
+    report.record_against(
+        "feed_latency_p99",
+        percentile_ms(&fed.feed, 0.99),
+        "ms",
+        None,
+        Some(Target::Below(5.0)),
+    );
+    report.record("rpc_roundtrip_p50", percentile_ms(&fed.rpc, 0.50), "ms");
+    report.record("rpc_roundtrip_p99", percentile_ms(&fed.rpc, 0.99), "ms");
+    if let Some(mib) = memory::peak_rss_mib(None) {
+        report.record("peak_rss_bench", mib, "MiB");
+    }
+    if let Some(mib) = memory::nats_server_pid(bed.nats.store_dir())
+        .and_then(|pid| memory::peak_rss_mib(Some(pid)))
+    {
+        report.record("peak_rss_nats_server", mib, "MiB");
+    }
+    Ok(outcome)
+}
+
+/// `100000` → `100k`; other counts as they are.
+fn compact(n: usize) -> String {
+    if n >= 1000 && n % 1000 == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn progress(what: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!("[{:>7.1}s] {what}", start.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+
+    #[test]
+    fn compact_counts() {
+        assert_eq!(compact(100_000), "100k");
+        assert_eq!(compact(200), "200");
+        assert_eq!(compact(1500), "1500");
+    }
+}

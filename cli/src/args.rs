@@ -66,8 +66,12 @@ pub enum Command {
     /// The change feed.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Services, stream position and projection lag.
-    Status,
+    /// Services, stream position and projection lag; with --tenant also its content digest.
+    Status {
+        /// Also report this tenant's object count and content digest.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Tokens.
     #[command(subcommand)]
     Token(TokenCommand),

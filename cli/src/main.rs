@@ -15,5 +15,8 @@ fn main() {
         }
     };
     let code = runtime.block_on(backtrack_cli::run(cli));
+    // Stop every task first so RocksDB is closed before the process exits: exiting with
+    // a database still open can abort in its static destructors.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     std::process::exit(code);
 }

@@ -104,7 +104,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     );
     let incoming = tonic::transport::server::TcpIncoming::from(grpc);
     let grpc_shutdown = shutdown.clone();
-    let grpc_task = tokio::spawn(
+    let mut grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
@@ -133,7 +133,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
 
     tokio::select! {
         r = terminate_signal() => { r.context("cannot listen for signals")?; }
-        r = grpc_task => {
+        r = &mut grpc_task => {
             return Err(anyhow!("gRPC server stopped: {:?}", r));
         }
     }
@@ -141,6 +141,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     health.set_ready(false, "shutting down");
     trigger.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
     Ok(())
 }
 

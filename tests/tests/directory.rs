@@ -691,10 +691,21 @@ async fn deleting_the_projection_rebuilds_identical_state() {
     let one = id(&objects[0]);
     b.json(&["dir", "delete", "--tenant", "r", &one]).unwrap();
     let before = all_objects(&b, "r");
+    let digest_before = b.json(&["status", "--tenant", "r"]).unwrap()["tenant"].clone();
     b.stop().unwrap();
     std::fs::remove_dir_all(b.data().join("directory")).unwrap();
     b.launch().await.unwrap();
     let after = all_objects(&b, "r");
+    let digest_after = b.json(&["status", "--tenant", "r"]).unwrap()["tenant"].clone();
+    assert!(digest_before["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(digest_before["objects"].as_u64(), Some(before.len() as u64));
+    assert_eq!(
+        digest_before, digest_after,
+        "content digest equal after the rebuild"
+    );
     assert_eq!(before.len(), after.len());
     assert_eq!(before, after, "rebuilt from the log, object for object");
 }

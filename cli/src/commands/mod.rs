@@ -24,7 +24,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             batch,
         }) => dir::seed(&g, &tenant, users, groups, apps, seed, batch).await,
         Command::Events(c) => events::run(&g, c).await,
-        Command::Status => status::run(&g).await,
+        Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c),
     }
 }

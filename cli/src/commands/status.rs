@@ -7,9 +7,14 @@ use crate::args::{GlobalArgs, OutputFormat};
 use crate::client::connect;
 use crate::output::{print_json, table};
 
-pub async fn run(g: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn run(g: &GlobalArgs, tenant: Option<String>) -> anyhow::Result<()> {
     let mut client = connect(g).await?;
-    let s = client.status(v1::StatusRequest {}).await?.into_inner();
+    let s = client
+        .status(v1::StatusRequest {
+            tenant: tenant.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
     match g.output {
         OutputFormat::Json => print_json(&json!({
             "version": s.version,
@@ -18,6 +23,7 @@ pub async fn run(g: &GlobalArgs) -> anyhow::Result<()> {
             "lastSequence": s.last_sequence,
             "messages": s.messages,
             "projections": s.projections.iter().map(|p| json!({"name": p.name, "position": p.position, "lag": p.lag})).collect::<Vec<_>>(),
+            "tenant": s.tenant.as_ref().map(|t| json!({"id": t.tenant, "objects": t.objects, "digest": t.digest})),
         })),
         OutputFormat::Table => {
             println!("version   {}", s.version);
@@ -26,6 +32,12 @@ pub async fn run(g: &GlobalArgs) -> anyhow::Result<()> {
                 "stream    {} (last sequence {}, {} messages)",
                 s.stream, s.last_sequence, s.messages
             );
+            if let Some(t) = &s.tenant {
+                println!(
+                    "tenant    {} ({} objects, {})",
+                    t.tenant, t.objects, t.digest
+                );
+            }
             println!();
             table(
                 &["PROJECTION", "POSITION", "LAG"],

@@ -515,7 +515,23 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        caller(&request)?;
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let tenant = if r.tenant.is_empty() {
+            None
+        } else {
+            self.tenant(&caller, &r.tenant)?;
+            let (digest, objects) = self
+                .directory
+                .projection()
+                .tenant_digest(&r.tenant)
+                .map_err(crate::DirectoryError::from)?;
+            Some(v1::TenantStatus {
+                tenant: r.tenant,
+                objects,
+                digest,
+            })
+        };
         let log = self.directory.log();
         let state = log.state().await.map_err(crate::DirectoryError::from)?;
         let position = self.directory.position();
@@ -530,6 +546,7 @@ impl DirectoryService for DirectoryApi {
                 position,
                 lag: state.last_sequence.saturating_sub(position),
             }],
+            tenant,
         }))
     }
 }

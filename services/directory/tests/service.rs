@@ -1,0 +1,159 @@
+//! The directory service in-process, against a real nats-server and a real RocksDB.
+
+use std::time::Duration;
+
+use backtrack_directory::writer::Origin;
+use backtrack_directory::{sweeper, Directory, DirectoryConfig};
+use backtrack_domain::command::Command;
+use backtrack_domain::{Link, ObjectKind};
+use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
+use backtrack_test_support::NatsServer;
+use serde_json::json;
+
+struct Fixture {
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+    _trigger: ShutdownTrigger,
+    directory: Directory,
+}
+
+async fn fixture(retention: Duration) -> Fixture {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = DirectoryConfig::new(dir.path().join("projection"));
+    config.recycle_bin_retention = retention;
+    config.sweep_interval = Duration::from_secs(3600);
+    let (trigger, shutdown) = Shutdown::new();
+    let directory = backtrack_directory::start(config, nats.client().await.unwrap(), shutdown)
+        .await
+        .unwrap();
+    directory.create_tenant("t", "T", &origin()).await.unwrap();
+    Fixture {
+        _nats: nats,
+        _dir: dir,
+        _trigger: trigger,
+        directory,
+    }
+}
+
+fn origin() -> Origin {
+    Origin {
+        actor: "test".into(),
+        source: "test".into(),
+        correlation_id: None,
+    }
+}
+
+fn user(id: &str, upn: &str) -> Command {
+    Command::Create {
+        kind: ObjectKind::User,
+        id: id.into(),
+        attributes: json!({"displayName": upn, "userPrincipalName": upn})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        links: vec![],
+    }
+}
+
+const U1: &str = "00000000-0000-4000-8000-000000000001";
+const U2: &str = "00000000-0000-4000-8000-000000000002";
+const G1: &str = "00000000-0000-4000-8000-0000000000a1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_purges_expired_recycle_bin_objects_as_logged_hard_deletes() {
+    let f = fixture(Duration::ZERO).await;
+    let d = &f.directory;
+    d.execute("t", user(U1, "a@t.test"), None, &origin())
+        .await
+        .unwrap();
+    let group = Command::Create {
+        kind: ObjectKind::Group,
+        id: G1.into(),
+        attributes: json!({"displayName": "G"}).as_object().cloned().unwrap(),
+        links: vec![Link::new("members", U1)],
+    };
+    d.execute("t", group, None, &origin()).await.unwrap();
+    d.execute("t", Command::SoftDelete { id: U1.into() }, None, &origin())
+        .await
+        .unwrap();
+    let before = d.log().state().await.unwrap().last_sequence;
+
+    assert_eq!(sweeper::sweep(d).await.unwrap(), 1);
+    assert!(d.projection().object("t", U1).unwrap().is_none());
+    let g = d.projection().object_with_links("t", G1).unwrap().unwrap();
+    assert!(
+        g.links.is_empty(),
+        "the purge unlinked the group member first"
+    );
+    let events = d
+        .log()
+        .read_range(before + 1, u64::MAX, "bt.ev.t.>")
+        .await
+        .unwrap();
+    let changes: Vec<&str> = events.iter().map(|e| e.event.change.name()).collect();
+    assert_eq!(changes, vec!["linksRemoved", "hardDeleted"]);
+    assert!(events
+        .iter()
+        .all(|e| e.event.meta.actor == "system:recycle-bin"));
+    assert_eq!(sweeper::sweep(d).await.unwrap(), 0, "nothing left to purge");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_mutation_is_applied_once() {
+    let f = fixture(Duration::from_secs(3600)).await;
+    let d = &f.directory;
+    let first = d
+        .execute("t", user(U1, "a@t.test"), Some("m-1".into()), &origin())
+        .await
+        .unwrap();
+    let again = d
+        .execute("t", user(U1, "a@t.test"), Some("m-1".into()), &origin())
+        .await
+        .unwrap();
+    assert_eq!(first.1, 1);
+    assert_eq!(again.1, 0, "the retry appends nothing");
+    assert_eq!(first.0.unwrap().version, again.0.unwrap().version);
+    let set = json!({"jobTitle": "x"}).as_object().cloned().unwrap();
+    let update = Command::Update {
+        id: U1.into(),
+        set,
+        unset: vec![],
+    };
+    d.execute("t", update.clone(), Some("m-2".into()), &origin())
+        .await
+        .unwrap();
+    let retried = d
+        .execute("t", update, Some("m-2".into()), &origin())
+        .await
+        .unwrap();
+    assert_eq!(retried.1, 0);
+    assert_eq!(
+        d.log().state().await.unwrap().messages,
+        3,
+        "tenant, create, one update"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_cannot_both_claim_a_user_principal_name() {
+    let f = fixture(Duration::from_secs(3600)).await;
+    let d = f.directory.clone();
+    let d2 = f.directory.clone();
+    let (a, b) = tokio::join!(
+        tokio::spawn(async move {
+            d.execute("t", user(U1, "same@t.test"), None, &origin())
+                .await
+        }),
+        tokio::spawn(async move {
+            d2.execute("t", user(U2, "SAME@t.test"), None, &origin())
+                .await
+        }),
+    );
+    let results = [a.unwrap().is_ok(), b.unwrap().is_ok()];
+    assert_eq!(
+        results.iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one create wins: {results:?}"
+    );
+}

@@ -282,5 +282,4 @@ impl Tenant {
         );
         Value::Object(o)
     }
-
 }

@@ -25,8 +25,6 @@ mod policies;
 mod roles;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod zz_golden;
 
 use std::sync::Arc;
 
@@ -96,6 +94,8 @@ type Build = fn(&Tenant, usize) -> Value;
 const NOW_MS: i64 = 1_767_225_600_000;
 const DAY_MS: i64 = 86_400_000;
 
+/// What every builder needs: the stream key and the tenant's sizes and names. Each
+/// submodule adds the builders of its part of the tenant in its own `impl Tenant`.
 struct Tenant {
     key: [u8; 32],
     users: usize,
@@ -151,6 +151,7 @@ impl Tenant {
         }
     }
 
+    /// The instant `days_ago` days before the demo's "now".
     fn date(&self, days_ago: i64) -> String {
         rfc3339_ms(NOW_MS - days_ago * DAY_MS)
     }

@@ -26,7 +26,6 @@ const ADMIN_ROLES: [&str; 8] = [
     "e8611ab8-c189-46e8-94e1-60213ab1f814", // Privileged Role Administrator
 ];
 
-
 impl Tenant {
     pub(super) fn singleton(&self, n: usize) -> Value {
         if n == 0 {
@@ -225,7 +224,6 @@ impl Tenant {
         policy
     }
 }
-
 
 fn authorization_policy() -> Value {
     json!({

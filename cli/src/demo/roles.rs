@@ -15,6 +15,7 @@ pub(super) const GLOBAL_ADMINISTRATOR: &str = "62e90394-69f5-4237-9190-012177145
 pub(super) const USER_ADMINISTRATOR: &str = "fe930be7-5e62-47db-91af-98c3a49a38b1";
 pub(super) const CONDITIONAL_ACCESS_ADMINISTRATOR: &str = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9";
 const SECURITY_READER: &str = "5d6b6bb7-de71-4623-b4af-96380a352509";
+
 /// Custom directory roles: name, description, allowed resource actions.
 pub(super) const CUSTOM_ROLES: [(&str, &str, &[&str]); 2] = [
     (

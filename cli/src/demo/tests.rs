@@ -162,9 +162,8 @@ fn user_principal_names_are_unique_ignoring_case() {
             .expect("users have a UPN")
             .to_ascii_lowercase();
         assert!(upns.insert(upn.clone()), "duplicate UPN {upn}");
-        guests += usize::from(
-            v["userType"] == "Guest" && upn.contains("#ext#@contoso.onmicrosoft.com"),
-        );
+        guests +=
+            usize::from(v["userType"] == "Guest" && upn.contains("#ext#@contoso.onmicrosoft.com"));
         synced += usize::from(v["onPremisesSyncEnabled"] == true);
         disabled += usize::from(v["accountEnabled"] == false);
         managed += usize::from(v["@links"]["manager"].is_array());
@@ -215,8 +214,8 @@ fn import_into_the_model(opts: &DemoOptions) -> TenantState {
         let shown = format!("{v}");
         let parsed = graph::parse(None, v).unwrap_or_else(|e| panic!("{e}: {shown}"));
         let raw_id = parsed.id.clone().expect("demo objects carry their id");
-        let id = validate::object_id(parsed.kind, &raw_id)
-            .unwrap_or_else(|e| panic!("{e}: {shown}"));
+        let id =
+            validate::object_id(parsed.kind, &raw_id).unwrap_or_else(|e| panic!("{e}: {shown}"));
         assert_eq!(id, raw_id, "ids are already normalised");
         let command = Command::Create {
             kind: parsed.kind,

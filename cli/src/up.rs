@@ -102,7 +102,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
         DirectoryApi::new(directory.clone()).into_server(),
         interceptor,
     );
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc);
+    let incoming = backtrack_platform::grpc::incoming(grpc);
     let grpc_shutdown = shutdown.clone();
     let mut grpc_task = tokio::spawn(
         tonic::transport::Server::builder()

@@ -70,6 +70,11 @@ pub struct PendingEvent {
 pub trait DirectoryView {
     /// The object with this id, live or in the recycle bin. `links` may be left empty.
     fn object(&self, id: &str) -> Option<DirectoryObject>;
+    /// Kind of the object and whether it is in the recycle bin, without reading its
+    /// attributes or links (link targets are checked with this, often thousands at a time).
+    fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
+        self.object(id).map(|o| (o.kind, o.is_deleted()))
+    }
     /// Whether `id` links to `target` through `relation`.
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool;
     /// Every link the object holds.
@@ -468,21 +473,21 @@ fn check_target(
             "an object cannot be its own '{relation}'"
         )));
     }
-    let object = view.object(target).ok_or_else(|| {
+    let (kind, deleted) = view.head(target).ok_or_else(|| {
         DomainError::invalid(format!(
             "link '{relation}' points to {target}, which does not exist in this tenant"
         ))
     })?;
-    if object.is_deleted() {
+    if deleted {
         return Err(DomainError::Conflict(format!(
             "link '{relation}' points to {target}, which is in the recycle bin; restore it first"
         )));
     }
-    if !allowed.contains(&object.kind) {
+    if !allowed.contains(&kind) {
         let names: Vec<&str> = allowed.iter().map(|k| k.as_str()).collect();
         return Err(DomainError::invalid(format!(
             "link '{relation}' cannot point to a {} ({target}); it takes {}",
-            object.kind,
+            kind,
             names.join(", ")
         )));
     }

@@ -1,7 +1,7 @@
 //! Folding events into state. `apply` never decides: every event it sees was already
 //! accepted by `decide` and acknowledged by the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::command::DirectoryView;
 use crate::event::{Change, Event};
@@ -119,6 +119,10 @@ impl DirectoryView for TenantState {
         self.objects.get(id).cloned()
     }
 
+    fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
+        self.objects.get(id).map(|o| (o.kind, o.is_deleted()))
+    }
+
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
         self.objects
             .get(id)
@@ -178,8 +182,10 @@ impl DirectoryState {
 /// A view of `base` with decided-but-not-yet-projected creations on top: bulk imports
 /// decide each object against the tenant plus the objects earlier in the same batch.
 pub struct OverlayView<'a> {
-    pub base: &'a dyn DirectoryView,
-    pub pending: TenantState,
+    base: &'a dyn DirectoryView,
+    pending: TenantState,
+    /// Unique attribute values claimed in `pending`: (kind, lower-case value) → id.
+    unique: HashMap<(ObjectKind, String), String>,
 }
 
 impl<'a> OverlayView<'a> {
@@ -187,6 +193,23 @@ impl<'a> OverlayView<'a> {
         Self {
             base,
             pending: TenantState::default(),
+            unique: HashMap::new(),
+        }
+    }
+
+    /// Folds a decided event into the overlay.
+    pub fn apply(&mut self, event: &Event, sequence: u64) {
+        self.pending.apply(event, sequence);
+        let Ok(kind) = event.meta.kind.parse::<ObjectKind>() else {
+            return;
+        };
+        if let (Change::Created { attributes, .. }, Some(attribute)) =
+            (&event.change, crate::schema::schema(kind).unique)
+        {
+            if let Some(value) = attributes.get(attribute).and_then(|v| v.as_str()) {
+                self.unique
+                    .insert((kind, value.to_lowercase()), event.meta.object_id.clone());
+            }
         }
     }
 }
@@ -194,6 +217,10 @@ impl<'a> OverlayView<'a> {
 impl DirectoryView for OverlayView<'_> {
     fn object(&self, id: &str) -> Option<DirectoryObject> {
         self.pending.object(id).or_else(|| self.base.object(id))
+    }
+
+    fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
+        self.pending.head(id).or_else(|| self.base.head(id))
     }
 
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
@@ -215,8 +242,10 @@ impl DirectoryView for OverlayView<'_> {
     }
 
     fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {
-        self.pending
-            .find_unique(kind, attribute, value)
+        let claimed = crate::schema::schema(kind).unique == Some(attribute);
+        claimed
+            .then(|| self.unique.get(&(kind, value.to_lowercase())).cloned())
+            .flatten()
             .or_else(|| self.base.find_unique(kind, attribute, value))
     }
 }

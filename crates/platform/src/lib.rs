@@ -12,11 +12,13 @@
 //! - [`health`] — `/healthz` and `/readyz` over HTTP, with room for more routes.
 //! - [`telemetry`] — `tracing` to stderr as text or JSON, filtered by `BACKTRACK_LOG`.
 //! - [`nats`] — one way to connect to NATS, with errors that say what to check.
+//! - [`grpc`] — accepted connections with `TCP_NODELAY` for a gRPC server.
 //! - [`config`] — exit code 64 and one message format for unusable configuration.
 
 pub mod auth;
 pub mod config;
 mod error;
+pub mod grpc;
 pub mod health;
 pub mod nats;
 pub mod shutdown;

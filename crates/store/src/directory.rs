@@ -15,7 +15,7 @@ use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::schema::schema;
 use backtrack_domain::state::apply_to_object;
 use backtrack_domain::ObjectKind;
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
@@ -84,7 +84,7 @@ impl DirectoryProjection {
     /// below the current position are skipped, so re-delivery is harmless.
     pub fn apply(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
         let position = self.position()?;
-        let mut batch = WriteBatch::default();
+        let mut batch = SortedBatch::default();
         // Objects touched in this run: original (as stored) and current value.
         let mut touched: HashMap<(String, String), (Option<DirectoryObject>, Slot)> =
             HashMap::new();
@@ -167,9 +167,14 @@ impl DirectoryProjection {
             match current {
                 Some(o) => {
                     self.put_indexes(&mut batch, &tenant, &o);
+                    batch.put(
+                        keys::head(&tenant, &id),
+                        encode_head(o.kind, o.is_deleted()),
+                    );
                     batch.put(keys::object(&tenant, &id), to_json(&o));
                 }
                 None => {
+                    batch.delete(keys::head(&tenant, &id));
                     batch.delete(keys::object(&tenant, &id));
                     let _ = kind;
                 }
@@ -178,11 +183,16 @@ impl DirectoryProjection {
         if last > position {
             batch.put(keys::POSITION, last.to_be_bytes());
         }
-        self.db.write(batch)?;
+        // No write-ahead log: the projection is rebuilt from the event log, and the new
+        // position is in the same batch as the state it describes, so after a crash the
+        // last flushed state and its position agree and the projector replays the rest.
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db.write_opt(batch.into_write_batch(), &options)?;
         Ok(())
     }
 
-    fn delete_indexes(&self, batch: &mut WriteBatch, tenant: &str, o: &DirectoryObject) {
+    fn delete_indexes(&self, batch: &mut SortedBatch, tenant: &str, o: &DirectoryObject) {
         batch.delete(keys::by_kind(tenant, o.kind.as_str(), &o.id));
         batch.delete(keys::deleted(tenant, &o.id));
         if let Some((attr, value)) = unique_value(o) {
@@ -190,7 +200,7 @@ impl DirectoryProjection {
         }
     }
 
-    fn put_indexes(&self, batch: &mut WriteBatch, tenant: &str, o: &DirectoryObject) {
+    fn put_indexes(&self, batch: &mut SortedBatch, tenant: &str, o: &DirectoryObject) {
         if o.is_deleted() {
             batch.put(keys::deleted(tenant, &o.id), b"");
         } else {
@@ -256,6 +266,17 @@ impl DirectoryProjection {
     /// An object without its links (live or in the recycle bin).
     pub fn object(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
         self.load(tenant, id)
+    }
+
+    /// Kind and recycle-bin state of an object, from its two-byte head record.
+    pub fn head(&self, tenant: &str, id: &str) -> Result<Option<(ObjectKind, bool)>, StoreError> {
+        let key = keys::head(tenant, id);
+        match self.db.get_pinned(&key)? {
+            Some(bytes) => decode_head(&bytes)
+                .map(Some)
+                .ok_or_else(|| corrupt(&String::from_utf8_lossy(&key), "bad head record")),
+            None => Ok(None),
+        }
     }
 
     /// An object with its links filled in.
@@ -426,12 +447,73 @@ impl DirectoryProjection {
     }
 }
 
-fn put_link(batch: &mut WriteBatch, tenant: &str, kind: ObjectKind, id: &str, l: &Link) {
+fn put_link(batch: &mut SortedBatch, tenant: &str, kind: ObjectKind, id: &str, l: &Link) {
     batch.put(keys::link(tenant, id, &l.relation, &l.target_id), b"");
     batch.put(
         keys::reverse(tenant, &l.target_id, id, &l.relation),
         kind.as_str().as_bytes(),
     );
+}
+
+/// The writes of one `apply`, grouped by key prefix before they reach RocksDB. The links of
+/// a large group land in two distant key ranges (forward `l/` and reverse `r/`); written
+/// interleaved, every insert searches the memtable's skip list from the top, while written
+/// as two runs of ascending keys each insert continues from the previous one. Writes to one
+/// key always share a prefix, so their order is kept.
+#[derive(Default)]
+struct SortedBatch {
+    forward: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    reverse: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    other: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl SortedBatch {
+    fn bucket(&mut self, key: &[u8]) -> &mut Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        match key.first() {
+            Some(b'l') => &mut self.forward,
+            Some(b'r') => &mut self.reverse,
+            _ => &mut self.other,
+        }
+    }
+
+    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl AsRef<[u8]>) {
+        let key = key.into();
+        let value = value.as_ref().to_vec();
+        self.bucket(&key).push((key, Some(value)));
+    }
+
+    fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        let key = key.into();
+        self.bucket(&key).push((key, None));
+    }
+
+    fn into_write_batch(self) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for (key, value) in self
+            .forward
+            .into_iter()
+            .chain(self.reverse)
+            .chain(self.other)
+        {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        batch
+    }
+}
+
+fn encode_head(kind: ObjectKind, deleted: bool) -> [u8; 2] {
+    let index = ObjectKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    [index as u8, u8::from(deleted)]
+}
+
+fn decode_head(bytes: &[u8]) -> Option<(ObjectKind, bool)> {
+    match bytes {
+        [index, deleted] => Some((*ObjectKind::ALL.get(usize::from(*index))?, *deleted == 1)),
+        _ => None,
+    }
 }
 
 fn unique_value(o: &DirectoryObject) -> Option<(&'static str, &str)> {
@@ -464,6 +546,10 @@ pub struct TenantView<'a> {
 impl DirectoryView for TenantView<'_> {
     fn object(&self, id: &str) -> Option<DirectoryObject> {
         self.projection.object(self.tenant, id).ok().flatten()
+    }
+
+    fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
+        self.projection.head(self.tenant, id).ok().flatten()
     }
 
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {

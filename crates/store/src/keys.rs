@@ -12,6 +12,7 @@
 //! | `r` | `r/<tenant>/<target>/<id>/<relation>` | reverse link; value = source kind |
 //! | `u` | `u/<tenant>/<kind>/<attribute>/<lower-case value>` | id of the live holder |
 //! | `m` | `m/<tenant>/<mutation id>` | stream sequence of the mutation's last event |
+//! | `h` | `h/<tenant>/<id>` | kind index and recycle-bin flag: two bytes, for link checks |
 
 pub const POSITION: &[u8] = b"p";
 
@@ -55,4 +56,7 @@ pub fn unique(t: &str, kind: &str, attribute: &str, value: &str) -> Vec<u8> {
 }
 pub fn mutation(t: &str, mutation_id: &str) -> Vec<u8> {
     format!("m/{t}/{mutation_id}").into_bytes()
+}
+pub fn head(t: &str, id: &str) -> Vec<u8> {
+    format!("h/{t}/{id}").into_bytes()
 }

@@ -346,7 +346,7 @@ impl Directory {
                             meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, ""),
                             change: p.change.clone(),
                         };
-                        overlay.pending.apply(&event, 0);
+                        overlay.apply(&event, 0);
                     }
                     let mutation = item
                         .mutation_id

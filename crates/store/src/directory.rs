@@ -2,10 +2,11 @@
 //!
 //! [`DirectoryProjection::apply`] folds a run of acknowledged events (in stream order) in
 //! one atomic write batch together with the new position, so a crash leaves either the
-//! whole run or none of it. Object records carry no links; links and their reverse
-//! entries are keys of their own, so a 100k-member group never rewrites its member list.
+//! whole run or none of it. Object records carry no links: a relation's targets are
+//! split over 16 buckets by a hash of the target id, so a group of any size costs at most
+//! 16 keys, and one membership change rewrites one sixteenth of the member list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use backtrack_domain::command::DirectoryView;
@@ -15,7 +16,7 @@ use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::schema::schema;
 use backtrack_domain::state::apply_to_object;
 use backtrack_domain::ObjectKind;
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
@@ -63,6 +64,12 @@ impl DirectoryProjection {
         opts.create_if_missing(true);
         opts.set_write_buffer_size(64 * 1024 * 1024);
         opts.increase_parallelism(2);
+        // Most lookups while importing are for ids that do not exist yet (existence and
+        // uniqueness checks); bloom filters answer those without reading any block.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
         Ok(Self {
             db: DB::open(&opts, path)?,
         })
@@ -88,6 +95,8 @@ impl DirectoryProjection {
         // Objects touched in this run: original (as stored) and current value.
         let mut touched: HashMap<(String, String), (Option<DirectoryObject>, Slot)> =
             HashMap::new();
+        // Link buckets touched in this run, loaded on first touch.
+        let mut buckets: HashMap<Vec<u8>, BTreeSet<String>> = HashMap::new();
         let mut last = position;
         for (seq, event) in events {
             if *seq <= last {
@@ -119,30 +128,16 @@ impl DirectoryProjection {
                 continue;
             };
             match &event.change {
-                Change::Created { links, .. } => {
+                Change::Created { links, .. } | Change::LinksAdded(links) => {
                     for l in links {
-                        put_link(&mut batch, &m.tenant, kind, &m.object_id, l);
-                    }
-                }
-                Change::LinksAdded(links) => {
-                    for l in links {
-                        put_link(&mut batch, &m.tenant, kind, &m.object_id, l);
+                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l)?
+                            .insert(l.target_id.clone());
                     }
                 }
                 Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
                     for l in links {
-                        batch.delete(keys::link(
-                            &m.tenant,
-                            &m.object_id,
-                            &l.relation,
-                            &l.target_id,
-                        ));
-                        batch.delete(keys::reverse(
-                            &m.tenant,
-                            &l.target_id,
-                            &m.object_id,
-                            &l.relation,
-                        ));
+                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l)?
+                            .remove(&l.target_id);
                     }
                 }
                 _ => {}
@@ -180,6 +175,13 @@ impl DirectoryProjection {
                 }
             }
         }
+        for (key, targets) in buckets {
+            if targets.is_empty() {
+                batch.delete(key);
+            } else {
+                batch.put(key, encode_targets(&targets));
+            }
+        }
         if last > position {
             batch.put(keys::POSITION, last.to_be_bytes());
         }
@@ -190,6 +192,25 @@ impl DirectoryProjection {
         options.disable_wal(true);
         self.db.write_opt(batch.into_write_batch(), &options)?;
         Ok(())
+    }
+
+    /// The link bucket holding `link`, loaded from RocksDB the first time this run needs it.
+    fn bucket<'b>(
+        &self,
+        buckets: &'b mut HashMap<Vec<u8>, BTreeSet<String>>,
+        tenant: &str,
+        id: &str,
+        link: &Link,
+    ) -> Result<&'b mut BTreeSet<String>, StoreError> {
+        let key = keys::link_bucket(tenant, id, &link.relation, &link.target_id);
+        if !buckets.contains_key(&key) {
+            let stored = match self.db.get_pinned(&key)? {
+                Some(bytes) => decode_targets(&bytes),
+                None => BTreeSet::new(),
+            };
+            buckets.insert(key.clone(), stored);
+        }
+        Ok(buckets.entry(key).or_default())
     }
 
     fn delete_indexes(&self, batch: &mut SortedBatch, tenant: &str, o: &DirectoryObject) {
@@ -296,13 +317,17 @@ impl DirectoryProjection {
     pub fn links(&self, tenant: &str, id: &str) -> Result<Vec<Link>, StoreError> {
         let prefix = keys::links_prefix(tenant, id);
         let mut out = Vec::new();
-        for (key, _) in self.scan(&prefix)? {
-            let rest = &key[prefix.len()..];
-            let rest = String::from_utf8_lossy(rest);
-            if let Some((rel, target)) = rest.split_once('/') {
-                out.push(Link::new(rel, target));
+        for (key, value) in self.scan(&prefix)? {
+            let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some((rel, _bucket)) = rest.split_once('/') {
+                out.extend(
+                    decode_targets(&value)
+                        .into_iter()
+                        .map(|t| Link::new(rel, t)),
+                );
             }
         }
+        out.sort();
         Ok(out)
     }
 
@@ -313,26 +338,50 @@ impl DirectoryProjection {
         relation: &str,
         target: &str,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .get_pinned(keys::link(tenant, id, relation, target))?
-            .is_some())
+        Ok(
+            match self
+                .db
+                .get_pinned(keys::link_bucket(tenant, id, relation, target))?
+            {
+                Some(bytes) => bytes.split(|b| *b == b'\n').any(|t| t == target.as_bytes()),
+                None => false,
+            },
+        )
     }
 
-    /// Objects that link to `target`: (source id, source kind, relation).
+    /// Objects that link to `target`: (source id, source kind, relation). There is no
+    /// reverse index (it would double the cost of every link); this scans the tenant's link
+    /// buckets that could hold `target`, which only the guarded hard delete needs.
     pub fn referrers(
         &self,
         tenant: &str,
         target: &str,
     ) -> Result<Vec<(String, ObjectKind, String)>, StoreError> {
-        let prefix = keys::reverse_prefix(tenant, target);
+        let prefix = keys::all_links_prefix(tenant);
+        let wanted = keys::bucket_token(target);
         let mut out = Vec::new();
-        for (key, value) in self.scan(&prefix)? {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&prefix, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
             let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let kind = String::from_utf8_lossy(&value)
-                .parse::<ObjectKind>()
-                .map_err(|e| corrupt(&rest, &e.to_string()))?;
-            if let Some((source, rel)) = rest.split_once('/') {
+            let mut parts = rest.split('/');
+            let (Some(source), Some(rel), Some(bucket)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if !bucket.starts_with(wanted)
+                || bucket.len() != 1
+                || !value.split(|b| *b == b'\n').any(|t| t == target.as_bytes())
+            {
+                continue;
+            }
+            if let Some((kind, _)) = self.head(tenant, source)? {
                 out.push((source.to_string(), kind, rel.to_string()));
             }
         }
@@ -447,23 +496,31 @@ impl DirectoryProjection {
     }
 }
 
-fn put_link(batch: &mut SortedBatch, tenant: &str, kind: ObjectKind, id: &str, l: &Link) {
-    batch.put(keys::link(tenant, id, &l.relation, &l.target_id), b"");
-    batch.put(
-        keys::reverse(tenant, &l.target_id, id, &l.relation),
-        kind.as_str().as_bytes(),
-    );
+fn encode_targets(targets: &BTreeSet<String>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(targets.len() * 37);
+    for (i, t) in targets.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(t.as_bytes());
+    }
+    out
 }
 
-/// The writes of one `apply`, grouped by key prefix before they reach RocksDB. The links of
-/// a large group land in two distant key ranges (forward `l/` and reverse `r/`); written
-/// interleaved, every insert searches the memtable's skip list from the top, while written
-/// as two runs of ascending keys each insert continues from the previous one. Writes to one
-/// key always share a prefix, so their order is kept.
+fn decode_targets(bytes: &[u8]) -> BTreeSet<String> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|t| !t.is_empty())
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .collect()
+}
+
+/// The writes of one `apply`, grouped by key prefix before they reach RocksDB, so each
+/// range is written as a run of neighbouring keys. Writes to one key share a prefix, so
+/// their order is kept.
 #[derive(Default)]
 struct SortedBatch {
     forward: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    reverse: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     other: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
@@ -471,7 +528,6 @@ impl SortedBatch {
     fn bucket(&mut self, key: &[u8]) -> &mut Vec<(Vec<u8>, Option<Vec<u8>>)> {
         match key.first() {
             Some(b'l') => &mut self.forward,
-            Some(b'r') => &mut self.reverse,
             _ => &mut self.other,
         }
     }
@@ -489,12 +545,7 @@ impl SortedBatch {
 
     fn into_write_batch(self) -> WriteBatch {
         let mut batch = WriteBatch::default();
-        for (key, value) in self
-            .forward
-            .into_iter()
-            .chain(self.reverse)
-            .chain(self.other)
-        {
+        for (key, value) in self.forward.into_iter().chain(self.other) {
             match value {
                 Some(v) => batch.put(key, v),
                 None => batch.delete(key),

@@ -8,8 +8,7 @@
 //! | `o` | `o/<tenant>/<id>` | object without links (JSON) |
 //! | `k` | `k/<tenant>/<kind>/<id>` | live object of that kind |
 //! | `d` | `d/<tenant>/<id>` | object in the recycle bin |
-//! | `l` | `l/<tenant>/<id>/<relation>/<target>` | link |
-//! | `r` | `r/<tenant>/<target>/<id>/<relation>` | reverse link; value = source kind |
+//! | `l` | `l/<tenant>/<id>/<relation>/<bucket>` | link targets in one of 16 buckets (hash of the target id), sorted, `\n`-separated |
 //! | `u` | `u/<tenant>/<kind>/<attribute>/<lower-case value>` | id of the live holder |
 //! | `m` | `m/<tenant>/<mutation id>` | stream sequence of the mutation's last event |
 //! | `h` | `h/<tenant>/<id>` | kind index and recycle-bin flag: two bytes, for link checks |
@@ -39,17 +38,23 @@ pub fn deleted(t: &str, id: &str) -> Vec<u8> {
 pub fn deleted_prefix(t: &str) -> Vec<u8> {
     format!("d/{t}/").into_bytes()
 }
-pub fn link(t: &str, id: &str, rel: &str, target: &str) -> Vec<u8> {
-    format!("l/{t}/{id}/{rel}/{target}").into_bytes()
+/// Bucket of a link target: one hex digit of an FNV-1a hash of the id.
+pub fn bucket_token(target: &str) -> char {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in target.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    char::from_digit(hash % 16, 16).unwrap_or('0')
+}
+pub fn link_bucket(t: &str, id: &str, rel: &str, target: &str) -> Vec<u8> {
+    format!("l/{t}/{id}/{rel}/{}", bucket_token(target)).into_bytes()
 }
 pub fn links_prefix(t: &str, id: &str) -> Vec<u8> {
     format!("l/{t}/{id}/").into_bytes()
 }
-pub fn reverse(t: &str, target: &str, id: &str, rel: &str) -> Vec<u8> {
-    format!("r/{t}/{target}/{id}/{rel}").into_bytes()
-}
-pub fn reverse_prefix(t: &str, target: &str) -> Vec<u8> {
-    format!("r/{t}/{target}/").into_bytes()
+pub fn all_links_prefix(t: &str) -> Vec<u8> {
+    format!("l/{t}/").into_bytes()
 }
 pub fn unique(t: &str, kind: &str, attribute: &str, value: &str) -> Vec<u8> {
     format!("u/{t}/{kind}/{attribute}/{}", value.to_lowercase()).into_bytes()

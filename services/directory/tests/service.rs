@@ -1,4 +1,5 @@
 //! The directory service in-process, against a real nats-server and a real RocksDB.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

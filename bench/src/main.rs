@@ -4,10 +4,13 @@ use std::process::ExitCode;
 
 use backtrack_bench::args::BenchArgs;
 use backtrack_bench::suite::{self, Sizes};
+use backtrack_platform::shutdown::terminate_signal;
 use clap::Parser;
 
 /// Exit code for bad flags (EX_USAGE), as every Backtrack binary uses.
 const EXIT_USAGE: u8 = 64;
+/// Exit code after SIGINT/SIGTERM (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,27 +25,25 @@ async fn main() -> ExitCode {
             };
         }
     };
-    let outcome = match suite::run(Sizes::from(&args)).await {
+    // On SIGINT/SIGTERM the run is dropped, which kills its nats-server and removes
+    // its temp dirs.
+    let outcome = tokio::select! {
+        r = suite::run(Sizes::from(&args)) => r,
+        _ = terminate_signal() => {
+            eprintln!("backtrack-bench: interrupted");
+            return ExitCode::from(EXIT_INTERRUPTED);
+        }
+    };
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("backtrack-bench: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    println!("\n{}", outcome.report.table());
-    let path = args.output_path();
-    if let Err(e) = outcome.report.write(&path) {
+    if let Err(e) = outcome.publish(&args.output_path()) {
         eprintln!("backtrack-bench: {e:#}");
         return ExitCode::FAILURE;
-    }
-    println!("results written to {}", path.display());
-    let missed = outcome.report.missed();
-    if !missed.is_empty() {
-        let names: Vec<&str> = missed.iter().map(|m| m.name.as_str()).collect();
-        println!("targets missed: {}", names.join(", "));
-    }
-    for failure in &outcome.failures {
-        eprintln!("backtrack-bench: FAILED: {failure}");
     }
     if outcome.failures.is_empty() {
         ExitCode::SUCCESS

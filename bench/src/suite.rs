@@ -41,6 +41,28 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
+impl Outcome {
+    /// Prints the table, the missed targets and the failures, and writes the JSON to `path`.
+    pub fn publish(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        println!("\n{}", self.report.table());
+        self.report.write(path)?;
+        println!("results written to {}", path.display());
+        let missed: Vec<&str> = self
+            .report
+            .missed()
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        if !missed.is_empty() {
+            println!("targets missed: {}", missed.join(", "));
+        }
+        for failure in &self.failures {
+            eprintln!("backtrack-bench: FAILED: {failure}");
+        }
+        Ok(())
+    }
+}
+
 /// The users count at which the seeding target applies.
 const SEED_TARGET_USERS: usize = 100_000;
 
@@ -62,6 +84,10 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
     report.parameter("objects", options.total_objects());
     report.parameter("import_batch", import::BATCH);
     report.parameter("latency_samples", sizes.latency_samples);
+    // Other work on the machine skews every figure; say how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        report.parameter("loadavg_at_start", load.trim());
+    }
     let nats = bed.nats_client("backtrack-bench").await?;
     report.parameter("nats_server_version", nats.server_info().version);
 
@@ -71,7 +97,14 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
         options.total_objects(),
         options.users
     ));
-    let imported = import::bulk_import(&mut client, sizes.users).await?;
+    let imported = import::bulk_import(bed, &mut client, sizes.users).await?;
+    progress(&format!(
+        "imported {} objects, {} events in {:.1}s; per kind of most objects in a call (seconds):",
+        imported.objects,
+        imported.events,
+        imported.elapsed.as_secs_f64()
+    ));
+    report.parameter("import_phases_by_kind", import_breakdown(&imported));
 
     let shape = raw::event_shape(bed.directory.log()).await?;
     let raw_count = sizes.raw_messages.unwrap_or(imported.events).max(1);
@@ -88,6 +121,13 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
     progress("reading them back");
     let read = raw::raw_read(nats.clone(), raw_count).await?;
 
+    progress("writing as many values of that size to a plain RocksDB");
+    let rocks = raw::raw_rocksdb_write(
+        &bed.scratch_dir("raw-rocksdb")?,
+        raw_count,
+        shape.payload_bytes as usize,
+    )?;
+
     progress("replaying the log into a fresh projection");
     let replayed = replay::replay(
         nats.clone(),
@@ -100,6 +140,22 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
     report.parameter("live_digest", replayed.live_digest.clone());
     report.parameter("replay_digest_matches", replayed.digest_matches());
     report.parameter("replay_objects", replayed.objects);
+    let elapsed = replayed.throughput.elapsed.as_secs_f64();
+    let apply = replayed.apply.as_secs_f64();
+    progress(&format!(
+        "replayed {} events in {elapsed:.1}s: {apply:.1}s in DirectoryProjection::apply, {:.1}s reading and decoding",
+        replayed.throughput.count,
+        elapsed - apply
+    ));
+    for (kind, seconds) in &replayed.apply_by_kind {
+        progress(&format!("  apply {kind:<22} {seconds:>7.2}s"));
+    }
+    report.parameter("replay_apply_seconds", apply);
+    report.parameter("replay_read_decode_seconds", elapsed - apply);
+    report.parameter(
+        "replay_apply_seconds_by_kind",
+        serde_json::to_value(&replayed.apply_by_kind)?,
+    );
     if replayed.digest_matches() {
         progress(&format!(
             "replay digest {} == live digest ({} objects)",
@@ -123,6 +179,7 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
     let report = &mut outcome.report;
     report.record("raw_publish", published.per_second(), "messages/s");
     report.record("raw_read", read.per_second(), "messages/s");
+    report.record("raw_rocksdb_write", rocks.per_second(), "puts/s");
     report.record_against(
         "bulk_import",
         imported.events_per_second(),
@@ -171,9 +228,48 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Prints where the import's time went and returns the same as JSON.
+fn import_breakdown(imported: &import::ImportRun) -> serde_json::Value {
+    progress(&format!(
+        "  {:<28} {:>7} {:>5} {:>8} {:>8} {:>8} {:>8}",
+        "kind", "objects", "calls", "decide", "append", "project", "respond"
+    ));
+    let mut out = serde_json::Map::new();
+    let mut total = import::Phases::default();
+    for k in imported.by_kind.iter().filter(|k| k.calls > 0) {
+        let p = &k.phases;
+        progress(&format!(
+            "  {:<28} {:>7} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            k.kind, k.objects, k.calls, p.decide, p.append, p.project, p.respond
+        ));
+        total.add(*p);
+        out.insert(k.kind.clone(), phases_json(k.objects, k.calls, p));
+    }
+    let objects = imported.by_kind.iter().map(|k| k.objects).sum();
+    let calls = imported.by_kind.iter().map(|k| k.calls).sum();
+    progress(&format!(
+        "  {:<28} {:>7} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "all", objects, calls, total.decide, total.append, total.project, total.respond
+    ));
+    out.insert("all".into(), phases_json(objects, calls, &total));
+    serde_json::Value::Object(out)
+}
+
+fn phases_json(objects: u64, calls: u64, p: &import::Phases) -> serde_json::Value {
+    serde_json::json!({
+        "objects": objects,
+        "calls": calls,
+        "decide_seconds": p.decide,
+        "append_seconds": p.append,
+        "project_seconds": p.project,
+        "respond_seconds": p.respond,
+        "total_seconds": p.total(),
+    })
+}
+
 /// `100000` → `100k`; other counts as they are.
 fn compact(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && (n / 1000) * 1000 == n {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use backtrack_cli::args::{GlobalArgs, OutputFormat};
@@ -19,6 +19,8 @@ use backtrack_test_support::NatsServer;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
 
 const TOKEN_TTL: Duration = Duration::from_secs(86_400);
 
@@ -27,6 +29,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(86_400);
 pub struct Testbed {
     pub directory: Directory,
     pub grpc_addr: SocketAddr,
+    arrivals: Arrivals,
     token: String,
     trigger: ShutdownTrigger,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -66,11 +69,18 @@ impl Testbed {
         )?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc_addr = listener.local_addr()?;
+        let arrivals = Arrivals::default();
         let service = InterceptedService::new(
             DirectoryApi::new(directory.clone()).into_server(),
-            AuthInterceptor::new(Arc::new(TokenValidator::local(&key))),
+            ArrivalProbe {
+                auth: AuthInterceptor::new(Arc::new(TokenValidator::local(&key))),
+                directory: directory.clone(),
+                arrivals: arrivals.clone(),
+            },
         );
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // Exactly as `backtrack up` builds it (no TCP_NODELAY), so the figures are the
+        // shipped server's: the RPC round trip shows what Nagle costs.
+        let incoming = backtrack_platform::grpc::incoming(listener);
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
@@ -79,6 +89,7 @@ impl Testbed {
         Ok(Self {
             directory,
             grpc_addr,
+            arrivals,
             token,
             trigger,
             server,
@@ -116,9 +127,68 @@ impl Testbed {
         Ok(path)
     }
 
+    /// Starts noting every request's [`Arrival`] (forgetting earlier ones).
+    pub fn record_arrivals(&self) {
+        *self.arrivals.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+    }
+
+    /// Stops noting arrivals and returns those noted since [`Testbed::record_arrivals`].
+    pub fn take_arrivals(&self) -> Vec<Arrival> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default()
+    }
+
     /// Stops the gRPC server and the directory's background tasks.
     pub async fn stop(self) {
         self.trigger.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
     }
+}
+
+/// A request reaching the gRPC server: when (wall clock, as JetStream timestamps are) and
+/// how far the projection was at that moment. The directory answers a write only after
+/// projecting it, so during a one-call-at-a-time import the position at an arrival is
+/// exactly where the previous call's events end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arrival {
+    pub wall_ms: f64,
+    pub position: u64,
+}
+
+type Arrivals = Arc<Mutex<Option<Vec<Arrival>>>>;
+
+/// The auth interceptor of `backtrack up`, with a note of each arrival while recording.
+/// Noting costs a mutex and a clock read, nothing the figures would show.
+#[derive(Clone)]
+struct ArrivalProbe {
+    auth: AuthInterceptor,
+    directory: Directory,
+    arrivals: Arrivals,
+}
+
+impl Interceptor for ArrivalProbe {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(arrivals) = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            arrivals.push(Arrival {
+                wall_ms: wall_ms(),
+                position: self.directory.position(),
+            });
+        }
+        self.auth.call(request)
+    }
+}
+
+/// Milliseconds since the Unix epoch, with fractions.
+pub fn wall_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }

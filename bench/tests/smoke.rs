@@ -8,6 +8,7 @@ use serde_json::Value;
 const ROWS: &[&str] = &[
     "raw_publish",
     "raw_read",
+    "raw_rocksdb_write",
     "bulk_import",
     "bulk_import_objects",
     "seed_200_users_seconds",
@@ -47,7 +48,7 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
             row.value
         );
     }
-    let import = &report.rows[2];
+    let import = &report.rows[3];
     assert_eq!(import.baseline.as_deref(), Some("raw_publish"));
     assert!(import.ratio.is_some_and(|r| r > 0.0) && import.pass.is_some());
 

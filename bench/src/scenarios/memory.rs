@@ -36,7 +36,7 @@ pub fn nats_server_pid(store_dir: &Path) -> Option<u32> {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
             let is_server = args.first().is_some_and(|a| a.ends_with("nats-server"));
-            (is_server && args.iter().any(|a| *a == needle)).then_some(pid)
+            (is_server && args.contains(&needle)).then_some(pid)
         })
 }
 

@@ -180,3 +180,37 @@ pub async fn raw_read(client: async_nats::Client, count: u64) -> anyhow::Result<
         elapsed,
     })
 }
+
+/// Plain RocksDB: `count` puts of `value_bytes` each under 40-byte keys, in write batches
+/// of 2048 without a write-ahead log — the way the projection writes, minus all its logic.
+pub fn raw_rocksdb_write(
+    dir: &std::path::Path,
+    count: u64,
+    value_bytes: usize,
+) -> anyhow::Result<Throughput> {
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    options.set_write_buffer_size(64 * 1024 * 1024);
+    let db = rocksdb::DB::open(&options, dir)?;
+    let mut write = rocksdb::WriteOptions::default();
+    write.disable_wal(true);
+    let value = vec![b'x'; value_bytes];
+    let started = Instant::now();
+    let mut batch = rocksdb::WriteBatch::default();
+    for n in 0..count {
+        // Spread keys like object ids do: a hash of the counter, not ascending order.
+        let key = format!(
+            "o/bench/{:032x}",
+            u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+        );
+        batch.put(key, &value);
+        if batch.len() == 2048 {
+            db.write_opt(std::mem::take(&mut batch), &write)?;
+        }
+    }
+    db.write_opt(batch, &write)?;
+    Ok(Throughput {
+        count,
+        elapsed: started.elapsed(),
+    })
+}

@@ -168,3 +168,31 @@ pub async fn ready(port: u16) -> bool {
     let _ = s.read_to_end(&mut buf).await;
     buf.starts_with(b"HTTP/1.1 200")
 }
+
+/// The `id` of an object printed as JSON.
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().map(str::to_string).unwrap_or_default()
+}
+
+/// The stream's last sequence, from `backtrack status`.
+pub fn last_sequence(b: &Backtrack) -> anyhow::Result<u64> {
+    b.json(&["status"])?["lastSequence"]
+        .as_u64()
+        .context("status has no lastSequence")
+}
+
+/// Every object of a tenant, live and in the recycle bin, as `dir list` prints them.
+pub fn all_objects(b: &Backtrack, tenant: &str) -> anyhow::Result<Vec<Value>> {
+    let mut objects = b
+        .json(&["dir", "list", "--tenant", tenant])?
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    objects.extend(
+        b.json(&["dir", "deleted", "--tenant", tenant])?
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    Ok(objects)
+}

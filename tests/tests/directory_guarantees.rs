@@ -1,0 +1,309 @@
+//! What the directory guarantees end to end: secrets stay out of the log, the feed is
+//! readable with NATS and the protos alone, the view rebuilds from the log, and a crash
+//! mid-import loses and doubles nothing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use backtrack_e2e::{all_objects, id, last_sequence, Backtrack};
+use backtrack_test_support::{eventually, NatsServer};
+use futures::StreamExt;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_the_stream() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "s"]).unwrap();
+    let marker = "Sup3r-Secret-Marker-4242";
+    b.json(&[
+        "dir",
+        "create",
+        "--tenant",
+        "s",
+        "--kind",
+        "user",
+        "--set",
+        "displayName=S",
+        "--set",
+        "userPrincipalName=s@s.test",
+        "--set",
+        &format!(
+            "passwordProfile={{\"password\":\"{marker}\",\"forceChangePasswordNextSignIn\":true}}"
+        ),
+    ])
+    .unwrap();
+    let app = b
+        .json(&["dir", "create", "--tenant", "s", "--kind", "application", "--set", "displayName=App", "--set", &format!("passwordCredentials=[{{\"displayName\":\"ci\",\"secretText\":\"{marker}\",\"keyId\":\"k1\"}}]"), "--set", &format!("keyCredentials=[{{\"key\":\"{marker}\",\"type\":\"AsymmetricX509Cert\"}}]")])
+        .unwrap();
+    assert_eq!(
+        app["passwordCredentials"][0]["keyId"], "k1",
+        "credential metadata is kept"
+    );
+    assert!(!app.to_string().contains(marker));
+    let u = b
+        .json(&["dir", "list", "--tenant", "s", "--kind", "application"])
+        .unwrap();
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        "s",
+        &id(&u[0]),
+        "--set",
+        &format!("passwordCredentials=[{{\"secretText\":\"{marker}\"}}]"),
+    ])
+    .ok();
+
+    // Every stored message, read back raw.
+    let client = nats.client().await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("BT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let last = last_sequence(&b).unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut seen = 0;
+    while seen < last {
+        let m = messages.next().await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&m.payload).contains(marker));
+        seen = m.info().unwrap().stream_sequence;
+    }
+    // And the server's files on disk.
+    let mut files = vec![nats.store_dir().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(marker),
+                "secret found in {}",
+                p.display()
+            );
+            scanned += bytes.len();
+        }
+    }
+    assert!(scanned > 0);
+    let feed = b.cli(&[
+        "events",
+        "tail",
+        "--tenant",
+        "s",
+        "--from-start",
+        "--limit",
+        "3",
+    ]);
+    assert!(!String::from_utf8_lossy(&feed.stdout).contains(marker));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_nats_subscriber_decodes_the_feed_with_only_the_protos() {
+    use backtrack_proto::v1::{directory_event::Change, DirectoryEvent};
+    use prost::Message;
+
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "feed"]).unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let stream = js.get_stream("BT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "bt.ev.feed.>".into(),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let u = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "feed",
+            "--kind",
+            "user",
+            "--set",
+            "displayName=F",
+            "--set",
+            "userPrincipalName=f@feed.test",
+        ])
+        .unwrap();
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        "feed",
+        &id(&u),
+        "--set",
+        "displayName=G",
+    ])
+    .unwrap();
+
+    let first = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.subject.as_str(),
+        format!("bt.ev.feed.user.{}", id(&u))
+    );
+    let headers = first.headers.clone().unwrap();
+    assert_eq!(headers.get("ce-specversion").unwrap().as_str(), "1.0");
+    assert_eq!(
+        headers.get("ce-type").unwrap().as_str(),
+        "io.backtrack.directory.created.v1"
+    );
+    assert!(
+        headers.get("ce-id").is_some()
+            && headers.get("ce-time").is_some()
+            && headers.get("Nats-Msg-Id").is_some()
+    );
+    let created = DirectoryEvent::decode(first.payload.as_ref()).unwrap();
+    assert!(matches!(created.change, Some(Change::Created(_))));
+    let second = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let changed = DirectoryEvent::decode(second.payload.as_ref()).unwrap();
+    match changed.change {
+        Some(Change::AttributesChanged(c)) => {
+            assert_eq!(c.changes[0].name, "displayName");
+            assert_eq!(
+                (
+                    c.changes[0].old_json.as_str(),
+                    c.changes[0].new_json.as_str()
+                ),
+                ("\"F\"", "\"G\"")
+            );
+        }
+        other => panic!("expected attributesChanged, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_projection_rebuilds_identical_state() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut b = Backtrack::start(Some(nats.url())).await.unwrap();
+    let seeded = b
+        .json(&[
+            "demo", "seed", "--tenant", "r", "--users", "300", "--seed", "7",
+        ])
+        .unwrap();
+    assert!(seeded["created"].as_u64().unwrap() > 300);
+    let objects = all_objects(&b, "r").unwrap();
+    let one = id(&objects[0]);
+    b.json(&["dir", "delete", "--tenant", "r", &one]).unwrap();
+    let before = all_objects(&b, "r").unwrap();
+    let digest_before = b.json(&["status", "--tenant", "r"]).unwrap()["tenant"].clone();
+    b.stop().unwrap();
+    std::fs::remove_dir_all(b.data().join("directory")).unwrap();
+    b.launch().await.unwrap();
+    let after = all_objects(&b, "r").unwrap();
+    let digest_after = b.json(&["status", "--tenant", "r"]).unwrap()["tenant"].clone();
+    assert!(digest_before["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(digest_before["objects"].as_u64(), Some(before.len() as u64));
+    assert_eq!(
+        digest_before, digest_after,
+        "content digest equal after the rebuild"
+    );
+    assert_eq!(before.len(), after.len());
+    assert_eq!(before, after, "rebuilt from the log, object for object");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_nine_during_bulk_import_loses_and_doubles_nothing() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let mut b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "k"]).unwrap();
+    let seed_args = [
+        "demo", "seed", "--tenant", "k", "--users", "6000", "--seed", "3", "--batch", "500",
+    ];
+    let mut import = std::process::Command::new(backtrack_test_support::backtrack_binary())
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{}", b.grpc_port),
+            "-o",
+            "json",
+            "--data-dir",
+        ])
+        .arg(b.data())
+        .args(seed_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    eventually(
+        "the import to be under way",
+        Duration::from_secs(60),
+        || {
+            let js = js.clone();
+            async move {
+                let mut s = js.get_stream("BT_EVENTS").await.ok()?;
+                (s.info().await.ok()?.state.messages > 1500).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    b.kill();
+    nats.kill();
+    let _ = import.wait();
+    nats.restart().await.unwrap();
+    b.launch().await.unwrap();
+    // The administrator runs the same import again; it finishes the job.
+    let second = b.json(&seed_args).unwrap();
+    let total = second["created"].as_u64().unwrap() + second["alreadyExisted"].as_u64().unwrap();
+    assert_eq!(second["rejected"], 0, "{second}");
+    assert!(
+        second["alreadyExisted"].as_u64().unwrap() > 0,
+        "the first run stored some objects"
+    );
+
+    // Every object present exactly once: one `created` event per subject.
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let stream = js.get_stream("BT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "bt.ev.k.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = last_sequence(&b).unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut creates = std::collections::HashMap::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let e = <backtrack_proto::v1::DirectoryEvent as prost::Message>::decode(m.payload.as_ref())
+            .unwrap();
+        if matches!(
+            e.change,
+            Some(backtrack_proto::v1::directory_event::Change::Created(_))
+        ) {
+            *creates.entry(m.subject.to_string()).or_insert(0) += 1;
+        }
+        if m.info().unwrap().stream_sequence >= last {
+            break;
+        }
+    }
+    assert!(
+        creates.values().all(|n| *n == 1),
+        "an object was created twice"
+    );
+    assert_eq!(creates.len() as u64, total);
+    assert_eq!(all_objects(&b, "k").unwrap().len() as u64, total);
+}

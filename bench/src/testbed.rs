@@ -78,8 +78,8 @@ impl Testbed {
                 arrivals: arrivals.clone(),
             },
         );
-        // Exactly as `backtrack up` builds it (no TCP_NODELAY), so the figures are the
-        // shipped server's: the RPC round trip shows what Nagle costs.
+        // Accepted as `backtrack up` accepts them (TCP_NODELAY on), so the figures are the
+        // shipped server's.
         let incoming = backtrack_platform::grpc::incoming(listener);
         let server = tokio::spawn(
             tonic::transport::Server::builder()

@@ -252,149 +252,30 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
     let before = last_sequence(&b).unwrap();
     let uid = id(&user);
 
-    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (
-            vec![
-                "dir",
-                "create",
-                "--tenant",
-                "acme",
-                "--kind",
-                "printer",
-                "--set",
-                "displayName=x",
-            ],
-            2,
-            "unknown object kind 'printer'",
-        ),
-        (
-            vec![
-                "dir",
-                "create",
-                "--tenant",
-                "acme",
-                "--kind",
-                "user",
-                "--set",
-                "displayName=B",
-                "--set",
-                "userPrincipalName=A@ACME.TEST",
-            ],
-            2,
-            "already used",
-        ),
-        (
-            vec![
-                "dir",
-                "create",
-                "--tenant",
-                "acme",
-                "--kind",
-                "user",
-                "--set",
-                "displayName=B",
-            ],
-            2,
-            "needs the attribute 'userPrincipalName'",
-        ),
-        (
-            vec![
-                "dir",
-                "create",
-                "--tenant",
-                "acme",
-                "--kind",
-                "user",
-                "--set",
-                "displayName=B",
-                "--set",
-                "userPrincipalName=b@acme.test",
-                "--set",
-                "accountEnabled=\"yes\"",
-            ],
-            2,
-            "must be a boolean",
-        ),
-        (
-            vec![
-                "dir",
-                "update",
-                "--tenant",
-                "acme",
-                "00000000-0000-4000-8000-000000000000",
-                "--set",
-                "jobTitle=x",
-            ],
-            4,
-            "no object with id",
-        ),
-        (
-            vec![
-                "dir",
-                "update",
-                "--tenant",
-                "acme",
-                "not*an-id",
-                "--set",
-                "jobTitle=x",
-            ],
-            2,
-            "invalid object id",
-        ),
-        (
-            vec![
-                "dir",
-                "update",
-                "--tenant",
-                "acme",
-                uid.as_str(),
-                "--set",
-                "createdDateTime=2020-01-01T00:00:00Z",
-            ],
-            2,
-            "read-only",
-        ),
-        (
-            vec![
-                "dir",
-                "link",
-                "add",
-                "--tenant",
-                "acme",
-                uid.as_str(),
-                "--relation",
-                "manager",
-                "11111111-1111-4111-8111-111111111111",
-            ],
-            2,
-            "does not exist",
-        ),
-        (
-            vec!["dir", "list", "--tenant", "Bad.Tenant"],
-            2,
-            "invalid tenant id",
-        ),
-        (
-            vec!["dir", "list", "--tenant", "nosuch"],
-            4,
-            "does not exist",
-        ),
-        (vec!["tenant", "create", "acme"], 2, "already exists"),
+    // One command line per case (no argument contains a space), expected exit code, and
+    // what the error message must mention.
+    let mut cases: Vec<(String, i32, &str)> = vec![
+        ("dir create --tenant acme --kind printer --set displayName=x".to_string(), 2, "unknown object kind 'printer'"),
+        ("dir create --tenant acme --kind user --set displayName=B --set userPrincipalName=A@ACME.TEST".to_string(), 2, "already used"),
+        ("dir create --tenant acme --kind user --set displayName=B".to_string(), 2, "needs the attribute 'userPrincipalName'"),
+        ("dir create --tenant acme --kind user --set displayName=B --set userPrincipalName=b@acme.test --set accountEnabled=\"yes\"".to_string(), 2, "must be a boolean"),
+        ("dir update --tenant acme 00000000-0000-4000-8000-000000000000 --set jobTitle=x".to_string(), 4, "no object with id"),
+        ("dir update --tenant acme not*an-id --set jobTitle=x".to_string(), 2, "invalid object id"),
+        (format!("dir update --tenant acme {uid} --set createdDateTime=2020-01-01T00:00:00Z"), 2, "read-only"),
+        (format!("dir link add --tenant acme {uid} --relation manager 11111111-1111-4111-8111-111111111111"), 2, "does not exist"),
+        ("dir list --tenant Bad.Tenant".to_string(), 2, "invalid tenant id"),
+        ("dir list --tenant nosuch".to_string(), 4, "does not exist"),
+        ("tenant create acme".to_string(), 2, "already exists"),
     ];
     let huge = format!("description={}", "x".repeat(70 * 1024));
-    let mut cases = cases;
-    let huge_case = vec![
-        "dir",
-        "update",
-        "--tenant",
-        "acme",
-        uid.as_str(),
-        "--set",
-        huge.as_str(),
-    ];
-    cases.push((huge_case, 2, "limit"));
-    for (args, code, text) in &cases {
-        let out = b.cli(args);
+    cases.push((
+        format!("dir update --tenant acme {uid} --set {huge}"),
+        2,
+        "limit",
+    ));
+    for (line, code, text) in &cases {
+        let args: Vec<&str> = line.split(' ').collect();
+        let out = b.cli(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),

@@ -1,8 +1,14 @@
-//! Content digests: a SHA-256 over the canonical lines of a tenant's objects, in id order.
+//! Content digests of a tenant's state, computable incrementally.
 //!
-//! The digest covers what an object *is* (kind, attributes, links, recycle-bin state), not
-//! when or in which stream position it got there, so any projection and any replay of the
-//! same events agree on it.
+//! A tenant's state is read as a set of facts: one per object (id, kind, attributes,
+//! recycle-bin state — never stream positions or times of change) and one per link
+//! (object, relation, target). The digest is a homomorphic set hash over those facts
+//! (LtHash16: each fact expands to 1024 16-bit lanes that are added modulo 2^16), so adding
+//! or removing one fact costs one expansion, whatever the tenant's size. That is what lets
+//! the snapshotter name the digest of any backup in O(1), and lets a replay, a projection
+//! and the time-travel store all agree on one number without sorting anything.
+//!
+//! The printed form `lthash16:<hex>` is the SHA-256 of the lanes.
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -10,39 +16,155 @@ use sha2::{Digest, Sha256};
 use crate::canonical::to_canonical_string;
 use crate::object::DirectoryObject;
 
-/// The canonical line of one object (links taken from `object.links`).
-pub fn object_line(object: &DirectoryObject) -> String {
-    let links: Map<String, Value> = object
-        .links
-        .iter()
-        .map(|(rel, targets)| (rel.clone(), json!(targets)))
-        .collect();
+/// Lanes of the set hash.
+pub const LANES: usize = 1024;
+/// Bytes of the serialised lanes.
+pub const SET_HASH_BYTES: usize = LANES * 2;
+
+/// The canonical fact of an object without its links.
+pub fn object_fact(
+    id: &str,
+    kind: &str,
+    attributes: &Map<String, Value>,
+    deleted_at_ms: Option<i64>,
+) -> String {
     to_canonical_string(&json!({
-        "id": object.id,
-        "kind": object.kind.as_str(),
-        "attributes": object.attributes,
-        "links": links,
-        "deletedAtMs": object.deleted_at_ms,
+        "id": id,
+        "kind": kind,
+        "attributes": attributes,
+        "deletedAtMs": deleted_at_ms,
     }))
 }
 
-/// Incremental digest over objects fed in ascending id order.
+/// The fact of one link.
+pub fn link_fact(id: &str, relation: &str, target: &str) -> String {
+    format!("{id}\n{relation}\n{target}")
+}
+
+/// LtHash16 over a multiset of byte strings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SetHash {
+    lanes: Box<[u16; LANES]>,
+}
+
+impl Default for SetHash {
+    fn default() -> Self {
+        Self {
+            lanes: Box::new([0; LANES]),
+        }
+    }
+}
+
+impl std::fmt::Debug for SetHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.digest())
+    }
+}
+
+impl SetHash {
+    /// Adds one element.
+    pub fn insert(&mut self, element: &[u8]) {
+        self.combine(element, u16::wrapping_add);
+    }
+
+    /// Removes one element (that was added before).
+    pub fn remove(&mut self, element: &[u8]) {
+        self.combine(element, u16::wrapping_sub);
+    }
+
+    pub fn insert_object(&mut self, object: &DirectoryObject) {
+        self.object(object, true);
+    }
+
+    pub fn remove_object(&mut self, object: &DirectoryObject) {
+        self.object(object, false);
+    }
+
+    fn object(&mut self, object: &DirectoryObject, add: bool) {
+        let fact = object_fact(
+            &object.id,
+            object.kind.as_str(),
+            &object.attributes,
+            object.deleted_at_ms,
+        );
+        let facts = std::iter::once(tagged(b'o', &fact)).chain(
+            object.links.iter().flat_map(|(relation, targets)| {
+                targets
+                    .iter()
+                    .map(|t| tagged(b'l', &link_fact(&object.id, relation, t)))
+            }),
+        );
+        for fact in facts {
+            if add {
+                self.insert(&fact);
+            } else {
+                self.remove(&fact);
+            }
+        }
+    }
+
+    /// `lthash16:<sha256 of the lanes>`.
+    pub fn digest(&self) -> String {
+        format!("lthash16:{}", hex::encode(Sha256::digest(self.to_bytes())))
+    }
+
+    /// The lanes, little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.lanes.iter().flat_map(|l| l.to_le_bytes()).collect()
+    }
+
+    /// Reads lanes written by [`SetHash::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != SET_HASH_BYTES {
+            return None;
+        }
+        let mut hash = Self::default();
+        for (lane, pair) in hash.lanes.iter_mut().zip(bytes.chunks_exact(2)) {
+            *lane = u16::from_le_bytes([pair[0], pair[1]]);
+        }
+        Some(hash)
+    }
+
+    /// Expands `element` to 1024 lanes with SHA-256 in counter mode, keyed by the
+    /// element's own SHA-256, and folds them in with `op`.
+    fn combine(&mut self, element: &[u8], op: fn(u16, u16) -> u16) {
+        let seed = Sha256::digest(element);
+        let mut block = [0u8; 36];
+        block[..32].copy_from_slice(&seed);
+        for (counter, lanes) in (0u32..).zip(self.lanes.chunks_exact_mut(16)) {
+            block[32..].copy_from_slice(&counter.to_le_bytes());
+            let out = Sha256::digest(block);
+            for (lane, pair) in lanes.iter_mut().zip(out.chunks_exact(2)) {
+                *lane = op(*lane, u16::from_le_bytes([pair[0], pair[1]]));
+            }
+        }
+    }
+}
+
+/// A fact tagged with its type, so an object fact and a link fact never collide.
+pub fn tagged(tag: u8, fact: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(fact.len() + 2);
+    bytes.push(tag);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(fact.as_bytes());
+    bytes
+}
+
+/// Digest over objects fed in any order.
 #[derive(Debug, Default, Clone)]
 pub struct StateDigest {
-    hasher: Sha256,
+    hash: SetHash,
     objects: u64,
 }
 
 impl StateDigest {
     pub fn add(&mut self, object: &DirectoryObject) {
-        self.hasher.update(object_line(object).as_bytes());
-        self.hasher.update(b"\n");
+        self.hash.insert_object(object);
         self.objects += 1;
     }
 
-    /// `sha256:<hex>`.
     pub fn finish(self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.finalize()))
+        self.hash.digest()
     }
 
     pub fn objects(&self) -> u64 {
@@ -57,4 +179,37 @@ pub fn tenant_digest(state: &crate::state::TenantState) -> String {
         digest.add(object);
     }
     digest.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SetHash;
+
+    #[test]
+    fn order_does_not_matter_and_removal_undoes() {
+        let mut a = SetHash::default();
+        a.insert(b"x");
+        a.insert(b"y");
+        let mut b = SetHash::default();
+        b.insert(b"y");
+        b.insert(b"x");
+        assert_eq!(a.digest(), b.digest());
+        b.insert(b"z");
+        assert_ne!(a.digest(), b.digest());
+        b.remove(b"z");
+        assert_eq!(a.digest(), b.digest());
+        let empty = SetHash::default().digest();
+        a.remove(b"x");
+        a.remove(b"y");
+        assert_eq!(a.digest(), empty);
+    }
+
+    #[test]
+    fn lanes_round_trip() {
+        let mut a = SetHash::default();
+        a.insert(b"fact");
+        let back = SetHash::from_bytes(&a.to_bytes()).expect("2048 bytes");
+        assert_eq!(back, a);
+        assert!(SetHash::from_bytes(&[0; 3]).is_none());
+    }
 }

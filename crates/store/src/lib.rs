@@ -6,11 +6,15 @@
 //! - [`directory`]: the directory's current-state projection — objects, links, the
 //!   recycle bin, unique-attribute and reverse-link indexes — and the read API the
 //!   directory service and `decide` use.
+//! - [`timetravel`]: the snapshotter's versioned store — every version of every object and
+//!   link, so any object, membership or object list at any stream sequence is a seek.
 
 pub mod directory;
 mod keys;
+pub mod timetravel;
 
 pub use directory::{DirectoryProjection, ListQuery, TenantRecord, TenantView};
+pub use timetravel::{SequencedEvent, TenantSummary, TimeTravelStore};
 
 /// A storage failure. RocksDB errors are internal; corrupt records name their key.
 #[derive(Debug, thiserror::Error)]

@@ -1,112 +1,17 @@
 //! The RocksDB projection against the domain's reference fold, on a real RocksDB.
 #![allow(clippy::unwrap_used)]
 
-use backtrack_domain::command::{decide, Command, DecideContext};
+use backtrack_domain::command::decide;
+use backtrack_domain::event::Change;
 use backtrack_domain::digest::tenant_digest;
-use backtrack_domain::event::{Change, Event, EventMeta};
 use backtrack_domain::{ObjectKind, TenantState};
 use backtrack_store::{DirectoryProjection, ListQuery};
 use proptest::prelude::*;
 use serde_json::json;
 
-const CTX: DecideContext = DecideContext {
-    now_ms: 1_700_000_000_000,
-    recycle_bin_retention_ms: 30 * 86_400_000,
-};
+mod common;
 
-fn ids(prefix: u8) -> Vec<String> {
-    (0..4)
-        .map(|i| format!("{prefix:02x}000000-0000-4000-8000-00000000000{i}"))
-        .collect()
-}
-
-fn command_strategy() -> impl Strategy<Value = Command> {
-    let users = ids(0xaa);
-    let groups = ids(0xbb);
-    let u = proptest::sample::select(users.clone());
-    let g = proptest::sample::select(groups.clone());
-    prop_oneof![
-        (u.clone(), 0..3u8).prop_map(|(id, n)| Command::Create {
-            kind: ObjectKind::User,
-            attributes:
-                json!({"displayName": format!("U{n}"), "userPrincipalName": format!("{id}@x.test")})
-                    .as_object()
-                    .cloned()
-                    .unwrap(),
-            id,
-            links: vec![],
-        }),
-        g.clone().prop_map(|id| Command::Create {
-            kind: ObjectKind::Group,
-            attributes: json!({"displayName": "G"}).as_object().cloned().unwrap(),
-            id,
-            links: vec![],
-        }),
-        (u.clone(), "[a-c]{1,2}").prop_map(|(id, d)| Command::Update {
-            id,
-            set: json!({"department": d}).as_object().cloned().unwrap(),
-            unset: vec![],
-        }),
-        u.clone().prop_map(|id| Command::Update {
-            id,
-            set: Default::default(),
-            unset: vec!["department".into()]
-        }),
-        (g.clone(), u.clone()).prop_map(|(id, t)| Command::AddLinks {
-            id,
-            relation: "members".into(),
-            targets: vec![t]
-        }),
-        (g.clone(), g.clone()).prop_map(|(id, t)| Command::AddLinks {
-            id,
-            relation: "members".into(),
-            targets: vec![t]
-        }),
-        (g.clone(), u.clone()).prop_map(|(id, t)| Command::RemoveLinks {
-            id,
-            relation: "members".into(),
-            targets: vec![t]
-        }),
-        (u.clone(), u.clone()).prop_map(|(id, t)| Command::AddLinks {
-            id,
-            relation: "manager".into(),
-            targets: vec![t]
-        }),
-        prop_oneof![u.clone(), g.clone()].prop_map(|id| Command::SoftDelete { id }),
-        prop_oneof![u.clone(), g.clone()].prop_map(|id| Command::Restore { id }),
-        prop_oneof![u, g].prop_map(|id| Command::HardDelete { id }),
-    ]
-}
-
-fn stamp(seq: u64, kind: ObjectKind, object_id: String, change: Change) -> Event {
-    Event {
-        meta: EventMeta {
-            event_id: format!("e{seq}"),
-            tenant: "t1".into(),
-            kind: kind.as_str().into(),
-            object_id,
-            actor: "test".into(),
-            time_ms: CTX.now_ms + seq as i64,
-            source: "test".into(),
-            correlation_id: None,
-            mutation_id: format!("m{seq}"),
-        },
-        change,
-    }
-}
-
-fn tenant_event() -> Event {
-    let mut e = stamp(
-        1,
-        ObjectKind::User,
-        "t1".into(),
-        Change::TenantCreated {
-            display_name: "T1".into(),
-        },
-    );
-    e.meta.kind = "tenant".into();
-    e
-}
+use common::{command_strategy, ids, stamp, tenant_event, CTX};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]

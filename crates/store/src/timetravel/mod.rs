@@ -1,0 +1,311 @@
+//! The time-travel store: every version of every object, link by link, in RocksDB.
+//!
+//! [`TimeTravelStore::apply`] folds a run of events (in stream order) in one write batch
+//! together with the new position and each touched tenant's [`TenantSummary`]. An object
+//! version is written per event (attributes only); links are versioned one target at a
+//! time, so a membership change writes one key whatever the group's size. Reading the
+//! state at a sequence is a seek per object (see [`query`]); the objects changed between
+//! two sequences are a range scan of the change index.
+//!
+//! Modules: [`keys`] (the layout), [`summary`] (counts and set hash), [`query`] (reads).
+
+pub mod keys;
+pub mod query;
+pub mod summary;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use backtrack_domain::digest::{object_fact, tagged, link_fact};
+use backtrack_domain::event::{Change, Event};
+use backtrack_domain::object::DirectoryObject;
+use backtrack_domain::state::apply_to_object;
+use backtrack_domain::ObjectKind;
+use prost::Message;
+use rocksdb::{BlockBasedOptions, Options, WriteBatch, WriteOptions, DB};
+
+use crate::directory::TenantRecord;
+use crate::StoreError;
+pub use summary::{KindCount, TenantSummary};
+
+/// An event as the store takes it: stream sequence and stream time.
+#[derive(Debug, Clone)]
+pub struct SequencedEvent {
+    pub sequence: u64,
+    pub published_ms: i64,
+    pub event: Event,
+}
+
+/// What the store has applied: its position and the summaries of every tenant there.
+#[derive(Debug, Default)]
+struct Applied {
+    position: u64,
+    /// Stream time of the event at `position`.
+    position_ms: i64,
+    summaries: HashMap<String, TenantSummary>,
+}
+
+/// RocksDB-backed versions of every tenant's objects and links.
+pub struct TimeTravelStore {
+    db: DB,
+    applied: Mutex<Applied>,
+}
+
+impl std::fmt::Debug for TimeTravelStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeTravelStore").finish_non_exhaustive()
+    }
+}
+
+impl TimeTravelStore {
+    /// Opens (or creates) the store in `path` and loads every tenant's summary.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_write_buffer_size(64 * 1024 * 1024);
+        opts.increase_parallelism(2);
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
+        let db = DB::open(&opts, path)?;
+        let mut applied = Applied {
+            position: read_u64(&db, keys::POSITION)?.unwrap_or(0),
+            ..Applied::default()
+        };
+        for (key, value) in query::scan(&db, b"A/")? {
+            let tenant = String::from_utf8_lossy(&key[2..]).into_owned();
+            let summary = TenantSummary::decode(&value)
+                .ok_or_else(|| corrupt(&key, "bad tenant summary"))?;
+            applied.summaries.insert(tenant, summary);
+        }
+        if let Some((ms, _)) = query::newest_instant(&db)? {
+            applied.position_ms = ms;
+        }
+        Ok(Self {
+            db,
+            applied: Mutex::new(applied),
+        })
+    }
+
+    /// The last stream sequence applied (0 = none).
+    pub fn position(&self) -> u64 {
+        self.lock().position
+    }
+
+    /// The position, its stream time, and one tenant's summary there, read together.
+    pub fn tenant_summary(&self, tenant: &str) -> (u64, i64, TenantSummary) {
+        let applied = self.lock();
+        (
+            applied.position,
+            applied.position_ms,
+            applied.summaries.get(tenant).cloned().unwrap_or_default(),
+        )
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Applied> {
+        // A panic while holding the lock leaves a consistent value (it is replaced whole).
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Folds events in ascending sequence order; events at or below the position are
+    /// skipped, so re-delivery is harmless.
+    pub fn apply(&self, events: &[SequencedEvent]) -> Result<(), StoreError> {
+        let mut applied = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut objects: HashMap<(String, String), Option<DirectoryObject>> = HashMap::new();
+        let mut summaries: HashMap<String, TenantSummary> = HashMap::new();
+        let mut instants: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut last = applied.position;
+        let mut last_ms = applied.position_ms;
+        for stored in events {
+            let (seq, event) = (stored.sequence, &stored.event);
+            if seq <= last {
+                continue;
+            }
+            last = seq;
+            last_ms = stored.published_ms;
+            instants.insert(stored.published_ms, seq);
+            let m = &event.meta;
+            if let Change::TenantCreated { display_name } = &event.change {
+                let record = TenantRecord {
+                    id: m.tenant.clone(),
+                    display_name: display_name.clone(),
+                    created_at_ms: m.time_ms,
+                };
+                batch.put(keys::tenant(&m.tenant), serde_json::to_vec(&record).unwrap_or_default());
+                continue;
+            }
+            let Ok(kind) = m.kind.parse::<ObjectKind>() else {
+                continue;
+            };
+            let key = (m.tenant.clone(), m.object_id.clone());
+            if !objects.contains_key(&key) {
+                let current = self.latest(&m.tenant, &m.object_id)?;
+                objects.insert(key.clone(), current);
+            }
+            if !summaries.contains_key(&m.tenant) {
+                let summary = applied.summaries.get(&m.tenant).cloned().unwrap_or_default();
+                summaries.insert(m.tenant.clone(), summary);
+            }
+            let (Some(slot), Some(summary)) = (objects.get_mut(&key), summaries.get_mut(&m.tenant))
+            else {
+                continue;
+            };
+            fold(&mut batch, summary, slot, kind, stored);
+            batch.put(
+                keys::history_entry(&m.tenant, &m.object_id, seq),
+                history_value(stored),
+            );
+            batch.put(keys::change(&m.tenant, seq, &m.object_id), [kind_index(kind)]);
+        }
+        if last == applied.position {
+            return Ok(());
+        }
+        for (ms, seq) in &instants {
+            batch.put(keys::instant(*ms, *seq), []);
+        }
+        for (tenant, summary) in &summaries {
+            batch.put(keys::summary(tenant), summary.encode());
+        }
+        batch.put(keys::POSITION, last.to_be_bytes());
+        // No write-ahead log: the store is rebuilt from the log, and the position is in
+        // the same batch as the state it describes.
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db.write_opt(batch, &options)?;
+        applied.position = last;
+        applied.position_ms = last_ms;
+        applied.summaries.extend(summaries);
+        Ok(())
+    }
+
+    /// Flushes memtables so the state survives a crash of this process.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        Ok(self.db.flush()?)
+    }
+
+    /// The newest version of an object (without links), `None` if never seen or purged.
+    fn latest(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
+        query::version_at(&self.db, tenant, id, u64::MAX)
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+}
+
+/// Applies one event to an object slot, writing its new version, its link versions and
+/// its facts' change to the tenant's summary.
+fn fold(
+    batch: &mut WriteBatch,
+    summary: &mut TenantSummary,
+    slot: &mut Option<DirectoryObject>,
+    kind: ObjectKind,
+    stored: &SequencedEvent,
+) {
+    let (seq, m) = (stored.sequence, &stored.event.meta);
+    let (tenant, id) = (m.tenant.as_str(), m.object_id.as_str());
+    let fact_changes = !matches!(
+        stored.event.change,
+        Change::LinksAdded(_) | Change::LinksRemoved(_)
+    );
+    if fact_changes {
+        if let Some(old) = slot.as_ref() {
+            summary.count(old, false);
+            summary.hash.remove(&fact_of(old));
+        }
+    }
+    let mut link_change = |links: &[backtrack_domain::Link], add: bool| {
+        for l in links {
+            batch.put(
+                keys::link(tenant, id, &l.relation, &l.target_id, seq),
+                [u8::from(add)],
+            );
+            let fact = tagged(b'l', &link_fact(id, &l.relation, &l.target_id));
+            if add {
+                summary.hash.insert(&fact);
+            } else {
+                summary.hash.remove(&fact);
+            }
+        }
+    };
+    let change = match &stored.event.change {
+        Change::Created { attributes, links } => {
+            link_change(links, true);
+            Change::Created {
+                attributes: attributes.clone(),
+                links: Vec::new(),
+            }
+        }
+        Change::LinksAdded(links) => {
+            link_change(links, true);
+            Change::AttributesChanged(Vec::new())
+        }
+        Change::LinksRemoved(links) => {
+            link_change(links, false);
+            Change::AttributesChanged(Vec::new())
+        }
+        Change::HardDeleted { links, .. } => {
+            link_change(links, false);
+            stored.event.change.clone()
+        }
+        other => other.clone(),
+    };
+    *slot = apply_to_object(slot.take(), kind, id, &change, m.time_ms, seq);
+    match slot.as_ref() {
+        Some(new) => {
+            if fact_changes {
+                summary.count(new, true);
+                summary.hash.insert(&fact_of(new));
+            }
+            batch.put(
+                keys::version(tenant, id, seq),
+                serde_json::to_vec(new).unwrap_or_default(),
+            );
+        }
+        None => batch.put(keys::version(tenant, id, seq), []),
+    }
+}
+
+/// The tagged object fact the set hash holds for an object (links apart).
+fn fact_of(object: &DirectoryObject) -> Vec<u8> {
+    tagged(
+        b'o',
+        &object_fact(
+            &object.id,
+            object.kind.as_str(),
+            &object.attributes,
+            object.deleted_at_ms,
+        ),
+    )
+}
+
+fn history_value(stored: &SequencedEvent) -> Vec<u8> {
+    let mut out = stored.published_ms.to_be_bytes().to_vec();
+    out.extend_from_slice(
+        &backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec(),
+    );
+    out
+}
+
+pub(crate) fn kind_index(kind: ObjectKind) -> u8 {
+    ObjectKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u8
+}
+
+fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    match db.get_pinned(key)? {
+        Some(v) => Ok(Some(u64::from_be_bytes(
+            v.as_ref().try_into().map_err(|_| corrupt(key, "not a u64"))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_string(),
+    }
+}

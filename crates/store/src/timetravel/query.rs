@@ -1,0 +1,349 @@
+//! Reads of the time-travel store: an object, a relation's targets, a tenant's objects,
+//! an object's history and the changes between two sequences — each at any sequence.
+
+use backtrack_domain::event::Event;
+use backtrack_domain::object::{group_links, DirectoryObject, Link};
+use backtrack_domain::ObjectKind;
+use prost::Message;
+use rocksdb::{Direction, IteratorMode, DB};
+
+use super::{corrupt, keys, TimeTravelStore};
+use crate::directory::TenantRecord;
+use crate::StoreError;
+
+/// A raw key/value pair.
+pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// One page of objects at a sequence.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectPage {
+    pub objects: Vec<DirectoryObject>,
+    /// The id to pass as `after` for the next page; `None` on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Which objects [`TimeTravelStore::list_at`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListAt {
+    pub sequence: u64,
+    pub kind: Option<ObjectKind>,
+    pub include_deleted: bool,
+    /// Start after this id.
+    pub after: Option<String>,
+    pub limit: usize,
+    /// Fill in each object's links (one more seek per object).
+    pub with_links: bool,
+}
+
+/// One entry of an object's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub sequence: u64,
+    /// Stream time of the event.
+    pub published_ms: i64,
+    pub event: Event,
+}
+
+/// An object that changed at a sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedObject {
+    pub sequence: u64,
+    pub id: String,
+    pub kind: ObjectKind,
+}
+
+impl TimeTravelStore {
+    /// The object as it was right after `sequence` was applied, with its links.
+    pub fn object_at(
+        &self,
+        tenant: &str,
+        id: &str,
+        sequence: u64,
+    ) -> Result<Option<DirectoryObject>, StoreError> {
+        let Some(mut object) = version_at(self.db(), tenant, id, sequence)? else {
+            return Ok(None);
+        };
+        object.links = group_links(&self.links_at(tenant, id, None, sequence)?);
+        Ok(Some(object))
+    }
+
+    /// The links an object held at `sequence` (one relation, or all), sorted.
+    pub fn links_at(
+        &self,
+        tenant: &str,
+        id: &str,
+        relation: Option<&str>,
+        sequence: u64,
+    ) -> Result<Vec<Link>, StoreError> {
+        let prefix = match relation {
+            Some(r) => keys::links_of_relation(tenant, id, r),
+            None => keys::links_of(tenant, id),
+        };
+        let base = keys::links_of(tenant, id);
+        let mut out = Vec::new();
+        let mut decided: Option<Box<[u8]>> = None;
+        for item in self
+            .db()
+            .iterator(IteratorMode::From(&prefix, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (text, inverted) =
+                keys::split_versioned(&key, &base).ok_or_else(|| corrupt(&key, "bad link key"))?;
+            if decided.as_deref() == Some(text) || !inverted > sequence {
+                continue;
+            }
+            decided = Some(text.into());
+            if value.first() == Some(&1) {
+                let text = String::from_utf8_lossy(text);
+                if let Some((relation, target)) = text.split_once('/') {
+                    out.push(Link::new(relation, target));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// A page of the tenant's objects as they were at `query.sequence`, in id order.
+    pub fn list_at(&self, tenant: &str, query: &ListAt) -> Result<ObjectPage, StoreError> {
+        let mut page = ObjectPage::default();
+        let limit = query.limit.max(1);
+        let mut more = false;
+        self.for_each_version_at(tenant, query.sequence, query.after.as_deref(), |object| {
+            if query.kind.is_some_and(|k| k != object.kind)
+                || (object.is_deleted() && !query.include_deleted)
+            {
+                return Ok(true);
+            }
+            if page.objects.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            page.objects.push(object);
+            Ok(true)
+        })?;
+        if query.with_links {
+            for object in &mut page.objects {
+                object.links =
+                    group_links(&self.links_at(tenant, &object.id, None, query.sequence)?);
+            }
+        }
+        if more {
+            page.next_after = page.objects.last().map(|o| o.id.clone());
+        }
+        Ok(page)
+    }
+
+    /// Calls `f` with every object (without links) that existed at `sequence`, in id
+    /// order, starting after `after`; stops when `f` returns `Ok(false)`.
+    pub fn for_each_version_at(
+        &self,
+        tenant: &str,
+        sequence: u64,
+        after: Option<&str>,
+        mut f: impl FnMut(DirectoryObject) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = keys::versions_of_tenant(tenant);
+        let mut it = self.db().raw_iterator();
+        match after {
+            Some(after) => it.seek(past_versions(tenant, after)),
+            None => it.seek(&prefix),
+        }
+        while it.valid() {
+            let Some(key) = it.key() else { break };
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (id, inverted) =
+                keys::split_versioned(key, &prefix).ok_or_else(|| corrupt(key, "bad version key"))?;
+            let id = String::from_utf8_lossy(id).into_owned();
+            if !inverted > sequence {
+                // Newer than wanted: jump to the newest version at or before `sequence`.
+                it.seek(keys::version(tenant, &id, sequence));
+                continue;
+            }
+            let value = it.value().unwrap_or_default();
+            if !value.is_empty() {
+                let object = decode_object(key, value)?;
+                if !f(object)? {
+                    return Ok(());
+                }
+            }
+            it.seek(past_versions(tenant, &id));
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Every event of one object, oldest first.
+    pub fn history(&self, tenant: &str, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let prefix = keys::history(tenant, id);
+        let mut out = Vec::new();
+        for (key, value) in scan(self.db(), &prefix)? {
+            let (seq, rest) = key[prefix.len()..].split_at_checked(8).unwrap_or((&[], &[]));
+            let (ms, payload) = value.split_at_checked(8).unwrap_or((&[], &[]));
+            let (Ok(seq), Ok(ms), true) = (<[u8; 8]>::try_from(seq), <[u8; 8]>::try_from(ms), rest.is_empty())
+            else {
+                return Err(corrupt(&key, "bad history entry"));
+            };
+            let proto = backtrack_proto::v1::DirectoryEvent::decode(payload)
+                .map_err(|e| corrupt(&key, &e.to_string()))?;
+            let event = backtrack_proto::convert::event_from_proto(proto)
+                .map_err(|e| corrupt(&key, &e.to_string()))?;
+            out.push(HistoryEntry {
+                sequence: u64::from_be_bytes(seq),
+                published_ms: i64::from_be_bytes(ms),
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Objects changed after `from` up to and including `to`, in sequence order.
+    pub fn changed_between(
+        &self,
+        tenant: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ChangedObject>, StoreError> {
+        let prefix = keys::changes(tenant);
+        let start = keys::change(tenant, from.saturating_add(1), "");
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            let (seq, id) = rest
+                .split_at_checked(8)
+                .ok_or_else(|| corrupt(&key, "bad change key"))?;
+            let seq = u64::from_be_bytes(seq.try_into().map_err(|_| corrupt(&key, "bad seq"))?);
+            if seq > to {
+                break;
+            }
+            let kind = value
+                .first()
+                .and_then(|i| ObjectKind::ALL.get(usize::from(*i)))
+                .ok_or_else(|| corrupt(&key, "bad kind"))?;
+            out.push(ChangedObject {
+                sequence: seq,
+                id: String::from_utf8_lossy(id).into_owned(),
+                kind: *kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest (stream time, sequence) applied at or before `ms`; `None` if the first
+    /// applied event is later.
+    pub fn resolve_time(&self, ms: i64) -> Result<Option<(i64, u64)>, StoreError> {
+        let start = keys::instant_seek(ms);
+        for item in self
+            .db()
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, _) = item?;
+            return Ok(keys::parse_instant(&key));
+        }
+        Ok(None)
+    }
+
+    pub fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
+        match self.db().get_pinned(keys::tenant(id))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(&keys::tenant(id), &e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        scan(self.db(), keys::TENANTS)?
+            .into_iter()
+            .map(|(key, value)| {
+                serde_json::from_slice(&value).map_err(|e| corrupt(&key, &e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Writes raw bytes under a raw key, bypassing every rule; for tamper tests and
+    /// repair tools only.
+    #[doc(hidden)]
+    pub fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        Ok(self.db().put(key, value)?)
+    }
+
+    /// Raw entries under a prefix; for tamper tests and repair tools only.
+    #[doc(hidden)]
+    pub fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(scan(self.db(), prefix)?
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect())
+    }
+}
+
+/// The newest version of an object at or before `sequence`, without links.
+pub(crate) fn version_at(
+    db: &DB,
+    tenant: &str,
+    id: &str,
+    sequence: u64,
+) -> Result<Option<DirectoryObject>, StoreError> {
+    let prefix = keys::versions(tenant, id);
+    let start = keys::version(tenant, id, sequence);
+    let mut it = db.raw_iterator();
+    it.seek(&start);
+    match (it.key(), it.value()) {
+        (Some(key), Some(value)) if key.starts_with(&prefix) => {
+            if value.is_empty() {
+                Ok(None)
+            } else {
+                decode_object(key, value).map(Some)
+            }
+        }
+        _ => {
+            it.status()?;
+            Ok(None)
+        }
+    }
+}
+
+/// The first key after every version of `id`.
+fn past_versions(tenant: &str, id: &str) -> Vec<u8> {
+    let mut key = keys::versions(tenant, id);
+    key.extend_from_slice(&[0xff; 9]);
+    key
+}
+
+fn decode_object(key: &[u8], value: &[u8]) -> Result<DirectoryObject, StoreError> {
+    serde_json::from_slice(value).map_err(|e| corrupt(key, &e.to_string()))
+}
+
+/// The newest entry of the instant index.
+pub(crate) fn newest_instant(db: &DB) -> Result<Option<(i64, u64)>, StoreError> {
+    for item in db.iterator(IteratorMode::From(keys::INSTANTS, Direction::Forward)) {
+        let (key, _) = item?;
+        return Ok(keys::parse_instant(&key));
+    }
+    Ok(None)
+}
+
+pub(crate) fn scan(db: &DB, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    let mut out = Vec::new();
+    for item in db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+        let (key, value) = item?;
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}

@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use backtrack_domain::command::decide;
-use backtrack_domain::event::Change;
 use backtrack_domain::digest::tenant_digest;
+use backtrack_domain::event::Change;
 use backtrack_domain::{ObjectKind, TenantState};
 use backtrack_store::{DirectoryProjection, ListQuery};
 use proptest::prelude::*;

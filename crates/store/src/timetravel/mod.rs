@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use backtrack_domain::digest::{object_fact, tagged, link_fact};
+use backtrack_domain::digest::{link_fact, object_fact, tagged};
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::DirectoryObject;
 use backtrack_domain::state::apply_to_object;
@@ -76,8 +76,8 @@ impl TimeTravelStore {
         };
         for (key, value) in query::scan(&db, b"A/")? {
             let tenant = String::from_utf8_lossy(&key[2..]).into_owned();
-            let summary = TenantSummary::decode(&value)
-                .ok_or_else(|| corrupt(&key, "bad tenant summary"))?;
+            let summary =
+                TenantSummary::decode(&value).ok_or_else(|| corrupt(&key, "bad tenant summary"))?;
             applied.summaries.insert(tenant, summary);
         }
         if let Some((ms, _)) = query::newest_instant(&db)? {
@@ -134,7 +134,10 @@ impl TimeTravelStore {
                     display_name: display_name.clone(),
                     created_at_ms: m.time_ms,
                 };
-                batch.put(keys::tenant(&m.tenant), serde_json::to_vec(&record).unwrap_or_default());
+                batch.put(
+                    keys::tenant(&m.tenant),
+                    serde_json::to_vec(&record).unwrap_or_default(),
+                );
                 continue;
             }
             let Ok(kind) = m.kind.parse::<ObjectKind>() else {
@@ -146,7 +149,11 @@ impl TimeTravelStore {
                 objects.insert(key.clone(), current);
             }
             if !summaries.contains_key(&m.tenant) {
-                let summary = applied.summaries.get(&m.tenant).cloned().unwrap_or_default();
+                let summary = applied
+                    .summaries
+                    .get(&m.tenant)
+                    .cloned()
+                    .unwrap_or_default();
                 summaries.insert(m.tenant.clone(), summary);
             }
             let (Some(slot), Some(summary)) = (objects.get_mut(&key), summaries.get_mut(&m.tenant))
@@ -158,7 +165,10 @@ impl TimeTravelStore {
                 keys::history_entry(&m.tenant, &m.object_id, seq),
                 history_value(stored),
             );
-            batch.put(keys::change(&m.tenant, seq, &m.object_id), [kind_index(kind)]);
+            batch.put(
+                keys::change(&m.tenant, seq, &m.object_id),
+                [kind_index(kind)],
+            );
         }
         if last == applied.position {
             return Ok(());
@@ -284,9 +294,7 @@ fn fact_of(object: &DirectoryObject) -> Vec<u8> {
 
 fn history_value(stored: &SequencedEvent) -> Vec<u8> {
     let mut out = stored.published_ms.to_be_bytes().to_vec();
-    out.extend_from_slice(
-        &backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec(),
-    );
+    out.extend_from_slice(&backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec());
     out
 }
 
@@ -297,7 +305,9 @@ pub(crate) fn kind_index(kind: ObjectKind) -> u8 {
 fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StoreError> {
     match db.get_pinned(key)? {
         Some(v) => Ok(Some(u64::from_be_bytes(
-            v.as_ref().try_into().map_err(|_| corrupt(key, "not a u64"))?,
+            v.as_ref()
+                .try_into()
+                .map_err(|_| corrupt(key, "not a u64"))?,
         ))),
         None => Ok(None),
     }

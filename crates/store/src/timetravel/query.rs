@@ -13,6 +13,8 @@ use crate::StoreError;
 
 /// A raw key/value pair.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+/// A raw key/value pair, owned.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
 
 /// One page of objects at a sequence.
 #[derive(Debug, Clone, Default)]
@@ -157,8 +159,8 @@ impl TimeTravelStore {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let (id, inverted) =
-                keys::split_versioned(key, &prefix).ok_or_else(|| corrupt(key, "bad version key"))?;
+            let (id, inverted) = keys::split_versioned(key, &prefix)
+                .ok_or_else(|| corrupt(key, "bad version key"))?;
             let id = String::from_utf8_lossy(id).into_owned();
             if !inverted > sequence {
                 // Newer than wanted: jump to the newest version at or before `sequence`.
@@ -183,10 +185,15 @@ impl TimeTravelStore {
         let prefix = keys::history(tenant, id);
         let mut out = Vec::new();
         for (key, value) in scan(self.db(), &prefix)? {
-            let (seq, rest) = key[prefix.len()..].split_at_checked(8).unwrap_or((&[], &[]));
+            let (seq, rest) = key[prefix.len()..]
+                .split_at_checked(8)
+                .unwrap_or((&[], &[]));
             let (ms, payload) = value.split_at_checked(8).unwrap_or((&[], &[]));
-            let (Ok(seq), Ok(ms), true) = (<[u8; 8]>::try_from(seq), <[u8; 8]>::try_from(ms), rest.is_empty())
-            else {
+            let (Ok(seq), Ok(ms), true) = (
+                <[u8; 8]>::try_from(seq),
+                <[u8; 8]>::try_from(ms),
+                rest.is_empty(),
+            ) else {
                 return Err(corrupt(&key, "bad history entry"));
             };
             let proto = backtrack_proto::v1::DirectoryEvent::decode(payload)
@@ -244,15 +251,7 @@ impl TimeTravelStore {
     /// The newest (stream time, sequence) applied at or before `ms`; `None` if the first
     /// applied event is later.
     pub fn resolve_time(&self, ms: i64) -> Result<Option<(i64, u64)>, StoreError> {
-        let start = keys::instant_seek(ms);
-        for item in self
-            .db()
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            let (key, _) = item?;
-            return Ok(keys::parse_instant(&key));
-        }
-        Ok(None)
+        first_instant(self.db(), &keys::instant_seek(ms))
     }
 
     pub fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
@@ -282,7 +281,7 @@ impl TimeTravelStore {
 
     /// Raw entries under a prefix; for tamper tests and repair tools only.
     #[doc(hidden)]
-    pub fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<RawEntry>, StoreError> {
         Ok(scan(self.db(), prefix)?
             .into_iter()
             .map(|(k, v)| (k.into_vec(), v.into_vec()))
@@ -329,11 +328,20 @@ fn decode_object(key: &[u8], value: &[u8]) -> Result<DirectoryObject, StoreError
 
 /// The newest entry of the instant index.
 pub(crate) fn newest_instant(db: &DB) -> Result<Option<(i64, u64)>, StoreError> {
-    for item in db.iterator(IteratorMode::From(keys::INSTANTS, Direction::Forward)) {
-        let (key, _) = item?;
-        return Ok(keys::parse_instant(&key));
+    first_instant(db, keys::INSTANTS)
+}
+
+/// The first instant entry at or after `start`.
+fn first_instant(db: &DB, start: &[u8]) -> Result<Option<(i64, u64)>, StoreError> {
+    let mut it = db.raw_iterator();
+    it.seek(start);
+    match it.key() {
+        Some(key) => Ok(keys::parse_instant(key)),
+        None => {
+            it.status()?;
+            Ok(None)
+        }
     }
-    Ok(None)
 }
 
 pub(crate) fn scan(db: &DB, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {

@@ -106,4 +106,3 @@ pub fn tenant_event() -> Event {
     e.meta.kind = "tenant".into();
     e
 }
-

@@ -1,0 +1,36 @@
+//! Settings of the snapshotter service.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::policy::Policy;
+
+/// What the snapshotter needs to run; the CLI fills it from flags and `BACKTRACK_*` vars.
+#[derive(Debug, Clone)]
+pub struct SnapshotterConfig {
+    /// Folder of the time-travel store (deletable: it is rebuilt from the log).
+    pub store_dir: PathBuf,
+    /// Replicas of `BT_BACKUPS` when the service creates it.
+    pub stream_replicas: usize,
+    /// The policy of tenants that have none of their own.
+    pub default_policy: Policy,
+    /// How long a request waits for the store to reach the sequence it needs.
+    pub catch_up_wait: Duration,
+    /// How often the scheduler looks for due backups.
+    pub scheduler_tick: Duration,
+    /// How often cached tenant policies are re-read from the policy bucket.
+    pub policy_refresh: Duration,
+}
+
+impl SnapshotterConfig {
+    pub fn new(store_dir: PathBuf) -> Self {
+        Self {
+            store_dir,
+            stream_replicas: 1,
+            default_policy: Policy::default(),
+            catch_up_wait: Duration::from_secs(30),
+            scheduler_tick: Duration::from_millis(250),
+            policy_refresh: Duration::from_secs(30),
+        }
+    }
+}

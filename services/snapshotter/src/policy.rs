@@ -1,0 +1,217 @@
+//! Per-tenant backup policies: when scheduled backups run and how long backups stay
+//! usable. Policies live in the NATS KV bucket `bt-policies` (key `backup.<tenant>`), so
+//! every replica reads the same ones; a tenant without one uses the configured default.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use serde::{Deserialize, Serialize};
+
+use crate::error::SnapshotterError;
+
+pub const POLICY_BUCKET: &str = "bt-policies";
+
+/// A tenant's backup policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Cron with seconds (`sec min hour day month weekday`), UTC; empty = no schedule.
+    pub schedule: String,
+    pub retention_days: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Default for Policy {
+    /// Daily at 02:00 UTC, kept 7 days.
+    fn default() -> Self {
+        Self {
+            schedule: "0 0 2 * * *".into(),
+            retention_days: 7,
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks the schedule and retention; the error says how to fix them.
+    pub fn validate(&self) -> Result<(), SnapshotterError> {
+        self.cron()?;
+        if self.retention_days == 0 || self.retention_days > 36_500 {
+            return Err(SnapshotterError::Invalid(format!(
+                "retention of {} days is out of range: use 1 to 36500 days",
+                self.retention_days
+            )));
+        }
+        Ok(())
+    }
+
+    /// The parsed schedule, `None` when scheduled backups are off.
+    pub fn cron(&self) -> Result<Option<cron::Schedule>, SnapshotterError> {
+        if self.schedule.trim().is_empty() {
+            return Ok(None);
+        }
+        cron::Schedule::from_str(self.schedule.trim())
+            .map(Some)
+            .map_err(|e| {
+                SnapshotterError::Invalid(format!(
+                    "schedule '{}' is not a cron expression ({e}); use six fields \
+                     'sec min hour day-of-month month day-of-week' in UTC, e.g. '0 0 2 * * *'",
+                    self.schedule
+                ))
+            })
+    }
+}
+
+/// The policy bucket with a short-lived cache in front of it.
+#[derive(Clone)]
+pub struct Policies {
+    bucket: kv::Store,
+    default: Policy,
+    refresh: Duration,
+    cache: Arc<RwLock<HashMap<String, (Instant, Policy)>>>,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies")
+            .field("default", &self.default)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policies {
+    /// Opens (or creates) the bucket.
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        replicas: usize,
+        default: Policy,
+        refresh: Duration,
+    ) -> Result<Self, SnapshotterError> {
+        let bucket = match jetstream.get_key_value(POLICY_BUCKET).await {
+            Ok(bucket) => bucket,
+            Err(_) => jetstream
+                .create_key_value(kv::Config {
+                    bucket: POLICY_BUCKET.into(),
+                    description: "Backtrack per-tenant policies".into(),
+                    history: 16,
+                    num_replicas: replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    SnapshotterError::Unavailable(format!("create KV bucket {POLICY_BUCKET}: {e}"))
+                })?,
+        };
+        Ok(Self {
+            bucket,
+            default,
+            refresh,
+            cache: Arc::default(),
+        })
+    }
+
+    /// The tenant's policy (or the default), at most `refresh` old.
+    pub async fn get(&self, tenant: &str) -> Result<Policy, SnapshotterError> {
+        if let Some((at, policy)) = self.read_cache().get(tenant) {
+            if at.elapsed() < self.refresh {
+                return Ok(policy.clone());
+            }
+        }
+        let policy = match self.bucket.get(key(tenant)).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+                SnapshotterError::Internal(format!("policy of tenant {tenant} is unreadable: {e}"))
+            })?,
+            Ok(None) => self.default.clone(),
+            Err(e) => {
+                return Err(SnapshotterError::Unavailable(format!(
+                    "read the policy of tenant {tenant}: {e}"
+                )))
+            }
+        };
+        self.remember(tenant, &policy);
+        Ok(policy)
+    }
+
+    /// Stores a validated policy.
+    pub async fn set(&self, tenant: &str, policy: Policy) -> Result<Policy, SnapshotterError> {
+        policy.validate()?;
+        let bytes =
+            serde_json::to_vec(&policy).map_err(|e| SnapshotterError::Internal(e.to_string()))?;
+        self.bucket
+            .put(key(tenant), bytes.into())
+            .await
+            .map_err(|e| {
+                SnapshotterError::Unavailable(format!("store the policy of tenant {tenant}: {e}"))
+            })?;
+        self.remember(tenant, &policy);
+        Ok(policy)
+    }
+
+    fn remember(&self, tenant: &str, policy: &Policy) {
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_string(), (Instant::now(), policy.clone()));
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, (Instant, Policy)>> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn key(tenant: &str) -> String {
+    format!("backup.{tenant}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+
+    #[test]
+    fn default_is_daily_at_two_and_valid() {
+        let policy = Policy::default();
+        assert!(policy.validate().is_ok());
+        let schedule = policy.cron().unwrap().unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-22T05:00:00Z").unwrap();
+        let next = schedule
+            .after(&start.with_timezone(&chrono::Utc))
+            .next()
+            .unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-23T02:00:00+00:00");
+    }
+
+    #[test]
+    fn bad_schedules_and_retentions_are_refused_with_a_hint() {
+        let bad = Policy {
+            schedule: "every day".into(),
+            ..Policy::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("six fields"));
+        let zero = Policy {
+            retention_days: 0,
+            ..Policy::default()
+        };
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 36500"));
+        let off = Policy {
+            schedule: String::new(),
+            ..Policy::default()
+        };
+        assert!(off.cron().unwrap().is_none());
+    }
+}

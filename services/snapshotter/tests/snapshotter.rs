@@ -1,0 +1,281 @@
+//! The snapshotter in-process with the directory, against a real nats-server and real
+//! RocksDB: backups, time travel, verification, tampering, rebuilds and the schedule.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use backtrack_directory::writer::Origin;
+use backtrack_directory::{Directory, DirectoryConfig};
+use backtrack_domain::command::Command;
+use backtrack_domain::{Link, ObjectKind};
+use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
+use backtrack_proto::v1::{self, BackupTrigger};
+use backtrack_snapshotter::backups::BackupRequest;
+use backtrack_snapshotter::policy::Policy;
+use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
+use backtrack_test_support::{eventually, NatsServer};
+use serde_json::json;
+
+const U1: &str = "00000000-0000-4000-8000-000000000001";
+const U2: &str = "00000000-0000-4000-8000-000000000002";
+const G1: &str = "00000000-0000-4000-8000-0000000000a1";
+
+struct Fixture {
+    nats: NatsServer,
+    dir: tempfile::TempDir,
+    _trigger: ShutdownTrigger,
+    directory: Directory,
+}
+
+async fn fixture() -> Fixture {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (trigger, shutdown) = Shutdown::new();
+    let directory = backtrack_directory::start(
+        DirectoryConfig::new(dir.path().join("directory")),
+        nats.client().await.unwrap(),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    directory.create_tenant("t", "T", &origin()).await.unwrap();
+    Fixture {
+        nats,
+        dir,
+        _trigger: trigger,
+        directory,
+    }
+}
+
+impl Fixture {
+    async fn snapshotter(&self, folder: &str) -> (Snapshotter, ShutdownTrigger) {
+        let mut config = SnapshotterConfig::new(self.dir.path().join(folder));
+        config.scheduler_tick = Duration::from_millis(50);
+        config.policy_refresh = Duration::ZERO;
+        let (trigger, shutdown) = Shutdown::new();
+        let snapshotter =
+            backtrack_snapshotter::start(config, self.nats.client().await.unwrap(), shutdown)
+                .await
+                .unwrap();
+        (snapshotter, trigger)
+    }
+
+    async fn run(&self, command: Command) {
+        self.directory
+            .execute("t", command, None, &origin())
+            .await
+            .unwrap();
+    }
+}
+
+fn origin() -> Origin {
+    Origin {
+        actor: "test".into(),
+        source: "test".into(),
+        correlation_id: None,
+    }
+}
+
+fn user(id: &str, upn: &str, department: &str) -> Command {
+    Command::Create {
+        kind: ObjectKind::User,
+        id: id.into(),
+        attributes: json!({"displayName": upn, "userPrincipalName": upn, "department": department})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        links: vec![],
+    }
+}
+
+fn on_demand(description: &str) -> BackupRequest {
+    BackupRequest {
+        tenant: "t".into(),
+        description: description.into(),
+        trigger: BackupTrigger::OnDemand,
+        requested_by: "test".into(),
+        scheduled_for_ms: None,
+    }
+}
+
+fn at_backup(id: &str) -> v1::Point {
+    v1::Point {
+        point: Some(v1::point::Point::BackupId(id.into())),
+    }
+}
+
+async fn department_at(s: &Snapshotter, id: &str, point: &v1::Point) -> Option<String> {
+    let resolved = s.resolve("t", Some(point)).await.unwrap();
+    s.store()
+        .object_at("t", id, resolved.sequence)
+        .unwrap()
+        .map(|o| o.attributes["department"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_name_exact_past_states_and_verify_until_the_store_is_tampered_with() {
+    let f = fixture().await;
+    let (s, _stop) = f.snapshotter("snapshotter").await;
+    f.run(user(U1, "a@t.test", "Sales")).await;
+    f.run(user(U2, "b@t.test", "Ops")).await;
+    f.run(Command::Create {
+        kind: ObjectKind::Group,
+        id: G1.into(),
+        attributes: json!({"displayName": "G"}).as_object().cloned().unwrap(),
+        links: vec![Link::new("members", U1), Link::new("members", U2)],
+    })
+    .await;
+    let first = s.create_backup(on_demand("before")).await.unwrap();
+    assert_eq!(
+        first.digest,
+        f.directory.projection().tenant_digest("t").unwrap().0
+    );
+    let users = first.counts.iter().find(|c| c.kind == "user").unwrap();
+    assert_eq!((users.live, users.deleted), (2, 0));
+
+    f.run(Command::Update {
+        id: U1.into(),
+        set: json!({"department": "Legal"}).as_object().cloned().unwrap(),
+        unset: vec![],
+    })
+    .await;
+    f.run(Command::RemoveLinks {
+        id: G1.into(),
+        relation: "members".into(),
+        targets: vec![U2.into()],
+    })
+    .await;
+    f.run(Command::SoftDelete { id: U2.into() }).await;
+    let second = s.create_backup(on_demand("after")).await.unwrap();
+    assert!(second.sequence > first.sequence);
+    assert_ne!(second.digest, first.digest);
+
+    assert_eq!(
+        department_at(&s, U1, &at_backup(&first.id))
+            .await
+            .as_deref(),
+        Some("Sales")
+    );
+    assert_eq!(
+        department_at(&s, U1, &at_backup(&second.id))
+            .await
+            .as_deref(),
+        Some("Legal")
+    );
+    let members = |seq| {
+        s.store()
+            .links_at("t", G1, Some("members"), seq)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.target_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        members(first.sequence),
+        vec![U1.to_string(), U2.to_string()]
+    );
+    assert_eq!(members(second.sequence), vec![U1.to_string()]);
+    let u2 = s
+        .store()
+        .object_at("t", U2, second.sequence)
+        .unwrap()
+        .unwrap();
+    assert!(u2.is_deleted());
+
+    let verified = s.verify("t", &first.id).await.unwrap();
+    assert!(verified.ok, "{}", verified.message);
+    assert!(verified.events_replayed >= 3);
+
+    // Tamper: rewrite the stored version of U1 at the first backup behind the service.
+    let (key, value) = s
+        .store()
+        .scan_raw(format!("V/t/{U1}\0").as_bytes())
+        .unwrap()
+        .into_iter()
+        .find(|(_, v)| String::from_utf8_lossy(v).contains("Sales"))
+        .unwrap();
+    let forged = String::from_utf8(value).unwrap().replace("Sales", "Forged");
+    s.store().put_raw(&key, forged.as_bytes()).unwrap();
+    let tampered = s.verify("t", &first.id).await.unwrap();
+    assert!(!tampered.ok);
+    assert_eq!(tampered.mismatched_ids, vec![U1.to_string()]);
+    assert!(
+        tampered.message.contains("time-travel store differs"),
+        "{}",
+        tampered.message
+    );
+    // The later backup does not read that version: it still verifies.
+    assert!(s.verify("t", &second.id).await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_store_rebuilds_to_identical_digests_and_backups_survive_a_restart() {
+    let f = fixture().await;
+    let (s, stop) = f.snapshotter("first").await;
+    for i in 0..20 {
+        f.run(user(
+            &format!("00000000-0000-4000-8000-0000000001{i:02}"),
+            &format!("u{i}@t.test"),
+            "D",
+        ))
+        .await;
+    }
+    let backup = s.create_backup(on_demand("keep me")).await.unwrap();
+    let pinned = s.set_pinned("t", &backup.id, true, "test").await.unwrap();
+    assert!(pinned.pinned);
+    drop(s);
+    stop.trigger();
+
+    // A new folder: the store rebuilds from the log; the catalog comes from BT_BACKUPS.
+    let (rebuilt, _stop) = f.snapshotter("second").await;
+    rebuilt.catch_up().await.unwrap();
+    let again = rebuilt.backup("t", &backup.id).await.unwrap();
+    assert_eq!(again.digest, backup.digest);
+    assert!(again.pinned, "pins come back from the stream");
+    let (_, _, summary) = rebuilt.store().tenant_summary("t");
+    assert_eq!(
+        summary.digest(),
+        f.directory.projection().tenant_digest("t").unwrap().0
+    );
+    assert!(rebuilt.verify("t", &backup.id).await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_second_schedule_fires_and_the_backup_stream_refuses_deletes_and_purges() {
+    let f = fixture().await;
+    let (s, _stop) = f.snapshotter("snapshotter").await;
+    f.run(user(U1, "a@t.test", "Sales")).await;
+    s.policies()
+        .set(
+            "t",
+            Policy {
+                schedule: "* * * * * *".into(),
+                ..Policy::default()
+            },
+        )
+        .await
+        .unwrap();
+    let scheduled = eventually("a scheduled backup", Duration::from_secs(10), || async {
+        s.backups("t", false)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.trigger == BackupTrigger::Scheduled as i32)
+    })
+    .await
+    .unwrap();
+    assert_eq!(scheduled.requested_by, "scheduler");
+    assert_eq!(
+        scheduled.digest,
+        f.directory.projection().tenant_digest("t").unwrap().0
+    );
+
+    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
+    let stream = js.get_stream("BT_BACKUPS").await.unwrap();
+    assert!(stream
+        .delete_message(scheduled.manifest_sequence)
+        .await
+        .is_err());
+    assert!(stream.purge().await.is_err());
+    assert!(s.backup("t", &scheduled.id).await.is_ok());
+}

@@ -87,13 +87,13 @@ impl SetHash {
             &object.attributes,
             object.deleted_at_ms,
         );
-        let facts = std::iter::once(tagged(b'o', &fact)).chain(
-            object.links.iter().flat_map(|(relation, targets)| {
+        let facts = std::iter::once(tagged(b'o', &fact)).chain(object.links.iter().flat_map(
+            |(relation, targets)| {
                 targets
                     .iter()
                     .map(|t| tagged(b'l', &link_fact(&object.id, relation, t)))
-            }),
-        );
+            },
+        ));
         for fact in facts {
             if add {
                 self.insert(&fact);

@@ -4,6 +4,8 @@
 //! after a restart (or with a deleted folder) the builder resumes right after it; the
 //! position is the consumer's durable state, and no event is applied twice or skipped.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,47 @@ use backtrack_store::{SequencedEvent, TimeTravelStore};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::checkpoint::Checkpoints;
+
+/// Where and how often the builder checkpoints the store.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    pub checkpoints: Checkpoints,
+    /// Applied events between two checkpoints.
+    pub every: u64,
+    pub scratch: PathBuf,
+}
+
+/// The checkpoint schedule of one builder.
+struct CheckpointState {
+    config: Checkpointing,
+    last: u64,
+    running: Arc<AtomicBool>,
+}
+
+impl CheckpointState {
+    /// Starts a checkpoint in the background when enough events were applied since the
+    /// last one and none is running.
+    fn maybe_start(&mut self, store: &Arc<TimeTravelStore>) {
+        let position = store.position();
+        if position < self.last.saturating_add(self.config.every)
+            || self.running.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        self.last = position;
+        let (store, config, running) = (store.clone(), self.config.clone(), self.running.clone());
+        tokio::spawn(async move {
+            match config.checkpoints.save(&store, &config.scratch).await {
+                Ok(Some(at)) => tracing::info!(position = at, "time-travel store checkpointed"),
+                Ok(None) => tracing::error!("checkpoint skipped: it did not verify"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry later"),
+            }
+            running.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
 /// Most events folded in one write batch.
 const MAX_CHUNK: usize = 4096;
 
@@ -21,12 +64,27 @@ pub async fn run(
     log: EventLog,
     store: Arc<TimeTravelStore>,
     progress: Arc<watch::Sender<u64>>,
+    checkpointing: Option<Checkpointing>,
     shutdown: Shutdown,
 ) {
+    let mut checkpoints = match checkpointing {
+        Some(config) => {
+            let last = match config.checkpoints.list().await {
+                Ok(list) => list.first().map_or(0, |c| c.position),
+                Err(_) => store.position(),
+            };
+            Some(CheckpointState {
+                config,
+                last,
+                running: Arc::default(),
+            })
+        }
+        None => None,
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
         let result = tokio::select! {
-            r = follow(&log, &store, &progress) => r,
+            r = follow(&log, &store, &progress, &mut checkpoints) => r,
             () = shutdown.wait() => break,
         };
         if let Err(e) = result {
@@ -47,6 +105,7 @@ async fn follow(
     log: &EventLog,
     store: &Arc<TimeTravelStore>,
     progress: &watch::Sender<u64>,
+    checkpoints: &mut Option<CheckpointState>,
 ) -> Result<(), String> {
     let start = store.position() + 1;
     let stream = log
@@ -77,6 +136,9 @@ async fn follow(
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             progress.send_replace(store.position());
+            if let Some(checkpoints) = checkpoints.as_mut() {
+                checkpoints.maybe_start(store);
+            }
         }
         if let Some(e) = failure {
             return Err(e);

@@ -20,9 +20,22 @@ pub struct SnapshotterConfig {
     pub scheduler_tick: Duration,
     /// How often cached tenant policies are re-read from the policy bucket.
     pub policy_refresh: Duration,
+    /// Applied events between two checkpoints of the store (0: no checkpoints).
+    pub checkpoint_every: u64,
 }
 
 impl SnapshotterConfig {
+    /// Scratch folder for checkpoints, beside the store.
+    pub fn scratch_dir(&self) -> PathBuf {
+        let mut name = self
+            .store_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_os_string();
+        name.push(".checkpoint");
+        self.store_dir.with_file_name(name)
+    }
+
     pub fn new(store_dir: PathBuf) -> Self {
         Self {
             store_dir,
@@ -31,6 +44,7 @@ impl SnapshotterConfig {
             catch_up_wait: Duration::from_secs(30),
             scheduler_tick: Duration::from_millis(250),
             policy_refresh: Duration::from_secs(30),
+            checkpoint_every: 1_000_000,
         }
     }
 }

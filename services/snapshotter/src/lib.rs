@@ -10,6 +10,7 @@
 //! - [`config`]: the service's settings.
 //! - [`builder`]: follows the log into the store.
 //! - [`catalog`]: manifests and pin records on `BT_BACKUPS`.
+//! - [`checkpoint`]: verified checkpoints of the store in the NATS object store.
 //! - [`policy`]: per-tenant schedules and retention in the `bt-policies` KV bucket.
 //! - [`retention`]: which backups are expired (pure).
 //! - [`backups`]: creating, listing, pinning and verifying backups.
@@ -22,6 +23,7 @@ pub mod api;
 pub mod backups;
 pub mod builder;
 pub mod catalog;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod points;
@@ -41,6 +43,7 @@ pub use config::SnapshotterConfig;
 pub use error::SnapshotterError;
 
 use crate::catalog::Catalog;
+use crate::checkpoint::Checkpoints;
 use crate::policy::Policies;
 
 /// A running snapshotter. Cheap to clone.
@@ -56,6 +59,8 @@ struct Inner {
     progress: watch::Receiver<u64>,
     catalog: Catalog,
     policies: Policies,
+    /// The checkpoint position the store was restored from at start, if any.
+    restored_from: Option<u64>,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -76,16 +81,30 @@ pub async fn start(
     std::fs::create_dir_all(&config.store_dir).map_err(|e| {
         SnapshotterError::Unavailable(format!("cannot create {}: {e}", config.store_dir.display()))
     })?;
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let checkpoints = Checkpoints::open(&jetstream, config.stream_replicas).await?;
+    let restored_from = if config.store_dir.join("CURRENT").exists() {
+        None
+    } else {
+        checkpoints
+            .restore(&config.store_dir, &config.scratch_dir())
+            .await
+    };
+    if let Some(position) = restored_from {
+        tracing::info!(
+            position,
+            "time-travel store restored from a checkpoint; replaying the tail"
+        );
+    }
     let store = Arc::new(TimeTravelStore::open(&config.store_dir)?);
     let log = EventLog::open(
-        nats.clone(),
+        nats,
         StreamSettings {
             replicas: config.stream_replicas,
             ..StreamSettings::default()
         },
     )
     .await?;
-    let jetstream = async_nats::jetstream::new(nats);
     let catalog =
         Catalog::open(jetstream.clone(), config.stream_replicas, shutdown.clone()).await?;
     let policies = Policies::open(
@@ -96,10 +115,16 @@ pub async fn start(
     )
     .await?;
     let (progress_tx, progress) = watch::channel(store.position());
+    let checkpointing = (config.checkpoint_every > 0).then(|| builder::Checkpointing {
+        checkpoints,
+        every: config.checkpoint_every,
+        scratch: config.scratch_dir(),
+    });
     tokio::spawn(builder::run(
         log.clone(),
         store.clone(),
         Arc::new(progress_tx),
+        checkpointing,
         shutdown.clone(),
     ));
     let snapshotter = Snapshotter {
@@ -110,6 +135,7 @@ pub async fn start(
             progress,
             catalog,
             policies,
+            restored_from,
         }),
     };
     tokio::spawn(scheduler::run(snapshotter.clone(), shutdown));
@@ -132,6 +158,11 @@ impl Snapshotter {
 
     pub fn policies(&self) -> &Policies {
         &self.inner.policies
+    }
+
+    /// The checkpoint position the store was restored from at start, if any.
+    pub fn restored_from(&self) -> Option<u64> {
+        self.inner.restored_from
     }
 
     pub fn config(&self) -> &SnapshotterConfig {

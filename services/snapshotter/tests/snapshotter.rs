@@ -11,6 +11,7 @@ use backtrack_domain::{Link, ObjectKind};
 use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
 use backtrack_proto::v1::{self, BackupTrigger};
 use backtrack_snapshotter::backups::BackupRequest;
+use backtrack_snapshotter::checkpoint::Checkpoints;
 use backtrack_snapshotter::policy::Policy;
 use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
 use backtrack_test_support::{eventually, NatsServer};
@@ -49,9 +50,18 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn snapshotter(&self, folder: &str) -> (Snapshotter, ShutdownTrigger) {
+        self.snapshotter_with(folder, 0).await
+    }
+
+    async fn snapshotter_with(
+        &self,
+        folder: &str,
+        checkpoint_every: u64,
+    ) -> (Snapshotter, ShutdownTrigger) {
         let mut config = SnapshotterConfig::new(self.dir.path().join(folder));
         config.scheduler_tick = Duration::from_millis(50);
         config.policy_refresh = Duration::ZERO;
+        config.checkpoint_every = checkpoint_every;
         let (trigger, shutdown) = Shutdown::new();
         let snapshotter =
             backtrack_snapshotter::start(config, self.nats.client().await.unwrap(), shutdown)
@@ -278,4 +288,60 @@ async fn a_per_second_schedule_fires_and_the_backup_stream_refuses_deletes_and_p
         .is_err());
     assert!(stream.purge().await.is_err());
     assert!(s.backup("t", &scheduled.id).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_folder_restores_the_newest_verified_checkpoint_and_replays_only_the_tail() {
+    let f = fixture().await;
+    let (s, stop) = f.snapshotter_with("first", 10).await;
+    for i in 0..15 {
+        f.run(user(
+            &format!("00000000-0000-4000-8000-0000000002{i:02}"),
+            &format!("c{i}@t.test"),
+            "D",
+        ))
+        .await;
+    }
+    s.catch_up().await.unwrap();
+    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
+    let checkpoints = Checkpoints::open(&js, 1).await.unwrap();
+    let saved = eventually("a checkpoint", Duration::from_secs(10), || async {
+        checkpoints.list().await.unwrap().into_iter().next()
+    })
+    .await
+    .unwrap();
+    assert!(saved.position >= 10, "checkpointed at {}", saved.position);
+    for i in 15..20 {
+        f.run(user(
+            &format!("00000000-0000-4000-8000-0000000002{i:02}"),
+            &format!("c{i}@t.test"),
+            "D",
+        ))
+        .await;
+    }
+    let before = s
+        .backup("t", &s.create_backup(on_demand("x")).await.unwrap().id)
+        .await
+        .unwrap();
+    drop(s);
+    stop.trigger();
+
+    let (restored, _stop) = f.snapshotter_with("second", 10).await;
+    let from = restored
+        .restored_from()
+        .expect("restored from a checkpoint");
+    assert!(from >= saved.position);
+    restored.catch_up().await.unwrap();
+    let (_, _, summary) = restored.store().tenant_summary("t");
+    assert_eq!(
+        summary.digest(),
+        f.directory.projection().tenant_digest("t").unwrap().0
+    );
+    assert!(restored.verify("t", &before.id).await.unwrap().ok);
+    // History before the checkpoint came with it.
+    let early = restored
+        .store()
+        .history("t", "00000000-0000-4000-8000-000000000200")
+        .unwrap();
+    assert_eq!(early.len(), 1);
 }

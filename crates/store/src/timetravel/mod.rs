@@ -7,8 +7,10 @@
 //! state at a sequence is a seek per object (see [`query`]); the objects changed between
 //! two sequences are a range scan of the change index.
 //!
-//! Modules: [`keys`] (the layout), [`summary`] (counts and set hash), [`query`] (reads).
+//! Modules: [`keys`] (the layout), [`summary`] (counts and set hash), [`query`] (reads),
+//! [`checkpoint`] (consistent, verified copies for fast rebuilds).
 
+pub mod checkpoint;
 pub mod keys;
 pub mod query;
 pub mod summary;
@@ -39,11 +41,11 @@ pub struct SequencedEvent {
 
 /// What the store has applied: its position and the summaries of every tenant there.
 #[derive(Debug, Default)]
-struct Applied {
-    position: u64,
+pub(crate) struct Applied {
+    pub(crate) position: u64,
     /// Stream time of the event at `position`.
-    position_ms: i64,
-    summaries: HashMap<String, TenantSummary>,
+    pub(crate) position_ms: i64,
+    pub(crate) summaries: HashMap<String, TenantSummary>,
 }
 
 /// RocksDB-backed versions of every tenant's objects and links.
@@ -104,7 +106,7 @@ impl TimeTravelStore {
         )
     }
 
-    fn lock(&self) -> MutexGuard<'_, Applied> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Applied> {
         // A panic while holding the lock leaves a consistent value (it is replaced whole).
         self.applied.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -87,7 +87,7 @@ impl Checkpoints {
                 });
             }
         }
-        out.sort_by(|a, b| b.position.cmp(&a.position));
+        out.sort_by_key(|c| std::cmp::Reverse(c.position));
         Ok(out)
     }
 

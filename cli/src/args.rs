@@ -66,6 +66,9 @@ pub enum Command {
     /// The change feed.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Backups: named, verifiable points of the event log, and the backup policy.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Services, stream position and projection lag; with --tenant also its content digest.
     Status {
         /// Also report this tenant's object count and content digest.
@@ -138,15 +141,17 @@ pub enum DirCommand {
         #[arg(long)]
         json: Option<String>,
     },
-    /// Show one object.
+    /// Show one object, now or (with --at) as it was at a point of the log.
     Get {
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
         #[arg(allow_hyphen_values = true)]
         id: String,
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true, help = AT_HELP)]
+        at: Option<String>,
     },
-    /// List live objects.
+    /// List live objects, now or (with --at) as they were at a point of the log.
     List {
         #[arg(long)]
         tenant: String,
@@ -155,6 +160,31 @@ pub enum DirCommand {
         /// Stop after this many objects (0 = all).
         #[arg(long, default_value_t = 0)]
         limit: usize,
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true, help = AT_HELP)]
+        at: Option<String>,
+        /// Also list objects that were in the recycle bin at that point (needs --at; --at now for the present).
+        #[arg(long, requires = "at")]
+        include_deleted: bool,
+    },
+    /// Every change of one object, oldest first: who, when, from where, and what.
+    History {
+        #[arg(long)]
+        tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// The targets of one relation of an object (a group's members), now or at a point.
+    Members {
+        #[arg(long)]
+        tenant: String,
+        /// Object id (Graph ids may start with '-').
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        #[arg(long, default_value = "members")]
+        relation: String,
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true, help = AT_HELP)]
+        at: Option<String>,
     },
     /// Change attributes.
     Update {
@@ -234,6 +264,79 @@ pub struct LinkArgs {
     pub targets: Vec<String>,
 }
 
+/// Help text of every `--at POINT` flag.
+const AT_HELP: &str = "Point of the log: an RFC 3339 time (2026-11-22T05:00:00Z), a relative time (-2h, -30m, -7d), a backup id, seq:N, or now";
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now: names the log's current sequence; costs the same for any tenant size.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the tenant's usable backups.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// Include expired backups.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one backup.
+    Show(BackupRefArgs),
+    /// Rebuild the tenant's state at the backup by replaying the log and compare digests; fails when they differ.
+    Verify(BackupRefArgs),
+    /// Pin a backup (a baseline): it never expires until unpinned.
+    Pin(BackupRefArgs),
+    /// Unpin a backup: it expires again under the retention policy.
+    Unpin(BackupRefArgs),
+    /// The tenant's backup schedule and retention.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupRefArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Backup id.
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the backup policy.
+    Get {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Change the backup policy; flags not given keep their current value.
+    Set(PolicySetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicySetArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Cron expression with seconds, UTC: "sec min hour day-of-month month day-of-week"; '' turns scheduled backups off.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Days a backup stays usable.
+    #[arg(long)]
+    pub retention_days: Option<u32>,
+    /// Beyond the retention, keep the newest backup of each of the last N days.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// Beyond the retention, keep the newest backup of each of the last N weeks.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// Beyond the retention, keep the newest backup of each of the last N months.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
     /// Create (if needed) and fill a realistic, deterministic tenant.
@@ -284,4 +387,47 @@ pub enum TokenCommand {
         #[arg(long, default_value = "12h")]
         ttl: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn relative_points_are_values_not_flags() {
+        let cli = Cli::try_parse_from([
+            "backtrack",
+            "dir",
+            "get",
+            "--tenant",
+            "t",
+            "u1",
+            "--at",
+            "-2h",
+        ]);
+        match cli.map(|c| c.command) {
+            Ok(Command::Dir(DirCommand::Get { at, .. })) => assert_eq!(at.as_deref(), Some("-2h")),
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn include_deleted_needs_a_point() {
+        let cli = Cli::try_parse_from([
+            "backtrack",
+            "dir",
+            "list",
+            "--tenant",
+            "t",
+            "--include-deleted",
+        ]);
+        assert!(cli.is_err());
+    }
 }

@@ -1,16 +1,29 @@
-//! Finding the server and the token, and building an authenticated gRPC client.
+//! Finding the server and the token, and building authenticated gRPC clients (directory,
+//! backup, time travel) over one shared channel.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use backtrack_platform::auth::BearerToken;
+use backtrack_proto::v1::backup_service_client::BackupServiceClient;
 use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
+use backtrack_proto::v1::time_travel_service_client::TimeTravelServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::args::GlobalArgs;
 
-pub type Client = DirectoryServiceClient<InterceptedService<Channel, BearerToken>>;
+/// A channel whose every request carries the bearer token.
+pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
+/// The directory service client.
+pub type Client = DirectoryServiceClient<AuthedChannel>;
+/// The backup service client.
+pub type BackupClient = BackupServiceClient<AuthedChannel>;
+/// The time-travel service client.
+pub type TimeTravelClient = TimeTravelServiceClient<AuthedChannel>;
+
+/// Largest message either way: big enough for a page of large objects.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// The token: `--token` / `BACKTRACK_TOKEN`, else `<data dir>/admin.token`.
 pub fn token(global: &GlobalArgs) -> anyhow::Result<String> {
@@ -35,9 +48,42 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Connects to the server named by `--server`.
-pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
+/// An authenticated connection: one HTTP/2 channel and the token every call carries.
+/// Clients made from it share the channel, so a command that needs two services opens
+/// one connection.
+#[derive(Clone)]
+pub struct Connection {
+    channel: Channel,
+    token: BearerToken,
+}
+
+impl Connection {
+    /// The directory service: objects, tenants, the change feed.
+    pub fn directory(&self) -> Client {
+        DirectoryServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The backup service: manifests, verification, pins and the backup policy.
+    pub fn backup(&self) -> BackupClient {
+        BackupServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The time-travel service: objects, lists, links and histories at any point.
+    pub fn time_travel(&self) -> TimeTravelClient {
+        TimeTravelServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+}
+
+/// Connects to the server named by `--server` with the token from [`token`].
+pub async fn connect_channel(global: &GlobalArgs) -> anyhow::Result<Connection> {
     let token = token(global)?;
+    let token = BearerToken::new(&token).map_err(|e| anyhow!("unusable token: {e}"))?;
     let endpoint = Endpoint::from_shared(global.server.clone())
         .with_context(|| format!("invalid --server address '{}'", global.server))?;
     let channel = endpoint.connect().await.map_err(|e| {
@@ -46,10 +92,20 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
             global.server
         )
     })?;
-    Ok(DirectoryServiceClient::with_interceptor(
-        channel,
-        BearerToken::new(&token).map_err(|e| anyhow!("unusable token: {e}"))?,
-    )
-    .max_decoding_message_size(64 * 1024 * 1024)
-    .max_encoding_message_size(64 * 1024 * 1024))
+    Ok(Connection { channel, token })
+}
+
+/// Connects and returns a directory service client.
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
+    Ok(connect_channel(global).await?.directory())
+}
+
+/// Connects and returns a backup service client.
+pub async fn backup_client(global: &GlobalArgs) -> anyhow::Result<BackupClient> {
+    Ok(connect_channel(global).await?.backup())
+}
+
+/// Connects and returns a time-travel service client.
+pub async fn time_travel_client(global: &GlobalArgs) -> anyhow::Result<TimeTravelClient> {
+    Ok(connect_channel(global).await?.time_travel())
 }

@@ -5,7 +5,8 @@
 //! (server address and token discovery), [`output`] (tables for people, JSON for
 //! scripts), [`up`] (the all-in-one server), [`commands`] (one module per command group),
 //! [`demo`] (the deterministic demo tenant), [`import`] (bulk import shared by
-//! `dir import` and `demo seed`).
+//! `dir import` and `demo seed`), [`point`] (parsing `--at POINT` for backups and time
+//! travel).
 
 pub mod args;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod demo;
 pub mod import;
 pub mod output;
+pub mod point;
 pub mod up;
 
 use args::{Cli, Command};

@@ -14,6 +14,9 @@ use backtrack_platform::auth::{AuthInterceptor, Role, SigningKey, TokenValidator
 use backtrack_platform::health::{serve_http, Health};
 use backtrack_platform::nats::{connect, NatsOptions};
 use backtrack_platform::shutdown::{terminate_signal, Shutdown};
+use backtrack_snapshotter::api::backup::BackupApi;
+use backtrack_snapshotter::api::timetravel::TimeTravelApi;
+use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
 use tokio::process::{Child, Command};
 use tonic::service::interceptor::InterceptedService;
 
@@ -71,7 +74,11 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     let mut config = DirectoryConfig::new(data.join("directory"));
     config.recycle_bin_retention = Duration::from_secs(args.recycle_bin_days * 86_400);
     config.stream_replicas = args.stream_replicas;
-    let directory = backtrack_directory::start(config, nats, shutdown.clone()).await?;
+    let directory = backtrack_directory::start(config, nats.clone(), shutdown.clone()).await?;
+    let mut snapshotter_config = SnapshotterConfig::new(data.join("snapshotter"));
+    snapshotter_config.stream_replicas = args.stream_replicas;
+    let snapshotter =
+        backtrack_snapshotter::start(snapshotter_config, nats, shutdown.clone()).await?;
 
     let health = Health::new();
     let http = tokio::net::TcpListener::bind(args.http_addr)
@@ -100,6 +107,14 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     let interceptor = AuthInterceptor::new(Arc::new(TokenValidator::local(key)));
     let service = InterceptedService::new(
         DirectoryApi::new(directory.clone()).into_server(),
+        interceptor.clone(),
+    );
+    let backups = InterceptedService::new(
+        BackupApi::new(snapshotter.clone()).into_server(),
+        interceptor.clone(),
+    );
+    let time_travel = InterceptedService::new(
+        TimeTravelApi::new(snapshotter.clone()).into_server(),
         interceptor,
     );
     let incoming = backtrack_platform::grpc::incoming(grpc);
@@ -107,10 +122,13 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     let mut grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(backups)
+            .add_service(time_travel)
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
     );
 
     catch_up(&directory).await?;
+    catch_up_snapshotter(&snapshotter).await?;
     health.set_ready(true, "ready");
     if args.demo {
         seed_demo(&directory, args.demo_users).await?;
@@ -157,6 +175,22 @@ async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
                 bail!("the directory view did not catch up within an hour");
             }
             eprintln!("backtrack:   at {} of {last}", directory.position());
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the time-travel store has applied everything that was in the log at start.
+async fn catch_up_snapshotter(snapshotter: &Snapshotter) -> anyhow::Result<()> {
+    let last = snapshotter.log().state().await?.last_sequence;
+    if snapshotter.position() < last {
+        eprintln!("backtrack: catching up the time-travel store to sequence {last}…");
+        let started = std::time::Instant::now();
+        while snapshotter.wait_for(last).await.is_err() {
+            if started.elapsed() > Duration::from_secs(3600) {
+                bail!("the time-travel store did not catch up within an hour");
+            }
+            eprintln!("backtrack:   at {} of {last}", snapshotter.position());
         }
     }
     Ok(())

@@ -8,8 +8,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc);
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["common.proto", "events.proto", "directory.proto", "backup.proto"]
-        .map(|f| root.join("backtrack/v1").join(f));
+    let files = [
+        "common.proto",
+        "events.proto",
+        "directory.proto",
+        "backup.proto",
+    ]
+    .map(|f| root.join("backtrack/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

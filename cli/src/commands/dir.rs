@@ -1,4 +1,5 @@
-//! `backtrack dir ...` and `backtrack demo seed`.
+//! `backtrack dir ...` and `backtrack demo seed`. The time-travel forms (`--at`, `history`,
+//! `members`) live in [`super::time_travel`].
 
 use std::io::BufRead;
 
@@ -7,13 +8,17 @@ use backtrack_proto::v1;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::time_travel;
 use crate::args::{DirCommand, GlobalArgs, LinkCommand, OutputFormat};
-use crate::client::{connect, Client};
+use crate::client::{connect, connect_channel, Client};
 use crate::import::{self, ImportSummary};
 use crate::output::{cell, object_json, print_json, table};
 
 pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
-    let mut client = connect(g).await?;
+    // Read --at before connecting, so that a mistyped point fails fast.
+    let point = time_travel::point_of(&command)?;
+    let connection = connect_channel(g).await?;
+    let mut client = connection.directory();
     match command {
         DirCommand::Create {
             tenant,
@@ -43,7 +48,16 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 .into_inner();
             print_object(g, &o, "created");
         }
-        DirCommand::Get { tenant, id } => {
+        DirCommand::Get {
+            tenant,
+            id,
+            at: Some(_),
+        } => time_travel::get(g, &mut connection.time_travel(), tenant, id, point).await?,
+        DirCommand::Get {
+            tenant,
+            id,
+            at: None,
+        } => {
             let o = client
                 .get_object(v1::ObjectRef { tenant, id })
                 .await?
@@ -54,10 +68,40 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             tenant,
             kind,
             limit,
+            at: Some(_),
+            include_deleted,
+        } => {
+            let mut travel = connection.time_travel();
+            let query = time_travel::ListAt {
+                tenant,
+                kind: kind.unwrap_or_default(),
+                include_deleted,
+                limit,
+            };
+            time_travel::list(g, &mut travel, query, point).await?
+        }
+        DirCommand::List {
+            tenant,
+            kind,
+            limit,
+            at: None,
+            ..
         } => {
             let objects =
                 list_all(&mut client, &tenant, kind.unwrap_or_default(), false, limit).await?;
             print_objects(g, &objects);
+        }
+        DirCommand::History { tenant, id } => {
+            time_travel::history(g, &mut connection.time_travel(), tenant, id).await?
+        }
+        DirCommand::Members {
+            tenant,
+            id,
+            relation,
+            ..
+        } => {
+            let mut travel = connection.time_travel();
+            time_travel::members(g, &mut travel, tenant, id, relation, point).await?
         }
         DirCommand::Deleted { tenant, kind } => {
             let objects = list_all(&mut client, &tenant, kind.unwrap_or_default(), true, 0).await?;
@@ -328,7 +372,7 @@ async fn list_all(
     Ok(out)
 }
 
-fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) {
+pub(super) fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) {
     let value = object_json(o);
     match g.output {
         OutputFormat::Json => print_json(&value),
@@ -347,7 +391,7 @@ fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) {
     }
 }
 
-fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
+pub(super) fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
     match g.output {
         OutputFormat::Json => print_json(&Value::Array(objects.iter().map(object_json).collect())),
         OutputFormat::Table => {

@@ -1,9 +1,12 @@
 //! One module per command group; each talks to the server over gRPC.
 
+mod backup;
+mod backup_view;
 mod dir;
 mod events;
 mod status;
 mod tenant;
+mod time_travel;
 mod token;
 
 use crate::args::{Cli, Command, DemoCommand};
@@ -24,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             batch,
         }) => dir::seed(&g, &tenant, users, groups, apps, seed, batch).await,
         Command::Events(c) => events::run(&g, c).await,
+        Command::Backup(c) => backup::run(&g, c).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c),
     }

@@ -1,0 +1,387 @@
+//! The time-travel side of `backtrack dir`: `get --at`, `list --at`, `history` and
+//! `members`, over the time-travel service.
+//!
+//! In table mode the point the server resolved goes to stderr, so stdout has the same
+//! shape as the present-tense commands; in JSON mode objects render exactly as `dir get`
+//! and `dir list` render them, so scripts read the same fields either way.
+
+use anyhow::Context;
+use backtrack_domain::event::{Change, Event};
+use backtrack_domain::object::Link;
+use backtrack_domain::time::rfc3339_ms;
+use backtrack_proto::convert::event_from_proto;
+use backtrack_proto::v1;
+use serde_json::{json, Value};
+
+use super::dir::{print_object, print_objects};
+use crate::args::{DirCommand, GlobalArgs, OutputFormat};
+use crate::client::TimeTravelClient;
+use crate::output::{print_json, table};
+use crate::point;
+
+/// What `dir list --at` asks for, besides the point.
+pub struct ListAt {
+    pub tenant: String,
+    /// Empty: every kind.
+    pub kind: String,
+    pub include_deleted: bool,
+    /// Stop after this many objects (0 = all).
+    pub limit: usize,
+}
+
+/// The point a `dir` command's `--at` names; without `--at`, the empty point (now).
+pub fn point_of(command: &DirCommand) -> anyhow::Result<v1::Point> {
+    match command {
+        DirCommand::Get { at: Some(at), .. }
+        | DirCommand::List { at: Some(at), .. }
+        | DirCommand::Members { at: Some(at), .. } => {
+            point::parse(at, chrono::Utc::now().timestamp_millis())
+        }
+        _ => Ok(v1::Point::default()),
+    }
+}
+
+/// `dir get --at`: one object as it was at the point.
+pub async fn get(
+    g: &GlobalArgs,
+    client: &mut TimeTravelClient,
+    tenant: String,
+    id: String,
+    at: v1::Point,
+) -> anyhow::Result<()> {
+    let request = v1::GetObjectAtRequest {
+        tenant,
+        id: id.clone(),
+        at: Some(at),
+    };
+    let found = client.get_object_at(request).await?.into_inner();
+    announce(g, found.point.as_ref());
+    let Some(object) = found.object else {
+        let when = found
+            .point
+            .as_ref()
+            .map(point::describe)
+            .unwrap_or_else(|| "at that point".into());
+        return Err(tonic::Status::not_found(format!("object {id} did not exist {when}")).into());
+    };
+    print_object(g, &object, "");
+    Ok(())
+}
+
+/// `dir list --at`: every page of the objects as they were at the point.
+pub async fn list(
+    g: &GlobalArgs,
+    client: &mut TimeTravelClient,
+    query: ListAt,
+    mut at: v1::Point,
+) -> anyhow::Result<()> {
+    let mut resolved: Option<v1::ResolvedPoint> = None;
+    let mut objects = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = v1::ListObjectsAtRequest {
+            tenant: query.tenant.clone(),
+            at: Some(at.clone()),
+            kind: query.kind.clone(),
+            include_deleted: query.include_deleted,
+            page_size: 1000,
+            page_token: token,
+        };
+        let page = client.list_objects_at(request).await?.into_inner();
+        if resolved.is_none() {
+            // Later pages ask for the sequence the first page resolved to, so that a
+            // relative point or `now` cannot drift while we page.
+            if let Some(p) = &page.point {
+                at = v1::Point {
+                    point: Some(v1::point::Point::Sequence(p.sequence)),
+                };
+            }
+            resolved = page.point;
+        }
+        objects.extend(page.objects);
+        if query.limit > 0 && objects.len() >= query.limit {
+            objects.truncate(query.limit);
+            break;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    announce(g, resolved.as_ref());
+    print_objects(g, &objects);
+    Ok(())
+}
+
+/// `dir members`: the targets of one relation at the point.
+pub async fn members(
+    g: &GlobalArgs,
+    client: &mut TimeTravelClient,
+    tenant: String,
+    id: String,
+    relation: String,
+    at: v1::Point,
+) -> anyhow::Result<()> {
+    let request = v1::ListLinksAtRequest {
+        tenant: tenant.clone(),
+        id: id.clone(),
+        relation: relation.clone(),
+        at: Some(at),
+    };
+    let links = client.list_links_at(request).await?.into_inner();
+    match g.output {
+        OutputFormat::Json => print_json(&json!({
+            "tenant": tenant,
+            "id": id,
+            "relation": relation,
+            "point": links.point.as_ref().map_or(Value::Null, point_json),
+            "targetIds": links.target_ids,
+        })),
+        OutputFormat::Table => {
+            announce(g, links.point.as_ref());
+            let rows: Vec<Vec<String>> = links.target_ids.iter().map(|t| vec![t.clone()]).collect();
+            table(&["TARGET ID"], &rows);
+            println!("{} {relation}", rows.len());
+        }
+    }
+    Ok(())
+}
+
+/// `dir history`: every change of one object, oldest first.
+pub async fn history(
+    g: &GlobalArgs,
+    client: &mut TimeTravelClient,
+    tenant: String,
+    id: String,
+) -> anyhow::Result<()> {
+    let request = v1::GetObjectHistoryRequest { tenant, id };
+    let h = client.get_object_history(request).await?.into_inner();
+    let mut entries = Vec::with_capacity(h.entries.len());
+    for entry in h.entries {
+        let event = entry.event.with_context(|| {
+            format!("history entry at sequence {} has no event", entry.sequence)
+        })?;
+        let event = event_from_proto(event)
+            .with_context(|| format!("history entry at sequence {}", entry.sequence))?;
+        // The stream timestamp is when the log holds the change; the event's own time
+        // stands in for servers that leave it out.
+        let time_ms = if entry.time_ms != 0 {
+            entry.time_ms
+        } else {
+            event.meta.time_ms
+        };
+        entries.push((entry.sequence, time_ms, event));
+    }
+    match g.output {
+        OutputFormat::Json => print_json(&json!({
+            "tenant": h.tenant,
+            "id": h.id,
+            "kind": h.kind,
+            "entries": entries.iter().map(|(s, t, e)| entry_json(*s, *t, e)).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Table => {
+            println!("{} {}: {} changes", h.kind, h.id, entries.len());
+            let mut rows = Vec::new();
+            for (sequence, time_ms, event) in &entries {
+                let mut details = entry_details(event).into_iter();
+                rows.push(vec![
+                    sequence.to_string(),
+                    rfc3339_ms(*time_ms),
+                    event.change.name().to_string(),
+                    event.meta.actor.clone(),
+                    event.meta.source.clone(),
+                    details.next().unwrap_or_default(),
+                ]);
+                for more in details {
+                    rows.push(vec![String::new(); 5].into_iter().chain([more]).collect());
+                }
+            }
+            table(
+                &["SEQUENCE", "TIME", "CHANGE", "ACTOR", "SOURCE", "DETAIL"],
+                &rows,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Says on stderr which point the server resolved (table mode only: JSON stays clean).
+fn announce(g: &GlobalArgs, resolved: Option<&v1::ResolvedPoint>) {
+    if let (OutputFormat::Table, Some(p)) = (g.output, resolved) {
+        eprintln!("{}", point::describe(p));
+    }
+}
+
+fn point_json(p: &v1::ResolvedPoint) -> Value {
+    json!({
+        "sequence": p.sequence,
+        "time": (p.time_ms != 0).then(|| rfc3339_ms(p.time_ms)),
+        "backupId": (!p.backup_id.is_empty()).then_some(&p.backup_id),
+    })
+}
+
+/// Attribute changes of an event as (name, old, new); a creation sets every attribute and
+/// a hard delete removes every one.
+fn attribute_changes(change: &Change) -> Vec<(&str, Option<&Value>, Option<&Value>)> {
+    match change {
+        Change::Created { attributes, .. } => attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), None, Some(v)))
+            .collect(),
+        Change::AttributesChanged(changes) => changes
+            .iter()
+            .map(|c| (c.name.as_str(), c.old.as_ref(), c.new.as_ref()))
+            .collect(),
+        Change::HardDeleted { attributes, .. } => attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v), None))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Link changes of an event as (link, added).
+fn link_changes(change: &Change) -> Vec<(&Link, bool)> {
+    match change {
+        Change::Created { links, .. } | Change::LinksAdded(links) => {
+            links.iter().map(|l| (l, true)).collect()
+        }
+        Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
+            links.iter().map(|l| (l, false)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn entry_json(sequence: u64, time_ms: i64, e: &Event) -> Value {
+    let attributes: Vec<Value> = attribute_changes(&e.change)
+        .into_iter()
+        .map(|(name, old, new)| json!({"name": name, "old": old, "new": new}))
+        .collect();
+    let links: Vec<Value> = link_changes(&e.change)
+        .into_iter()
+        .map(|(l, added)| {
+            json!({
+                "relation": l.relation,
+                "targetId": l.target_id,
+                "change": if added { "added" } else { "removed" },
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "sequence": sequence,
+        "time": rfc3339_ms(time_ms),
+        "change": e.change.name(),
+        "actor": e.meta.actor,
+        "source": e.meta.source,
+        "correlationId": e.meta.correlation_id,
+        "attributes": attributes,
+        "links": links,
+    });
+    if let Change::SoftDeleted { purge_after_ms } = e.change {
+        out["purgeAfter"] = json!(rfc3339_ms(purge_after_ms));
+    }
+    out
+}
+
+/// One line per attribute (`name: old → new`) and link (`+relation target`).
+fn entry_details(e: &Event) -> Vec<String> {
+    let mut out: Vec<String> = attribute_changes(&e.change)
+        .into_iter()
+        .map(|(name, old, new)| format!("{name}: {} → {}", short(old), short(new)))
+        .collect();
+    out.extend(link_changes(&e.change).into_iter().map(|(l, added)| {
+        let sign = if added { '+' } else { '-' };
+        format!("{sign}{} {}", l.relation, l.target_id)
+    }));
+    if let Change::SoftDeleted { purge_after_ms } = e.change {
+        out.push(format!(
+            "in the recycle bin until {}",
+            rfc3339_ms(purge_after_ms)
+        ));
+    }
+    out
+}
+
+/// A value short enough for a table cell; `∅` for an absent one.
+fn short(value: Option<&Value>) -> String {
+    const MAX: usize = 60;
+    let text = match value {
+        None => return "∅".into(),
+        Some(Value::String(s)) => format!("{s:?}"),
+        Some(other) => other.to_string(),
+    };
+    if text.chars().count() > MAX {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_domain::event::{AttributeChange, EventMeta};
+
+    use super::*;
+
+    fn event(change: Change) -> Event {
+        Event {
+            meta: EventMeta {
+                event_id: "e1".into(),
+                tenant: "t".into(),
+                kind: "group".into(),
+                object_id: "g1".into(),
+                actor: "admin".into(),
+                time_ms: 0,
+                source: "directory".into(),
+                correlation_id: None,
+                mutation_id: "m1".into(),
+            },
+            change,
+        }
+    }
+
+    #[test]
+    fn attribute_changes_render_old_and_new() {
+        let e = event(Change::AttributesChanged(vec![AttributeChange {
+            name: "displayName".into(),
+            old: Some(json!("Sales")),
+            new: None,
+        }]));
+        assert_eq!(entry_details(&e), vec![r#"displayName: "Sales" → ∅"#]);
+        let v = entry_json(9, 1_795_323_600_000, &e);
+        assert_eq!(
+            v,
+            json!({
+                "sequence": 9,
+                "time": "2026-11-22T05:00:00.000Z",
+                "change": "attributesChanged",
+                "actor": "admin",
+                "source": "directory",
+                "correlationId": null,
+                "attributes": [{"name": "displayName", "old": "Sales", "new": null}],
+                "links": [],
+            })
+        );
+    }
+
+    #[test]
+    fn link_changes_carry_their_direction() {
+        let removed = event(Change::LinksRemoved(vec![Link::new("members", "u1")]));
+        assert_eq!(entry_details(&removed), vec!["-members u1"]);
+        assert_eq!(
+            entry_json(1, 0, &removed)["links"],
+            json!([{"relation": "members", "targetId": "u1", "change": "removed"}])
+        );
+        let added = event(Change::LinksAdded(vec![Link::new("members", "u2")]));
+        assert_eq!(entry_details(&added), vec!["+members u2"]);
+    }
+
+    #[test]
+    fn long_values_are_cut_on_character_boundaries() {
+        let long = Value::String("é".repeat(100));
+        let text = short(Some(&long));
+        assert_eq!(text.chars().count(), 61);
+        assert!(text.ends_with('…'));
+    }
+}

@@ -106,6 +106,15 @@ pub struct UpArgs {
     /// Replicas of the event stream when it is created.
     #[arg(long, env = "BACKTRACK_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    /// Backup schedule of tenants without a policy of their own: cron with seconds, UTC ('' = none).
+    #[arg(long, env = "BACKTRACK_BACKUP_SCHEDULE", default_value = "0 0 2 * * *")]
+    pub backup_schedule: String,
+    /// Days a backup stays usable for tenants without a policy of their own.
+    #[arg(long, env = "BACKTRACK_BACKUP_RETENTION_DAYS", default_value_t = 7)]
+    pub backup_retention_days: u32,
+    /// Applied events between two checkpoints of the time-travel store (0 = none).
+    #[arg(long, env = "BACKTRACK_CHECKPOINT_EVERY", default_value_t = 1_000_000)]
+    pub checkpoint_every: u64,
     /// Log format.
     #[arg(long, env = "BACKTRACK_LOG_FORMAT", value_enum, default_value_t = backtrack_platform::telemetry::LogFormat::Text)]
     pub log_format: backtrack_platform::telemetry::LogFormat,

@@ -29,6 +29,11 @@ const DEMO_TENANT: &str = "contoso";
 /// Runs until SIGTERM / Ctrl-C, then drains and stops nats-server if it started one.
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     backtrack_platform::telemetry::init(args.log_format);
+    if let Err(e) = default_policy(&args).validate() {
+        backtrack_platform::config::exit_bad_config(format!(
+            "--backup-schedule / --backup-retention-days: {e}"
+        ));
+    }
     if args.data_dir.as_os_str().is_empty() {
         args.data_dir = PathBuf::from("./backtrack-data");
     }
@@ -77,6 +82,8 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     let directory = backtrack_directory::start(config, nats.clone(), shutdown.clone()).await?;
     let mut snapshotter_config = SnapshotterConfig::new(data.join("snapshotter"));
     snapshotter_config.stream_replicas = args.stream_replicas;
+    snapshotter_config.checkpoint_every = args.checkpoint_every;
+    snapshotter_config.default_policy = default_policy(args);
     let snapshotter =
         backtrack_snapshotter::start(snapshotter_config, nats, shutdown.clone()).await?;
 
@@ -178,6 +185,15 @@ async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The backup policy of tenants without one of their own.
+fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Policy {
+    backtrack_snapshotter::policy::Policy {
+        schedule: args.backup_schedule.trim().to_string(),
+        retention_days: args.backup_retention_days,
+        ..Default::default()
+    }
 }
 
 /// Waits until the time-travel store has applied everything that was in the log at start.

@@ -396,3 +396,83 @@ async fn a_per_second_schedule_takes_backups_and_nothing_deletes_them() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("six fields"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_and_tenants_bound_what_backup_callers_see_and_do() {
+    let b = Backtrack::start(None).await.unwrap();
+    for tenant in ["ra", "rb"] {
+        b.json(&["tenant", "create", tenant]).unwrap();
+    }
+    let user_b = create_user(&b, "rb", "x@rb.test", "Ops");
+    let backup_b = b.json(&["backup", "create", "--tenant", "rb"]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.json(&["backup", "create", "--tenant", "ra"]).unwrap();
+    let token = |role: &str| {
+        let out = b.cli(&[
+            "token", "create", "--tenant", "ra", "--role", role, "--ttl", "1h",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (reader, writer) = (token("BackupReader"), token("DirectoryWriter"));
+    let as_ = |token: &str, args: &[&str]| b.cli_with_env(args, &[("BACKTRACK_TOKEN", token)]);
+
+    let listed = as_(&reader, &["backup", "list", "--tenant", "ra"]);
+    assert!(listed.status.success());
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    // A reader may not take, pin or verify backups; a directory writer may not either.
+    for args in [
+        vec!["backup", "create", "--tenant", "ra"],
+        vec![
+            "backup",
+            "policy",
+            "set",
+            "--tenant",
+            "ra",
+            "--retention-days",
+            "9",
+        ],
+    ] {
+        for token in [&reader, &writer] {
+            let out = as_(token, &args);
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
+        }
+    }
+    // Another tenant's backups and past states are out of reach, and its backup ids are
+    // not found under one's own tenant.
+    for args in [
+        vec!["backup", "list", "--tenant", "rb"],
+        vec!["backup", "show", "--tenant", "rb", &backup_b],
+        vec!["dir", "get", "--tenant", "rb", &user_b, "--at", "now"],
+        vec!["dir", "history", "--tenant", "rb", &user_b],
+    ] {
+        let out = as_(&reader, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = as_(&reader, &["backup", "show", "--tenant", "ra", &backup_b]);
+    assert_eq!(out.status.code(), Some(4));
+    let out = as_(
+        &reader,
+        &["dir", "get", "--tenant", "ra", &user_b, "--at", &backup_b],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("x@rb.test"));
+}

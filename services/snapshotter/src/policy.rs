@@ -60,8 +60,13 @@ impl Policy {
         cron::Schedule::from_str(self.schedule.trim())
             .map(Some)
             .map_err(|e| {
+                let reason = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 SnapshotterError::Invalid(format!(
-                    "schedule '{}' is not a cron expression ({e}); use six fields \
+                    "schedule '{}' is not a cron expression ({reason}); use six fields \
                      'sec min hour day-of-month month day-of-week' in UTC, e.g. '0 0 2 * * *'",
                     self.schedule
                 ))

@@ -53,12 +53,7 @@ impl TimeTravelService for TimeTravelApi {
             .store()
             .object_at(&r.tenant, &id, point.sequence)
             .map_err(crate::SnapshotterError::from)?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "object {} did not exist in tenant {} at sequence {}",
-                    id, r.tenant, point.sequence
-                ))
-            })?;
+            .ok_or_else(|| not_there(&id, &r.tenant, point.sequence))?;
         caller.require_kind(object.kind.as_str())?;
         Ok(Response::new(v1::ObjectAt {
             point: Some(point),
@@ -205,12 +200,7 @@ impl TimeTravelService for TimeTravelApi {
         let object = store
             .object_at(&r.tenant, &id, point.sequence)
             .map_err(crate::SnapshotterError::from)?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "object {} did not exist in tenant {} at sequence {}",
-                    id, r.tenant, point.sequence
-                ))
-            })?;
+            .ok_or_else(|| not_there(&id, &r.tenant, point.sequence))?;
         caller.require_kind(object.kind.as_str())?;
         let target_ids = object
             .links
@@ -238,6 +228,18 @@ impl TimeTravelService for TimeTravelApi {
         )?;
         Ok(Response::new(
             self.snapshotter.resolve(&r.tenant, r.at.as_ref()).await?,
+        ))
+    }
+}
+
+fn not_there(id: &str, tenant: &str, sequence: u64) -> Status {
+    if sequence == 0 {
+        Status::not_found(format!(
+            "object {id} did not exist in tenant {tenant}: the point lies before the first event of the log"
+        ))
+    } else {
+        Status::not_found(format!(
+            "object {id} did not exist in tenant {tenant} at sequence {sequence}"
         ))
     }
 }

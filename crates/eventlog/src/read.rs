@@ -160,18 +160,36 @@ impl EventLog {
         to_sequence: u64,
         filter: &str,
     ) -> Result<Vec<StoredEvent>, EventLogError> {
+        let mut events = Vec::new();
+        self.fold_range(from_sequence, to_sequence, filter, |event| {
+            events.push(event)
+        })
+        .await?;
+        Ok(events)
+    }
+
+    /// Like [`EventLog::read_range`], but hands each event to `f` as it arrives instead of
+    /// collecting them, so a replay of millions of events holds one at a time. Returns how
+    /// many events were handed over.
+    pub async fn fold_range(
+        &self,
+        from_sequence: u64,
+        to_sequence: u64,
+        filter: &str,
+        mut f: impl FnMut(StoredEvent),
+    ) -> Result<u64, EventLogError> {
         let from_sequence = from_sequence.max(1);
         if from_sequence > to_sequence {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let consumer = self.ordered_consumer(from_sequence, filter).await?;
         let name = consumer.cached_info().name.clone();
         if consumer.cached_info().num_pending == 0 {
             self.delete_consumer(&name).await;
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let mut stream = self.event_stream(consumer, from_sequence).await?;
-        let mut events = Vec::new();
+        let mut count = 0;
         let outcome = loop {
             let delivery = match tokio::time::timeout(READ_IDLE_TIMEOUT, stream.next_delivery()).await {
                 Ok(delivery) => delivery,
@@ -190,7 +208,8 @@ impl EventLog {
                         break Ok(());
                     }
                     let last = event.sequence == to_sequence || pending == 0;
-                    events.push(event);
+                    f(event);
+                    count += 1;
                     if last {
                         break Ok(());
                     }
@@ -199,7 +218,7 @@ impl EventLog {
         };
         drop(stream);
         self.delete_consumer(&name).await;
-        outcome.map(|()| events)
+        outcome.map(|()| count)
     }
 
     async fn ordered_consumer(

@@ -186,11 +186,13 @@ impl Snapshotter {
         let started = Instant::now();
         let backup = self.usable_backup(tenant, id).await?;
         let filter = format!("bt.ev.{tenant}.>");
-        let events = self.log().read_range(1, backup.sequence, &filter).await?;
         let mut replayed = TenantState::default();
-        for stored in &events {
-            replayed.apply(&stored.event, stored.sequence);
-        }
+        let events_replayed = self
+            .log()
+            .fold_range(1, backup.sequence, &filter, |stored| {
+                replayed.apply(&stored.event, stored.sequence);
+            })
+            .await?;
         let replay_digest = backtrack_domain::digest::tenant_digest(&replayed);
         let replay_objects = replayed.objects.len() as u64;
         let store = self.store().clone();
@@ -228,7 +230,7 @@ impl Snapshotter {
             checks,
             mismatched_ids,
             message,
-            events_replayed: events.len() as u64,
+            events_replayed,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }

@@ -10,6 +10,7 @@
 //! - [`command`]: `decide(view, command) -> events` — the rules of the directory.
 //! - [`state`]: `apply(state, event)` — folding events into state, nothing else.
 //! - [`digest`]: content digests of a tenant's state.
+//! - [`diff`]: the differences between two states of an object, and what would undo them.
 //! - [`graph`]: rendering to and parsing from Microsoft Graph JSON, including delta pages.
 //!
 //! Everything that decides lives in `command`; `state` only folds. Time and ids come in
@@ -17,6 +18,7 @@
 
 pub mod canonical;
 pub mod command;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod event;

@@ -153,9 +153,7 @@ pub fn diff_objects(
     if change_type == ChangeType::Modified && attributes.is_empty() && links.is_empty() {
         return None;
     }
-    let Some(object) = target.or(base) else {
-        return None;
-    };
+    let object = target.or(base)?;
     Some(ObjectDiff {
         id: object.id.clone(),
         kind: object.kind,

@@ -25,11 +25,39 @@ use backtrack_domain::object::DirectoryObject;
 use backtrack_domain::state::apply_to_object;
 use backtrack_domain::ObjectKind;
 use prost::Message;
-use rocksdb::{BlockBasedOptions, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, Cache, Options, SliceTransform, WriteBatch, WriteOptions, DB};
 
 use crate::directory::TenantRecord;
 use crate::StoreError;
 pub use summary::{KindCount, TenantSummary};
+
+/// Block cache of the store.
+const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The object a key belongs to: `V/<t>/<id>\0` and `E/<t>/<id>\0` (through the NUL), or
+/// `L/<t>/<id>/` (through the third `/`). Other keys have no prefix.
+pub(crate) fn object_prefix(key: &[u8]) -> &[u8] {
+    match key.first() {
+        Some(b'V' | b'E') => match key.iter().position(|b| *b == 0) {
+            Some(nul) => &key[..=nul],
+            None => key,
+        },
+        Some(b'L') => match key.iter().enumerate().filter(|(_, b)| **b == b'/').nth(2) {
+            Some((slash, _)) => &key[..=slash],
+            None => key,
+        },
+        _ => key,
+    }
+}
+
+/// Whether [`object_prefix`] applies to `key`.
+pub(crate) fn object_prefix_in_domain(key: &[u8]) -> bool {
+    match key.first() {
+        Some(b'V' | b'E') => key.contains(&0),
+        Some(b'L') => key.iter().filter(|b| **b == b'/').count() >= 3,
+        _ => false,
+    }
+}
 
 /// An event as the store takes it: stream sequence and stream time.
 #[derive(Debug, Clone)]
@@ -67,9 +95,21 @@ impl TimeTravelStore {
         opts.create_if_missing(true);
         opts.set_write_buffer_size(64 * 1024 * 1024);
         opts.increase_parallelism(2);
+        // Reads seek one object's keys: prefix bloom filters (the prefix is the object, see
+        // `object_prefix`) let a seek skip every file that holds nothing of it, and a block
+        // cache large enough for the index and filter blocks keeps seeks off the disk.
+        opts.set_prefix_extractor(SliceTransform::create(
+            "backtrack.timetravel.object.v1",
+            object_prefix,
+            Some(object_prefix_in_domain),
+        ));
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
         let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, path)?;
         let mut applied = Applied {

@@ -5,7 +5,7 @@ use backtrack_domain::event::Event;
 use backtrack_domain::object::{group_links, DirectoryObject, Link};
 use backtrack_domain::ObjectKind;
 use prost::Message;
-use rocksdb::{Direction, IteratorMode, DB};
+use rocksdb::{Direction, IteratorMode, ReadOptions, DB};
 
 use super::{corrupt, keys, TimeTravelStore};
 use crate::directory::TenantRecord;
@@ -84,10 +84,10 @@ impl TimeTravelStore {
         let base = keys::links_of(tenant, id);
         let mut out = Vec::new();
         let mut decided: Option<Box<[u8]>> = None;
-        for item in self
-            .db()
-            .iterator(IteratorMode::From(&prefix, Direction::Forward))
-        {
+        for item in self.db().iterator_opt(
+            IteratorMode::From(&prefix, Direction::Forward),
+            within_prefix(&prefix),
+        ) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;
@@ -149,7 +149,7 @@ impl TimeTravelStore {
         mut f: impl FnMut(DirectoryObject) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let prefix = keys::versions_of_tenant(tenant);
-        let mut it = self.db().raw_iterator();
+        let mut it = self.db().raw_iterator_opt(across_prefixes(&prefix));
         match after {
             Some(after) => it.seek(past_versions(tenant, after)),
             None => it.seek(&prefix),
@@ -219,10 +219,10 @@ impl TimeTravelStore {
         let prefix = keys::changes(tenant);
         let start = keys::change(tenant, from.saturating_add(1), "");
         let mut out = Vec::new();
-        for item in self
-            .db()
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.db().iterator_opt(
+            IteratorMode::From(&start, Direction::Forward),
+            across_prefixes(&prefix),
+        ) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;
@@ -298,7 +298,7 @@ pub(crate) fn version_at(
 ) -> Result<Option<DirectoryObject>, StoreError> {
     let prefix = keys::versions(tenant, id);
     let start = keys::version(tenant, id, sequence);
-    let mut it = db.raw_iterator();
+    let mut it = db.raw_iterator_opt(within_prefix(&prefix));
     it.seek(&start);
     match (it.key(), it.value()) {
         (Some(key), Some(value)) if key.starts_with(&prefix) => {
@@ -333,7 +333,7 @@ pub(crate) fn newest_instant(db: &DB) -> Result<Option<(i64, u64)>, StoreError> 
 
 /// The first instant entry at or after `start`.
 fn first_instant(db: &DB, start: &[u8]) -> Result<Option<(i64, u64)>, StoreError> {
-    let mut it = db.raw_iterator();
+    let mut it = db.raw_iterator_opt(across_prefixes(keys::INSTANTS));
     it.seek(start);
     match it.key() {
         Some(key) => Ok(keys::parse_instant(key)),
@@ -346,7 +346,13 @@ fn first_instant(db: &DB, start: &[u8]) -> Result<Option<(i64, u64)>, StoreError
 
 pub(crate) fn scan(db: &DB, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
     let mut out = Vec::new();
-    for item in db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+    let options =
+        if super::object_prefix_in_domain(prefix) && super::object_prefix(prefix) == prefix {
+            within_prefix(prefix)
+        } else {
+            across_prefixes(prefix)
+        };
+    for item in db.iterator_opt(IteratorMode::From(prefix, Direction::Forward), options) {
         let (key, value) = item?;
         if !key.starts_with(prefix) {
             break;
@@ -354,4 +360,37 @@ pub(crate) fn scan(db: &DB, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         out.push((key, value));
     }
     Ok(out)
+}
+
+/// Reads that stay inside one object's prefix (see [`super::object_prefix`]): the prefix
+/// bloom filters skip every file that holds nothing of the object.
+fn within_prefix(prefix: &[u8]) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    options.set_prefix_same_as_start(true);
+    if let Some(end) = prefix_end(prefix) {
+        options.set_iterate_upper_bound(end);
+    }
+    options
+}
+
+/// Reads that cross object prefixes (a tenant's objects, the change and instant indexes).
+fn across_prefixes(prefix: &[u8]) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    options.set_total_order_seek(true);
+    if let Some(end) = prefix_end(prefix) {
+        options.set_iterate_upper_bound(end);
+    }
+    options
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

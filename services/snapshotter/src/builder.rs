@@ -58,6 +58,8 @@ impl CheckpointState {
 
 /// Most events folded in one write batch.
 const MAX_CHUNK: usize = 4096;
+/// Decoded chunks the reader may hold ahead of the writer.
+const READ_AHEAD_CHUNKS: usize = 4;
 
 /// Runs until `shutdown`; resumes with backoff when the stream read fails.
 pub async fn run(
@@ -112,23 +114,35 @@ async fn follow(
         .read(start, "bt.ev.>")
         .await
         .map_err(|e| e.to_string())?;
-    let mut chunks = stream.ready_chunks(MAX_CHUNK);
-    while let Some(chunk) = chunks.next().await {
-        let mut events = Vec::with_capacity(chunk.len());
-        let mut failure = None;
-        for item in chunk {
-            match item {
-                Ok(stored) => events.push(SequencedEvent {
-                    sequence: stored.sequence,
-                    published_ms: stored.published_ms,
-                    event: stored.event,
-                }),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    break;
+    // Reading (and decoding) runs in its own task, a few chunks ahead of applying, so the
+    // two overlap instead of taking turns.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+    let reader = tokio::spawn(async move {
+        let mut chunks = stream.ready_chunks(MAX_CHUNK);
+        while let Some(chunk) = chunks.next().await {
+            let mut events = Vec::with_capacity(chunk.len());
+            let mut failure = None;
+            for item in chunk {
+                match item {
+                    Ok(stored) => events.push(SequencedEvent {
+                        sequence: stored.sequence,
+                        published_ms: stored.published_ms,
+                        event: stored.event,
+                    }),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
                 }
             }
+            let stop = failure.is_some();
+            if sender.send((events, failure)).await.is_err() || stop {
+                return;
+            }
         }
+    });
+    let _stop_reader = AbortOnDrop(reader);
+    while let Some((events, failure)) = receiver.recv().await {
         if !events.is_empty() {
             let worker = store.clone();
             tokio::task::spawn_blocking(move || worker.apply(&events))
@@ -145,4 +159,13 @@ async fn follow(
         }
     }
     Err("stream ended".into())
+}
+
+/// Stops the reader task when `follow` returns (on an error or at shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

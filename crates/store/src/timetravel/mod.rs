@@ -155,7 +155,7 @@ impl TimeTravelStore {
     /// skipped, so re-delivery is harmless.
     pub fn apply(&self, events: &[SequencedEvent]) -> Result<(), StoreError> {
         let mut applied = self.lock();
-        let mut batch = WriteBatch::default();
+        let mut batch = SortedWrites::default();
         let mut objects: HashMap<(String, String), Option<DirectoryObject>> = HashMap::new();
         let mut summaries: HashMap<String, TenantSummary> = HashMap::new();
         let mut instants: BTreeMap<i64, u64> = BTreeMap::new();
@@ -226,7 +226,7 @@ impl TimeTravelStore {
         // the same batch as the state it describes.
         let mut options = WriteOptions::default();
         options.disable_wal(true);
-        self.db.write_opt(batch, &options)?;
+        self.db.write_opt(batch.into_write_batch(), &options)?;
         applied.position = last;
         applied.position_ms = last_ms;
         applied.summaries.extend(summaries);
@@ -251,7 +251,7 @@ impl TimeTravelStore {
 /// Applies one event to an object slot, writing its new version, its link versions and
 /// its facts' change to the tenant's summary.
 fn fold(
-    batch: &mut WriteBatch,
+    batch: &mut SortedWrites,
     summary: &mut TenantSummary,
     slot: &mut Option<DirectoryObject>,
     kind: ObjectKind,
@@ -318,6 +318,29 @@ fn fold(
             );
         }
         None => batch.put(keys::version(tenant, id, seq), []),
+    }
+}
+
+/// The puts of one `apply`, handed to RocksDB in key order: the memtable inserts a sorted
+/// run of keys much faster than the same keys in event order. Every key is written at most
+/// once per run (keys carry their sequence), so sorting changes no outcome.
+#[derive(Default)]
+struct SortedWrites {
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SortedWrites {
+    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl AsRef<[u8]>) {
+        self.puts.push((key.into(), value.as_ref().to_vec()));
+    }
+
+    fn into_write_batch(mut self) -> WriteBatch {
+        self.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut batch = WriteBatch::default();
+        for (key, value) in self.puts {
+            batch.put(key, value);
+        }
+        batch
     }
 }
 

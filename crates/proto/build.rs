@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "events.proto",
         "directory.proto",
         "backup.proto",
+        "diff.proto",
     ]
     .map(|f| root.join("backtrack/v1").join(f));
     for f in &files {

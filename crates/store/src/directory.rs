@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::StoreError;
 
+/// Block cache of the projection.
+const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// A tenant as the projection knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
@@ -66,9 +69,14 @@ impl DirectoryProjection {
         opts.increase_parallelism(2);
         // Most lookups while importing are for ids that do not exist yet (existence and
         // uniqueness checks); bloom filters answer those without reading any block.
+        // RocksDB's default block cache (8 MiB) is too small for the index and filter blocks
+        // of a large tenant, which would then be read again for every lookup.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
         let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
         Ok(Self {
             db: DB::open(&opts, path)?,

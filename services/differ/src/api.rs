@@ -1,0 +1,249 @@
+//! The gRPC `DiffService`.
+
+use std::pin::Pin;
+
+use backtrack_domain::{validate, ObjectKind};
+use backtrack_platform::auth::{caller, Caller, Role};
+use backtrack_proto::v1;
+use backtrack_proto::v1::diff_service_server::{DiffService, DiffServiceServer};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::report::{to_csv, ItemFilter};
+use crate::{Differ, ReportRequest, Scope};
+
+const READERS: &[Role] = &[
+    Role::BackupReader,
+    Role::BackupAdministrator,
+    Role::GlobalAdministrator,
+];
+const ADMINISTRATORS: &[Role] = &[Role::BackupAdministrator, Role::GlobalAdministrator];
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 1000;
+/// Bytes per export chunk.
+const EXPORT_CHUNK: usize = 256 * 1024;
+/// Most ids and kinds a scope or filter may name in one request (the message limit bounds
+/// it anyway; this keeps a request's cost predictable).
+const MAX_SCOPE_IDS: usize = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct DiffApi {
+    differ: Differ,
+}
+
+impl DiffApi {
+    pub fn new(differ: Differ) -> Self {
+        Self { differ }
+    }
+
+    pub fn into_server(self) -> DiffServiceServer<Self> {
+        DiffServiceServer::new(self)
+            .max_decoding_message_size(16 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    fn authorize(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        roles: &[Role],
+        action: &str,
+    ) -> Result<(), Status> {
+        validate::tenant_id(tenant).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        caller.require_tenant(tenant)?;
+        caller.require_any_role(roles, action)?;
+        self.differ
+            .snapshotter()
+            .require_tenant(tenant)
+            .map_err(Status::from)
+    }
+}
+
+fn parse_kinds(kinds: &[String]) -> Result<Vec<ObjectKind>, Status> {
+    let mut out = kinds
+        .iter()
+        .map(|k| {
+            k.parse::<ObjectKind>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_ids(ids: &[String]) -> Result<Vec<String>, Status> {
+    if ids.len() > MAX_SCOPE_IDS {
+        return Err(Status::invalid_argument(format!(
+            "{} ids in one request; the limit is {MAX_SCOPE_IDS}: split the scope into several reports",
+            ids.len()
+        )));
+    }
+    let mut out = ids
+        .iter()
+        .map(|id| validate::any_object_id(id).map_err(|e| Status::invalid_argument(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DiffService for DiffApi {
+    async fn create_report(
+        &self,
+        request: Request<v1::CreateReportRequest>,
+    ) -> Result<Response<v1::Report>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(
+            &caller,
+            &r.tenant,
+            ADMINISTRATORS,
+            "creating difference reports",
+        )?;
+        let base = r.base.filter(|p| p.point.is_some()).ok_or_else(|| {
+            Status::invalid_argument(
+                "a report needs a base point (--from): a backup id, a time or a sequence",
+            )
+        })?;
+        let scope = r.scope.unwrap_or_default();
+        for kind in &scope.kinds {
+            caller.require_kind(kind)?;
+        }
+        let report = self
+            .differ
+            .create_report(ReportRequest {
+                tenant: r.tenant,
+                base,
+                target: r.target.filter(|p| p.point.is_some()),
+                scope: Scope {
+                    kinds: parse_kinds(&scope.kinds)?,
+                    ids: parse_ids(&scope.ids)?,
+                },
+                requested_by: caller.subject.clone(),
+            })
+            .await?;
+        Ok(Response::new(report))
+    }
+
+    async fn get_report(
+        &self,
+        request: Request<v1::ReportRef>,
+    ) -> Result<Response<v1::Report>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "reading difference reports")?;
+        Ok(Response::new(self.differ.report(&r.tenant, &r.id).await?))
+    }
+
+    async fn list_reports(
+        &self,
+        request: Request<v1::ListReportsRequest>,
+    ) -> Result<Response<v1::ListReportsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "listing difference reports")?;
+        Ok(Response::new(v1::ListReportsResponse {
+            reports: self.differ.reports(&r.tenant).await?,
+        }))
+    }
+
+    async fn list_report_items(
+        &self,
+        request: Request<v1::ListReportItemsRequest>,
+    ) -> Result<Response<v1::ListReportItemsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "reading difference reports")?;
+        let filter = ItemFilter {
+            kinds: parse_kinds(&r.kinds)?
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            change_types: r.change_types,
+            attribute: r.attribute,
+            search: r.search,
+            ids: parse_ids(&r.ids)?,
+        };
+        filter.validate().map_err(Status::invalid_argument)?;
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
+                )))
+            }
+            n => n,
+        };
+        let (_, items) = self.differ.items(&r.tenant, &r.id).await?;
+        let matching: Vec<&serde_json::Value> = items
+            .iter()
+            .filter(|i| {
+                filter.matches(i) && caller.can_access_kind(i["kind"].as_str().unwrap_or_default())
+            })
+            .collect();
+        let pages = matching.len().div_ceil(page_size as usize) as u32;
+        let start = r.page as usize * page_size as usize;
+        Ok(Response::new(v1::ListReportItemsResponse {
+            items_json: matching
+                .iter()
+                .skip(start)
+                .take(page_size as usize)
+                .map(|i| i.to_string())
+                .collect(),
+            matching: matching.len() as u64,
+            page: r.page,
+            pages,
+        }))
+    }
+
+    type ExportReportStream = ExportStream;
+
+    async fn export_report(
+        &self,
+        request: Request<v1::ExportReportRequest>,
+    ) -> Result<Response<Self::ExportReportStream>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "exporting difference reports")?;
+        let (_, items) = self.differ.items(&r.tenant, &r.id).await?;
+        let items: Vec<serde_json::Value> = items
+            .into_iter()
+            .filter(|i| caller.can_access_kind(i["kind"].as_str().unwrap_or_default()))
+            .collect();
+        let bytes = match r.format.as_str() {
+            "json" | "" => {
+                serde_json::to_vec_pretty(&items).map_err(|e| Status::internal(e.to_string()))?
+            }
+            "csv" => to_csv(&items).into_bytes(),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown export format '{other}': use json or csv"
+                )))
+            }
+        };
+        let chunks: Vec<Result<v1::ExportChunk, Status>> = bytes
+            .chunks(EXPORT_CHUNK)
+            .map(|c| Ok(v1::ExportChunk { data: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
+    async fn cancel_report(
+        &self,
+        request: Request<v1::ReportRef>,
+    ) -> Result<Response<v1::Report>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(
+            &caller,
+            &r.tenant,
+            ADMINISTRATORS,
+            "cancelling difference reports",
+        )?;
+        Ok(Response::new(self.differ.cancel(&r.tenant, &r.id).await?))
+    }
+}

@@ -1,0 +1,261 @@
+//! Where reports live: job records in the KV bucket `bt-jobs` (any replica can answer),
+//! the one-job-per-tenant lease in `bt-leases` (a create-only key that expires unless
+//! refreshed), and finished reports' items in the object store bucket `bt-reports`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::object_store::{self, ObjectStore};
+use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::{self, kv};
+use backtrack_proto::v1;
+use futures::StreamExt;
+use prost::Message;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+use crate::error::DifferError;
+
+pub const JOBS_BUCKET: &str = "bt-jobs";
+pub const LEASES_BUCKET: &str = "bt-leases";
+pub const REPORTS_BUCKET: &str = "bt-reports";
+/// A lease not refreshed for this long is free again (its holder died).
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// The three buckets.
+#[derive(Clone)]
+pub struct JobStore {
+    jobs: kv::Store,
+    leases: kv::Store,
+    reports: ObjectStore,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore").finish_non_exhaustive()
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> DifferError {
+    DifferError::Unavailable(format!("{what}: {e}"))
+}
+
+impl JobStore {
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, DifferError> {
+        let jobs = kv_bucket(js, JOBS_BUCKET, "Backtrack jobs", Duration::ZERO, replicas).await?;
+        let leases = kv_bucket(
+            js,
+            LEASES_BUCKET,
+            "Backtrack one-job-per-tenant leases",
+            LEASE_TTL,
+            replicas,
+        )
+        .await?;
+        let reports = match js.get_object_store(REPORTS_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: REPORTS_BUCKET.into(),
+                    description: Some("Backtrack difference reports".into()),
+                    storage: StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| unavailable("create bucket bt-reports", e))?,
+        };
+        Ok(Self {
+            jobs,
+            leases,
+            reports,
+        })
+    }
+
+    pub async fn put_report(&self, report: &v1::Report) -> Result<(), DifferError> {
+        self.jobs
+            .put(
+                report_key(&report.tenant, &report.id),
+                report.encode_to_vec().into(),
+            )
+            .await
+            .map_err(|e| unavailable("store a report record", e))?;
+        Ok(())
+    }
+
+    pub async fn report(&self, tenant: &str, id: &str) -> Result<Option<v1::Report>, DifferError> {
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || id.is_empty()
+            || id.len() > 64
+        {
+            return Ok(None);
+        }
+        match self.jobs.get(report_key(tenant, id)).await {
+            Ok(Some(bytes)) => v1::Report::decode(bytes.as_ref()).map(Some).map_err(|e| {
+                DifferError::Internal(format!("report record {id} is unreadable: {e}"))
+            }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(unavailable("read a report record", e)),
+        }
+    }
+
+    /// Every report record of the tenant.
+    pub async fn reports(&self, tenant: &str) -> Result<Vec<v1::Report>, DifferError> {
+        let prefix = format!("report.{tenant}.");
+        let mut keys = self
+            .jobs
+            .keys()
+            .await
+            .map_err(|e| unavailable("list reports", e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| unavailable("list reports", e))?;
+            if let Some(id) = key.strip_prefix(&prefix) {
+                if let Some(report) = self.report(tenant, id).await? {
+                    out.push(report);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.created_at_ms);
+        Ok(out)
+    }
+
+    /// The finished report's id for these two sequences and scope, if any.
+    pub async fn cached(
+        &self,
+        tenant: &str,
+        fingerprint: &str,
+    ) -> Result<Option<String>, DifferError> {
+        match self.jobs.get(format!("cache.{tenant}.{fingerprint}")).await {
+            Ok(Some(bytes)) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(unavailable("read the report cache", e)),
+        }
+    }
+
+    pub async fn remember(
+        &self,
+        tenant: &str,
+        fingerprint: &str,
+        id: &str,
+    ) -> Result<(), DifferError> {
+        self.jobs
+            .put(
+                format!("cache.{tenant}.{fingerprint}"),
+                id.to_string().into_bytes().into(),
+            )
+            .await
+            .map_err(|e| unavailable("store the report cache", e))?;
+        Ok(())
+    }
+
+    /// Takes the tenant's lease for `job`, or names the job that holds it.
+    pub async fn acquire(
+        &self,
+        tenant: &str,
+        job: &str,
+    ) -> Result<Result<(), String>, DifferError> {
+        match self
+            .leases
+            .create(tenant, job.to_string().into_bytes().into())
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let holder = self
+                    .leases
+                    .get(tenant)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_else(|| "another job".into());
+                Ok(Err(holder))
+            }
+            Err(e) => Err(unavailable("take the tenant's job lease", e)),
+        }
+    }
+
+    /// Keeps the lease alive while the job runs.
+    pub async fn refresh(&self, tenant: &str, job: &str) {
+        if let Err(e) = self
+            .leases
+            .put(tenant, job.to_string().into_bytes().into())
+            .await
+        {
+            tracing::warn!(tenant, job, error = %e, "could not refresh the job lease");
+        }
+    }
+
+    pub async fn release(&self, tenant: &str) {
+        if let Err(e) = self.leases.purge(tenant).await {
+            tracing::warn!(tenant, error = %e, "could not release the job lease; it expires by itself");
+        }
+    }
+
+    pub async fn lease_holder(&self, tenant: &str) -> Option<String> {
+        self.leases
+            .get(tenant)
+            .await
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub async fn put_items(
+        &self,
+        tenant: &str,
+        id: &str,
+        items: &[Value],
+    ) -> Result<(), DifferError> {
+        let bytes = serde_json::to_vec(items).map_err(|e| DifferError::Internal(e.to_string()))?;
+        self.reports
+            .put(
+                format!("{tenant}/{id}.json").as_str(),
+                &mut bytes.as_slice(),
+            )
+            .await
+            .map_err(|e| unavailable("store the report's items", e))?;
+        Ok(())
+    }
+
+    pub async fn items(&self, tenant: &str, id: &str) -> Result<Vec<Value>, DifferError> {
+        let mut object = self
+            .reports
+            .get(format!("{tenant}/{id}.json"))
+            .await
+            .map_err(|e| unavailable("read the report's items", e))?;
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| unavailable("read the report's items", e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| DifferError::Internal(format!("report {id} items: {e}")))
+    }
+}
+
+fn report_key(tenant: &str, id: &str) -> String {
+    format!("report.{tenant}.{id}")
+}
+
+async fn kv_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, DifferError> {
+    if let Ok(bucket) = js.get_key_value(name).await {
+        return Ok(bucket);
+    }
+    js.create_key_value(kv::Config {
+        bucket: name.into(),
+        description: description.into(),
+        history: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| unavailable(&format!("create KV bucket {name}"), e))
+}

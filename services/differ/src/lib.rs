@@ -1,0 +1,348 @@
+//! The differ service: difference reports between any two points of the log.
+//!
+//! A report compares a tenant's state at a base point (backup, instant or sequence) with a
+//! target point (`now`, a backup or an instant) over a scope (all, kinds, ids). Only the
+//! objects the snapshotter's change index names between the two sequences are read, so the
+//! cost follows the number of changes. Reports are jobs: one report or recovery job per
+//! tenant at a time (a lease in `bt-leases`), their records in `bt-jobs`, their items in
+//! `bt-reports`; a second report over the same two sequences and scope is the first one.
+//!
+//! Modules: [`compute`] (the work), [`report`] (item shape, summary, filters, CSV),
+//! [`jobs`] (the buckets), [`api`] (the gRPC `DiffService`), [`error`].
+
+pub mod api;
+pub mod compute;
+pub mod error;
+pub mod jobs;
+pub mod report;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backtrack_proto::v1;
+use backtrack_snapshotter::Snapshotter;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use compute::{Progress, Scope};
+pub use error::DifferError;
+use jobs::JobStore;
+
+/// How long reports are kept.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// A running differ. Cheap to clone.
+#[derive(Clone)]
+pub struct Differ {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    snapshotter: Snapshotter,
+    jobs: JobStore,
+    retention: Duration,
+    /// Jobs running in this process.
+    running: Mutex<HashMap<String, Arc<Progress>>>,
+}
+
+impl std::fmt::Debug for Differ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Differ").finish_non_exhaustive()
+    }
+}
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    pub tenant: String,
+    pub base: v1::Point,
+    /// `None`: now (the log's last sequence when the job starts).
+    pub target: Option<v1::Point>,
+    pub scope: Scope,
+    pub requested_by: String,
+}
+
+impl Differ {
+    /// Opens the buckets; reads go through `snapshotter`'s time-travel store.
+    pub async fn start(
+        snapshotter: Snapshotter,
+        nats: async_nats::Client,
+        replicas: usize,
+    ) -> Result<Self, DifferError> {
+        let js = async_nats::jetstream::new(nats);
+        let jobs = JobStore::open(&js, replicas).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                snapshotter,
+                jobs,
+                retention: DEFAULT_RETENTION,
+                running: Mutex::default(),
+            }),
+        })
+    }
+
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.inner.snapshotter
+    }
+
+    /// Starts a report job, or returns the finished report over the same sequences and
+    /// scope. `Precondition` names the job that holds the tenant.
+    pub async fn create_report(&self, request: ReportRequest) -> Result<v1::Report, DifferError> {
+        let s = &self.inner.snapshotter;
+        let tenant = request.tenant.clone();
+        let base = s.resolve(&tenant, Some(&request.base)).await?;
+        let target = s.resolve(&tenant, request.target.as_ref()).await?;
+        let fingerprint = fingerprint(base.sequence, target.sequence, &request.scope);
+        if let Some(id) = self.inner.jobs.cached(&tenant, &fingerprint).await? {
+            if let Some(report) = self.inner.jobs.report(&tenant, &id).await? {
+                if report.state == v1::JobState::Successful as i32
+                    && report.expires_at_ms > now_ms()
+                {
+                    return Ok(report);
+                }
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let job = format!("report {id}");
+        if let Err(holder) = self.inner.jobs.acquire(&tenant, &job).await? {
+            return Err(DifferError::Precondition(format!(
+                "{holder} is running for tenant {tenant}; one report or recovery job runs per tenant at a time: wait for it, or cancel it (`backtrack diff cancel --tenant {tenant} <id>`)"
+            )));
+        }
+        let created = now_ms();
+        let report = v1::Report {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            state: v1::JobState::Initialized as i32,
+            base: Some(base),
+            target: Some(target),
+            scope: Some(v1::ReportScope {
+                kinds: request
+                    .scope
+                    .kinds
+                    .iter()
+                    .map(|k| k.as_str().to_string())
+                    .collect(),
+                ids: request.scope.ids.clone(),
+            }),
+            created_at_ms: created,
+            requested_by: request.requested_by,
+            expires_at_ms: created + self.inner.retention.as_millis() as i64,
+            ..Default::default()
+        };
+        if let Err(e) = self.inner.jobs.put_report(&report).await {
+            self.inner.jobs.release(&tenant).await;
+            return Err(e);
+        }
+        let progress = Arc::new(Progress::default());
+        self.lock_running().insert(id.clone(), progress.clone());
+        tokio::spawn(
+            self.clone()
+                .run(report.clone(), request.scope, fingerprint, progress),
+        );
+        Ok(report)
+    }
+
+    async fn run(
+        self,
+        mut report: v1::Report,
+        scope: Scope,
+        fingerprint: String,
+        progress: Arc<Progress>,
+    ) {
+        let started = Instant::now();
+        let tenant = report.tenant.clone();
+        let job = format!("report {}", report.id);
+        report.state = v1::JobState::Calculating as i32;
+        let _ = self.inner.jobs.put_report(&report).await;
+        let store = self.inner.snapshotter.store().clone();
+        let (base, target) = (
+            report.base.as_ref().map_or(0, |p| p.sequence),
+            report.target.as_ref().map_or(0, |p| p.sequence),
+        );
+        let (t, p) = (tenant.clone(), progress.clone());
+        let mut work = tokio::task::spawn_blocking(move || {
+            compute::compute(&store, &t, base, target, &scope, &p)
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let outcome = loop {
+            tokio::select! {
+                r = &mut work => break r.map_err(|e| DifferError::Internal(e.to_string())).and_then(|r| r),
+                _ = tick.tick() => {
+                    self.inner.jobs.refresh(&tenant, &job).await;
+                    fill_progress(&mut report, &progress);
+                    let _ = self.inner.jobs.put_report(&report).await;
+                }
+            }
+        };
+        fill_progress(&mut report, &progress);
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        report.finished_at_ms = now_ms();
+        match outcome {
+            Ok(items) => match self.inner.jobs.put_items(&tenant, &report.id, &items).await {
+                Ok(()) => {
+                    report.state = v1::JobState::Successful as i32;
+                    report.changed = items.len() as u64;
+                    report.summary = report::summary(&items)
+                        .into_iter()
+                        .map(|((kind, change_type), count)| v1::ChangeCount {
+                            kind,
+                            change_type,
+                            count,
+                        })
+                        .collect();
+                    let _ = self
+                        .inner
+                        .jobs
+                        .remember(&tenant, &fingerprint, &report.id)
+                        .await;
+                }
+                Err(e) => {
+                    report.state = v1::JobState::Failed as i32;
+                    report.error = e.to_string();
+                }
+            },
+            Err(_) if progress.cancelled.load(Ordering::Relaxed) => {
+                report.state = v1::JobState::Abandoned as i32;
+                report.error = "cancelled".into();
+            }
+            Err(e) => {
+                report.state = v1::JobState::Failed as i32;
+                report.error = e.to_string();
+            }
+        }
+        if let Err(e) = self.inner.jobs.put_report(&report).await {
+            tracing::error!(report = %report.id, error = %e, "could not store the finished report");
+        }
+        self.lock_running().remove(&report.id);
+        self.inner.jobs.release(&tenant).await;
+    }
+
+    /// A report record. A job that no process runs any more (its holder died) reads as
+    /// failed.
+    pub async fn report(&self, tenant: &str, id: &str) -> Result<v1::Report, DifferError> {
+        let mut report = self.inner.jobs.report(tenant, id).await?.ok_or_else(|| {
+            DifferError::NotFound(format!(
+                "tenant {tenant} has no report {id}; `backtrack diff list --tenant {tenant}` lists them"
+            ))
+        })?;
+        let unfinished = [
+            v1::JobState::Initialized as i32,
+            v1::JobState::Calculating as i32,
+        ];
+        if unfinished.contains(&report.state) {
+            let local = self.lock_running().get(id).cloned();
+            if let Some(progress) = local {
+                fill_progress(&mut report, &progress);
+            } else if self.inner.jobs.lease_holder(tenant).await.as_deref()
+                != Some(&format!("report {id}"))
+            {
+                report.state = v1::JobState::Failed as i32;
+                report.error =
+                    "the job was interrupted (its process stopped); create the report again".into();
+                let _ = self.inner.jobs.put_report(&report).await;
+            }
+        }
+        Ok(report)
+    }
+
+    pub async fn reports(&self, tenant: &str) -> Result<Vec<v1::Report>, DifferError> {
+        let now = now_ms();
+        Ok(self
+            .inner
+            .jobs
+            .reports(tenant)
+            .await?
+            .into_iter()
+            .filter(|r| r.expires_at_ms > now)
+            .collect())
+    }
+
+    /// The items of a finished report.
+    pub async fn items(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(v1::Report, Vec<Value>), DifferError> {
+        let report = self.report(tenant, id).await?;
+        if report.state != v1::JobState::Successful as i32 {
+            return Err(DifferError::Precondition(format!(
+                "report {id} is {}, not finished; `backtrack diff show` works once it is successful",
+                state_name(report.state)
+            )));
+        }
+        let items = self.inner.jobs.items(tenant, id).await?;
+        Ok((report, items))
+    }
+
+    /// Asks a running job to stop.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<v1::Report, DifferError> {
+        let report = self.report(tenant, id).await?;
+        match self.lock_running().get(id) {
+            Some(progress) => progress.cancelled.store(true, Ordering::Relaxed),
+            None if [
+                v1::JobState::Initialized as i32,
+                v1::JobState::Calculating as i32,
+            ]
+            .contains(&report.state) =>
+            {
+                return Err(DifferError::Unavailable(format!(
+                    "report {id} runs in another process; cancel it there"
+                )))
+            }
+            None => {
+                return Err(DifferError::Precondition(format!(
+                    "report {id} is already {}; only running reports can be cancelled",
+                    state_name(report.state)
+                )))
+            }
+        }
+        Ok(report)
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Progress>>> {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn fill_progress(report: &mut v1::Report, progress: &Progress) {
+    report.examined = progress.examined.load(Ordering::Relaxed);
+    report.total = progress.total.load(Ordering::Relaxed);
+    report.changed = progress.changed.load(Ordering::Relaxed);
+}
+
+/// Lower-case name of a job state.
+pub fn state_name(state: i32) -> &'static str {
+    match v1::JobState::try_from(state) {
+        Ok(v1::JobState::Initialized) => "initialized",
+        Ok(v1::JobState::Calculating) => "calculating",
+        Ok(v1::JobState::Successful) => "successful",
+        Ok(v1::JobState::Failed) => "failed",
+        Ok(v1::JobState::Abandoned) => "abandoned",
+        _ => "unknown",
+    }
+}
+
+fn fingerprint(base: u64, target: u64, scope: &Scope) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{base}:{target}:").as_bytes());
+    for k in &scope.kinds {
+        hasher.update(k.as_str().as_bytes());
+        hasher.update(b",");
+    }
+    hasher.update(b":");
+    for id in &scope.ids {
+        hasher.update(id.as_bytes());
+        hasher.update(b",");
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,229 @@
+//! Report items as administrators and scripts read them, the summary, and filters.
+
+use std::collections::BTreeMap;
+
+use backtrack_domain::diff::{ChangeType, ObjectDiff};
+use serde_json::{json, Value};
+
+/// One changed object in the report's JSON shape:
+/// `{objectId, kind, displayName, changeType, recoveryAction, synced,
+///   attributes: [{path, base, target}], links: [{relation, targetId, change}]}`.
+pub fn item_json(diff: &ObjectDiff) -> Value {
+    json!({
+        "objectId": diff.id,
+        "kind": diff.kind.as_str(),
+        "displayName": diff.display_name,
+        "changeType": diff.change_type.as_str(),
+        "recoveryAction": diff.recovery_action.as_str(),
+        "synced": diff.synced,
+        "attributes": diff.attributes.iter().map(|a| json!({
+            "path": a.path,
+            "base": a.base,
+            "target": a.target,
+        })).collect::<Vec<_>>(),
+        "links": diff.links.iter().map(|l| json!({
+            "relation": l.relation,
+            "targetId": l.target_id,
+            "change": l.change.as_str(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Counts per (kind, change type).
+pub fn summary(items: &[Value]) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let key = (
+            item["kind"].as_str().unwrap_or_default().to_string(),
+            item["changeType"].as_str().unwrap_or_default().to_string(),
+        );
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+/// What a reviewer narrows a report to. Empty lists and texts match everything.
+#[derive(Debug, Clone, Default)]
+pub struct ItemFilter {
+    pub kinds: Vec<String>,
+    pub change_types: Vec<String>,
+    pub attribute: String,
+    pub search: String,
+    pub ids: Vec<String>,
+}
+
+impl ItemFilter {
+    /// Checks the change types; the error names the allowed ones.
+    pub fn validate(&self) -> Result<(), String> {
+        for c in &self.change_types {
+            if ChangeType::parse(c).is_none() {
+                return Err(format!(
+                    "unknown change type '{c}': use added, modified, softDeleted, restored or hardDeleted"
+                ));
+            }
+        }
+        if self.search.len() > 256 || self.attribute.len() > 256 {
+            return Err("search text and attribute name are limited to 256 bytes".into());
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, item: &Value) -> bool {
+        let text = |key: &str| item[key].as_str().unwrap_or_default();
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == text("kind")))
+            && (self.change_types.is_empty()
+                || self.change_types.iter().any(|c| c == text("changeType")))
+            && (self.ids.is_empty()
+                || self
+                    .ids
+                    .iter()
+                    .any(|id| id.eq_ignore_ascii_case(text("objectId"))))
+            && (self.attribute.is_empty() || self.has_attribute(item))
+            && (self.search.is_empty() || self.mentions(item))
+    }
+
+    fn has_attribute(&self, item: &Value) -> bool {
+        item["attributes"].as_array().is_some_and(|attributes| {
+            attributes.iter().any(|a| {
+                let path = a["path"].as_str().unwrap_or_default();
+                path == self.attribute
+                    || path
+                        .strip_prefix(self.attribute.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        })
+    }
+
+    fn mentions(&self, item: &Value) -> bool {
+        let needle = self.search.to_lowercase();
+        ["displayName", "objectId"].iter().any(|key| {
+            item[*key]
+                .as_str()
+                .is_some_and(|v| v.to_lowercase().contains(&needle))
+        })
+    }
+}
+
+/// CSV: one row per changed attribute or link (an object without either gets one row).
+pub fn to_csv(items: &[Value]) -> String {
+    let mut out = String::from(
+        "objectId,kind,displayName,changeType,recoveryAction,synced,path,base,target,relation,targetId,linkChange\n",
+    );
+    for item in items {
+        let head = [
+            cell(&item["objectId"]),
+            cell(&item["kind"]),
+            cell(&item["displayName"]),
+            cell(&item["changeType"]),
+            cell(&item["recoveryAction"]),
+            cell(&item["synced"]),
+        ]
+        .join(",");
+        let attributes = item["attributes"].as_array().cloned().unwrap_or_default();
+        let links = item["links"].as_array().cloned().unwrap_or_default();
+        if attributes.is_empty() && links.is_empty() {
+            out.push_str(&format!("{head},,,,,,\n"));
+        }
+        for a in &attributes {
+            out.push_str(&format!(
+                "{head},{},{},{},,,\n",
+                cell(&a["path"]),
+                cell(&a["base"]),
+                cell(&a["target"])
+            ));
+        }
+        for l in &links {
+            out.push_str(&format!(
+                "{head},,,,{},{},{}\n",
+                cell(&l["relation"]),
+                cell(&l["targetId"]),
+                cell(&l["change"])
+            ));
+        }
+    }
+    out
+}
+
+/// A CSV cell: strings as they are, other values as compact JSON, quoted when needed.
+/// Cells starting with a formula character are prefixed with `'` so spreadsheets show
+/// them as text.
+fn cell(value: &Value) -> String {
+    let text = match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn item() -> Value {
+        json!({"objectId": "p1", "kind": "conditionalAccessPolicy", "displayName": "Block, legacy",
+               "changeType": "modified", "recoveryAction": "update", "synced": false,
+               "attributes": [{"path": "conditions.users.excludeGroups", "base": ["a"], "target": ["b"]}],
+               "links": [{"relation": "members", "targetId": "u1", "change": "removed"}]})
+    }
+
+    #[test]
+    fn filters_match_kinds_changes_attribute_paths_and_text() {
+        let i = item();
+        assert!(ItemFilter::default().matches(&i));
+        assert!(ItemFilter {
+            attribute: "conditions".into(),
+            ..Default::default()
+        }
+        .matches(&i));
+        assert!(ItemFilter {
+            attribute: "conditions.users.excludeGroups".into(),
+            ..Default::default()
+        }
+        .matches(&i));
+        assert!(!ItemFilter {
+            attribute: "cond".into(),
+            ..Default::default()
+        }
+        .matches(&i));
+        assert!(ItemFilter {
+            search: "LEGACY".into(),
+            ..Default::default()
+        }
+        .matches(&i));
+        assert!(!ItemFilter {
+            change_types: vec!["added".into()],
+            ..Default::default()
+        }
+        .matches(&i));
+        assert!(ItemFilter {
+            change_types: vec!["bogus".into()],
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_cells() {
+        let csv = to_csv(&[item()]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].contains("\"Block, legacy\""));
+        assert!(lines[1].contains("\"[\"\"a\"\"]\""));
+        assert!(lines[2].ends_with("members,u1,removed"));
+        let hostile = json!({"objectId": "x", "displayName": "=HYPERLINK(\"evil\")", "attributes": [], "links": []});
+        assert!(to_csv(&[hostile]).contains("\"'=HYPERLINK(\"\"evil\"\")\""));
+    }
+}

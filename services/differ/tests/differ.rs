@@ -1,0 +1,181 @@
+//! The differ in-process with the directory and the snapshotter, against a real
+//! nats-server and real RocksDB.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use backtrack_differ::jobs::JobStore;
+use backtrack_differ::{Differ, DifferError, ReportRequest, Scope};
+use backtrack_directory::writer::Origin;
+use backtrack_directory::DirectoryConfig;
+use backtrack_domain::command::Command;
+use backtrack_domain::{Link, ObjectKind};
+use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
+use backtrack_proto::v1;
+use backtrack_snapshotter::SnapshotterConfig;
+use backtrack_test_support::{eventually, NatsServer};
+use serde_json::{json, Value};
+
+const U1: &str = "00000000-0000-4000-8000-000000000001";
+const U2: &str = "00000000-0000-4000-8000-000000000002";
+const G1: &str = "00000000-0000-4000-8000-0000000000a1";
+
+fn origin() -> Origin {
+    Origin {
+        actor: "test".into(),
+        source: "test".into(),
+        correlation_id: None,
+    }
+}
+
+fn attrs(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+async fn finished(differ: &Differ, report: &v1::Report) -> v1::Report {
+    eventually("the report to finish", Duration::from_secs(20), || async {
+        let r = differ.report("t", &report.id).await.unwrap();
+        (r.state != v1::JobState::Initialized as i32 && r.state != v1::JobState::Calculating as i32)
+            .then_some(r)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_list_exactly_the_changes_between_two_points() {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
+    let directory = backtrack_directory::start(
+        DirectoryConfig::new(dir.path().join("d")),
+        nats.client().await.unwrap(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let snapshotter = backtrack_snapshotter::start(
+        SnapshotterConfig::new(dir.path().join("s")),
+        nats.client().await.unwrap(),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    let differ = Differ::start(snapshotter.clone(), nats.client().await.unwrap(), 1)
+        .await
+        .unwrap();
+    directory.create_tenant("t", "T", &origin()).await.unwrap();
+    let run = |c: Command| {
+        let d = directory.clone();
+        async move { d.execute("t", c, None, &origin()).await.unwrap() }
+    };
+    for (id, upn) in [(U1, "a@t.test"), (U2, "b@t.test")] {
+        run(Command::Create {
+            kind: ObjectKind::User,
+            id: id.into(),
+            attributes: attrs(
+                json!({"displayName": upn, "userPrincipalName": upn, "department": "Sales"}),
+            ),
+            links: vec![],
+        })
+        .await;
+    }
+    run(Command::Create {
+        kind: ObjectKind::Group,
+        id: G1.into(),
+        attributes: attrs(json!({"displayName": "Team"})),
+        links: vec![Link::new("members", U1), Link::new("members", U2)],
+    })
+    .await;
+    let base = snapshotter.catch_up().await.unwrap();
+
+    run(Command::Update {
+        id: U1.into(),
+        set: attrs(json!({"department": "Legal"})),
+        unset: vec![],
+    })
+    .await;
+    // A change and its undo inside the range: no difference.
+    run(Command::Update {
+        id: U2.into(),
+        set: attrs(json!({"department": "Ops"})),
+        unset: vec![],
+    })
+    .await;
+    run(Command::Update {
+        id: U2.into(),
+        set: attrs(json!({"department": "Sales"})),
+        unset: vec![],
+    })
+    .await;
+    run(Command::RemoveLinks {
+        id: G1.into(),
+        relation: "members".into(),
+        targets: vec![U2.into()],
+    })
+    .await;
+
+    let request = ReportRequest {
+        tenant: "t".into(),
+        base: v1::Point {
+            point: Some(v1::point::Point::Sequence(base)),
+        },
+        target: None,
+        scope: Scope::default(),
+        requested_by: "test".into(),
+    };
+    let report = finished(
+        &differ,
+        &differ.create_report(request.clone()).await.unwrap(),
+    )
+    .await;
+    assert_eq!(
+        report.state,
+        v1::JobState::Successful as i32,
+        "{}",
+        report.error
+    );
+    assert_eq!(
+        report.total, 3,
+        "only the objects changed in the range are examined"
+    );
+    let (_, items) = differ.items("t", &report.id).await.unwrap();
+    let expected = json!([
+        {"objectId": U1, "kind": "user", "displayName": "a@t.test", "changeType": "modified", "recoveryAction": "update", "synced": false,
+         "attributes": [{"path": "department", "base": "Sales", "target": "Legal"}], "links": []},
+        {"objectId": G1, "kind": "group", "displayName": "Team", "changeType": "modified", "recoveryAction": "update", "synced": false,
+         "attributes": [], "links": [{"relation": "members", "targetId": U2, "change": "removed"}]},
+    ]);
+    let mut sorted = items.clone();
+    sorted.sort_by_key(|i| i["kind"].as_str().unwrap() != "user");
+    assert_eq!(Value::Array(sorted), expected);
+
+    // The same two sequences and scope: served from the first report.
+    let again = differ.create_report(request.clone()).await.unwrap();
+    assert_eq!(again.id, report.id);
+
+    // One job per tenant: with the lease held, a new report is refused, naming the holder.
+    let jobs = JobStore::open(&async_nats::jetstream::new(nats.client().await.unwrap()), 1)
+        .await
+        .unwrap();
+    jobs.acquire("t", "recovery r-42").await.unwrap().unwrap();
+    let scoped = ReportRequest {
+        scope: Scope {
+            kinds: vec![ObjectKind::User],
+            ids: vec![],
+        },
+        ..request
+    };
+    match differ.create_report(scoped.clone()).await {
+        Err(DifferError::Precondition(m)) => assert!(m.contains("recovery r-42"), "{m}"),
+        other => panic!("expected a precondition failure, got {other:?}"),
+    }
+    jobs.release("t").await;
+    let users_only = finished(&differ, &differ.create_report(scoped).await.unwrap()).await;
+    let (_, items) = differ.items("t", &users_only.id).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(matches!(
+        differ.cancel("t", &users_only.id).await,
+        Err(DifferError::Precondition(_))
+    ));
+}

@@ -22,6 +22,11 @@ pub struct BenchArgs {
     #[arg(long, env = "BACKTRACK_BENCH_LATENCY_SAMPLES", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub latency_samples: u64,
+    /// Objects in the large tenant appended straight to the log for the time-travel
+    /// scenarios (about one group per thousand, the rest users).
+    #[arg(long, env = "BACKTRACK_BENCH_TIMETRAVEL_OBJECTS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timetravel_objects: u64,
     /// Where to write the results [default: bench/results.json in the workspace].
     #[arg(long, env = "BACKTRACK_BENCH_OUTPUT")]
     pub output: Option<PathBuf>,

@@ -1,13 +1,15 @@
 //! `backtrack-bench`: in one run, on one real `nats-server` it starts itself, measures the
-//! directory's hot paths next to plain-JetStream baselines of the same shape, and reports
-//! each figure against its target.
+//! directory's and the snapshotter's hot paths next to plain-JetStream and plain-RocksDB
+//! baselines of the same shape, and reports each figure against its target.
 //!
 //! A tour of the modules:
-//! - [`args`]: the flags (`--users`, `--raw-messages`, `--latency-samples`, `--output`).
+//! - [`args`]: the flags (`--users`, `--raw-messages`, `--latency-samples`,
+//!   `--timetravel-objects`, `--output`).
 //! - [`testbed`]: nats-server + the directory in-process + its gRPC API behind the auth
 //!   interceptor + an authenticated client, assembled as `backtrack up` assembles them.
 //! - [`scenarios`]: one module per measurement (baselines, bulk import, replay, change-feed
-//!   latency, peak memory); each returns plain numbers.
+//!   latency, peak memory, a large tenant written straight to the log, the time-travel
+//!   build, backups, lookups, listings and verification); each returns plain numbers.
 //! - [`suite`]: runs the scenarios in order on one testbed and turns them into rows.
 //! - [`report`]: rows, targets, the printed table and `results.json`.
 

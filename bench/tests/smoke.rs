@@ -1,10 +1,12 @@
 //! The benchmark at toy sizes against a real nats-server, so `make test` notices when a
-//! scenario breaks: every figure must come out positive and the replay must rebuild the
-//! live state exactly.
+//! scenario breaks: every figure must come out positive, the replay must rebuild the live
+//! state exactly, and the time-travel store built from the log must hold the directory's
+//! state and verify its backups.
 
 use backtrack_bench::suite::{self, Sizes};
 use serde_json::Value;
 
+/// The directory's rows, in order; the time-travel rows follow them.
 const ROWS: &[&str] = &[
     "raw_publish",
     "raw_read",
@@ -21,12 +23,37 @@ const ROWS: &[&str] = &[
     "peak_rss_nats_server",
 ];
 
+/// Objects of the large tenant: 1998 users and 2 groups.
+const TIMETRAVEL_OBJECTS: usize = 2000;
+
+/// The time-travel rows, named after the demo tenant's object count.
+fn time_travel_rows(demo_objects: u64) -> Vec<String> {
+    let demo = demo_objects.to_string();
+    vec![
+        "timetravel_build".into(),
+        format!("backup_create_p50_{demo}_objects"),
+        format!("backup_create_p99_{demo}_objects"),
+        "backup_create_p50_2k_objects".into(),
+        "backup_create_p99_2k_objects".into(),
+        format!("verify_seconds_{demo}_objects"),
+        "verify_seconds_2k_objects".into(),
+        "object_at_lookups".into(),
+        "get_object_at_grpc_p50".into(),
+        "get_object_at_grpc_p99".into(),
+        "tenant_at_listing".into(),
+        "tenant_at_listing_with_links".into(),
+        "timetravel_store_bytes_per_million_events".into(),
+        "peak_rss_snapshotter_build".into(),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     let outcome = suite::run(Sizes {
         users: 200,
         raw_messages: Some(2000),
         latency_samples: 50,
+        timetravel_objects: TIMETRAVEL_OBJECTS,
     })
     .await?;
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
@@ -38,8 +65,24 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         "{:?}",
         report.parameters
     );
+    assert_eq!(
+        report.parameters.get("timetravel_digest_matches"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        report.parameters.get("timetravel_verified"),
+        Some(&serde_json::json!({ "bench": true, "bench-large": true }))
+    );
+    assert_eq!(report.parameters["timetravel_users"], 1998);
+    assert_eq!(report.parameters["timetravel_groups"], 2);
+    let demo_objects = report.parameters["objects"].as_u64().unwrap_or_default();
+    let expected: Vec<String> = ROWS
+        .iter()
+        .map(|r| r.to_string())
+        .chain(time_travel_rows(demo_objects))
+        .collect();
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ROWS);
+    assert_eq!(names, expected);
     for row in &report.rows {
         assert!(
             row.value.is_finite() && row.value > 0.0,
@@ -51,6 +94,12 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     let import = &report.rows[3];
     assert_eq!(import.baseline.as_deref(), Some("raw_publish"));
     assert!(import.ratio.is_some_and(|r| r > 0.0) && import.pass.is_some());
+    let build = &report.rows[ROWS.len()];
+    assert_eq!(build.baseline.as_deref(), Some("raw_read"));
+    assert!(build.ratio.is_some_and(|r| r > 0.0) && build.pass.is_some());
+    // The build has read the whole log: the demo tenant and the 2001 large-tenant events.
+    let build_events = report.parameters["timetravel_build_events"].as_u64();
+    assert!(build_events.is_some_and(|n| n > 2001), "{build_events:?}");
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("results.json");
@@ -61,7 +110,7 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     assert_eq!(written["parameters"]["raw_messages"], 2000);
     assert_eq!(
         written["scenarios"].as_array().map(Vec::len),
-        Some(ROWS.len())
+        Some(expected.len())
     );
     Ok(())
 }

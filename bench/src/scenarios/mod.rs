@@ -6,12 +6,17 @@
 //! - [`replay`]: the log folded into a fresh projection, digest-checked.
 //! - [`feed`]: `UpdateObject` → change-feed subscriber latency.
 //! - [`memory`]: peak RSS of this process and of nats-server.
+//! - [`large_tenant`]: a tenant of up to millions of objects appended straight to the log.
+//! - [`snapshotter`]: a fresh time-travel store built from the log, backups, verification
+//!   and reads of the past (store and gRPC), digest-checked against the directory.
 
 pub mod feed;
 pub mod import;
+pub mod large_tenant;
 pub mod memory;
 pub mod raw;
 pub mod replay;
+pub mod snapshotter;
 
 use std::time::Duration;
 

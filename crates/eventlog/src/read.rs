@@ -29,6 +29,9 @@ pub struct StoredEvent {
     /// not the event's `time_ms`, is what instants resolve against.
     pub published_ms: i64,
     pub event: Event,
+    /// The message's payload as stored (the protobuf `DirectoryEvent`), for readers that
+    /// keep a copy without encoding it again.
+    pub payload: bytes::Bytes,
 }
 
 type Messages = Pin<Box<dyn Stream<Item = Result<jetstream::Message, OrderedError>> + Send>>;
@@ -97,6 +100,7 @@ impl EventStream {
                         subject,
                         published_ms,
                         event,
+                        payload: message.payload.clone(),
                     },
                     pending,
                 }),

@@ -41,6 +41,7 @@ fn sequenced(sequence: u64, event: Event) -> SequencedEvent {
         // Two events per millisecond, so instants resolve to the later of a pair.
         published_ms: 1_000 + (sequence as i64) / 2,
         event,
+        payload: None,
     }
 }
 

@@ -128,6 +128,7 @@ async fn follow(
                         sequence: stored.sequence,
                         published_ms: stored.published_ms,
                         event: stored.event,
+                        payload: Some(stored.payload.to_vec()),
                     }),
                     Err(e) => {
                         failure = Some(e.to_string());

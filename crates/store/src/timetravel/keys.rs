@@ -4,7 +4,9 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
+//! | `F` | `F` | layout version |
 //! | `P` | `P` | last applied stream sequence (u64 BE) |
+//! | `H` | `H/<tenant>/<id>` | present once the object has a version (a cheap "is it new?") |
 //! | `T` | `T/<tenant>` | tenant record (JSON) |
 //! | `A` | `A/<tenant>` | tenant summary at the position: counts per kind and set-hash lanes |
 //! | `V` | `V/<tenant>/<id>\0<!seq>` | the object (without links) from `seq` on; empty = hard-deleted |
@@ -17,6 +19,11 @@
 //! the newest version at or before `s`.
 
 pub const POSITION: &[u8] = b"P";
+pub const FORMAT: &[u8] = b"F";
+
+pub fn head(t: &str, id: &str) -> Vec<u8> {
+    format!("H/{t}/{id}").into_bytes()
+}
 pub const TENANTS: &[u8] = b"T/";
 
 pub fn tenant(t: &str) -> Vec<u8> {

@@ -31,6 +31,17 @@ use crate::directory::TenantRecord;
 use crate::StoreError;
 pub use summary::{KindCount, TenantSummary};
 
+/// Layout version of the store; a store written with another one is rebuilt.
+const FORMAT_VERSION: &[u8] = b"2";
+
+/// Says on stderr why a store is being rebuilt (the store crate logs nothing else).
+fn tracing_free_warning(path: &Path) {
+    eprintln!(
+        "backtrack: the time-travel store in {} has an older layout; rebuilding it from the log",
+        path.display()
+    );
+}
+
 /// Block cache of the store.
 const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -65,6 +76,9 @@ pub struct SequencedEvent {
     pub sequence: u64,
     pub published_ms: i64,
     pub event: Event,
+    /// The event's protobuf encoding as the log stores it, when the caller has it; the
+    /// history keeps these bytes instead of encoding the event again.
+    pub payload: Option<Vec<u8>>,
 }
 
 /// What the store has applied: its position and the summaries of every tenant there.
@@ -111,7 +125,17 @@ impl TimeTravelStore {
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
-        let db = DB::open(&opts, path)?;
+        let mut db = DB::open(&opts, path)?;
+        if db.get_pinned(keys::FORMAT)?.as_deref() != Some(FORMAT_VERSION) {
+            // Written by another layout (or empty): start over; the log rebuilds it all.
+            if read_u64(&db, keys::POSITION)?.is_some() {
+                tracing_free_warning(path);
+                drop(db);
+                DB::destroy(&opts, path)?;
+                db = DB::open(&opts, path)?;
+            }
+            db.put(keys::FORMAT, FORMAT_VERSION)?;
+        }
         let mut applied = Applied {
             position: read_u64(&db, keys::POSITION)?.unwrap_or(0),
             ..Applied::default()
@@ -240,6 +264,11 @@ impl TimeTravelStore {
 
     /// The newest version of an object (without links), `None` if never seen or purged.
     fn latest(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
+        // Most objects a run touches are new: the head key's bloom filter says so without
+        // the cost of an iterator.
+        if self.db.get_pinned(keys::head(tenant, id))?.is_none() {
+            return Ok(None);
+        }
         query::version_at(&self.db, tenant, id, u64::MAX)
     }
 
@@ -305,6 +334,9 @@ fn fold(
         }
         other => other.clone(),
     };
+    if slot.is_none() {
+        batch.put(keys::head(tenant, id), []);
+    }
     *slot = apply_to_object(slot.take(), kind, id, &change, m.time_ms, seq);
     match slot.as_ref() {
         Some(new) => {

@@ -1,11 +1,12 @@
 //! Finding the server and the token, and building authenticated gRPC clients (directory,
-//! backup, time travel) over one shared channel.
+//! backup, time travel, difference reports) over one shared channel.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use backtrack_platform::auth::BearerToken;
 use backtrack_proto::v1::backup_service_client::BackupServiceClient;
+use backtrack_proto::v1::diff_service_client::DiffServiceClient;
 use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
 use backtrack_proto::v1::time_travel_service_client::TimeTravelServiceClient;
 use tonic::service::interceptor::InterceptedService;
@@ -21,6 +22,8 @@ pub type Client = DirectoryServiceClient<AuthedChannel>;
 pub type BackupClient = BackupServiceClient<AuthedChannel>;
 /// The time-travel service client.
 pub type TimeTravelClient = TimeTravelServiceClient<AuthedChannel>;
+/// The difference-report service client.
+pub type DiffClient = DiffServiceClient<AuthedChannel>;
 
 /// Largest message either way: big enough for a page of large objects.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -78,6 +81,13 @@ impl Connection {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
+
+    /// The difference-report service: report jobs, their pages of items and exports.
+    pub fn diff(&self) -> DiffClient {
+        DiffServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
 }
 
 /// Connects to the server named by `--server` with the token from [`token`].
@@ -108,4 +118,9 @@ pub async fn backup_client(global: &GlobalArgs) -> anyhow::Result<BackupClient> 
 /// Connects and returns a time-travel service client.
 pub async fn time_travel_client(global: &GlobalArgs) -> anyhow::Result<TimeTravelClient> {
     Ok(connect_channel(global).await?.time_travel())
+}
+
+/// Connects and returns a difference-report service client.
+pub async fn diff_client(global: &GlobalArgs) -> anyhow::Result<DiffClient> {
+    Ok(connect_channel(global).await?.diff())
 }

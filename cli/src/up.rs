@@ -85,7 +85,9 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     snapshotter_config.checkpoint_every = args.checkpoint_every;
     snapshotter_config.default_policy = default_policy(args);
     let snapshotter =
-        backtrack_snapshotter::start(snapshotter_config, nats, shutdown.clone()).await?;
+        backtrack_snapshotter::start(snapshotter_config, nats.clone(), shutdown.clone()).await?;
+    let differ =
+        backtrack_differ::Differ::start(snapshotter.clone(), nats, args.stream_replicas).await?;
 
     let health = Health::new();
     let http = tokio::net::TcpListener::bind(args.http_addr)
@@ -122,6 +124,10 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     );
     let time_travel = InterceptedService::new(
         TimeTravelApi::new(snapshotter.clone()).into_server(),
+        interceptor.clone(),
+    );
+    let reports = InterceptedService::new(
+        backtrack_differ::api::DiffApi::new(differ).into_server(),
         interceptor,
     );
     let incoming = backtrack_platform::grpc::incoming(grpc);
@@ -131,6 +137,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
             .add_service(service)
             .add_service(backups)
             .add_service(time_travel)
+            .add_service(reports)
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
     );
 

@@ -2,6 +2,8 @@
 
 mod backup;
 mod backup_view;
+mod diff;
+mod diff_view;
 mod dir;
 mod events;
 mod status;
@@ -28,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }) => dir::seed(&g, &tenant, users, groups, apps, seed, batch).await,
         Command::Events(c) => events::run(&g, c).await,
         Command::Backup(c) => backup::run(&g, c).await,
+        Command::Diff(c) => diff::run(&g, c).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c),
     }

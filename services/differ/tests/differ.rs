@@ -179,3 +179,108 @@ async fn reports_list_exactly_the_changes_between_two_points() {
         Err(DifferError::Precondition(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
+    use backtrack_domain::event::{AttributeChange, Change, Event, EventMeta};
+    use backtrack_eventlog::{Append, EventLog, StreamSettings};
+
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_trigger, shutdown) = Shutdown::new();
+    let snapshotter = backtrack_snapshotter::start(
+        SnapshotterConfig::new(dir.path().join("s")),
+        nats.client().await.unwrap(),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    let differ = Differ::start(snapshotter.clone(), nats.client().await.unwrap(), 1)
+        .await
+        .unwrap();
+    let log = EventLog::open(nats.client().await.unwrap(), StreamSettings::default())
+        .await
+        .unwrap();
+    let event = |n: u64, kind: &str, id: String, change: Change| Append {
+        event: Event {
+            meta: EventMeta {
+                event_id: format!("e{n}"),
+                tenant: "t".into(),
+                kind: kind.into(),
+                object_id: id,
+                actor: "test".into(),
+                time_ms: 1,
+                source: "test".into(),
+                correlation_id: None,
+                mutation_id: format!("m{n}"),
+            },
+            change,
+        },
+        msg_id: format!("t:m{n}:0"),
+        expected_last_subject_sequence: None,
+    };
+    let id = |i: u64| format!("00000000-0000-4000-8000-{i:012x}");
+    const USERS: u64 = 8_000;
+    let mut batch = vec![event(
+        0,
+        "tenant",
+        "t".into(),
+        Change::TenantCreated {
+            display_name: "T".into(),
+        },
+    )];
+    batch.extend((1..=USERS).map(|i| {
+        event(
+            i,
+            "user",
+            id(i),
+            Change::Created {
+                attributes: attrs(json!({"displayName": "U", "department": "A"})),
+                links: vec![],
+            },
+        )
+    }));
+    for result in log.append(batch).await {
+        result.unwrap();
+    }
+    let base = snapshotter.catch_up().await.unwrap();
+    let updates = (1..=USERS).map(|i| {
+        event(
+            USERS + i,
+            "user",
+            id(i),
+            Change::AttributesChanged(vec![AttributeChange {
+                name: "department".into(),
+                old: Some(json!("A")),
+                new: Some(json!("B")),
+            }]),
+        )
+    });
+    for result in log.append(updates.collect()).await {
+        result.unwrap();
+    }
+    snapshotter.catch_up().await.unwrap();
+
+    let request = ReportRequest {
+        tenant: "t".into(),
+        base: v1::Point {
+            point: Some(v1::point::Point::Sequence(base)),
+        },
+        target: None,
+        scope: Scope::default(),
+        requested_by: "test".into(),
+    };
+    let running = differ.create_report(request.clone()).await.unwrap();
+    differ.cancel("t", &running.id).await.unwrap();
+    let stopped = finished(&differ, &running).await;
+    assert_eq!(stopped.state, v1::JobState::Abandoned as i32, "{stopped:?}");
+    assert!(
+        stopped.examined < USERS,
+        "it stopped early ({} examined)",
+        stopped.examined
+    );
+    // The lease is free again: the next report runs to the end.
+    let done = finished(&differ, &differ.create_report(request).await.unwrap()).await;
+    assert_eq!(done.state, v1::JobState::Successful as i32);
+    assert_eq!(done.changed, USERS);
+}

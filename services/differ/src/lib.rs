@@ -213,11 +213,13 @@ impl Differ {
                 report.error = e.to_string();
             }
         }
+        // Free the tenant before the final state is visible, so whoever sees the report
+        // finished can start the next job at once.
+        self.inner.jobs.release(&tenant).await;
         if let Err(e) = self.inner.jobs.put_report(&report).await {
             tracing::error!(report = %report.id, error = %e, "could not store the finished report");
         }
         self.lock_running().remove(&report.id);
-        self.inner.jobs.release(&tenant).await;
     }
 
     /// A report record. A job that no process runs any more (its holder died) reads as

@@ -281,6 +281,6 @@ async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
     );
     // The lease is free again: the next report runs to the end.
     let done = finished(&differ, &differ.create_report(request).await.unwrap()).await;
-    assert_eq!(done.state, v1::JobState::Successful as i32);
+    assert_eq!(done.state, v1::JobState::Successful as i32, "{done:?}");
     assert_eq!(done.changed, USERS);
 }

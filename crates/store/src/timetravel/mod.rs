@@ -211,7 +211,7 @@ impl TimeTravelStore {
             };
             let key = (m.tenant.clone(), m.object_id.clone());
             if !objects.contains_key(&key) {
-                let current = self.latest(&m.tenant, &m.object_id)?;
+                let current = self.latest(&m.tenant, &m.object_id, applied.position)?;
                 objects.insert(key.clone(), current);
             }
             if !summaries.contains_key(&m.tenant) {
@@ -262,14 +262,21 @@ impl TimeTravelStore {
         Ok(self.db.flush()?)
     }
 
-    /// The newest version of an object (without links), `None` if never seen or purged.
-    fn latest(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
+    /// The object (without links) as of `position`, `None` if absent there. Reading at the
+    /// position, not the newest key, keeps a re-applied run correct even if a crash left
+    /// some of its keys behind.
+    fn latest(
+        &self,
+        tenant: &str,
+        id: &str,
+        position: u64,
+    ) -> Result<Option<DirectoryObject>, StoreError> {
         // Most objects a run touches are new: the head key's bloom filter says so without
         // the cost of an iterator.
         if self.db.get_pinned(keys::head(tenant, id))?.is_none() {
             return Ok(None);
         }
-        query::version_at(&self.db, tenant, id, u64::MAX)
+        query::version_at(&self.db, tenant, id, position)
     }
 
     pub(crate) fn db(&self) -> &DB {

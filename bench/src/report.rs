@@ -14,6 +14,9 @@ pub enum Target {
     RatioAtLeast(f64),
     /// The value itself must stay below this (in the row's unit).
     Below(f64),
+    /// For times: `baseline value / value` (how many times faster) must be at least this;
+    /// the row's ratio is that quotient.
+    FasterAtLeast(f64),
 }
 
 impl Target {
@@ -21,6 +24,7 @@ impl Target {
         match self {
             Target::RatioAtLeast(r) => format!(">= {r} x baseline"),
             Target::Below(v) => format!("< {v} {}", short_unit(unit)),
+            Target::FasterAtLeast(r) => format!(">= {r} x faster than baseline"),
         }
     }
 }
@@ -40,6 +44,7 @@ pub struct Measurement {
     pub unit: String,
     /// The row this one is compared against, by name.
     pub baseline: Option<String>,
+    /// `value / baseline value`; `baseline value / value` under [`Target::FasterAtLeast`].
     pub ratio: Option<f64>,
     pub target: Option<String>,
     pub pass: Option<bool>,
@@ -76,12 +81,13 @@ impl Report {
         baseline: Option<&str>,
         target: Option<Target>,
     ) {
+        let faster = matches!(target, Some(Target::FasterAtLeast(_)));
         let ratio = baseline
             .and_then(|b| self.value(b))
-            .filter(|b| *b > 0.0)
-            .map(|b| value / b);
+            .filter(|b| *b > 0.0 && (!faster || value > 0.0))
+            .map(|b| if faster { b / value } else { value / b });
         let pass = target.and_then(|t| match t {
-            Target::RatioAtLeast(min) => ratio.map(|r| r >= min),
+            Target::RatioAtLeast(min) | Target::FasterAtLeast(min) => ratio.map(|r| r >= min),
             Target::Below(max) => Some(value < max),
         });
         self.rows.push(Measurement {
@@ -251,6 +257,23 @@ mod tests {
         assert_eq!(row.ratio, Some(0.4));
         assert_eq!(row.pass, Some(false));
         assert_eq!(report.missed().len(), 1);
+    }
+
+    #[test]
+    fn speed_up_targets_divide_the_baseline_by_the_value() {
+        let mut report = Report::default();
+        report.record("peer_seconds", 20.0, "seconds");
+        report.record_against(
+            "ours_seconds",
+            0.5,
+            "seconds",
+            Some("peer_seconds"),
+            Some(Target::FasterAtLeast(10.0)),
+        );
+        let row = &report.rows[1];
+        assert_eq!(row.ratio, Some(40.0));
+        assert_eq!(row.pass, Some(true));
+        assert_eq!(row.target.as_deref(), Some(">= 10 x faster than baseline"));
     }
 
     #[test]

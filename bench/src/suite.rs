@@ -6,13 +6,14 @@
 //! replayed into a fresh projection, then the change feed is timed and the peak memory is
 //! read. Last, a large tenant is appended behind the demo tenant and a fresh snapshotter
 //! builds its time-travel store from the whole log and is measured (it resets the peak
-//! memory, so it comes after the directory's figures).
+//! memory, so it comes after the directory's figures); difference reports over that store
+//! close the run.
 
 use std::time::Instant;
 
 use crate::args::BenchArgs;
 use crate::report::{Report, Target};
-use crate::scenarios::{feed, import, memory, percentile_ms, raw, replay, snapshotter};
+use crate::scenarios::{differ, feed, import, memory, percentile_ms, raw, replay, snapshotter};
 use crate::testbed::Testbed;
 
 /// How big a run is.
@@ -74,6 +75,8 @@ const SEED_TARGET_USERS: usize = 100_000;
 const TIMETRAVEL_TARGET_OBJECTS: usize = 1_000_000;
 /// Peak resident memory allowed while the snapshotter builds (1.5 GiB).
 const BUILD_RSS_TARGET_MIB: f64 = 1536.0;
+/// Peak resident memory allowed while the 1% difference report runs (1 GiB).
+const DIFF_RSS_TARGET_MIB: f64 = 1024.0;
 
 /// Starts a testbed, runs every scenario on it, stops it.
 pub async fn run(sizes: Sizes) -> anyhow::Result<Outcome> {
@@ -236,6 +239,7 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
     }
 
     time_travel(bed, sizes, &mut outcome).await?;
+    difference_reports(bed, sizes, &mut outcome).await?;
     Ok(outcome)
 }
 
@@ -382,6 +386,82 @@ fn time_travel_rows(run: &snapshotter::TimeTravelRun, report: &mut Report) {
             at_target_size.then_some(Target::Below(BUILD_RSS_TARGET_MIB)),
         );
     }
+}
+
+/// The difference-report scenarios: runs them, records their parameters and rows, and
+/// notes a report whose item count is not the number of objects changed as a failure.
+async fn difference_reports(
+    bed: &Testbed,
+    sizes: Sizes,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let nats = bed.nats_client("backtrack-bench-differ").await?;
+    let run = differ::run(bed, nats, sizes.timetravel_objects, progress).await?;
+    let report = &mut outcome.report;
+    let (large, churn) = (compact(run.large_objects), compact(run.churn_objects));
+    let at_target_size = run.large_objects >= TIMETRAVEL_TARGET_OBJECTS;
+    let mut exact = serde_json::Map::new();
+    for (name, timed) in [
+        ("diff_1pct", &run.one_percent),
+        ("diff_0_changes", &run.no_changes),
+        ("diff_all_changed", &run.all_changed),
+    ] {
+        report.parameter(
+            &format!("{name}_report"),
+            serde_json::json!({
+                "base": timed.base, "target": timed.target, "items": timed.items,
+                "expected": timed.expected, "elapsed_ms": timed.elapsed_ms,
+            }),
+        );
+        exact.insert(name.into(), timed.exact().into());
+        if !timed.exact() {
+            outcome.failures.push(format!(
+                "{name}: the report between sequences {} and {} has {} items, but {} objects changed",
+                timed.base, timed.target, timed.items, timed.expected
+            ));
+        }
+    }
+    report.parameter("diff_items_exact", serde_json::Value::Object(exact));
+    report.parameter(
+        "diff_updates_append_seconds",
+        run.updates_append.as_secs_f64(),
+    );
+    report.parameter("diff_churn_append_seconds", run.churn_append.as_secs_f64());
+    report.parameter("diff_peer_tool", run.peer.tool.clone());
+    report.parameter("diff_peer_files", run.peer.files);
+    report.parameter("diff_peer_export_seconds", run.peer.export.as_secs_f64());
+    report.parameter("diff_peer_summary", run.peer.summary.clone());
+    if let Some(mib) = run.rss_before_one_percent_mib {
+        report.parameter("rss_before_differ_1pct_mib", mib);
+    }
+    let seconds = |d: std::time::Duration| d.as_secs_f64();
+    for (name, timed, limit) in [
+        ("diff_1pct", &run.one_percent, 2.0),
+        ("diff_0_changes", &run.no_changes, 0.2),
+    ] {
+        let target = at_target_size.then_some(Target::Below(limit));
+        let name = format!("{name}_seconds_{large}_objects");
+        report.record_against(&name, seconds(timed.wall), "seconds", None, target);
+    }
+    let peer = format!("diff_peer_seconds_{churn}_objects");
+    report.record(&peer, seconds(run.peer.diff), "seconds");
+    report.record_against(
+        &format!("diff_all_changed_seconds_{churn}_objects"),
+        seconds(run.all_changed.wall),
+        "seconds",
+        Some(&peer),
+        Some(Target::FasterAtLeast(10.0)),
+    );
+    if let Some(mib) = run.one_percent_peak_rss_mib {
+        report.record_against(
+            "peak_rss_differ_1pct",
+            mib,
+            "MiB",
+            None,
+            Some(Target::Below(DIFF_RSS_TARGET_MIB)),
+        );
+    }
+    Ok(())
 }
 
 /// Prints where the import's time went and returns the same as JSON.

@@ -1,7 +1,8 @@
 //! The benchmark at toy sizes against a real nats-server, so `make test` notices when a
 //! scenario breaks: every figure must come out positive, the replay must rebuild the live
 //! state exactly, and the time-travel store built from the log must hold the directory's
-//! state and verify its backups.
+//! state and verify its backups, and every difference report must hold exactly the objects
+//! changed.
 
 use backtrack_bench::suite::{self, Sizes};
 use serde_json::Value;
@@ -21,6 +22,16 @@ const ROWS: &[&str] = &[
     "rpc_roundtrip_p99",
     "peak_rss_bench",
     "peak_rss_nats_server",
+];
+
+/// The difference-report rows, after the time-travel rows: 1% (20 users) of the large
+/// tenant, none of it, and all 2000 users of the churn tenant against `git diff`.
+const DIFF_ROWS: &[&str] = &[
+    "diff_1pct_seconds_2k_objects",
+    "diff_0_changes_seconds_2k_objects",
+    "diff_peer_seconds_2k_objects",
+    "diff_all_changed_seconds_2k_objects",
+    "peak_rss_differ_1pct",
 ];
 
 /// Objects of the large tenant: 1998 users and 2 groups.
@@ -80,6 +91,7 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         .iter()
         .map(|r| r.to_string())
         .chain(time_travel_rows(demo_objects))
+        .chain(DIFF_ROWS.iter().map(|r| r.to_string()))
         .collect();
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, expected);
@@ -100,6 +112,23 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     // The build has read the whole log: the demo tenant and the 2001 large-tenant events.
     let build_events = report.parameters["timetravel_build_events"].as_u64();
     assert!(build_events.is_some_and(|n| n > 2001), "{build_events:?}");
+    assert_eq!(
+        report.parameters.get("diff_items_exact"),
+        Some(&serde_json::json!({
+            "diff_1pct": true, "diff_0_changes": true, "diff_all_changed": true
+        }))
+    );
+    assert_eq!(report.parameters["diff_1pct_report"]["items"], 20);
+    assert_eq!(report.parameters["diff_all_changed_report"]["items"], 2000);
+    assert_eq!(report.parameters["diff_peer_files"], 2000);
+    let all_changed = report
+        .rows
+        .iter()
+        .find(|r| r.name == "diff_all_changed_seconds_2k_objects");
+    assert!(all_changed.is_some_and(|r| r.baseline.as_deref()
+        == Some("diff_peer_seconds_2k_objects")
+        && r.ratio.is_some_and(|x| x > 0.0)
+        && r.pass.is_some()));
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("results.json");

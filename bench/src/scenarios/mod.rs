@@ -9,7 +9,10 @@
 //! - [`large_tenant`]: a tenant of up to millions of objects appended straight to the log.
 //! - [`snapshotter`]: a fresh time-travel store built from the log, backups, verification
 //!   and reads of the past (store and gRPC), digest-checked against the directory.
+//! - [`differ`]: difference reports over 1%, none and all of a tenant's objects, checked
+//!   against what was changed, and the peer (`git diff` of two exported folders).
 
+pub mod differ;
 pub mod feed;
 pub mod import;
 pub mod large_tenant;

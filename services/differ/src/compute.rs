@@ -53,8 +53,42 @@ pub fn compute(
     progress
         .total
         .store(candidates.len() as u64, Ordering::Relaxed);
+    let candidates: Vec<&String> = candidates.keys().map(|(_, id)| id).collect();
+    // Lookups are independent: split them over the cores, keeping the order.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = candidates.len().div_ceil(workers).max(1);
+    let parts: Vec<Result<Vec<Value>, DifferError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = candidates
+            .chunks(chunk)
+            .map(|ids| scope.spawn(move || diff_some(store, tenant, base, target, ids, progress)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(DifferError::Internal("a diff worker panicked".into())))
+            })
+            .collect()
+    });
     let mut items = Vec::new();
-    for (i, (_, id)) in candidates.keys().enumerate() {
+    for part in parts {
+        items.extend(part?);
+    }
+    Ok(items)
+}
+
+fn diff_some(
+    store: &TimeTravelStore,
+    tenant: &str,
+    base: u64,
+    target: u64,
+    ids: &[&String],
+    progress: &Progress,
+) -> Result<Vec<Value>, DifferError> {
+    let mut items = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
         if i % 256 == 0 && progress.cancelled.load(Ordering::Relaxed) {
             return Err(DifferError::Precondition("the report was cancelled".into()));
         }

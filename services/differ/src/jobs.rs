@@ -97,6 +97,51 @@ impl JobStore {
         }
     }
 
+    /// Marks an unfinished job failed, unless its record changed since `seen` (the job
+    /// finished meanwhile); returns the record as it now stands.
+    pub async fn fail_if_unchanged(
+        &self,
+        report: &v1::Report,
+        reason: &str,
+    ) -> Result<v1::Report, DifferError> {
+        let key = report_key(&report.tenant, &report.id);
+        let entry = self
+            .jobs
+            .entry(key.clone())
+            .await
+            .map_err(|e| unavailable("read a report record", e))?;
+        let Some(entry) = entry else {
+            return Ok(report.clone());
+        };
+        let current = v1::Report::decode(entry.value.as_ref()).map_err(|e| {
+            DifferError::Internal(format!("report record {} is unreadable: {e}", report.id))
+        })?;
+        let unfinished = [
+            v1::JobState::Initialized as i32,
+            v1::JobState::Calculating as i32,
+        ];
+        if !unfinished.contains(&current.state) {
+            return Ok(current);
+        }
+        let failed = v1::Report {
+            state: v1::JobState::Failed as i32,
+            error: reason.to_string(),
+            ..current
+        };
+        match self
+            .jobs
+            .update(key, failed.encode_to_vec().into(), entry.revision)
+            .await
+        {
+            Ok(_) => Ok(failed),
+            // Written meanwhile (the job finished): the newer record stands.
+            Err(_) => self
+                .report(&report.tenant, &report.id)
+                .await
+                .map(|r| r.unwrap_or(failed)),
+        }
+    }
+
     /// Every report record of the tenant.
     pub async fn reports(&self, tenant: &str) -> Result<Vec<v1::Report>, DifferError> {
         let prefix = format!("report.{tenant}.");

@@ -178,8 +178,6 @@ impl Differ {
             }
         };
         fill_progress(&mut report, &progress);
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        report.finished_at_ms = now_ms();
         match outcome {
             Ok(items) => match self.inner.jobs.put_items(&tenant, &report.id, &items).await {
                 Ok(()) => {
@@ -213,6 +211,8 @@ impl Differ {
                 report.error = e.to_string();
             }
         }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        report.finished_at_ms = now_ms();
         // Free the tenant before the final state is visible, so whoever sees the report
         // finished can start the next job at once.
         self.inner.jobs.release(&tenant).await;
@@ -241,10 +241,14 @@ impl Differ {
             } else if self.inner.jobs.lease_holder(tenant).await.as_deref()
                 != Some(&format!("report {id}"))
             {
-                report.state = v1::JobState::Failed as i32;
-                report.error =
-                    "the job was interrupted (its process stopped); create the report again".into();
-                let _ = self.inner.jobs.put_report(&report).await;
+                report = self
+                    .inner
+                    .jobs
+                    .fail_if_unchanged(
+                        &report,
+                        "the job was interrupted (its process stopped); create the report again",
+                    )
+                    .await?;
             }
         }
         Ok(report)

@@ -31,7 +31,7 @@ const DIFF_ROWS: &[&str] = &[
     "diff_0_changes_seconds_2k_objects",
     "diff_peer_seconds_2k_objects",
     "diff_all_changed_seconds_2k_objects",
-    "peak_rss_differ_1pct",
+    "differ_1pct_rss_growth",
 ];
 
 /// Objects of the large tenant: 1998 users and 2 groups.

@@ -148,6 +148,34 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// The stream's own timestamp (ms since the Unix epoch) of the message at `sequence`;
+    /// `None` when there is no such message.
+    pub async fn stored_time_ms(&self, sequence: u64) -> Result<Option<i64>, EventLogError> {
+        if sequence == 0 {
+            return Ok(None);
+        }
+        let stream = self
+            .jetstream
+            .get_stream_no_info(&self.stream_name)
+            .await
+            .map_err(|err| get_stream_error(&self.stream_name, err))?;
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => Ok(Some(
+                i64::try_from(message.time.unix_timestamp_nanos().div_euclid(1_000_000))
+                    .unwrap_or(i64::MAX),
+            )),
+            Err(err) => match err.kind() {
+                async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+                _ => Err(EventLogError::Unavailable(format!(
+                    "read message {sequence} of stream {}: {err}",
+                    self.stream_name
+                ))),
+            },
+        }
+    }
+}
+
 async fn ensure_stream(
     jetstream: &jetstream::Context,
     settings: &StreamSettings,

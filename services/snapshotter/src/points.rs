@@ -39,7 +39,7 @@ impl Snapshotter {
                 self.wait_for(*sequence).await?;
                 Ok(v1::ResolvedPoint {
                     sequence: *sequence,
-                    time_ms: 0,
+                    time_ms: self.log().stored_time_ms(*sequence).await?.unwrap_or(0),
                     backup_id: String::new(),
                 })
             }

@@ -192,6 +192,20 @@ async fn backups_name_exact_past_states_and_verify_until_the_store_is_tampered_w
         .unwrap();
     assert!(u2.is_deleted());
 
+    let at_sequence = s
+        .resolve(
+            "t",
+            Some(&v1::Point {
+                point: Some(v1::point::Point::Sequence(first.sequence)),
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        at_sequence.time_ms > 0 && at_sequence.time_ms <= first.created_at_ms,
+        "a sequence resolves to its stream time: {at_sequence:?}"
+    );
+
     let verified = s.verify("t", &first.id).await.unwrap();
     assert!(verified.ok, "{}", verified.message);
     assert!(verified.events_replayed >= 3);

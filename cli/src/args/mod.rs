@@ -1,9 +1,18 @@
 //! Command-line definitions. Every flag also reads a `BACKTRACK_*` environment variable.
+//! The `backup` and `diff` groups live in [`backup`] and [`diff`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod backup;
+mod diff;
+
+pub use backup::{BackupCommand, BackupRefArgs, PolicyCommand, PolicySetArgs};
+pub use diff::{
+    DiffCommand, DiffCreateArgs, DiffExportArgs, DiffRefArgs, DiffShowArgs, ExportFormat,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -278,184 +287,6 @@ pub struct LinkArgs {
 
 /// Help text of every `--at POINT` flag.
 const AT_HELP: &str = "Point of the log: an RFC 3339 time (2026-11-22T05:00:00Z), a relative time (-2h, -30m, -7d), a backup id, seq:N, or now";
-
-#[derive(Debug, Subcommand)]
-pub enum BackupCommand {
-    /// Take a backup now: names the log's current sequence; costs the same for any tenant size.
-    Create {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long, default_value = "")]
-        description: String,
-    },
-    /// List the tenant's usable backups.
-    List {
-        #[arg(long)]
-        tenant: String,
-        /// Include expired backups.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Show one backup.
-    Show(BackupRefArgs),
-    /// Rebuild the tenant's state at the backup by replaying the log and compare digests; fails when they differ.
-    Verify(BackupRefArgs),
-    /// Pin a backup (a baseline): it never expires until unpinned.
-    Pin(BackupRefArgs),
-    /// Unpin a backup: it expires again under the retention policy.
-    Unpin(BackupRefArgs),
-    /// The tenant's backup schedule and retention.
-    #[command(subcommand)]
-    Policy(PolicyCommand),
-}
-
-#[derive(Debug, Args)]
-pub struct BackupRefArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// Backup id.
-    pub id: String,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
-    /// Show the backup policy.
-    Get {
-        #[arg(long)]
-        tenant: String,
-    },
-    /// Change the backup policy; flags not given keep their current value.
-    Set(PolicySetArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct PolicySetArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// Cron expression with seconds, UTC: "sec min hour day-of-month month day-of-week"; '' turns scheduled backups off.
-    #[arg(long)]
-    pub schedule: Option<String>,
-    /// Days a backup stays usable.
-    #[arg(long)]
-    pub retention_days: Option<u32>,
-    /// Beyond the retention, keep the newest backup of each of the last N days.
-    #[arg(long)]
-    pub keep_daily: Option<u32>,
-    /// Beyond the retention, keep the newest backup of each of the last N weeks.
-    #[arg(long)]
-    pub keep_weekly: Option<u32>,
-    /// Beyond the retention, keep the newest backup of each of the last N months.
-    #[arg(long)]
-    pub keep_monthly: Option<u32>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DiffCommand {
-    /// Start a report of what changed between --from and --to (or return the finished one over the same points).
-    Create(DiffCreateArgs),
-    /// List the tenant's reports.
-    List {
-        #[arg(long)]
-        tenant: String,
-    },
-    /// Show a report and one page of its changed objects, filtered.
-    Show(DiffShowArgs),
-    /// Write a whole finished report as JSON (an array of items) or CSV.
-    Export(DiffExportArgs),
-    /// Cancel a report that is still being calculated.
-    Cancel(DiffRefArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct DiffCreateArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// The base point (what the directory looked like before).
-    #[arg(long, value_name = "POINT", allow_hyphen_values = true, help = FROM_HELP)]
-    pub from: String,
-    /// The target point; default: now (the log's last sequence when the job starts).
-    #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
-    pub to: Option<String>,
-    /// Only objects of this kind (repeatable; default: every kind).
-    #[arg(long = "kind", value_name = "KIND")]
-    pub kinds: Vec<String>,
-    /// Only this object (repeatable; default: every object of the kinds).
-    #[arg(long = "id", value_name = "ID", allow_hyphen_values = true)]
-    pub ids: Vec<String>,
-    /// Wait for the report to finish, showing progress; fails when the report fails or is cancelled.
-    #[arg(long)]
-    pub wait: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DiffRefArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// Report id.
-    pub report: String,
-}
-
-#[derive(Debug, Args)]
-pub struct DiffShowArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// Report id.
-    pub report: String,
-    /// Only objects of this kind (repeatable).
-    #[arg(long = "kind", value_name = "KIND")]
-    pub kinds: Vec<String>,
-    /// Only this change type (repeatable): added, modified, softDeleted, restored, hardDeleted.
-    #[arg(long = "change", value_name = "TYPE")]
-    pub changes: Vec<String>,
-    /// Only objects with a changed attribute whose path starts with this name.
-    #[arg(long, value_name = "NAME")]
-    pub attribute: Option<String>,
-    /// Case-insensitive text in the display name or the object id.
-    #[arg(long, value_name = "TEXT")]
-    pub search: Option<String>,
-    /// Only this object (repeatable).
-    #[arg(long = "id", value_name = "ID", allow_hyphen_values = true)]
-    pub ids: Vec<String>,
-    /// Page to show, from 1.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub page: u32,
-    /// Objects per page.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    pub page_size: u32,
-}
-
-#[derive(Debug, Args)]
-pub struct DiffExportArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// Report id.
-    pub report: String,
-    #[arg(long, value_enum)]
-    pub format: ExportFormat,
-    /// Write here instead of stdout (replaced only once the export is complete).
-    #[arg(long, value_name = "PATH")]
-    pub file: Option<PathBuf>,
-}
-
-/// The file format of `diff export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    Json,
-    Csv,
-}
-
-impl ExportFormat {
-    /// The name the server expects.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportFormat::Json => "json",
-            ExportFormat::Csv => "csv",
-        }
-    }
-}
-
-/// Help text of `diff create --from`.
-const FROM_HELP: &str = "Base point: an RFC 3339 time (2026-11-22T05:00:00Z), a relative time (-2h, -30m, -7d), a backup id, or seq:N";
 
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {

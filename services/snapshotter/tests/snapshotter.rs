@@ -192,18 +192,15 @@ async fn backups_name_exact_past_states_and_verify_until_the_store_is_tampered_w
         .unwrap();
     assert!(u2.is_deleted());
 
-    let at_sequence = s
-        .resolve(
-            "t",
-            Some(&v1::Point {
-                point: Some(v1::point::Point::Sequence(first.sequence)),
-            }),
-        )
+    let stored = s
+        .log()
+        .stored_time_ms(first.sequence)
         .await
+        .unwrap()
         .unwrap();
     assert!(
-        at_sequence.time_ms > 0 && at_sequence.time_ms <= first.created_at_ms,
-        "a sequence resolves to its stream time: {at_sequence:?}"
+        stored > 0 && stored <= first.created_at_ms,
+        "a sequence has its message's stream time: {stored}"
     );
 
     let verified = s.verify("t", &first.id).await.unwrap();

@@ -226,9 +226,17 @@ impl TimeTravelService for TimeTravelApi {
             READERS,
             "resolving points",
         )?;
-        Ok(Response::new(
-            self.snapshotter.resolve(&r.tenant, r.at.as_ref()).await?,
-        ))
+        let mut point = self.snapshotter.resolve(&r.tenant, r.at.as_ref()).await?;
+        if point.time_ms == 0 && point.sequence > 0 {
+            point.time_ms = self
+                .snapshotter
+                .log()
+                .stored_time_ms(point.sequence)
+                .await
+                .map_err(crate::SnapshotterError::from)?
+                .unwrap_or(0);
+        }
+        Ok(Response::new(point))
     }
 }
 

@@ -86,8 +86,18 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     snapshotter_config.default_policy = default_policy(args);
     let snapshotter =
         backtrack_snapshotter::start(snapshotter_config, nats.clone(), shutdown.clone()).await?;
-    let differ =
-        backtrack_differ::Differ::start(snapshotter.clone(), nats, args.stream_replicas).await?;
+    let differ = backtrack_differ::Differ::with_retention(
+        snapshotter.clone(),
+        nats,
+        args.stream_replicas,
+        Duration::from_secs(args.report_retention_days.max(1) * 86_400),
+    )
+    .await?;
+    tokio::spawn(
+        differ
+            .clone()
+            .run_sweeper(Duration::from_secs(3600), shutdown.clone()),
+    );
 
     let health = Health::new();
     let http = tokio::net::TcpListener::bind(args.http_addr)

@@ -124,6 +124,9 @@ pub struct UpArgs {
     /// Days a backup stays usable for tenants without a policy of their own.
     #[arg(long, env = "BACKTRACK_BACKUP_RETENTION_DAYS", default_value_t = 7)]
     pub backup_retention_days: u32,
+    /// Days difference reports are kept.
+    #[arg(long, env = "BACKTRACK_REPORT_RETENTION_DAYS", default_value_t = 30)]
+    pub report_retention_days: u64,
     /// Applied events between two checkpoints of the time-travel store (0 = none).
     #[arg(long, env = "BACKTRACK_CHECKPOINT_EVERY", default_value_t = 1_000_000)]
     pub checkpoint_every: u64,

@@ -142,6 +142,44 @@ impl JobStore {
         }
     }
 
+    /// Every report record of every tenant.
+    pub async fn all_reports(&self) -> Result<Vec<v1::Report>, DifferError> {
+        let mut keys = self
+            .jobs
+            .keys()
+            .await
+            .map_err(|e| unavailable("list reports", e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| unavailable("list reports", e))?;
+            let Some(rest) = key.strip_prefix("report.") else {
+                continue;
+            };
+            if let Some((tenant, id)) = rest.split_once('.') {
+                if let Some(report) = self.report(tenant, id).await? {
+                    out.push(report);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a report's items and record.
+    pub async fn delete_report(&self, report: &v1::Report) -> Result<(), DifferError> {
+        let name = format!("{}/{}.json", report.tenant, report.id);
+        if self.reports.info(&name).await.is_ok() {
+            self.reports
+                .delete(&name)
+                .await
+                .map_err(|e| unavailable("delete a report's items", e))?;
+        }
+        self.jobs
+            .purge(report_key(&report.tenant, &report.id))
+            .await
+            .map_err(|e| unavailable("delete a report record", e))?;
+        Ok(())
+    }
+
     /// Every report record of the tenant.
     pub async fn reports(&self, tenant: &str) -> Result<Vec<v1::Report>, DifferError> {
         let prefix = format!("report.{tenant}.");

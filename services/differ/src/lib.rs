@@ -65,11 +65,22 @@ pub struct ReportRequest {
 }
 
 impl Differ {
-    /// Opens the buckets; reads go through `snapshotter`'s time-travel store.
+    /// Opens the buckets; reads go through `snapshotter`'s time-travel store. Reports are
+    /// kept [`DEFAULT_RETENTION`]; see [`Differ::with_retention`].
     pub async fn start(
         snapshotter: Snapshotter,
         nats: async_nats::Client,
         replicas: usize,
+    ) -> Result<Self, DifferError> {
+        Self::with_retention(snapshotter, nats, replicas, DEFAULT_RETENTION).await
+    }
+
+    /// Like [`Differ::start`], keeping reports for `retention`.
+    pub async fn with_retention(
+        snapshotter: Snapshotter,
+        nats: async_nats::Client,
+        replicas: usize,
+        retention: Duration,
     ) -> Result<Self, DifferError> {
         let js = async_nats::jetstream::new(nats);
         let jobs = JobStore::open(&js, replicas).await?;
@@ -77,7 +88,7 @@ impl Differ {
             inner: Arc::new(Inner {
                 snapshotter,
                 jobs,
-                retention: DEFAULT_RETENTION,
+                retention,
                 running: Mutex::default(),
             }),
         })
@@ -230,6 +241,12 @@ impl Differ {
                 "tenant {tenant} has no report {id}; `backtrack diff list --tenant {tenant}` lists them"
             ))
         })?;
+        if report.expires_at_ms <= now_ms() {
+            return Err(DifferError::NotFound(format!(
+                "report {id} expired at {} and is no longer kept; create it again",
+                backtrack_domain::time::rfc3339_ms(report.expires_at_ms)
+            )));
+        }
         let unfinished = [
             v1::JobState::Initialized as i32,
             v1::JobState::Calculating as i32,
@@ -281,6 +298,44 @@ impl Differ {
         }
         let items = self.inner.jobs.items(tenant, id).await?;
         Ok((report, items))
+    }
+
+    /// Deletes the records and items of every finished report past its retention; returns
+    /// how many went.
+    pub async fn sweep_expired(&self) -> Result<usize, DifferError> {
+        let now = now_ms();
+        let finished = [
+            v1::JobState::Successful as i32,
+            v1::JobState::Failed as i32,
+            v1::JobState::Abandoned as i32,
+        ];
+        let mut swept = 0;
+        for report in self.inner.jobs.all_reports().await? {
+            if report.expires_at_ms <= now && finished.contains(&report.state) {
+                self.inner.jobs.delete_report(&report).await?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Sweeps expired reports every `every` until `shutdown`.
+    pub async fn run_sweeper(
+        self,
+        every: Duration,
+        shutdown: backtrack_platform::shutdown::Shutdown,
+    ) {
+        loop {
+            match self.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reports = n, "expired difference reports deleted"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep expired reports; will retry"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {},
+                () = shutdown.wait() => return,
+            }
+        }
     }
 
     /// Asks a running job to stop.

@@ -284,3 +284,80 @@ async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
     assert_eq!(done.state, v1::JobState::Successful as i32, "{done:?}");
     assert_eq!(done.changed, USERS);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_past_their_retention_are_gone_and_swept() {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_trigger, shutdown) = Shutdown::new();
+    let directory = backtrack_directory::start(
+        DirectoryConfig::new(dir.path().join("d")),
+        nats.client().await.unwrap(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let snapshotter = backtrack_snapshotter::start(
+        SnapshotterConfig::new(dir.path().join("s")),
+        nats.client().await.unwrap(),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    let differ = Differ::with_retention(
+        snapshotter.clone(),
+        nats.client().await.unwrap(),
+        1,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    directory.create_tenant("t", "T", &origin()).await.unwrap();
+    let base = snapshotter.catch_up().await.unwrap();
+    directory
+        .execute(
+            "t",
+            Command::Create {
+                kind: ObjectKind::User,
+                id: U1.into(),
+                attributes: attrs(json!({"displayName": "A", "userPrincipalName": "a@t.test"})),
+                links: vec![],
+            },
+            None,
+            &origin(),
+        )
+        .await
+        .unwrap();
+    let report = differ
+        .create_report(ReportRequest {
+            tenant: "t".into(),
+            base: v1::Point {
+                point: Some(v1::point::Point::Sequence(base)),
+            },
+            target: None,
+            scope: Scope::default(),
+            requested_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    let done = finished(&differ, &report).await;
+    assert_eq!(done.state, v1::JobState::Successful as i32);
+    assert_eq!(differ.items("t", &report.id).await.unwrap().1.len(), 1);
+
+    eventually("the report to expire", Duration::from_secs(10), || async {
+        matches!(
+            differ.report("t", &report.id).await,
+            Err(DifferError::NotFound(_))
+        )
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(differ.reports("t").await.unwrap().is_empty());
+    assert_eq!(differ.sweep_expired().await.unwrap(), 1);
+    let jobs = JobStore::open(&async_nats::jetstream::new(nats.client().await.unwrap()), 1)
+        .await
+        .unwrap();
+    assert!(jobs.report("t", &report.id).await.unwrap().is_none());
+    assert!(jobs.items("t", &report.id).await.is_err());
+}

@@ -13,9 +13,11 @@
 //! - [`telemetry`] — `tracing` to stderr as text or JSON, filtered by `BACKTRACK_LOG`.
 //! - [`nats`] — one way to connect to NATS, with errors that say what to check.
 //! - [`grpc`] — accepted connections with `TCP_NODELAY` for a gRPC server.
+//! - [`clock`] — the wall clock in milliseconds since the Unix epoch.
 //! - [`config`] — exit code 64 and one message format for unusable configuration.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod grpc;

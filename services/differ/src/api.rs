@@ -9,15 +9,11 @@ use backtrack_proto::v1::diff_service_server::{DiffService, DiffServiceServer};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use backtrack_snapshotter::api::{authorize, ADMINISTRATORS, READERS};
+
 use crate::report::{to_csv, ItemFilter};
 use crate::{Differ, ReportRequest, Scope};
 
-const READERS: &[Role] = &[
-    Role::BackupReader,
-    Role::BackupAdministrator,
-    Role::GlobalAdministrator,
-];
-const ADMINISTRATORS: &[Role] = &[Role::BackupAdministrator, Role::GlobalAdministrator];
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
 /// Bytes per export chunk.
@@ -42,6 +38,7 @@ impl DiffApi {
             .max_encoding_message_size(64 * 1024 * 1024)
     }
 
+    /// The snapshotter's check: tenant id, the caller's tenant and role, the tenant exists.
     fn authorize(
         &self,
         caller: &Caller,
@@ -49,13 +46,7 @@ impl DiffApi {
         roles: &[Role],
         action: &str,
     ) -> Result<(), Status> {
-        validate::tenant_id(tenant).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        caller.require_tenant(tenant)?;
-        caller.require_any_role(roles, action)?;
-        self.differ
-            .snapshotter()
-            .require_tenant(tenant)
-            .map_err(Status::from)
+        authorize(self.differ.snapshotter(), caller, tenant, roles, action)
     }
 }
 

@@ -401,9 +401,4 @@ fn fingerprint(base: u64, target: u64, scope: &Scope) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use backtrack_platform::clock::now_ms;

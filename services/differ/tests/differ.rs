@@ -42,11 +42,21 @@ async fn finished(differ: &Differ, report: &v1::Report) -> v1::Report {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reports_list_exactly_the_changes_between_two_points() {
+/// A real nats-server, the directory (tenant `t` created), the snapshotter and a differ
+/// keeping reports for `retention`.
+struct Stack {
+    nats: NatsServer,
+    _dir: tempfile::TempDir,
+    _trigger: ShutdownTrigger,
+    directory: backtrack_directory::Directory,
+    snapshotter: backtrack_snapshotter::Snapshotter,
+    differ: Differ,
+}
+
+async fn stack(retention: Duration) -> Stack {
     let nats = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (_trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
+    let (trigger, shutdown) = Shutdown::new();
     let directory = backtrack_directory::start(
         DirectoryConfig::new(dir.path().join("d")),
         nats.client().await.unwrap(),
@@ -61,10 +71,35 @@ async fn reports_list_exactly_the_changes_between_two_points() {
     )
     .await
     .unwrap();
-    let differ = Differ::start(snapshotter.clone(), nats.client().await.unwrap(), 1)
-        .await
-        .unwrap();
+    let differ = Differ::with_retention(
+        snapshotter.clone(),
+        nats.client().await.unwrap(),
+        1,
+        retention,
+    )
+    .await
+    .unwrap();
     directory.create_tenant("t", "T", &origin()).await.unwrap();
+    Stack {
+        nats,
+        _dir: dir,
+        _trigger: trigger,
+        directory,
+        snapshotter,
+        differ,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_list_exactly_the_changes_between_two_points() {
+    let Stack {
+        nats,
+        directory,
+        snapshotter,
+        differ,
+        _dir,
+        _trigger,
+    } = stack(backtrack_differ::DEFAULT_RETENTION).await;
     let run = |c: Command| {
         let d = directory.clone();
         async move { d.execute("t", c, None, &origin()).await.unwrap() }
@@ -185,19 +220,14 @@ async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
     use backtrack_domain::event::{AttributeChange, Change, Event, EventMeta};
     use backtrack_eventlog::{Append, EventLog, StreamSettings};
 
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_trigger, shutdown) = Shutdown::new();
-    let snapshotter = backtrack_snapshotter::start(
-        SnapshotterConfig::new(dir.path().join("s")),
-        nats.client().await.unwrap(),
-        shutdown,
-    )
-    .await
-    .unwrap();
-    let differ = Differ::start(snapshotter.clone(), nats.client().await.unwrap(), 1)
-        .await
-        .unwrap();
+    let Stack {
+        nats,
+        snapshotter,
+        differ,
+        directory: _,
+        _dir,
+        _trigger,
+    } = stack(backtrack_differ::DEFAULT_RETENTION).await;
     let log = EventLog::open(nats.client().await.unwrap(), StreamSettings::default())
         .await
         .unwrap();
@@ -287,32 +317,14 @@ async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reports_past_their_retention_are_gone_and_swept() {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_trigger, shutdown) = Shutdown::new();
-    let directory = backtrack_directory::start(
-        DirectoryConfig::new(dir.path().join("d")),
-        nats.client().await.unwrap(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let snapshotter = backtrack_snapshotter::start(
-        SnapshotterConfig::new(dir.path().join("s")),
-        nats.client().await.unwrap(),
-        shutdown,
-    )
-    .await
-    .unwrap();
-    let differ = Differ::with_retention(
-        snapshotter.clone(),
-        nats.client().await.unwrap(),
-        1,
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
-    directory.create_tenant("t", "T", &origin()).await.unwrap();
+    let Stack {
+        nats,
+        directory,
+        snapshotter,
+        differ,
+        _dir,
+        _trigger,
+    } = stack(Duration::from_secs(2)).await;
     let base = snapshotter.catch_up().await.unwrap();
     directory
         .execute(

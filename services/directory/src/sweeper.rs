@@ -1,8 +1,6 @@
 //! Purges objects whose recycle-bin retention has run out, as ordinary hard deletes
 //! (so the log records them like any other change).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use backtrack_domain::command::Command;
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_store::ListQuery;
@@ -30,10 +28,7 @@ fn directory_interval(directory: &Directory) -> std::time::Duration {
 /// Hard-deletes every recycle-bin object whose `purge_after` has passed. Returns how
 /// many objects were purged.
 pub async fn sweep(directory: &Directory) -> Result<u64, crate::DirectoryError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now = backtrack_platform::clock::now_ms();
     let origin = Origin {
         actor: "system:recycle-bin".into(),
         source: "directory".into(),

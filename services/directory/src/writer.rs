@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use backtrack_domain::command::{decide, Command, DecideContext, PendingEvent};
 use backtrack_domain::event::{Change, Event, EventMeta, TENANT_KIND};
@@ -62,12 +61,7 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use backtrack_platform::clock::now_ms;
 
 impl Directory {
     pub(crate) fn new(

@@ -297,9 +297,4 @@ fn check(source: &str, digest: &str, objects: u64) -> v1::DigestCheck {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub(crate) use backtrack_platform::clock::now_ms;

@@ -19,7 +19,7 @@ pub const READERS: &[Role] = &[
 pub const ADMINISTRATORS: &[Role] = &[Role::BackupAdministrator, Role::GlobalAdministrator];
 
 /// Checks the tenant id, the caller's access to it and its existence, and one of `roles`.
-pub(crate) fn authorize(
+pub fn authorize(
     snapshotter: &Snapshotter,
     caller: &Caller,
     tenant: &str,

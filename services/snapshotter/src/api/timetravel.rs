@@ -25,6 +25,28 @@ impl TimeTravelApi {
         Self { snapshotter }
     }
 
+    /// Resolves `at` and reads one object there, with its links; NotFound when it did not
+    /// exist then, PermissionDenied for a kind outside the caller's scope.
+    async fn object_at_point(
+        &self,
+        caller: &backtrack_platform::auth::Caller,
+        tenant: &str,
+        id: &str,
+        at: Option<&v1::Point>,
+    ) -> Result<(v1::ResolvedPoint, backtrack_domain::DirectoryObject), Status> {
+        let id =
+            validate::any_object_id(id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let point = self.snapshotter.resolve(tenant, at).await?;
+        let object = self
+            .snapshotter
+            .store()
+            .object_at(tenant, &id, point.sequence)
+            .map_err(crate::SnapshotterError::from)?
+            .ok_or_else(|| not_there(&id, tenant, point.sequence))?;
+        caller.require_kind(object.kind.as_str())?;
+        Ok((point, object))
+    }
+
     pub fn into_server(self) -> TimeTravelServiceServer<Self> {
         TimeTravelServiceServer::new(self).max_encoding_message_size(64 * 1024 * 1024)
     }
@@ -45,16 +67,9 @@ impl TimeTravelService for TimeTravelApi {
             READERS,
             "reading past states",
         )?;
-        let id =
-            validate::any_object_id(&r.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let point = self.snapshotter.resolve(&r.tenant, r.at.as_ref()).await?;
-        let object = self
-            .snapshotter
-            .store()
-            .object_at(&r.tenant, &id, point.sequence)
-            .map_err(crate::SnapshotterError::from)?
-            .ok_or_else(|| not_there(&id, &r.tenant, point.sequence))?;
-        caller.require_kind(object.kind.as_str())?;
+        let (point, object) = self
+            .object_at_point(&caller, &r.tenant, &r.id, r.at.as_ref())
+            .await?;
         Ok(Response::new(v1::ObjectAt {
             point: Some(point),
             object: Some(object_to_proto(&object)),
@@ -185,8 +200,6 @@ impl TimeTravelService for TimeTravelApi {
             READERS,
             "reading past states",
         )?;
-        let id =
-            validate::any_object_id(&r.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let relation = if r.relation.is_empty() {
             "members".to_string()
         } else {
@@ -195,13 +208,9 @@ impl TimeTravelService for TimeTravelApi {
         validate::any_object_id(&relation).map_err(|_| {
             Status::invalid_argument(format!("'{relation}' is not a relation name"))
         })?;
-        let point = self.snapshotter.resolve(&r.tenant, r.at.as_ref()).await?;
-        let store = self.snapshotter.store();
-        let object = store
-            .object_at(&r.tenant, &id, point.sequence)
-            .map_err(crate::SnapshotterError::from)?
-            .ok_or_else(|| not_there(&id, &r.tenant, point.sequence))?;
-        caller.require_kind(object.kind.as_str())?;
+        let (point, object) = self
+            .object_at_point(&caller, &r.tenant, &r.id, r.at.as_ref())
+            .await?;
         let target_ids = object
             .links
             .get(&relation)

@@ -8,6 +8,7 @@ use backtrack_platform::auth::BearerToken;
 use backtrack_proto::v1::backup_service_client::BackupServiceClient;
 use backtrack_proto::v1::diff_service_client::DiffServiceClient;
 use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
+use backtrack_proto::v1::recovery_service_client::RecoveryServiceClient;
 use backtrack_proto::v1::time_travel_service_client::TimeTravelServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -24,6 +25,9 @@ pub type BackupClient = BackupServiceClient<AuthedChannel>;
 pub type TimeTravelClient = TimeTravelServiceClient<AuthedChannel>;
 /// The difference-report service client.
 pub type DiffClient = DiffServiceClient<AuthedChannel>;
+
+/// The recovery service client.
+pub type RecoveryClient = RecoveryServiceClient<AuthedChannel>;
 
 /// Largest message either way: big enough for a page of large objects.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -90,6 +94,15 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The recovery service: recovery jobs, their plans, failures, cancel and undo.
+    pub fn recovery(&self) -> RecoveryClient {
+        RecoveryServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+}
+
 /// Connects to the server named by `--server` with the token from [`token`].
 pub async fn connect_channel(global: &GlobalArgs) -> anyhow::Result<Connection> {
     let token = token(global)?;
@@ -123,4 +136,9 @@ pub async fn time_travel_client(global: &GlobalArgs) -> anyhow::Result<TimeTrave
 /// Connects and returns a difference-report service client.
 pub async fn diff_client(global: &GlobalArgs) -> anyhow::Result<DiffClient> {
     Ok(connect_channel(global).await?.diff())
+}
+
+/// Connects and returns a recovery service client.
+pub async fn recovery_client(global: &GlobalArgs) -> anyhow::Result<RecoveryClient> {
+    Ok(connect_channel(global).await?.recovery())
 }

@@ -88,7 +88,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
         backtrack_snapshotter::start(snapshotter_config, nats.clone(), shutdown.clone()).await?;
     let differ = backtrack_differ::Differ::with_retention(
         snapshotter.clone(),
-        nats,
+        nats.clone(),
         args.stream_replicas,
         Duration::from_secs(args.report_retention_days.max(1) * 86_400),
     )
@@ -98,6 +98,18 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
             .clone()
             .run_sweeper(Duration::from_secs(3600), shutdown.clone()),
     );
+    let recovery = backtrack_recovery::Recovery::start(
+        directory.clone(),
+        differ.clone(),
+        nats,
+        args.stream_replicas,
+        backtrack_recovery::RecoveryConfig {
+            batch_size: args.recovery_batch.max(1),
+            lease_stale_after: Duration::from_secs(args.recovery_lease_stale_secs.max(1)),
+            ..Default::default()
+        },
+    )
+    .await?;
 
     let health = Health::new();
     let http = tokio::net::TcpListener::bind(args.http_addr)
@@ -138,6 +150,10 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     );
     let reports = InterceptedService::new(
         backtrack_differ::api::DiffApi::new(differ).into_server(),
+        interceptor.clone(),
+    );
+    let recoveries = InterceptedService::new(
+        backtrack_recovery::api::RecoveryApi::new(recovery.clone()).into_server(),
         interceptor,
     );
     let incoming = backtrack_platform::grpc::incoming(grpc);
@@ -148,11 +164,13 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
             .add_service(backups)
             .add_service(time_travel)
             .add_service(reports)
+            .add_service(recoveries)
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
     );
 
     catch_up(&directory).await?;
     catch_up_snapshotter(&snapshotter).await?;
+    tokio::spawn(recovery.run_resumer(shutdown.clone()));
     health.set_ready(true, "ready");
     if args.demo {
         seed_demo(&directory, args.demo_users).await?;

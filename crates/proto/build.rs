@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "directory.proto",
         "backup.proto",
         "diff.proto",
+        "audit.proto",
+        "recovery.proto",
     ]
     .map(|f| root.join("backtrack/v1").join(f));
     for f in &files {

@@ -16,12 +16,19 @@ pub struct Backtrack {
     pub grpc_port: u16,
     pub http_port: u16,
     pub nats_url: Option<String>,
+    /// Extra flags for `backtrack up`.
+    pub up_args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
 impl Backtrack {
     /// Starts `backtrack up` in a fresh data dir; `nats_url` None = it starts nats-server itself.
     pub async fn start(nats_url: Option<String>) -> anyhow::Result<Self> {
+        Self::start_with(nats_url, &[]).await
+    }
+
+    /// Like [`Backtrack::start`], with extra flags for `backtrack up`.
+    pub async fn start_with(nats_url: Option<String>, up_args: &[&str]) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let mut b = Backtrack {
             child: None,
@@ -29,6 +36,7 @@ impl Backtrack {
             grpc_port: free_port(),
             http_port: free_port(),
             nats_url,
+            up_args: up_args.iter().map(|a| a.to_string()).collect(),
             _temp: Some(temp),
         };
         b.launch().await?;
@@ -54,6 +62,7 @@ impl Backtrack {
         if let Some(url) = &self.nats_url {
             cmd.arg("--nats").arg(url);
         }
+        cmd.args(&self.up_args);
         self.child = Some(cmd.spawn().context("cannot start backtrack up")?);
         let port = self.http_port;
         let log = self.data_dir.join("up.log");

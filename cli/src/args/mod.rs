@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod backup;
 mod diff;
+mod recovery;
 
 pub use backup::{BackupCommand, BackupRefArgs, PolicyCommand, PolicySetArgs};
 pub use diff::{
     DiffCommand, DiffCreateArgs, DiffExportArgs, DiffRefArgs, DiffShowArgs, ExportFormat,
 };
+pub use recovery::{OnConflictArg, RecoverArgs, RecoveryCommand, RecoveryRefArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +83,11 @@ pub enum Command {
     /// Difference reports: what changed between two points of the log, attribute by attribute.
     #[command(subcommand)]
     Diff(DiffCommand),
+    /// Recover objects to a report's base, a backup or an instant.
+    Recover(RecoverArgs),
+    /// Recovery jobs: list, show, failed changes, cancel, undo.
+    #[command(subcommand)]
+    Recovery(RecoveryCommand),
     /// Services, stream position and projection lag; with --tenant also its content digest.
     Status {
         /// Also report this tenant's object count and content digest.
@@ -127,6 +134,13 @@ pub struct UpArgs {
     /// Days difference reports are kept.
     #[arg(long, env = "BACKTRACK_REPORT_RETENTION_DAYS", default_value_t = 30)]
     pub report_retention_days: u64,
+    /// Recovery operations decided and applied together (one checkpoint per batch).
+    #[arg(long, env = "BACKTRACK_RECOVERY_BATCH", default_value_t = 1000)]
+    pub recovery_batch: usize,
+    /// Seconds after which a recovery job's lease, not refreshed, counts as abandoned and
+    /// the job is resumed (its process died).
+    #[arg(long, env = "BACKTRACK_RECOVERY_LEASE_STALE_SECS", default_value_t = 5)]
+    pub recovery_lease_stale_secs: u64,
     /// Applied events between two checkpoints of the time-travel store (0 = none).
     #[arg(long, env = "BACKTRACK_CHECKPOINT_EVERY", default_value_t = 1_000_000)]
     pub checkpoint_every: u64,

@@ -6,6 +6,8 @@ mod diff;
 mod diff_view;
 mod dir;
 mod events;
+mod recovery;
+mod recovery_view;
 mod status;
 mod tenant;
 mod time_travel;
@@ -31,6 +33,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => events::run(&g, c).await,
         Command::Backup(c) => backup::run(&g, c).await,
         Command::Diff(c) => diff::run(&g, c).await,
+        Command::Recover(a) => recovery::recover(&g, a).await,
+        Command::Recovery(c) => recovery::run(&g, c).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c),
     }

@@ -11,6 +11,7 @@
 //! - [`state`]: `apply(state, event)` — folding events into state, nothing else.
 //! - [`digest`]: content digests of a tenant's state.
 //! - [`diff`]: the differences between two states of an object, and what would undo them.
+//! - [`recovery`]: ordered recovery plans, and what each operation does to the state it meets.
 //! - [`graph`]: rendering to and parsing from Microsoft Graph JSON, including delta pages.
 //!
 //! Everything that decides lives in `command`; `state` only folds. Time and ids come in
@@ -25,6 +26,7 @@ pub mod event;
 pub mod graph;
 pub mod kind;
 pub mod object;
+pub mod recovery;
 pub mod schema;
 pub mod state;
 pub mod time;

@@ -197,18 +197,32 @@ impl<'a> OverlayView<'a> {
         }
     }
 
-    /// Folds a decided event into the overlay.
+    /// Folds a decided event into the overlay. An object the overlay has not held yet is
+    /// first copied from the base, links included, so changes to existing objects fold
+    /// onto what they change.
     pub fn apply(&mut self, event: &Event, sequence: u64) {
-        self.pending.apply(event, sequence);
         let Ok(kind) = event.meta.kind.parse::<ObjectKind>() else {
+            self.pending.apply(event, sequence);
             return;
         };
-        if let (Change::Created { attributes, .. }, Some(attribute)) =
-            (&event.change, crate::schema::schema(kind).unique)
-        {
-            if let Some(value) = attributes.get(attribute).and_then(|v| v.as_str()) {
-                self.unique
-                    .insert((kind, value.to_lowercase()), event.meta.object_id.clone());
+        let id = &event.meta.object_id;
+        if !self.pending.objects.contains_key(id) {
+            if let Some(mut object) = self.base.object(id) {
+                object.links = crate::object::group_links(&self.base.links_of(id));
+                self.pending.objects.insert(id.clone(), object);
+            }
+        }
+        self.pending.apply(event, sequence);
+        if let Some(attribute) = crate::schema::schema(kind).unique {
+            if let Some(value) = self
+                .pending
+                .objects
+                .get(id)
+                .filter(|o| !o.is_deleted())
+                .and_then(|o| o.attributes.get(attribute))
+                .and_then(|v| v.as_str())
+            {
+                self.unique.insert((kind, value.to_lowercase()), id.clone());
             }
         }
     }
@@ -224,7 +238,11 @@ impl DirectoryView for OverlayView<'_> {
     }
 
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
-        self.pending.has_link(id, relation, target) || self.base.has_link(id, relation, target)
+        if self.pending.objects.contains_key(id) {
+            self.pending.has_link(id, relation, target)
+        } else {
+            self.base.has_link(id, relation, target)
+        }
     }
 
     fn links_of(&self, id: &str) -> Vec<Link> {
@@ -243,9 +261,21 @@ impl DirectoryView for OverlayView<'_> {
 
     fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {
         let claimed = crate::schema::schema(kind).unique == Some(attribute);
+        // A holder the overlay changed counts only if it still holds the value, live.
+        let holds = |id: &String| match self.pending.objects.get(id) {
+            None => true,
+            Some(o) => {
+                !o.is_deleted()
+                    && o.attributes
+                        .get(attribute)
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|v| v.eq_ignore_ascii_case(value))
+            }
+        };
         claimed
             .then(|| self.unique.get(&(kind, value.to_lowercase())).cloned())
             .flatten()
-            .or_else(|| self.base.find_unique(kind, attribute, value))
+            .filter(holds)
+            .or_else(|| self.base.find_unique(kind, attribute, value).filter(holds))
     }
 }

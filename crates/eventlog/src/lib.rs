@@ -12,18 +12,22 @@
 //!   consumer; [`EventLog::read_range`] reads a closed range and stops.
 //! - [`codec`]: events ⇄ messages as pure functions — CloudEvents headers of the NATS binding
 //!   and the protobuf payload, so any NATS client with the `.proto` files can read the log.
+//! - [`audit`]: [`AuditLog`], the audit stream `BT_AUDIT` services publish privileged
+//!   actions to, acknowledged before an action counts as done.
 //! - [`error`]: [`EventLogError`], one enum for all of the above.
 //!
 //! A message that fails to decode is an error naming its sequence, never skipped: a gap in
 //! a replay would be a silently wrong projection.
 
 pub mod append;
+pub mod audit;
 pub mod codec;
 pub mod error;
 pub mod log;
 pub mod read;
 
 pub use append::{Append, Appended};
+pub use audit::AuditLog;
 pub use error::EventLogError;
 pub use log::{EventLog, StreamSettings, StreamState};
 pub use read::{EventStream, StoredEvent};

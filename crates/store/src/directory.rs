@@ -106,6 +106,8 @@ impl DirectoryProjection {
         // Link buckets touched in this run, loaded on first touch.
         let mut buckets: HashMap<Vec<u8>, BTreeSet<String>> = HashMap::new();
         let mut last = position;
+        // Last sequence per object in this run (the subject's last message).
+        let mut last_of: HashMap<(String, String), u64> = HashMap::new();
         for (seq, event) in events {
             if *seq <= last {
                 continue;
@@ -128,6 +130,7 @@ impl DirectoryProjection {
                 continue;
             };
             let key = (m.tenant.clone(), m.object_id.clone());
+            last_of.insert(key.clone(), *seq);
             if !touched.contains_key(&key) {
                 let stored = self.load(&m.tenant, &m.object_id)?;
                 touched.insert(key.clone(), (stored.clone(), (kind, stored)));
@@ -164,6 +167,11 @@ impl DirectoryProjection {
             *slot = apply_to_object(slot.take(), kind, &m.object_id, &change, m.time_ms, *seq);
         }
         for ((tenant, id), (original, (kind, current))) in touched {
+            match (&current, last_of.get(&(tenant.clone(), id.clone()))) {
+                (None, Some(seq)) => batch.put(keys::gone(&tenant, &id), seq.to_be_bytes()),
+                (Some(_), _) => batch.delete(keys::gone(&tenant, &id)),
+                (None, None) => {}
+            }
             if let Some(o) = &original {
                 self.delete_indexes(&mut batch, &tenant, o);
             }
@@ -295,6 +303,22 @@ impl DirectoryProjection {
     /// An object without its links (live or in the recycle bin).
     pub fn object(&self, tenant: &str, id: &str) -> Result<Option<DirectoryObject>, StoreError> {
         self.load(tenant, id)
+    }
+
+    /// Stream sequence of the last event on the object's subject: its version, or for a
+    /// purged object the sequence of its purge; 0 if it never existed.
+    pub fn subject_sequence(&self, tenant: &str, id: &str) -> Result<u64, StoreError> {
+        if let Some(o) = self.load(tenant, id)? {
+            return Ok(o.version);
+        }
+        Ok(match self.db.get_pinned(keys::gone(tenant, id))? {
+            Some(bytes) if bytes.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&bytes);
+                u64::from_be_bytes(b)
+            }
+            _ => 0,
+        })
     }
 
     /// Kind and recycle-bin state of an object, from its two-byte head record.

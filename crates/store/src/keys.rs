@@ -12,6 +12,7 @@
 //! | `u` | `u/<tenant>/<kind>/<attribute>/<lower-case value>` | id of the live holder |
 //! | `m` | `m/<tenant>/<mutation id>` | stream sequence of the mutation's last event |
 //! | `h` | `h/<tenant>/<id>` | kind index and recycle-bin flag: two bytes, for link checks |
+//! | `g` | `g/<tenant>/<id>` | stream sequence of a purged object's last event (u64, big-endian), so re-creating it can name its subject's last sequence |
 
 pub const POSITION: &[u8] = b"p";
 
@@ -64,4 +65,7 @@ pub fn mutation(t: &str, mutation_id: &str) -> Vec<u8> {
 }
 pub fn head(t: &str, id: &str) -> Vec<u8> {
     format!("h/{t}/{id}").into_bytes()
+}
+pub fn gone(t: &str, id: &str) -> Vec<u8> {
+    format!("g/{t}/{id}").into_bytes()
 }

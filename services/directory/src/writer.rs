@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use backtrack_domain::command::{decide, Command, DecideContext, PendingEvent};
+use backtrack_domain::command::{decide, Command, DecideContext, DirectoryView, PendingEvent};
 use backtrack_domain::event::{Change, Event, EventMeta, TENANT_KIND};
 use backtrack_domain::state::OverlayView;
 use backtrack_domain::{validate, DirectoryObject, DomainError, ObjectKind};
@@ -45,6 +45,24 @@ pub enum ImportOutcome {
     Created(String),
     AlreadyExists(String),
     Rejected(String),
+}
+
+/// What became of one operation of [`Directory::execute_planned`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedOutcome {
+    /// The log already held this mutation id: an earlier attempt stored it.
+    AlreadyApplied,
+    /// Decided and stored; `events` new events (0: nothing left to change, or every
+    /// append was a duplicate of an earlier attempt).
+    Applied { events: u64 },
+    /// The operation named no command.
+    Declined,
+    /// The command was accepted but changes nothing: the state already is what it asks.
+    Unchanged,
+    /// The directory refused the command; the message says why.
+    Refused(String),
+    /// The log did not acknowledge it; retry with the same mutation id.
+    NotStored(String),
 }
 
 /// The running directory: shared by the gRPC API, the sweeper and in-process callers.
@@ -242,6 +260,103 @@ impl Directory {
         Ok((object, count))
     }
 
+    /// Runs many mutations with all their appends in flight at once. Each operation is
+    /// a mutation id and a function that looks at the tenant (plus the operations before
+    /// it in the batch) and says which command to run, if any. A mutation id already in
+    /// the log is not decided again. Used by recovery jobs, whose operations are planned
+    /// ahead but decided against the state they meet.
+    pub async fn execute_planned<F>(
+        &self,
+        tenant: &str,
+        operations: Vec<(String, F)>,
+        origin: &Origin,
+    ) -> Result<Vec<PlannedOutcome>, DirectoryError>
+    where
+        F: FnOnce(&dyn DirectoryView) -> Option<Command>,
+    {
+        self.require_tenant(tenant)?;
+        let lock = self.lock(tenant);
+        let _guard = lock.lock().await;
+        let (mut outcomes, appends, owners) = self.decide_planned(tenant, operations, origin)?;
+        let results = self.inner.log.append(appends).await;
+        let mut results = results.into_iter();
+        let mut last = 0;
+        for (index, count) in owners {
+            let mut stored = 0;
+            let mut error = None;
+            for _ in 0..count {
+                match results.next() {
+                    Some(Ok(a)) => {
+                        last = last.max(a.sequence);
+                        stored += u64::from(!a.duplicate);
+                    }
+                    Some(Err(e)) => error = Some(e.to_string()),
+                    None => error = Some("no acknowledgement from the event log".into()),
+                }
+            }
+            outcomes[index] = match error {
+                // Unavailable: the append may have happened; the caller retries with the
+                // same mutation id and the log deduplicates.
+                Some(e) => PlannedOutcome::NotStored(e),
+                None => PlannedOutcome::Applied { events: stored },
+            };
+        }
+        if last > 0 {
+            self.wait_for(last).await?;
+        }
+        Ok(outcomes)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decide_planned<F>(
+        &self,
+        tenant: &str,
+        operations: Vec<(String, F)>,
+        origin: &Origin,
+    ) -> Result<(Vec<PlannedOutcome>, Vec<Append>, Vec<(usize, usize)>), DirectoryError>
+    where
+        F: FnOnce(&dyn DirectoryView) -> Option<Command>,
+    {
+        let ctx = self.context();
+        let projection = &self.inner.projection;
+        let base = projection.view(tenant);
+        let mut overlay = OverlayView::new(&base);
+        let mut outcomes = Vec::with_capacity(operations.len());
+        let mut appends = Vec::new();
+        let mut owners = Vec::new();
+        let mut versions = HashMap::new();
+        for (mutation, decide_command) in operations {
+            if projection.mutation_sequence(tenant, &mutation)?.is_some() {
+                outcomes.push(PlannedOutcome::AlreadyApplied);
+                continue;
+            }
+            let Some(command) = decide_command(&overlay) else {
+                outcomes.push(PlannedOutcome::Declined);
+                continue;
+            };
+            match decide(&overlay, &ctx, command) {
+                Ok(pending) if pending.is_empty() => {
+                    outcomes.push(PlannedOutcome::Unchanged);
+                }
+                Ok(pending) => {
+                    for p in &pending {
+                        let event = Event {
+                            meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, ""),
+                            change: p.change.clone(),
+                        };
+                        overlay.apply(&event, 0);
+                    }
+                    let batch = self.appends(tenant, pending, &mutation, origin, &mut versions)?;
+                    owners.push((outcomes.len(), batch.len()));
+                    appends.extend(batch);
+                    outcomes.push(PlannedOutcome::Applied { events: 0 });
+                }
+                Err(e) => outcomes.push(PlannedOutcome::Refused(e.to_string())),
+            }
+        }
+        Ok((outcomes, appends, owners))
+    }
+
     /// Creates many objects with many appends in flight. Each item is decided against
     /// the tenant plus the items before it, so links may point at earlier items.
     pub async fn import(
@@ -377,9 +492,7 @@ impl Directory {
                 Some(
                     self.inner
                         .projection
-                        .object(tenant, &p.object_id)?
-                        .map(|o| o.version)
-                        .unwrap_or(0),
+                        .subject_sequence(tenant, &p.object_id)?,
                 )
             } else {
                 None

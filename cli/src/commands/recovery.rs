@@ -1,0 +1,222 @@
+//! `backtrack recover` and `backtrack recovery ...`: start recovery jobs (after showing the
+//! plan and asking, unless `--yes`), follow them, list them, show what they could not do,
+//! cancel and undo them. Rendering lives in [`super::recovery_view`].
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use backtrack_proto::v1;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::recovery_view::{
+    is_finished, print_failures, print_job, print_jobs, print_plan, state_name,
+};
+use crate::args::{GlobalArgs, OnConflictArg, OutputFormat, RecoverArgs, RecoveryCommand};
+use crate::client::{recovery_client, RecoveryClient};
+use crate::point;
+
+/// How often `--wait` asks for progress.
+const POLL: Duration = Duration::from_millis(200);
+
+/// `backtrack recover`.
+pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
+    let mut request = start_request(&a, chrono::Utc::now().timestamp_millis())?;
+    let mut client = recovery_client(g).await?;
+    if a.dry_run || !a.yes {
+        let mut dry = request.clone();
+        dry.dry_run = true;
+        let plan = client
+            .start_recovery(dry)
+            .await?
+            .into_inner()
+            .plan
+            .ok_or_else(|| anyhow!("the server answered the dry run without a plan"))?;
+        if a.dry_run {
+            print_plan(g, &plan);
+            return Ok(());
+        }
+        if plan.operation_count == 0 {
+            if g.output == OutputFormat::Table {
+                print_plan(g, &plan);
+            }
+            eprintln!("nothing to recover: the scope already matches the recovery point");
+        }
+        confirm(&format!(
+            "Recover tenant {} to sequence {}: {} operation(s) on {} object(s), {} link change(s)?",
+            a.tenant,
+            plan.point.as_ref().map_or(0, |p| p.sequence),
+            plan.operation_count,
+            plan.objects,
+            plan.links
+        ))?;
+    }
+    request.dry_run = false;
+    let job = client
+        .start_recovery(request)
+        .await?
+        .into_inner()
+        .job
+        .ok_or_else(|| anyhow!("the server started no job"))?;
+    finish(g, &mut client, job, a.wait).await
+}
+
+/// Prints the job, or waits for it first; a failed or cancelled job is an error.
+async fn finish(
+    g: &GlobalArgs,
+    client: &mut RecoveryClient,
+    job: v1::RecoveryJob,
+    wait_for_it: bool,
+) -> anyhow::Result<()> {
+    if !wait_for_it {
+        print_job(g, &job);
+        return Ok(());
+    }
+    let job = wait(g, client, job).await?;
+    print_job(g, &job);
+    match v1::RecoveryState::try_from(job.state) {
+        Ok(v1::RecoveryState::RecoveryFailed) => bail!("recovery {} failed: {}", job.id, job.error),
+        Ok(v1::RecoveryState::RecoveryAbandoned) => {
+            bail!("recovery {} was cancelled; what it applied stays", job.id)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `backtrack recovery ...`.
+pub async fn run(g: &GlobalArgs, command: RecoveryCommand) -> anyhow::Result<()> {
+    let mut client = recovery_client(g).await?;
+    match command {
+        RecoveryCommand::List { tenant } => {
+            let jobs = client
+                .list_recoveries(v1::ListRecoveriesRequest { tenant })
+                .await?
+                .into_inner()
+                .jobs;
+            print_jobs(g, &jobs);
+        }
+        RecoveryCommand::Show(r) => {
+            let job = client.get_recovery(reference(&r.tenant, &r.job)).await?;
+            print_job(g, &job.into_inner());
+        }
+        RecoveryCommand::Failed(r) => {
+            let changes = client
+                .list_failed_changes(reference(&r.tenant, &r.job))
+                .await?
+                .into_inner()
+                .changes;
+            print_failures(g, &changes);
+        }
+        RecoveryCommand::Cancel(r) => {
+            let job = client.cancel_recovery(reference(&r.tenant, &r.job)).await?;
+            let job = job.into_inner();
+            if g.output == OutputFormat::Table {
+                eprintln!("cancel requested: the job stops after the batch in flight");
+            }
+            print_job(g, &job);
+        }
+        RecoveryCommand::Undo { job, yes, wait } => {
+            if !yes {
+                let original = client
+                    .get_recovery(reference(&job.tenant, &job.job))
+                    .await?;
+                let original = original.into_inner();
+                confirm(&format!(
+                    "Undo recovery {} of tenant {}: bring its scope back to backup {}?",
+                    original.id, original.tenant, original.pre_recovery_backup_id
+                ))?;
+            }
+            let started = client
+                .undo_recovery(reference(&job.tenant, &job.job))
+                .await?;
+            return finish(g, &mut client, started.into_inner(), wait).await;
+        }
+    }
+    Ok(())
+}
+
+fn reference(tenant: &str, id: &str) -> v1::RecoveryRef {
+    v1::RecoveryRef {
+        tenant: tenant.to_string(),
+        id: id.to_string(),
+    }
+}
+
+/// `recover`'s request; `--from` must name a point.
+fn start_request(a: &RecoverArgs, now_ms: i64) -> anyhow::Result<v1::StartRecoveryRequest> {
+    use v1::start_recovery_request::Source;
+    let source = match (&a.report, &a.from) {
+        (Some(report), None) => Source::ReportId(report.trim().to_string()),
+        (None, Some(from)) => {
+            let point = point::parse(from, now_ms)
+                .map_err(|e| anyhow!("{}", format!("{e:#}").replacen("--at", "--from", 1)))?;
+            if point.point.is_none() {
+                bail!(
+                    "--from now would recover the present to itself: give a time (-2h, \
+                     2026-11-22T05:00:00Z), a backup id or seq:N"
+                );
+            }
+            Source::Point(point)
+        }
+        _ => bail!("name exactly one of --report and --from"),
+    };
+    Ok(v1::StartRecoveryRequest {
+        tenant: a.tenant.clone(),
+        source: Some(source),
+        kinds: a.kinds.clone(),
+        ids: a.ids.clone(),
+        dry_run: a.dry_run,
+        on_conflict: match a.on_conflict {
+            OnConflictArg::Overwrite => v1::OnConflict::Overwrite,
+            OnConflictArg::Skip => v1::OnConflict::Skip,
+        } as i32,
+        ca_report_only: a.ca_report_only,
+    })
+}
+
+/// Asks on the terminal; without one, refuses (pass --yes).
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{question}\nno terminal to confirm on: add --yes to go ahead");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        bail!("not confirmed; nothing was changed")
+    }
+}
+
+/// Polls the job until it ends, drawing operations done/total on stderr.
+async fn wait(
+    g: &GlobalArgs,
+    client: &mut RecoveryClient,
+    mut job: v1::RecoveryJob,
+) -> anyhow::Result<v1::RecoveryJob> {
+    let people = g.output == OutputFormat::Table;
+    if people {
+        eprintln!("recovery {}: {}", job.id, state_name(job.state));
+    }
+    let bar = if people && std::io::stderr().is_terminal() {
+        ProgressBar::new(job.operations_total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:12} {bar:40} {pos}/{len} operations  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let r = reference(&job.tenant, &job.id);
+    while !is_finished(job.state) {
+        bar.set_length(job.operations_total);
+        bar.set_position(job.operations_done);
+        bar.set_message(state_name(job.state));
+        tokio::time::sleep(POLL).await;
+        job = client.get_recovery(r.clone()).await?.into_inner();
+    }
+    bar.finish_and_clear();
+    Ok(job)
+}

@@ -1,0 +1,317 @@
+//! How recovery jobs, plans and failed changes print: tables and blocks for people, JSON
+//! (camelCase, times in RFC 3339 UTC with milliseconds) for scripts.
+
+use backtrack_domain::time::rfc3339_ms;
+use backtrack_proto::v1;
+use serde_json::{json, Value};
+
+use crate::args::{GlobalArgs, OutputFormat};
+use crate::output::{print_json, table};
+
+/// Operations a plan lists for people (scripts get every listed one).
+const SHOWN_OPERATIONS: usize = 50;
+
+pub fn state_name(state: i32) -> &'static str {
+    backtrack_recovery::state_name(state)
+}
+
+pub fn is_finished(state: i32) -> bool {
+    backtrack_recovery::runner::is_finished(state)
+}
+
+fn time_json(ms: i64) -> Value {
+    if ms == 0 {
+        Value::Null
+    } else {
+        Value::String(rfc3339_ms(ms))
+    }
+}
+
+fn on_conflict_name(value: i32) -> &'static str {
+    match v1::OnConflict::try_from(value) {
+        Ok(v1::OnConflict::Skip) => "skip",
+        _ => "overwrite",
+    }
+}
+
+fn nonempty(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text.to_string())
+    }
+}
+
+/// A job for scripts: `{id, status, tenant, point: {sequence, time, backupId}, reportId,
+/// scope, onConflict, caReportOnly, undoOf, preRecoveryBackupId, operations: {total, done},
+/// objectsChanged, linksChanged, alreadySatisfied, skipped, failed, warnings,
+/// passwordResets, toEnable, residual, residualIds, createdAt, startedAt, finishedAt,
+/// requestedBy, cancelledBy, error}`.
+pub fn job_json(j: &v1::RecoveryJob) -> Value {
+    let scope = j.scope.clone().unwrap_or_default();
+    let point = j.point.clone().unwrap_or_default();
+    json!({
+        "id": j.id,
+        "status": state_name(j.state),
+        "tenant": j.tenant,
+        "point": {
+            "sequence": point.sequence,
+            "time": time_json(point.time_ms),
+            "backupId": nonempty(&point.backup_id),
+        },
+        "reportId": nonempty(&j.report_id),
+        "scope": {"kinds": scope.kinds, "ids": scope.ids},
+        "onConflict": on_conflict_name(j.on_conflict),
+        "caReportOnly": j.ca_report_only,
+        "undoOf": nonempty(&j.undo_of),
+        "preRecoveryBackupId": nonempty(&j.pre_recovery_backup_id),
+        "operations": {"total": j.operations_total, "done": j.operations_done},
+        "plannedObjects": j.planned_objects,
+        "plannedLinks": j.planned_links,
+        "objectsChanged": j.objects_changed,
+        "linksChanged": j.links_changed,
+        "alreadySatisfied": j.already_satisfied,
+        "skipped": j.skipped,
+        "failed": j.failed,
+        "warnings": j.warnings,
+        "passwordResets": j.password_resets,
+        "toEnable": j.to_enable,
+        "residual": j.residual,
+        "residualIds": j.residual_ids,
+        "appliedThroughSequence": j.applied_through_sequence,
+        "createdAt": time_json(j.created_at_ms),
+        "startedAt": time_json(j.started_at_ms),
+        "finishedAt": time_json(j.finished_at_ms),
+        "requestedBy": j.requested_by,
+        "cancelledBy": nonempty(&j.cancelled_by),
+        "error": nonempty(&j.error),
+    })
+}
+
+pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
+    if g.output == OutputFormat::Json {
+        print_json(&job_json(j));
+        return;
+    }
+    let point = j.point.clone().unwrap_or_default();
+    println!("recovery    {}", j.id);
+    println!("status      {}", state_name(j.state));
+    println!("tenant      {}", j.tenant);
+    let at = if point.backup_id.is_empty() {
+        format!("sequence {}", point.sequence)
+    } else {
+        format!("backup {} (sequence {})", point.backup_id, point.sequence)
+    };
+    println!("recovers to {at}");
+    if !j.report_id.is_empty() {
+        println!("report      {}", j.report_id);
+    }
+    if !j.undo_of.is_empty() {
+        println!("undoes      {}", j.undo_of);
+    }
+    if !j.pre_recovery_backup_id.is_empty() {
+        println!(
+            "safety net  backup {} (undo: backtrack recovery undo --tenant {} {})",
+            j.pre_recovery_backup_id, j.tenant, j.id
+        );
+    }
+    println!(
+        "progress    {}/{} operations",
+        j.operations_done, j.operations_total
+    );
+    println!(
+        "changed     {} object change(s), {} link change(s); {} already in place",
+        j.objects_changed, j.links_changed, j.already_satisfied
+    );
+    println!(
+        "skipped     {}   failed {}   residual {}",
+        j.skipped, j.failed, j.residual
+    );
+    for w in &j.warnings {
+        println!("warning     {w}");
+    }
+    for id in &j.to_enable {
+        println!("to enable   conditionalAccessPolicy {id} (report-only now)");
+    }
+    if !j.error.is_empty() {
+        println!("error       {}", j.error);
+    }
+    if !j.cancelled_by.is_empty() {
+        println!("cancelled   by {}", j.cancelled_by);
+    }
+    println!(
+        "requested   by {} at {}",
+        j.requested_by,
+        rfc3339_ms(j.created_at_ms)
+    );
+    if j.finished_at_ms != 0 {
+        println!("finished    {}", rfc3339_ms(j.finished_at_ms));
+    }
+}
+
+pub fn print_jobs(g: &GlobalArgs, jobs: &[v1::RecoveryJob]) {
+    if g.output == OutputFormat::Json {
+        print_json(&Value::Array(jobs.iter().map(job_json).collect()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.clone(),
+                state_name(j.state).to_string(),
+                rfc3339_ms(j.created_at_ms),
+                format!("{}/{}", j.operations_done, j.operations_total),
+                j.failed.to_string(),
+                j.residual.to_string(),
+                j.requested_by.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "STATUS",
+            "CREATED",
+            "OPERATIONS",
+            "FAILED",
+            "RESIDUAL",
+            "BY",
+        ],
+        &rows,
+    );
+}
+
+fn plan_json(p: &v1::RecoveryPlan) -> Value {
+    let point = p.point.clone().unwrap_or_default();
+    let skipped = |list: &[v1::SkippedObject]| -> Vec<Value> {
+        list.iter()
+            .map(|s| json!({"kind": s.kind, "id": s.id, "displayName": nonempty(&s.display_name), "reason": s.reason}))
+            .collect()
+    };
+    let counts: serde_json::Map<String, Value> = p
+        .counts
+        .iter()
+        .map(|c| (c.action.clone(), json!(c.count)))
+        .collect();
+    json!({
+        "point": {"sequence": point.sequence, "time": time_json(point.time_ms), "backupId": nonempty(&point.backup_id)},
+        "objects": p.objects,
+        "links": p.links,
+        "counts": counts,
+        "operationCount": p.operation_count,
+        "operations": p.operations.iter().map(|o| json!({
+            "index": o.index,
+            "kind": o.kind,
+            "id": o.id,
+            "displayName": nonempty(&o.display_name),
+            "action": o.action,
+            "changeType": o.change_type,
+            "detail": serde_json::from_str::<Value>(&o.detail_json).unwrap_or(Value::Null),
+        })).collect::<Vec<_>>(),
+        "skipped": skipped(&p.skipped),
+        "notes": skipped(&p.notes),
+        "passwordResets": p.password_resets,
+        "toEnable": p.to_enable,
+    })
+}
+
+pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
+    if g.output == OutputFormat::Json {
+        print_json(&plan_json(p));
+        return;
+    }
+    let point = p.point.clone().unwrap_or_default();
+    println!(
+        "plan: {} operation(s) on {} object(s), {} link change(s), back to sequence {}",
+        p.operation_count, p.objects, p.links, point.sequence
+    );
+    let rows: Vec<Vec<String>> = p
+        .counts
+        .iter()
+        .map(|c| vec![c.action.clone(), c.count.to_string()])
+        .collect();
+    table(&["ACTION", "OPERATIONS"], &rows);
+    let rows: Vec<Vec<String>> = p
+        .operations
+        .iter()
+        .take(SHOWN_OPERATIONS)
+        .map(|o| {
+            vec![
+                o.index.to_string(),
+                o.action.clone(),
+                o.kind.clone(),
+                o.id.clone(),
+                o.display_name.clone(),
+                o.change_type.clone(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!();
+        table(&["#", "ACTION", "KIND", "ID", "NAME", "CHANGE"], &rows);
+        if p.operation_count as usize > SHOWN_OPERATIONS {
+            println!(
+                "… and {} more (--output json lists them)",
+                p.operation_count as usize - SHOWN_OPERATIONS
+            );
+        }
+    }
+    for s in &p.skipped {
+        println!(
+            "skip   {} {} ({}): {}",
+            s.kind, s.id, s.display_name, s.reason
+        );
+    }
+    for s in &p.notes {
+        println!(
+            "note   {} {} ({}): {}",
+            s.kind, s.id, s.display_name, s.reason
+        );
+    }
+    for id in &p.password_resets {
+        println!("reset  user {id} is re-created without a password: reset it");
+    }
+    for id in &p.to_enable {
+        println!("enable conditionalAccessPolicy {id} comes back report-only");
+    }
+}
+
+pub fn print_failures(g: &GlobalArgs, changes: &[v1::FailedChange]) {
+    if g.output == OutputFormat::Json {
+        print_json(&Value::Array(
+            changes
+                .iter()
+                .map(|c| {
+                    json!({
+                        "operation": c.operation,
+                        "kind": c.kind,
+                        "id": c.id,
+                        "displayName": nonempty(&c.display_name),
+                        "action": c.action,
+                        "outcome": c.outcome,
+                        "reason": c.reason,
+                    })
+                })
+                .collect(),
+        ));
+        return;
+    }
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.outcome.clone(),
+                c.kind.clone(),
+                c.id.clone(),
+                c.display_name.clone(),
+                c.action.clone(),
+                c.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["OUTCOME", "KIND", "ID", "NAME", "ACTION", "REASON"],
+        &rows,
+    );
+}

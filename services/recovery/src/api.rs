@@ -1,0 +1,261 @@
+//! The gRPC `RecoveryService`.
+
+use backtrack_domain::recovery::Plan;
+use backtrack_domain::{validate, ObjectKind};
+use backtrack_platform::auth::{caller, Caller, Role};
+use backtrack_proto::v1;
+use backtrack_proto::v1::recovery_service_server::{RecoveryService, RecoveryServiceServer};
+use backtrack_snapshotter::api::{authorize, ADMINISTRATORS, READERS};
+use tonic::{Request, Response, Status};
+
+use crate::runner::action_json;
+use crate::{Recovery, RecoveryRequest, Source};
+
+/// Operations a dry run lists at most (the counts cover all of them).
+const MAX_LISTED_OPERATIONS: usize = 10_000;
+/// Largest request: a scope may name many ids.
+const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct RecoveryApi {
+    recovery: Recovery,
+}
+
+impl RecoveryApi {
+    pub fn new(recovery: Recovery) -> Self {
+        Self { recovery }
+    }
+
+    pub fn into_server(self) -> RecoveryServiceServer<Self> {
+        RecoveryServiceServer::new(self)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    fn authorize(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        roles: &[Role],
+        action: &str,
+    ) -> Result<(), Status> {
+        authorize(self.recovery.snapshotter(), caller, tenant, roles, action)
+    }
+
+    /// A kind-scoped caller may recover only its kinds, and must name them.
+    fn require_kinds(caller: &Caller, kinds: &[String]) -> Result<(), Status> {
+        if !caller.kinds.is_empty() && kinds.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "your role covers only {}; name them with --kind to recover",
+                caller.kinds.join(", ")
+            )));
+        }
+        for kind in kinds {
+            caller.require_kind(kind)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_kinds(kinds: &[String]) -> Result<Vec<ObjectKind>, Status> {
+    let mut out = kinds
+        .iter()
+        .map(|k| {
+            k.parse::<ObjectKind>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_ids(ids: &[String]) -> Result<Vec<String>, Status> {
+    let mut out = ids
+        .iter()
+        .map(|id| validate::any_object_id(id).map_err(|e| Status::invalid_argument(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn plan_message(point: v1::ResolvedPoint, plan: &Plan) -> v1::RecoveryPlan {
+    let skipped = |list: &[backtrack_domain::recovery::Skipped]| {
+        list.iter()
+            .map(|s| v1::SkippedObject {
+                kind: s.kind.as_str().to_string(),
+                id: s.id.clone(),
+                display_name: s.display_name.clone().unwrap_or_default(),
+                reason: s.reason.clone(),
+            })
+            .collect()
+    };
+    v1::RecoveryPlan {
+        point: Some(point),
+        objects: plan.objects() as u64,
+        links: plan.links() as u64,
+        counts: plan
+            .counts()
+            .into_iter()
+            .map(|(action, count)| v1::PlanCount {
+                action: action.to_string(),
+                count,
+            })
+            .collect(),
+        operations: plan
+            .operations
+            .iter()
+            .take(MAX_LISTED_OPERATIONS)
+            .enumerate()
+            .map(|(index, op)| v1::PlannedOperation {
+                index: index as u64,
+                kind: op.kind.as_str().to_string(),
+                id: op.id.clone(),
+                display_name: op.display_name.clone().unwrap_or_default(),
+                action: op.action.name().to_string(),
+                change_type: op.change_type.clone(),
+                detail_json: backtrack_domain::canonical::to_canonical_string(&action_json(
+                    &op.action,
+                )),
+            })
+            .collect(),
+        operation_count: plan.operations.len() as u64,
+        skipped: skipped(&plan.skipped),
+        notes: skipped(&plan.notes),
+        password_resets: plan.password_resets.clone(),
+        to_enable: plan.to_enable.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl RecoveryService for RecoveryApi {
+    async fn start_recovery(
+        &self,
+        request: Request<v1::StartRecoveryRequest>,
+    ) -> Result<Response<v1::StartRecoveryResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let (roles, action) = if r.dry_run {
+            (READERS, "planning recoveries")
+        } else {
+            (ADMINISTRATORS, "starting recoveries")
+        };
+        self.authorize(&caller, &r.tenant, roles, action)?;
+        Self::require_kinds(&caller, &r.kinds)?;
+        let source = match r.source {
+            Some(v1::start_recovery_request::Source::ReportId(id)) => {
+                if !crate::store::plausible_id(&id) {
+                    return Err(Status::invalid_argument(format!(
+                        "'{}' is not a report id",
+                        validate::printable(&id)
+                    )));
+                }
+                Source::Report(id)
+            }
+            Some(v1::start_recovery_request::Source::Point(p)) if p.point.is_some() => {
+                Source::Point(p)
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name what to recover to: a report (--report ID) or a backup id, time or sequence (--from)",
+                ))
+            }
+        };
+        let on_conflict = match v1::OnConflict::try_from(r.on_conflict) {
+            Ok(v1::OnConflict::Skip) => v1::OnConflict::Skip,
+            Ok(_) => v1::OnConflict::Overwrite,
+            Err(_) => {
+                return Err(Status::invalid_argument(
+                    "on_conflict must be overwrite or skip",
+                ))
+            }
+        };
+        let request = RecoveryRequest {
+            tenant: r.tenant,
+            source,
+            kinds: parse_kinds(&r.kinds)?,
+            ids: parse_ids(&r.ids)?,
+            on_conflict,
+            ca_report_only: r.ca_report_only,
+            requested_by: caller.subject.clone(),
+        };
+        if r.dry_run {
+            let (point, plan) = self.recovery.plan(&request).await?;
+            return Ok(Response::new(v1::StartRecoveryResponse {
+                job: None,
+                plan: Some(plan_message(point, &plan)),
+            }));
+        }
+        let job = self.recovery.start_job(request).await?;
+        Ok(Response::new(v1::StartRecoveryResponse {
+            job: Some(job),
+            plan: None,
+        }))
+    }
+
+    async fn get_recovery(
+        &self,
+        request: Request<v1::RecoveryRef>,
+    ) -> Result<Response<v1::RecoveryJob>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "reading recovery jobs")?;
+        Ok(Response::new(self.recovery.job(&r.tenant, &r.id).await?))
+    }
+
+    async fn list_recoveries(
+        &self,
+        request: Request<v1::ListRecoveriesRequest>,
+    ) -> Result<Response<v1::ListRecoveriesResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "listing recovery jobs")?;
+        Ok(Response::new(v1::ListRecoveriesResponse {
+            jobs: self.recovery.jobs(&r.tenant).await?,
+        }))
+    }
+
+    async fn list_failed_changes(
+        &self,
+        request: Request<v1::RecoveryRef>,
+    ) -> Result<Response<v1::ListFailedChangesResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "reading recovery jobs")?;
+        Ok(Response::new(v1::ListFailedChangesResponse {
+            changes: self.recovery.failures(&r.tenant, &r.id).await?,
+        }))
+    }
+
+    async fn cancel_recovery(
+        &self,
+        request: Request<v1::RecoveryRef>,
+    ) -> Result<Response<v1::RecoveryJob>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, ADMINISTRATORS, "cancelling recoveries")?;
+        Ok(Response::new(
+            self.recovery
+                .cancel(&r.tenant, &r.id, &caller.subject)
+                .await?,
+        ))
+    }
+
+    async fn undo_recovery(
+        &self,
+        request: Request<v1::RecoveryRef>,
+    ) -> Result<Response<v1::RecoveryJob>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, ADMINISTRATORS, "undoing recoveries")?;
+        let job = self.recovery.job(&r.tenant, &r.id).await?;
+        let scope = job.scope.unwrap_or_default();
+        Self::require_kinds(&caller, &scope.kinds)?;
+        Ok(Response::new(
+            self.recovery
+                .undo(&r.tenant, &r.id, &caller.subject)
+                .await?,
+        ))
+    }
+}

@@ -1,0 +1,432 @@
+//! The recovery service: jobs that bring a tenant's objects back to the state they had at
+//! a backup, an instant, or a difference report's base.
+//!
+//! A job resolves its point, takes the tenant's lease (one report or recovery job per
+//! tenant), takes a `preRecovery` backup, plans (the domain's ordered plan over the objects
+//! the change index names), then applies the plan in batches through the directory, each
+//! operation under a deterministic mutation id (`<job>-<index>`) so a retry is deduplicated
+//! by the log. After each batch the operations' audit records are acknowledged on
+//! `BT_AUDIT`, and only then the job record — the checkpoint — advances. A job whose
+//! process died is resumed by any replica once its lease goes stale. At the end the job
+//! diffs the scope against the point again and records the residual.
+//!
+//! Modules: [`planner`] (plan entries from the time-travel store), [`runner`] (applying,
+//! checkpoints, resuming), [`store`] (the buckets), [`api`] (the gRPC `RecoveryService`),
+//! [`error`].
+
+pub mod api;
+pub mod error;
+pub mod planner;
+pub mod runner;
+pub mod store;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backtrack_differ::{Differ, Scope};
+use backtrack_directory::Directory;
+use backtrack_domain::recovery::{Plan, PlanOptions};
+use backtrack_domain::{validate, ObjectKind};
+use backtrack_eventlog::AuditLog;
+use backtrack_platform::clock::now_ms;
+use backtrack_proto::v1;
+use backtrack_snapshotter::Snapshotter;
+
+pub use error::RecoveryError;
+use store::JobStore;
+
+/// Tunables of the recovery service.
+#[derive(Debug, Clone)]
+pub struct RecoveryConfig {
+    /// Operations decided and appended together; one checkpoint per batch.
+    pub batch_size: usize,
+    /// A job's lease not refreshed for this long belongs to a dead process: another
+    /// replica (or the restarted one) resumes the job.
+    pub lease_stale_after: Duration,
+    /// How often to look for interrupted jobs.
+    pub resume_every: Duration,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            lease_stale_after: Duration::from_secs(5),
+            resume_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Where a job recovers to.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A finished difference report: its base point and its scope.
+    Report(String),
+    /// A backup id, an instant or a sequence.
+    Point(v1::Point),
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone)]
+pub struct RecoveryRequest {
+    pub tenant: String,
+    pub source: Source,
+    pub kinds: Vec<ObjectKind>,
+    /// Lower-case ids.
+    pub ids: Vec<String>,
+    pub on_conflict: v1::OnConflict,
+    pub ca_report_only: bool,
+    pub requested_by: String,
+}
+
+/// A running recovery service. Cheap to clone.
+#[derive(Clone)]
+pub struct Recovery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    directory: Directory,
+    differ: Differ,
+    audit: AuditLog,
+    jobs: JobStore,
+    config: RecoveryConfig,
+    /// Jobs this process runs.
+    running: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery").finish_non_exhaustive()
+    }
+}
+
+/// Where the job starts from, resolved.
+struct Resolved {
+    point: v1::ResolvedPoint,
+    scope: Scope,
+    report_id: String,
+    /// The report's target sequence, if the job starts from a report.
+    conflict_base: Option<u64>,
+}
+
+impl Recovery {
+    /// Opens the buckets and the audit stream. Call [`Recovery::run_resumer`] to resume
+    /// interrupted jobs.
+    pub async fn start(
+        directory: Directory,
+        differ: Differ,
+        nats: async_nats::Client,
+        replicas: usize,
+        config: RecoveryConfig,
+    ) -> Result<Self, RecoveryError> {
+        let js = async_nats::jetstream::new(nats.clone());
+        let jobs = JobStore::open(&js, replicas).await?;
+        let audit = AuditLog::open(nats, replicas).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                directory,
+                differ,
+                audit,
+                jobs,
+                config,
+                running: Mutex::default(),
+            }),
+        })
+    }
+
+    pub fn snapshotter(&self) -> &Snapshotter {
+        self.inner.differ.snapshotter()
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    async fn resolve(&self, request: &RecoveryRequest) -> Result<Resolved, RecoveryError> {
+        let tenant = &request.tenant;
+        validate::tenant_id(tenant).map_err(|e| RecoveryError::Invalid(e.to_string()))?;
+        self.snapshotter().require_tenant(tenant)?;
+        let (point, mut scope, report_id, conflict_base) = match &request.source {
+            Source::Report(id) => {
+                let report = self.inner.differ.report(tenant, id).await?;
+                if report.state != v1::JobState::Successful as i32 {
+                    return Err(RecoveryError::Precondition(format!(
+                        "report {id} is {}; recover from a successful report",
+                        backtrack_differ::state_name(report.state)
+                    )));
+                }
+                let scope = report.scope.clone().unwrap_or_default();
+                let kinds = scope
+                    .kinds
+                    .iter()
+                    .filter_map(|k| k.parse::<ObjectKind>().ok())
+                    .collect();
+                (
+                    report.base.clone().unwrap_or_default(),
+                    Scope {
+                        kinds,
+                        ids: scope.ids,
+                    },
+                    report.id.clone(),
+                    report.target.as_ref().map(|t| t.sequence),
+                )
+            }
+            Source::Point(point) => {
+                if point.point.is_none() {
+                    return Err(RecoveryError::Invalid(
+                        "name what to recover to: a report (--report) or a backup id, instant or sequence (--from)".into(),
+                    ));
+                }
+                let resolved = self.snapshotter().resolve(tenant, Some(point)).await?;
+                (resolved, Scope::default(), String::new(), None)
+            }
+        };
+        narrow(&mut scope.kinds, &request.kinds);
+        narrow(&mut scope.ids, &request.ids);
+        if (!request.kinds.is_empty() && scope.kinds.is_empty())
+            || (!request.ids.is_empty() && scope.ids.is_empty())
+        {
+            return Err(RecoveryError::Invalid(
+                "the kinds or ids asked for lie outside the report's scope; nothing would be recovered".into(),
+            ));
+        }
+        Ok(Resolved {
+            point,
+            scope,
+            report_id,
+            conflict_base,
+        })
+    }
+
+    /// The ordered plan for `request`, applying nothing (a dry run).
+    pub async fn plan(
+        &self,
+        request: &RecoveryRequest,
+    ) -> Result<(v1::ResolvedPoint, Plan), RecoveryError> {
+        let resolved = self.resolve(request).await?;
+        let now = self.snapshotter().catch_up().await?;
+        let plan = self
+            .compute_plan(
+                &request.tenant,
+                &resolved.point,
+                now,
+                resolved.conflict_base,
+                &resolved.scope,
+                request.ca_report_only,
+            )
+            .await?;
+        Ok((resolved.point, plan))
+    }
+
+    async fn compute_plan(
+        &self,
+        tenant: &str,
+        point: &v1::ResolvedPoint,
+        now: u64,
+        conflict_base: Option<u64>,
+        scope: &Scope,
+        ca_report_only: bool,
+    ) -> Result<Plan, RecoveryError> {
+        let store = self.snapshotter().store().clone();
+        let (tenant, scope, point) = (tenant.to_string(), scope.clone(), point.sequence);
+        tokio::task::spawn_blocking(move || {
+            let entries = planner::entries(&store, &tenant, point, now, conflict_base, &scope)?;
+            Ok(backtrack_domain::recovery::plan(
+                entries,
+                &PlanOptions { ca_report_only },
+            ))
+        })
+        .await
+        .map_err(|e| RecoveryError::Internal(format!("planning stopped: {e}")))?
+    }
+
+    /// Starts a job; it runs in the background. `Precondition` names the job that holds
+    /// the tenant.
+    pub async fn start_job(
+        &self,
+        request: RecoveryRequest,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        self.start_job_undoing(request, String::new()).await
+    }
+
+    async fn start_job_undoing(
+        &self,
+        request: RecoveryRequest,
+        undo_of: String,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        let resolved = self.resolve(&request).await?;
+        let tenant = request.tenant.clone();
+        let id = uuid::Uuid::now_v7().to_string();
+        let value = runner::lease_value(&id);
+        let revision = match self
+            .inner
+            .jobs
+            .acquire(
+                &tenant,
+                &value,
+                &runner::holder(&id),
+                self.inner.config.lease_stale_after,
+            )
+            .await?
+        {
+            Ok(revision) => revision,
+            Err(other) => {
+                return Err(RecoveryError::Precondition(format!(
+                    "{other} is running for tenant {tenant}; one report or recovery job runs per tenant at a time: wait for it, or cancel it"
+                )))
+            }
+        };
+        let job = v1::RecoveryJob {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            state: v1::RecoveryState::RecoveryInitialized as i32,
+            point: Some(resolved.point),
+            report_id: resolved.report_id,
+            scope: Some(v1::RecoveryScope {
+                kinds: resolved
+                    .scope
+                    .kinds
+                    .iter()
+                    .map(|k| k.as_str().to_string())
+                    .collect(),
+                ids: resolved.scope.ids.clone(),
+            }),
+            on_conflict: request.on_conflict as i32,
+            ca_report_only: request.ca_report_only,
+            undo_of,
+            created_at_ms: now_ms(),
+            requested_by: request.requested_by,
+            conflict_base_sequence: resolved.conflict_base.unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Err(e) = self.inner.jobs.put_job(&job).await {
+            self.inner.jobs.release(&tenant).await;
+            return Err(e);
+        }
+        self.spawn(job.clone(), revision, value);
+        Ok(job)
+    }
+
+    fn spawn(&self, job: v1::RecoveryJob, revision: u64, value: String) {
+        self.lock_running().insert(job.id.clone());
+        tokio::spawn(self.clone().run(job, revision, value));
+    }
+
+    /// A job record.
+    pub async fn job(&self, tenant: &str, id: &str) -> Result<v1::RecoveryJob, RecoveryError> {
+        validate::tenant_id(tenant).map_err(|e| RecoveryError::Invalid(e.to_string()))?;
+        self.inner.jobs.job(tenant, id).await?.ok_or_else(|| {
+            RecoveryError::NotFound(format!(
+                "tenant {tenant} has no recovery job {id}; `backtrack recovery list --tenant {tenant}` lists them"
+            ))
+        })
+    }
+
+    /// A tenant's jobs, oldest first.
+    pub async fn jobs(&self, tenant: &str) -> Result<Vec<v1::RecoveryJob>, RecoveryError> {
+        validate::tenant_id(tenant).map_err(|e| RecoveryError::Invalid(e.to_string()))?;
+        self.inner.jobs.jobs(tenant).await
+    }
+
+    /// The changes a job could not make (failed or skipped), with reasons.
+    pub async fn failures(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Vec<v1::FailedChange>, RecoveryError> {
+        self.job(tenant, id).await?;
+        self.inner.jobs.failures(tenant, id).await
+    }
+
+    /// Asks a job to stop after the batch in flight; what was applied stays.
+    pub async fn cancel(
+        &self,
+        tenant: &str,
+        id: &str,
+        by: &str,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        let job = self.job(tenant, id).await?;
+        if runner::is_finished(job.state) {
+            return Err(RecoveryError::Precondition(format!(
+                "recovery {id} is already {}; only running jobs can be cancelled",
+                state_name(job.state)
+            )));
+        }
+        self.inner.jobs.request_cancel(tenant, id, by).await?;
+        Ok(job)
+    }
+
+    /// Starts a job that brings the tenant back to `id`'s pre-recovery backup over the
+    /// same scope.
+    pub async fn undo(
+        &self,
+        tenant: &str,
+        id: &str,
+        by: &str,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        let job = self.job(tenant, id).await?;
+        if !runner::is_finished(job.state) {
+            return Err(RecoveryError::Precondition(format!(
+                "recovery {id} is still {}; undo it once it has finished (or cancel it first)",
+                state_name(job.state)
+            )));
+        }
+        if job.pre_recovery_backup_id.is_empty() {
+            return Err(RecoveryError::Precondition(format!(
+                "recovery {id} stopped before it took its pre-recovery backup, so it changed nothing to undo"
+            )));
+        }
+        let scope = job.scope.clone().unwrap_or_default();
+        let request = RecoveryRequest {
+            tenant: tenant.to_string(),
+            source: Source::Point(v1::Point {
+                point: Some(v1::point::Point::BackupId(
+                    job.pre_recovery_backup_id.clone(),
+                )),
+            }),
+            kinds: scope.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
+            ids: scope.ids,
+            on_conflict: v1::OnConflict::Overwrite,
+            ca_report_only: false,
+            requested_by: by.to_string(),
+        };
+        self.start_job_undoing(request, id.to_string()).await
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps in `have` only what `want` names too (an empty `want` keeps everything; an empty
+/// `have` becomes `want`).
+fn narrow<T: Ord + Clone>(have: &mut Vec<T>, want: &[T]) {
+    if want.is_empty() {
+        return;
+    }
+    let mut want = want.to_vec();
+    want.sort();
+    want.dedup();
+    if have.is_empty() {
+        *have = want;
+    } else {
+        have.retain(|x| want.binary_search(x).is_ok());
+    }
+    have.sort();
+}
+
+/// Lower-case name of a job state, as the CLI and JSON output show it.
+pub fn state_name(state: i32) -> &'static str {
+    match v1::RecoveryState::try_from(state) {
+        Ok(v1::RecoveryState::RecoveryInitialized) => "initialized",
+        Ok(v1::RecoveryState::RecoveryCalculating) => "calculating",
+        Ok(v1::RecoveryState::RecoveryRunning) => "running",
+        Ok(v1::RecoveryState::RecoverySuccessful) => "successful",
+        Ok(v1::RecoveryState::RecoverySuccessfulWithWarnings) => "successfulWithWarnings",
+        Ok(v1::RecoveryState::RecoveryFailed) => "failed",
+        Ok(v1::RecoveryState::RecoveryAbandoned) => "abandoned",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,843 @@
+//! Running a job: the state machine (initialized → calculating → running → finished), the
+//! batches, the checkpoints, the lease, and resuming jobs whose process died.
+//!
+//! Exactly once: operation `i` of job `J` is the mutation `J-i`. The directory skips a
+//! mutation id it has already folded and the log deduplicates a re-sent message id, so a
+//! batch replayed after a crash applies nothing twice. The job record (the checkpoint)
+//! advances only after the batch's events and audit records are acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backtrack_differ::{Progress, Scope};
+use backtrack_directory::writer::Origin;
+use backtrack_directory::PlannedOutcome;
+use backtrack_domain::canonical::to_canonical_string;
+use backtrack_domain::recovery::{Action, Operation, Plan, Step};
+use backtrack_domain::{Command, DirectoryView, ObjectKind};
+use backtrack_eventlog::audit::AUDIT_SCHEMA_VERSION;
+use backtrack_platform::clock::now_ms;
+use backtrack_proto::v1;
+use backtrack_snapshotter::backups::BackupRequest;
+use serde_json::{json, Map, Value};
+
+use crate::error::RecoveryError;
+use crate::store::JobStore;
+use crate::Recovery;
+
+/// Namespace of audit record ids: one id per job and operation, so a re-published record
+/// is a duplicate the stream drops.
+const AUDIT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x3c1d_7a52_9e04_4b8f_a6d1_52e0_77c4_1b9e);
+/// Warnings a job record lists at most (counts cover the rest).
+const MAX_WARNINGS: usize = 100;
+/// Residual ids a job record lists at most.
+const MAX_RESIDUAL_IDS: usize = 100;
+
+/// The lease value of a job's runner: the job, and which runner (so two runners of the
+/// same job never both believe they hold it).
+pub(crate) fn lease_value(id: &str) -> String {
+    format!(
+        "{} (runner {})",
+        holder(id),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// How a job names itself in the tenant's lease.
+pub fn holder(id: &str) -> String {
+    format!("recovery {id}")
+}
+
+pub fn is_finished(state: i32) -> bool {
+    [
+        v1::RecoveryState::RecoverySuccessful as i32,
+        v1::RecoveryState::RecoverySuccessfulWithWarnings as i32,
+        v1::RecoveryState::RecoveryFailed as i32,
+        v1::RecoveryState::RecoveryAbandoned as i32,
+    ]
+    .contains(&state)
+}
+
+/// The mutation id of operation `index` of job `id`.
+pub fn mutation_id(id: &str, index: usize) -> String {
+    format!("{id}-{index}")
+}
+
+/// Keeps a lease alive; `lost` turns true when another runner holds it.
+struct LeaseKeeper {
+    lost: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl LeaseKeeper {
+    fn start(
+        jobs: JobStore,
+        tenant: String,
+        value: String,
+        mut revision: u64,
+        every: Duration,
+    ) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let flag = lost.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => return,
+                }
+                if let Some(next) = jobs.refresh(&tenant, &value, revision).await {
+                    revision = next;
+                    continue;
+                }
+                // The compare-and-set failed: either our last refresh went through but its
+                // answer was lost (the value is still ours), or someone else holds it.
+                match jobs.lease_entry(&tenant).await {
+                    Some((held, rev)) if held == value => revision = rev,
+                    Some(_) => {
+                        flag.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    None => {}
+                }
+            }
+        });
+        Self { lost, stop }
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// What one operation of a batch met, filled in while the directory decides it.
+#[derive(Debug, Default)]
+struct Slot {
+    met: Met,
+    /// Link targets left out, with reasons.
+    failed_links: Vec<(String, String)>,
+    /// The object had changed since the plan's base (someone else changed it).
+    conflict: bool,
+    before: String,
+    after: String,
+    links: usize,
+}
+
+#[derive(Debug, Default)]
+enum Met {
+    #[default]
+    NotDecided,
+    Satisfied,
+    Failed(String),
+    Skipped(String),
+    Run,
+}
+
+/// What a finished batch adds to the job.
+#[derive(Default)]
+struct BatchResult {
+    objects: u64,
+    links: u64,
+    satisfied: u64,
+    failed: u64,
+    skipped: u64,
+    changes: Vec<v1::FailedChange>,
+    records: Vec<v1::AuditRecord>,
+    skipped_ids: Vec<String>,
+}
+
+impl Recovery {
+    /// Runs (or resumes) `job` until it finishes, its lease is lost, or it fails for good.
+    pub(crate) async fn run(self, mut job: v1::RecoveryJob, revision: u64, value: String) {
+        let jobs = self.inner.jobs.clone();
+        let every = (self.inner.config.lease_stale_after / 4).max(Duration::from_millis(100));
+        let lease = LeaseKeeper::start(jobs, job.tenant.clone(), value, revision, every);
+        let mut plan: Option<Plan> = None;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            if lease.lost() {
+                tracing::warn!(job = %job.id, "recovery job lease lost; another runner continues it");
+                break;
+            }
+            match self.advance(&mut job, &mut plan, &lease).await {
+                Ok(true) => break,
+                Ok(false) => backoff = Duration::from_millis(250),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(job = %job.id, error = %e, "recovery job waiting for its dependencies; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "recovery job failed");
+                    job.state = v1::RecoveryState::RecoveryFailed as i32;
+                    job.error = e.to_string();
+                    job.finished_at_ms = now_ms();
+                    let record = self.job_record(
+                        &job,
+                        "recovery.finished",
+                        "finished",
+                        false,
+                        &e.to_string(),
+                    );
+                    let _ = self.inner.audit.publish(&[record]).await;
+                    self.inner.jobs.release(&job.tenant).await;
+                    if let Err(e) = self.inner.jobs.put_job(&job).await {
+                        tracing::error!(job = %job.id, error = %e, "could not store the failed job");
+                    }
+                    break;
+                }
+            }
+        }
+        drop(lease);
+        self.lock_running().remove(&job.id);
+    }
+
+    /// One step of the state machine; `true` once the job is finished.
+    async fn advance(
+        &self,
+        job: &mut v1::RecoveryJob,
+        plan: &mut Option<Plan>,
+        lease: &LeaseKeeper,
+    ) -> Result<bool, RecoveryError> {
+        use v1::RecoveryState as S;
+        match S::try_from(job.state).unwrap_or(S::RecoveryFailed) {
+            S::RecoveryInitialized | S::Unspecified => {
+                if job.started_at_ms == 0 {
+                    job.started_at_ms = now_ms();
+                }
+                let action = if job.undo_of.is_empty() {
+                    "recovery.started"
+                } else {
+                    "recovery.undoStarted"
+                };
+                let record = self.job_record(job, action, "started", true, "");
+                self.inner.audit.publish(&[record]).await?;
+                if job.pre_recovery_backup_id.is_empty() {
+                    let backup = self
+                        .snapshotter()
+                        .create_backup(BackupRequest {
+                            tenant: job.tenant.clone(),
+                            description: format!("before recovery {}", job.id),
+                            trigger: v1::BackupTrigger::PreRecovery,
+                            requested_by: job.requested_by.clone(),
+                            scheduled_for_ms: None,
+                        })
+                        .await?;
+                    job.pre_recovery_backup_id = backup.id;
+                }
+                job.state = S::RecoveryCalculating as i32;
+                self.inner.jobs.put_job(job).await?;
+                Ok(false)
+            }
+            S::RecoveryCalculating => {
+                let now = self.snapshotter().catch_up().await?;
+                let point = job.point.clone().unwrap_or_default();
+                let base = (job.conflict_base_sequence > 0).then_some(job.conflict_base_sequence);
+                let computed = self
+                    .compute_plan(
+                        &job.tenant,
+                        &point,
+                        now,
+                        base,
+                        &scope_of(job),
+                        job.ca_report_only,
+                    )
+                    .await?;
+                self.inner
+                    .jobs
+                    .put_plan(&job.tenant, &job.id, &computed)
+                    .await?;
+                job.operations_total = computed.operations.len() as u64;
+                job.planned_objects = computed.objects() as u64;
+                job.planned_links = computed.links() as u64;
+                job.password_resets = computed.password_resets.clone();
+                job.to_enable = computed.to_enable.clone();
+                job.warnings = computed
+                    .notes
+                    .iter()
+                    .take(MAX_WARNINGS)
+                    .map(|n| format!("{} {}: {}", n.kind, n.id, n.reason))
+                    .collect();
+                let skipped: Vec<v1::FailedChange> = computed
+                    .skipped
+                    .iter()
+                    .map(|s| v1::FailedChange {
+                        operation: 0,
+                        kind: s.kind.as_str().to_string(),
+                        id: s.id.clone(),
+                        display_name: s.display_name.clone().unwrap_or_default(),
+                        action: "none".into(),
+                        reason: s.reason.clone(),
+                        outcome: "skipped".into(),
+                    })
+                    .collect();
+                job.skipped = skipped.len() as u64;
+                self.inner
+                    .jobs
+                    .put_failures(&job.tenant, &job.id, &skipped)
+                    .await?;
+                job.state = S::RecoveryRunning as i32;
+                self.inner.jobs.put_job(job).await?;
+                *plan = Some(computed);
+                Ok(false)
+            }
+            S::RecoveryRunning => {
+                if plan.is_none() {
+                    *plan = self.inner.jobs.plan(&job.tenant, &job.id).await?;
+                }
+                let Some(p) = plan.as_ref() else {
+                    return Err(RecoveryError::Internal(format!(
+                        "the plan of recovery {} is missing from bt-recovery-plans",
+                        job.id
+                    )));
+                };
+                self.apply(job, p, lease).await?;
+                if lease.lost() {
+                    return Ok(true);
+                }
+                self.finish(job).await?;
+                Ok(true)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Applies the plan from the job's checkpoint on, batch by batch, until it is done or
+    /// someone cancels the job.
+    async fn apply(
+        &self,
+        job: &mut v1::RecoveryJob,
+        plan: &Plan,
+        lease: &LeaseKeeper,
+    ) -> Result<(), RecoveryError> {
+        // Directory writes after a crash may be stored but not yet folded: catch up so
+        // "already applied" is answered by the view, not only by the log's dedupe.
+        let last = self.directory().log().state().await?.last_sequence;
+        self.directory().wait_for(last).await?;
+        let mut failures = self.inner.jobs.failures(&job.tenant, &job.id).await?;
+        let mut skipped_ids: HashSet<String> = failures
+            .iter()
+            .filter(|f| f.outcome == "skipped")
+            .map(|f| f.id.clone())
+            .collect();
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        for (i, op) in plan.operations.iter().enumerate() {
+            first_of.entry(op.id.as_str()).or_insert(i);
+        }
+        // Objects whose first operation ran before this point were checked for conflicts
+        // by an earlier run of the job.
+        let floor = job.operations_done as usize;
+        let origin = Origin {
+            actor: job.requested_by.clone(),
+            source: "recovery".into(),
+            correlation_id: Some(job.id.clone()),
+        };
+        let total = plan.operations.len();
+        while (job.operations_done as usize) < total {
+            if lease.lost() {
+                return Ok(());
+            }
+            if let Some(by) = self
+                .inner
+                .jobs
+                .cancel_requested(&job.tenant, &job.id)
+                .await?
+            {
+                job.cancelled_by = by;
+                return Ok(());
+            }
+            let start = job.operations_done as usize;
+            let end = (start + self.inner.config.batch_size.max(1)).min(total);
+            let result = self
+                .run_batch(
+                    job,
+                    plan,
+                    start,
+                    end,
+                    floor,
+                    &first_of,
+                    &skipped_ids,
+                    &origin,
+                )
+                .await?;
+            self.inner.audit.publish(&result.records).await?;
+            job.objects_changed += result.objects;
+            job.links_changed += result.links;
+            job.already_satisfied += result.satisfied;
+            job.failed += result.failed;
+            job.skipped += result.skipped;
+            job.operations_done = end as u64;
+            job.applied_through_sequence = self.directory().position();
+            skipped_ids.extend(result.skipped_ids);
+            if !result.changes.is_empty() {
+                failures.extend(result.changes);
+                self.inner
+                    .jobs
+                    .put_failures(&job.tenant, &job.id, &failures)
+                    .await?;
+            }
+            self.inner.jobs.put_job(job).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides and applies operations `start..end`; nothing of the job changes until the
+    /// caller has the audit records acknowledged.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_batch(
+        &self,
+        job: &v1::RecoveryJob,
+        plan: &Plan,
+        start: usize,
+        end: usize,
+        floor: usize,
+        first_of: &HashMap<&str, usize>,
+        skipped_ids: &HashSet<String>,
+        origin: &Origin,
+    ) -> Result<BatchResult, RecoveryError> {
+        let skip_on_conflict = job.on_conflict == v1::OnConflict::Skip as i32;
+        let slots: Vec<Mutex<Slot>> = (start..end).map(|_| Mutex::new(Slot::default())).collect();
+        let skipped = Mutex::new(skipped_ids.clone());
+        let operations: Vec<_> = (start..end)
+            .map(|i| {
+                let op = &plan.operations[i];
+                let slot = &slots[i - start];
+                let skipped = &skipped;
+                let check = i >= floor && first_of.get(op.id.as_str()) == Some(&i);
+                let decide = move |view: &dyn DirectoryView| -> Option<Command> {
+                    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut skipped = skipped.lock().unwrap_or_else(|e| e.into_inner());
+                    if skipped.contains(&op.id) {
+                        slot.met = Met::Skipped(
+                            "left alone: the object changed since the recovery's base (--on-conflict skip)".into(),
+                        );
+                        return None;
+                    }
+                    if check {
+                        let version = view.object(&op.id).map_or(0, |o| o.version);
+                        if version != op.planned_version {
+                            slot.conflict = true;
+                            if skip_on_conflict {
+                                skipped.insert(op.id.clone());
+                                slot.met = Met::Skipped(format!(
+                                    "left alone: the object changed since the recovery's base (version {} then, {version} now; --on-conflict skip)",
+                                    op.planned_version
+                                ));
+                                return None;
+                            }
+                        }
+                    }
+                    match op.step(view) {
+                        Step::Satisfied => {
+                            slot.met = Met::Satisfied;
+                            None
+                        }
+                        Step::Fail(reason) => {
+                            slot.met = Met::Failed(reason);
+                            None
+                        }
+                        Step::FailLinks(failed) => {
+                            slot.failed_links = failed;
+                            slot.met = Met::Satisfied;
+                            None
+                        }
+                        Step::Run { command, failed } => {
+                            let (before, after, links) = describe(op, &command, view);
+                            slot.before = before;
+                            slot.after = after;
+                            slot.links = links;
+                            slot.failed_links = failed;
+                            slot.met = Met::Run;
+                            Some(command)
+                        }
+                    }
+                };
+                (mutation_id(&job.id, i), decide)
+            })
+            .collect();
+        let outcomes = self
+            .directory()
+            .execute_planned(&job.tenant, operations, origin)
+            .await?;
+        let mut result = BatchResult::default();
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            let i = start + k;
+            let op = &plan.operations[i];
+            let slot = std::mem::take(&mut *slots[k].lock().unwrap_or_else(|e| e.into_inner()));
+            let change = |outcome: &str, reason: String| v1::FailedChange {
+                operation: i as u64,
+                kind: op.kind.as_str().to_string(),
+                id: op.id.clone(),
+                display_name: op.display_name.clone().unwrap_or_default(),
+                action: op.action.name().to_string(),
+                reason,
+                outcome: outcome.to_string(),
+            };
+            if slot.conflict && !skip_on_conflict {
+                result.changes.push(change(
+                    "overwritten",
+                    format!(
+                        "the object changed since the recovery's base (version {}); set back anyway",
+                        op.planned_version
+                    ),
+                ));
+            }
+            for (target, reason) in &slot.failed_links {
+                result.failed += 1;
+                let mut c = change("failed", reason.clone());
+                c.action = format!("{}:{target}", op.action.name());
+                result.changes.push(c);
+            }
+            let applied =
+                |result: &mut BatchResult, links: usize, before: String, after: String| {
+                    if op.action.link_count() > 0 {
+                        result.links += links as u64;
+                    } else {
+                        result.objects += 1;
+                    }
+                    result
+                        .records
+                        .push(self.operation_record(job, i, op, before, after));
+                };
+            match outcome {
+                PlannedOutcome::AlreadyApplied => {
+                    let after = to_canonical_string(&action_json(&op.action));
+                    applied(&mut result, op.action.link_count(), String::new(), after);
+                }
+                PlannedOutcome::Applied { .. } => {
+                    applied(&mut result, slot.links, slot.before, slot.after);
+                }
+                PlannedOutcome::Unchanged => result.satisfied += 1,
+                PlannedOutcome::Declined => match slot.met {
+                    Met::Satisfied => result.satisfied += 1,
+                    Met::Failed(reason) => {
+                        result.failed += 1;
+                        result.changes.push(change("failed", reason));
+                    }
+                    Met::Skipped(reason) => {
+                        result.skipped += 1;
+                        result.skipped_ids.push(op.id.clone());
+                        result.changes.push(change("skipped", reason));
+                    }
+                    Met::NotDecided | Met::Run => {
+                        return Err(RecoveryError::Internal(format!(
+                            "operation {i} of recovery {} was declined without a reason",
+                            job.id
+                        )))
+                    }
+                },
+                PlannedOutcome::Refused(reason) => {
+                    result.failed += 1;
+                    result.changes.push(change("failed", reason));
+                }
+                PlannedOutcome::NotStored(e) => {
+                    // The whole batch runs again; what was stored is found then.
+                    return Err(RecoveryError::Unavailable(format!(
+                        "operation {i} of recovery {} was not acknowledged: {e}",
+                        job.id
+                    )));
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// Diffs the scope against the point once more, then records the outcome.
+    async fn finish(&self, job: &mut v1::RecoveryJob) -> Result<(), RecoveryError> {
+        let cancelled = !job.cancelled_by.is_empty();
+        if !cancelled {
+            let now = self.snapshotter().catch_up().await?;
+            let store = self.snapshotter().store().clone();
+            let (tenant, scope) = (job.tenant.clone(), scope_of(job));
+            let point = job.point.as_ref().map_or(0, |p| p.sequence);
+            let items = tokio::task::spawn_blocking(move || {
+                backtrack_differ::compute::compute(
+                    &store,
+                    &tenant,
+                    point,
+                    now,
+                    &scope,
+                    &Progress::default(),
+                )
+            })
+            .await
+            .map_err(|e| RecoveryError::Internal(format!("residual diff stopped: {e}")))??;
+            job.residual = items.len() as u64;
+            job.residual_ids = items
+                .iter()
+                .filter_map(|i| i.get("id").and_then(Value::as_str))
+                .take(MAX_RESIDUAL_IDS)
+                .map(str::to_string)
+                .collect();
+        }
+        let failures = self.inner.jobs.failures(&job.tenant, &job.id).await?;
+        let overwritten = failures
+            .iter()
+            .filter(|f| f.outcome == "overwritten")
+            .count();
+        if overwritten > 0 && job.warnings.len() < MAX_WARNINGS {
+            job.warnings.push(format!(
+                "{overwritten} object(s) had changed since the recovery's base and were set back anyway (`recovery failed` lists them)"
+            ));
+        }
+        if !job.password_resets.is_empty() && job.warnings.len() < MAX_WARNINGS {
+            job.warnings.push(format!(
+                "{} re-created user(s) need a password reset: secrets are never stored",
+                job.password_resets.len()
+            ));
+        }
+        if !job.to_enable.is_empty() && job.warnings.len() < MAX_WARNINGS {
+            job.warnings.push(format!(
+                "{} conditional access polic(ies) came back report-only; switch them on when ready",
+                job.to_enable.len()
+            ));
+        }
+        let clean =
+            job.failed == 0 && job.skipped == 0 && job.residual == 0 && job.warnings.is_empty();
+        job.state = if cancelled {
+            v1::RecoveryState::RecoveryAbandoned
+        } else if clean {
+            v1::RecoveryState::RecoverySuccessful
+        } else {
+            v1::RecoveryState::RecoverySuccessfulWithWarnings
+        } as i32;
+        job.finished_at_ms = now_ms();
+        let (action, reason) = if cancelled {
+            (
+                "recovery.cancelled",
+                format!("cancelled by {}", job.cancelled_by),
+            )
+        } else {
+            ("recovery.finished", String::new())
+        };
+        let record = self.job_record(job, action, "finished", true, &reason);
+        self.inner.audit.publish(&[record]).await?;
+        // Free the tenant before the final state is visible, so whoever sees the job
+        // finished can start the next one at once.
+        self.inner.jobs.release(&job.tenant).await;
+        self.inner.jobs.put_job(job).await?;
+        Ok(())
+    }
+
+    /// Resumes every unfinished job no live runner holds, every `resume_every`, until
+    /// `shutdown`.
+    pub async fn run_resumer(self, shutdown: backtrack_platform::shutdown::Shutdown) {
+        loop {
+            if let Err(e) = self.resume_interrupted().await {
+                tracing::warn!(error = %e, "could not look for interrupted recovery jobs; will retry");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.inner.config.resume_every) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Takes over unfinished jobs whose runner is gone; returns how many.
+    pub async fn resume_interrupted(&self) -> Result<usize, RecoveryError> {
+        let mut resumed = 0;
+        for job in self.inner.jobs.all_jobs().await? {
+            if is_finished(job.state) || self.lock_running().contains(&job.id) {
+                continue;
+            }
+            let value = lease_value(&job.id);
+            if let Ok(revision) = self
+                .inner
+                .jobs
+                .acquire(
+                    &job.tenant,
+                    &value,
+                    &holder(&job.id),
+                    self.inner.config.lease_stale_after,
+                )
+                .await?
+            {
+                tracing::info!(job = %job.id, tenant = %job.tenant, done = job.operations_done, "resuming an interrupted recovery job");
+                self.spawn(job, revision, value);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    fn base_record(&self, job: &v1::RecoveryJob, suffix: &str, action: &str) -> v1::AuditRecord {
+        v1::AuditRecord {
+            schema_version: AUDIT_SCHEMA_VERSION,
+            id: uuid::Uuid::new_v5(&AUDIT_NAMESPACE, format!("{}:{suffix}", job.id).as_bytes())
+                .to_string(),
+            tenant: job.tenant.clone(),
+            time_ms: now_ms(),
+            actor: Some(v1::AuditActor {
+                subject: job.requested_by.clone(),
+                roles: Vec::new(),
+                source_address: String::new(),
+            }),
+            action: action.to_string(),
+            category: "recovery".into(),
+            correlation: Some(v1::AuditCorrelation {
+                job_id: job.id.clone(),
+                report_id: job.report_id.clone(),
+                backup_id: job.pre_recovery_backup_id.clone(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn job_record(
+        &self,
+        job: &v1::RecoveryJob,
+        action: &str,
+        suffix: &str,
+        success: bool,
+        reason: &str,
+    ) -> v1::AuditRecord {
+        let mut record = self.base_record(job, suffix, action);
+        record.target = Some(v1::AuditTarget {
+            kind: "recoveryJob".into(),
+            id: job.id.clone(),
+            display_name: String::new(),
+        });
+        record.result = Some(v1::AuditResult {
+            success,
+            reason: reason.to_string(),
+        });
+        record.details_json = to_canonical_string(&json!({
+            "state": crate::state_name(job.state),
+            "point": job.point.as_ref().map(|p| p.sequence),
+            "undoOf": job.undo_of,
+            "operationsTotal": job.operations_total,
+            "operationsDone": job.operations_done,
+            "objectsChanged": job.objects_changed,
+            "linksChanged": job.links_changed,
+            "failed": job.failed,
+            "skipped": job.skipped,
+            "residual": job.residual,
+        }));
+        record
+    }
+
+    fn operation_record(
+        &self,
+        job: &v1::RecoveryJob,
+        index: usize,
+        op: &Operation,
+        before: String,
+        after: String,
+    ) -> v1::AuditRecord {
+        let mut record = self.base_record(job, &format!("op:{index}"), "recovery.operationApplied");
+        record.target = Some(v1::AuditTarget {
+            kind: op.kind.as_str().to_string(),
+            id: op.id.clone(),
+            display_name: op.display_name.clone().unwrap_or_default(),
+        });
+        record.result = Some(v1::AuditResult {
+            success: true,
+            reason: String::new(),
+        });
+        record.before_json = before;
+        record.after_json = after;
+        record.details_json = to_canonical_string(&json!({
+            "operation": index,
+            "action": op.action.name(),
+            "changeType": op.change_type,
+            "mutationId": mutation_id(&job.id, index),
+        }));
+        record
+    }
+}
+
+impl JobStore {
+    /// The lease's value and revision, if there is one.
+    pub async fn lease_entry(&self, tenant: &str) -> Option<(String, u64)> {
+        self.lease_entry_raw(tenant).await
+    }
+}
+
+fn scope_of(job: &v1::RecoveryJob) -> Scope {
+    let scope = job.scope.clone().unwrap_or_default();
+    let mut kinds: Vec<ObjectKind> = scope.kinds.iter().filter_map(|k| k.parse().ok()).collect();
+    kinds.sort();
+    let mut ids = scope.ids;
+    ids.sort();
+    Scope { kinds, ids }
+}
+
+/// The action as JSON, for dry-run listings and audit records.
+pub fn action_json(action: &Action) -> Value {
+    let mut value = serde_json::to_value(action).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.remove("type");
+    }
+    value
+}
+
+/// Before and after values of what `command` changes (never secrets: the directory never
+/// holds any), and how many links it changes.
+fn describe(
+    op: &Operation,
+    command: &Command,
+    view: &dyn DirectoryView,
+) -> (String, String, usize) {
+    let object = view.object(&op.id);
+    match command {
+        Command::Update { set, unset, .. } => {
+            let mut before = Map::new();
+            let mut after = Map::new();
+            for name in set.keys().chain(unset.iter()) {
+                before.insert(
+                    name.clone(),
+                    object
+                        .as_ref()
+                        .and_then(|o| o.attributes.get(name))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
+                after.insert(name.clone(), set.get(name).cloned().unwrap_or(Value::Null));
+            }
+            (
+                to_canonical_string(&Value::Object(before)),
+                to_canonical_string(&Value::Object(after)),
+                0,
+            )
+        }
+        Command::AddLinks {
+            relation, targets, ..
+        } => (
+            String::new(),
+            to_canonical_string(&json!({"relation": relation, "added": targets})),
+            targets.len(),
+        ),
+        Command::RemoveLinks {
+            relation, targets, ..
+        } => (
+            to_canonical_string(&json!({"relation": relation, "removed": targets})),
+            String::new(),
+            targets.len(),
+        ),
+        Command::Create { attributes, .. } => (
+            String::new(),
+            to_canonical_string(&Value::Object(attributes.clone())),
+            0,
+        ),
+        Command::Restore { .. } => (
+            to_canonical_string(&json!({"inRecycleBin": true})),
+            to_canonical_string(&json!({"inRecycleBin": false})),
+            0,
+        ),
+        Command::SoftDelete { .. } => (
+            to_canonical_string(&json!({"inRecycleBin": false})),
+            to_canonical_string(&json!({"inRecycleBin": true})),
+            0,
+        ),
+        Command::HardDelete { .. } => (String::new(), String::new(), 0),
+    }
+}

@@ -433,4 +433,58 @@ async fn scoped_recoveries_touch_nothing_outside_their_scope() {
     assert_eq!(left_after, expected);
     assert_eq!(object(&b, &i.policy)["state"], "enabled");
     assert!(object(&b, &i.location)["deletedDateTime"].is_string());
+
+    // Roles: readers see jobs but start none; a kind-scoped administrator recovers only
+    // its kinds, and must name them; another tenant's token sees nothing.
+    let token = |tenant: &str, role: &str, kinds: &[&str]| {
+        let mut args = vec![
+            "token", "create", "--tenant", tenant, "--role", role, "--ttl", "1h",
+        ];
+        for k in kinds {
+            args.extend(["--kind", k]);
+        }
+        let out = b.cli(&args);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let reader = token(T, "BackupReader", &[]);
+    let user_admin = token(T, "BackupAdministrator", &["user"]);
+    let stranger = token("other", "GlobalAdministrator", &[]);
+    let as_ = |token: &str, args: &[&str]| b.cli_with_env(args, &[("BACKTRACK_TOKEN", token)]);
+    let denied = |out: std::process::Output| {
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
+    };
+    let start = [
+        "recover",
+        "--tenant",
+        T,
+        "--from",
+        i.backup.as_str(),
+        "--yes",
+    ];
+    denied(as_(&reader, &start));
+    assert!(as_(&reader, &["recovery", "list", "--tenant", T])
+        .status
+        .success());
+    denied(as_(&user_admin, &start));
+    let mut groups = start.to_vec();
+    groups.extend(["--kind", "group"]);
+    denied(as_(&user_admin, &groups));
+    let users_dry = [
+        "recover",
+        "--tenant",
+        T,
+        "--from",
+        i.backup.as_str(),
+        "--kind",
+        "user",
+        "--dry-run",
+    ];
+    assert!(as_(&user_admin, &users_dry).status.success());
+    denied(as_(&stranger, &["recovery", "list", "--tenant", T]));
 }

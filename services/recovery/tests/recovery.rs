@@ -1,0 +1,465 @@
+//! The recovery service in-process with the directory, the snapshotter and the differ,
+//! against a real nats-server and real RocksDB: conflicts (overwrite and skip), report-only
+//! conditional access, synced objects, links out of scope, one job per tenant, cancel, and
+//! the errors bad requests get.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use backtrack_differ::{Differ, DifferError, ReportRequest, Scope};
+use backtrack_directory::writer::{ImportItem, Origin};
+use backtrack_directory::{Directory, DirectoryConfig};
+use backtrack_domain::command::Command;
+use backtrack_domain::{Link, ObjectKind};
+use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
+use backtrack_proto::v1;
+use backtrack_recovery::{Recovery, RecoveryConfig, RecoveryError, RecoveryRequest, Source};
+use backtrack_snapshotter::backups::BackupRequest;
+use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
+use backtrack_test_support::{eventually, NatsServer};
+use serde_json::{json, Value};
+
+const U1: &str = "00000000-0000-4000-8000-000000000001";
+const U2: &str = "00000000-0000-4000-8000-000000000002";
+const G1: &str = "00000000-0000-4000-8000-0000000000a1";
+const P1: &str = "00000000-0000-4000-8000-0000000000c1";
+
+fn origin() -> Origin {
+    Origin {
+        actor: "test".into(),
+        source: "test".into(),
+        correlation_id: None,
+    }
+}
+
+fn attrs(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+struct Stack {
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+    _trigger: ShutdownTrigger,
+    directory: Directory,
+    snapshotter: Snapshotter,
+    differ: Differ,
+    recovery: Recovery,
+}
+
+async fn stack(batch_size: usize) -> Stack {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (trigger, shutdown) = Shutdown::new();
+    let directory = backtrack_directory::start(
+        DirectoryConfig::new(dir.path().join("d")),
+        nats.client().await.unwrap(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let snapshotter = backtrack_snapshotter::start(
+        SnapshotterConfig::new(dir.path().join("s")),
+        nats.client().await.unwrap(),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    let differ = Differ::start(snapshotter.clone(), nats.client().await.unwrap(), 1)
+        .await
+        .unwrap();
+    let recovery = Recovery::start(
+        directory.clone(),
+        differ.clone(),
+        nats.client().await.unwrap(),
+        1,
+        RecoveryConfig {
+            batch_size,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    directory.create_tenant("t", "T", &origin()).await.unwrap();
+    Stack {
+        _nats: nats,
+        _dir: dir,
+        _trigger: trigger,
+        directory,
+        snapshotter,
+        differ,
+        recovery,
+    }
+}
+
+impl Stack {
+    async fn run(&self, command: Command) {
+        self.directory
+            .execute("t", command, None, &origin())
+            .await
+            .unwrap();
+    }
+
+    async fn user(&self, id: &str, upn: &str, extra: Value) {
+        let mut a = attrs(json!({"displayName": upn, "userPrincipalName": upn}));
+        a.extend(attrs(extra));
+        self.run(Command::Create {
+            kind: ObjectKind::User,
+            id: id.into(),
+            attributes: a,
+            links: vec![],
+        })
+        .await;
+    }
+
+    async fn set(&self, id: &str, set: Value) {
+        self.run(Command::Update {
+            id: id.into(),
+            set: attrs(set),
+            unset: vec![],
+        })
+        .await;
+    }
+
+    async fn backup(&self) -> String {
+        self.snapshotter
+            .create_backup(BackupRequest {
+                tenant: "t".into(),
+                description: String::new(),
+                trigger: v1::BackupTrigger::OnDemand,
+                requested_by: "test".into(),
+                scheduled_for_ms: None,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    fn request(&self, source: Source) -> RecoveryRequest {
+        RecoveryRequest {
+            tenant: "t".into(),
+            source,
+            kinds: vec![],
+            ids: vec![],
+            on_conflict: v1::OnConflict::Overwrite,
+            ca_report_only: false,
+            requested_by: "test".into(),
+        }
+    }
+
+    async fn finished(&self, job: &v1::RecoveryJob) -> v1::RecoveryJob {
+        eventually("the job to finish", Duration::from_secs(60), || async {
+            let j = self.recovery.job("t", &job.id).await.unwrap();
+            backtrack_recovery::runner::is_finished(j.state).then_some(j)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn attribute(&self, id: &str, name: &str) -> Option<Value> {
+        self.directory
+            .projection()
+            .object("t", id)
+            .unwrap()
+            .and_then(|o| o.attributes.get(name).cloned())
+    }
+
+    async fn report(&self, base: &str) -> v1::Report {
+        let report = self
+            .differ
+            .create_report(ReportRequest {
+                tenant: "t".into(),
+                base: from(base),
+                target: None,
+                scope: Scope::default(),
+                requested_by: "test".into(),
+            })
+            .await
+            .unwrap();
+        eventually("the report to finish", Duration::from_secs(20), || async {
+            let r = self.differ.report("t", &report.id).await.unwrap();
+            (r.state == v1::JobState::Successful as i32).then_some(r)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn from(backup: &str) -> v1::Point {
+    v1::Point {
+        point: Some(v1::point::Point::BackupId(backup.to_string())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_changed_since_the_report_are_overwritten_with_a_warning_or_skipped() {
+    let s = stack(1000).await;
+    s.user(U1, "a@t.test", json!({"department": "Sales"})).await;
+    s.user(U2, "b@t.test", json!({"department": "Sales"})).await;
+    let backup = s.backup().await;
+    s.set(U1, json!({"department": "Legal"})).await;
+    s.set(U2, json!({"department": "Legal"})).await;
+    let report = s.report(&backup).await;
+    // After the report, someone changes U1 again.
+    s.set(U1, json!({"jobTitle": "Counsel"})).await;
+
+    let mut request = s.request(Source::Report(report.id.clone()));
+    request.on_conflict = v1::OnConflict::Skip;
+    let job = s.recovery.start_job(request).await.unwrap();
+    let job = s.finished(&job).await;
+    assert_eq!(
+        job.state,
+        v1::RecoveryState::RecoverySuccessfulWithWarnings as i32,
+        "{job:?}"
+    );
+    assert_eq!(job.skipped, 1, "{job:?}");
+    assert_eq!(job.residual, 1, "{job:?}");
+    assert_eq!(s.attribute(U1, "department").await, Some(json!("Legal")));
+    assert_eq!(s.attribute(U2, "department").await, Some(json!("Sales")));
+    let failures = s.recovery.failures("t", &job.id).await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (failures[0].id.as_str(), failures[0].outcome.as_str()),
+        (U1, "skipped")
+    );
+    assert!(failures[0].reason.contains("changed since"), "{failures:?}");
+
+    // The default sets it back anyway, and says so.
+    let job = s
+        .recovery
+        .start_job(s.request(Source::Report(report.id.clone())))
+        .await
+        .unwrap();
+    let job = s.finished(&job).await;
+    assert_eq!(job.residual, 0, "{job:?}");
+    assert_eq!(job.skipped, 0, "{job:?}");
+    assert!(
+        job.warnings.iter().any(|w| w.contains("set back anyway")),
+        "{job:?}"
+    );
+    assert_eq!(s.attribute(U1, "department").await, Some(json!("Sales")));
+    assert_eq!(s.attribute(U1, "jobTitle").await, None);
+    let failures = s.recovery.failures("t", &job.id).await.unwrap();
+    assert!(failures
+        .iter()
+        .any(|f| f.id == U1 && f.outcome == "overwritten"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_only_policies_synced_objects_and_links_out_of_scope() {
+    let s = stack(1000).await;
+    s.run(Command::Create {
+        kind: ObjectKind::ConditionalAccessPolicy,
+        id: P1.into(),
+        attributes: attrs(json!({"displayName": "MFA", "state": "enabled",
+            "conditions": {"users": {"includeUsers": ["All"]}}})),
+        links: vec![],
+    })
+    .await;
+    s.user(
+        U1,
+        "a@t.test",
+        json!({"onPremisesSyncEnabled": true, "department": "Sales"}),
+    )
+    .await;
+    s.user(U2, "b@t.test", json!({})).await;
+    s.run(Command::Create {
+        kind: ObjectKind::Group,
+        id: G1.into(),
+        attributes: attrs(json!({"displayName": "G"})),
+        links: vec![Link::new("members", U2)],
+    })
+    .await;
+    let backup = s.backup().await;
+    s.run(Command::SoftDelete { id: P1.into() }).await;
+    s.set(U1, json!({"department": "Legal"})).await;
+    s.run(Command::SoftDelete { id: U2.into() }).await;
+    s.run(Command::HardDelete { id: U2.into() }).await;
+
+    // Only the group: its member is gone and outside the scope, so that link fails.
+    let mut request = s.request(Source::Point(from(&backup)));
+    request.ids = vec![G1.into()];
+    let job = s
+        .finished(&s.recovery.start_job(request).await.unwrap())
+        .await;
+    assert_eq!(job.failed, 1, "{job:?}");
+    assert_eq!(job.residual, 1, "{job:?}");
+    let failures = s.recovery.failures("t", &job.id).await.unwrap();
+    assert!(
+        failures[0].reason.contains("does not exist"),
+        "{failures:?}"
+    );
+
+    // The rest: the policy comes back report-only, the synced user is left alone.
+    let mut request = s.request(Source::Point(from(&backup)));
+    request.ca_report_only = true;
+    let job = s
+        .finished(&s.recovery.start_job(request).await.unwrap())
+        .await;
+    assert_eq!(job.to_enable, vec![P1.to_string()], "{job:?}");
+    assert_eq!(job.password_resets, vec![U2.to_string()], "{job:?}");
+    assert_eq!(
+        s.attribute(P1, "state").await,
+        Some(json!("enabledForReportingButNotEnforced"))
+    );
+    assert_eq!(s.attribute(U1, "department").await, Some(json!("Legal")));
+    assert_eq!(job.skipped, 1, "{job:?}");
+    let failures = s.recovery.failures("t", &job.id).await.unwrap();
+    assert!(failures
+        .iter()
+        .any(|f| f.id == U1 && f.reason.contains("on-premises")));
+    // The purged member is back, with the same id, and in its group again.
+    let group = s
+        .directory
+        .projection()
+        .object_with_links("t", G1)
+        .unwrap()
+        .unwrap();
+    assert!(group.links["members"].contains(U2));
+    // Residual: the synced user and the report-only state, nothing else.
+    assert_eq!(job.residual, 2, "{job:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_job_per_tenant_and_cancel_keeps_what_was_applied() {
+    let s = stack(50).await;
+    let backup = s.backup().await;
+    let items: Vec<ImportItem> = (0..3000)
+        .map(|i| ImportItem {
+            kind: ObjectKind::User,
+            id: None,
+            attributes: attrs(json!({"displayName": format!("U{i}"), "userPrincipalName": format!("u{i}@t.test")})),
+            links: vec![],
+            mutation_id: None,
+        })
+        .collect();
+    s.directory.import("t", items, &origin()).await.unwrap();
+    let job = s
+        .recovery
+        .start_job(s.request(Source::Point(from(&backup))))
+        .await
+        .unwrap();
+    // The tenant is taken: no second job, no report.
+    let second = s
+        .recovery
+        .start_job(s.request(Source::Point(from(&backup))))
+        .await;
+    assert!(
+        matches!(&second, Err(RecoveryError::Precondition(m)) if m.contains(&job.id)),
+        "{second:?}"
+    );
+    let report = s
+        .differ
+        .create_report(ReportRequest {
+            tenant: "t".into(),
+            base: from(&backup),
+            target: None,
+            scope: Scope::default(),
+            requested_by: "test".into(),
+        })
+        .await;
+    assert!(
+        matches!(&report, Err(DifferError::Precondition(m)) if m.contains(&job.id)),
+        "{report:?}"
+    );
+    eventually(
+        "the job to apply something",
+        Duration::from_secs(30),
+        || async {
+            let j = s.recovery.job("t", &job.id).await.unwrap();
+            (j.operations_done > 0).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    s.recovery.cancel("t", &job.id, "someone").await.unwrap();
+    let done = s.finished(&job).await;
+    assert_eq!(
+        done.state,
+        v1::RecoveryState::RecoveryAbandoned as i32,
+        "{done:?}"
+    );
+    assert_eq!(done.cancelled_by, "someone");
+    assert!(done.operations_done < done.operations_total, "{done:?}");
+    // What was applied stays: exactly the counted soft deletes happened.
+    let live = s.directory.projection().counts("t").unwrap();
+    let live_users = live.get(&ObjectKind::User).copied().unwrap_or(0);
+    assert_eq!(live_users, 3000 - done.objects_changed, "{done:?}");
+    // The tenant is free again.
+    s.recovery
+        .cancel("t", &job.id, "again")
+        .await
+        .expect_err("a finished job cannot be cancelled");
+    let next = s
+        .recovery
+        .start_job(s.request(Source::Point(from(&backup))))
+        .await
+        .unwrap();
+    let next = s.finished(&next).await;
+    assert_eq!(next.residual, 0, "{next:?}");
+    assert_eq!(
+        next.objects_changed + done.objects_changed,
+        3000,
+        "{next:?} {done:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_precise_errors() {
+    let s = stack(1000).await;
+    s.user(U1, "a@t.test", json!({})).await;
+    let backup = s.backup().await;
+    let missing = "00000000-0000-7000-8000-00000000dead";
+    let err = s
+        .recovery
+        .start_job(s.request(Source::Report(missing.into())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RecoveryError::Differ(DifferError::NotFound(_))),
+        "{err:?}"
+    );
+    let err = s
+        .recovery
+        .start_job(s.request(Source::Point(v1::Point { point: None })))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecoveryError::Invalid(_)), "{err:?}");
+    let mut bad_tenant = s.request(Source::Point(from(&backup)));
+    bad_tenant.tenant = "Not A Tenant".into();
+    let err = s.recovery.start_job(bad_tenant).await.unwrap_err();
+    assert!(matches!(err, RecoveryError::Invalid(_)), "{err:?}");
+    let err = s.recovery.job("t", missing).await.unwrap_err();
+    assert!(matches!(err, RecoveryError::NotFound(_)), "{err:?}");
+    let err = s.recovery.undo("t", missing, "x").await.unwrap_err();
+    assert!(matches!(err, RecoveryError::NotFound(_)), "{err:?}");
+    // A report over users only cannot recover groups.
+    let report = s
+        .differ
+        .create_report(ReportRequest {
+            tenant: "t".into(),
+            base: from(&backup),
+            target: None,
+            scope: Scope {
+                kinds: vec![ObjectKind::User],
+                ids: vec![],
+            },
+            requested_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    eventually("the report to finish", Duration::from_secs(20), || async {
+        let r = s.differ.report("t", &report.id).await.unwrap();
+        (r.state == v1::JobState::Successful as i32).then_some(())
+    })
+    .await
+    .unwrap();
+    let mut request = s.request(Source::Report(report.id.clone()));
+    request.kinds = vec![ObjectKind::Group];
+    let err = s.recovery.start_job(request).await.unwrap_err();
+    assert!(
+        matches!(err, RecoveryError::Invalid(ref m) if m.contains("outside")),
+        "{err:?}"
+    );
+    let status: tonic::Status = err.into();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}

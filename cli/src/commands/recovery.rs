@@ -36,11 +36,12 @@ pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
             print_plan(g, &plan);
             return Ok(());
         }
-        if plan.operation_count == 0 {
-            if g.output == OutputFormat::Table {
+        if plan.operation_count == 0 && plan.skipped.is_empty() {
+            eprintln!("nothing to recover: the scope already matches the recovery point");
+            if g.output == OutputFormat::Json {
                 print_plan(g, &plan);
             }
-            eprintln!("nothing to recover: the scope already matches the recovery point");
+            return Ok(());
         }
         confirm(&format!(
             "Recover tenant {} to sequence {}: {} operation(s) on {} object(s), {} link change(s)?",

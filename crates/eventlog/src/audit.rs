@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, StorageType};
@@ -24,6 +26,34 @@ pub const AUDIT_SCHEMA_VERSION: u32 = 1;
 /// The subject of a record: `bt.audit.<tenant>.<category>`.
 pub fn audit_subject(tenant: &str, category: &str) -> String {
     format!("bt.audit.{tenant}.{category}")
+}
+
+/// A new record of `action` for `tenant`: a fresh id (UUIDv7), the current time, this
+/// build's schema version and the category. The caller fills in actor, target, result and
+/// correlation.
+pub fn new_record(tenant: &str, category: &str, action: &str) -> v1::AuditRecord {
+    v1::AuditRecord {
+        schema_version: AUDIT_SCHEMA_VERSION,
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: tenant.to_string(),
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        category: category.to_string(),
+        action: action.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A record as the stream stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAudit {
+    pub sequence: u64,
+    pub subject: String,
+    /// The stream's own timestamp (ms since the Unix epoch).
+    pub published_ms: i64,
+    /// The protobuf `AuditRecord` exactly as stored.
+    pub payload: bytes::Bytes,
 }
 
 /// A handle to the audit stream. Cheap to clone.
@@ -80,6 +110,73 @@ impl AuditLog {
             });
         }
         Ok(Self { jetstream })
+    }
+
+    /// The stream's last sequence (0 while empty).
+    pub async fn last_sequence(&self) -> Result<u64, EventLogError> {
+        let mut stream = self
+            .jetstream
+            .get_stream(AUDIT_STREAM)
+            .await
+            .map_err(|e| EventLogError::Unavailable(format!("stream {AUDIT_STREAM}: {e}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| EventLogError::Unavailable(format!("stream {AUDIT_STREAM}: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Follows the stream from `from_sequence` (1: the beginning) over `filter` (e.g.
+    /// `bt.audit.>`); never ends by itself.
+    pub async fn read(
+        &self,
+        from_sequence: u64,
+        filter: &str,
+    ) -> Result<
+        impl futures::Stream<Item = Result<StoredAudit, EventLogError>> + Send + Unpin,
+        EventLogError,
+    > {
+        let deliver_policy = if from_sequence <= 1 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: from_sequence,
+            }
+        };
+        let consumer = self
+            .jetstream
+            .create_consumer_on_stream(
+                OrderedConfig {
+                    filter_subject: filter.to_string(),
+                    deliver_policy,
+                    ..Default::default()
+                },
+                AUDIT_STREAM,
+            )
+            .await
+            .map_err(|e| {
+                EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}"))
+            })?;
+        let messages = consumer.messages().await.map_err(|e| {
+            EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}"))
+        })?;
+        Ok(Box::pin(messages.map(|message| {
+            let message = message.map_err(|e| {
+                EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}"))
+            })?;
+            let info = message.info().map_err(|e| {
+                EventLogError::Internal(format!("audit message without metadata: {e}"))
+            })?;
+            Ok(StoredAudit {
+                sequence: info.stream_sequence,
+                published_ms: i64::try_from(
+                    info.published.unix_timestamp_nanos().div_euclid(1_000_000),
+                )
+                .unwrap_or(i64::MAX),
+                subject: message.subject.to_string(),
+                payload: message.payload.clone(),
+            })
+        })))
     }
 
     /// Publishes `records` pipelined and waits for every acknowledgement. A record the

@@ -1,0 +1,1 @@
+//! Renderings of audit records for SIEMs: OCSF, CEF and the native JSON.

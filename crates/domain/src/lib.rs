@@ -1,6 +1,7 @@
 //! The pure model of Backtrack's directory: no I/O, no clock, no randomness.
 //!
 //! A tour of the modules:
+//! - [`audit_chain`]: the hash chain that makes a tenant's audit records tamper-evident.
 //! - [`kind`]: the object kinds (Microsoft Graph names) and which of them are singletons.
 //! - [`schema`]: per kind, the read-only, secret, link and typed attributes.
 //! - [`canonical`]: the one canonical JSON form used for digests and comparisons.
@@ -17,6 +18,7 @@
 //! Everything that decides lives in `command`; `state` only folds. Time and ids come in
 //! as arguments so every rule is testable without a runtime.
 
+pub mod audit_chain;
 pub mod canonical;
 pub mod command;
 pub mod diff;

@@ -2,6 +2,8 @@
 //! deleted and rebuilt by replay.
 //!
 //! Modules:
+//! - [`audit`]: the audit index — each tenant's records hash-chained in stream order, with
+//!   indexes by actor, action, target, result, correlation id and time.
 //! - [`keys`]: the key layout (one prefix per record type, `/`-separated tokens).
 //! - [`directory`]: the directory's current-state projection — objects, links, the
 //!   recycle bin, unique-attribute and reverse-link indexes — and the read API the
@@ -9,6 +11,7 @@
 //! - [`timetravel`]: the snapshotter's versioned store — every version of every object and
 //!   link, so any object, membership or object list at any stream sequence is a seek.
 
+pub mod audit;
 pub mod directory;
 mod keys;
 pub mod timetravel;

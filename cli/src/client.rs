@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use backtrack_platform::auth::BearerToken;
+use backtrack_proto::v1::audit_service_client::AuditServiceClient;
 use backtrack_proto::v1::backup_service_client::BackupServiceClient;
 use backtrack_proto::v1::diff_service_client::DiffServiceClient;
 use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
@@ -26,6 +27,8 @@ pub type TimeTravelClient = TimeTravelServiceClient<AuthedChannel>;
 /// The difference-report service client.
 pub type DiffClient = DiffServiceClient<AuthedChannel>;
 
+/// The audit service client.
+pub type AuditClient = AuditServiceClient<AuthedChannel>;
 /// The recovery service client.
 pub type RecoveryClient = RecoveryServiceClient<AuthedChannel>;
 
@@ -95,6 +98,13 @@ impl Connection {
 }
 
 impl Connection {
+    /// The audit service: query, tail and verify audit chains.
+    pub fn audit(&self) -> AuditClient {
+        AuditServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
     /// The recovery service: recovery jobs, their plans, failures, cancel and undo.
     pub fn recovery(&self) -> RecoveryClient {
         RecoveryServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
@@ -141,4 +151,9 @@ pub async fn diff_client(global: &GlobalArgs) -> anyhow::Result<DiffClient> {
 /// Connects and returns a recovery service client.
 pub async fn recovery_client(global: &GlobalArgs) -> anyhow::Result<RecoveryClient> {
     Ok(connect_channel(global).await?.recovery())
+}
+
+/// Connects and returns an audit service client.
+pub async fn audit_client(global: &GlobalArgs) -> anyhow::Result<AuditClient> {
+    Ok(connect_channel(global).await?.audit())
 }

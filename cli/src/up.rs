@@ -98,6 +98,15 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
             .clone()
             .run_sweeper(Duration::from_secs(3600), shutdown.clone()),
     );
+    let audit = backtrack_audit::Audit::start(
+        backtrack_audit::AuditConfig {
+            replicas: args.stream_replicas,
+            ..backtrack_audit::AuditConfig::new(data.join("audit"))
+        },
+        nats.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let recovery = backtrack_recovery::Recovery::start(
         directory.clone(),
         differ.clone(),
@@ -154,6 +163,10 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     );
     let recoveries = InterceptedService::new(
         backtrack_recovery::api::RecoveryApi::new(recovery.clone()).into_server(),
+        interceptor.clone(),
+    );
+    let audit_api = InterceptedService::new(
+        backtrack_audit::api::AuditApi::new(audit.clone()).into_server(),
         interceptor,
     );
     let incoming = backtrack_platform::grpc::incoming(grpc);
@@ -165,6 +178,7 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
             .add_service(time_travel)
             .add_service(reports)
             .add_service(recoveries)
+            .add_service(audit_api)
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
     );
 

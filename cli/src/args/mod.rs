@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod audit;
 mod backup;
 mod diff;
 mod recovery;
 
+pub use audit::{AuditCommand, AuditQueryArgs, ResultArg};
 pub use backup::{BackupCommand, BackupRefArgs, PolicyCommand, PolicySetArgs};
 pub use diff::{
     DiffCommand, DiffCreateArgs, DiffExportArgs, DiffRefArgs, DiffShowArgs, ExportFormat,
@@ -88,6 +90,9 @@ pub enum Command {
     /// Recovery jobs: list, show, failed changes, cancel, undo.
     #[command(subcommand)]
     Recovery(RecoveryCommand),
+    /// The audit trail: query, follow and verify a tenant's hash-chained audit records.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Services, stream position and projection lag; with --tenant also its content digest.
     Status {
         /// Also report this tenant's object count and content digest.
@@ -134,6 +139,9 @@ pub struct UpArgs {
     /// Days difference reports are kept.
     #[arg(long, env = "BACKTRACK_REPORT_RETENTION_DAYS", default_value_t = 30)]
     pub report_retention_days: u64,
+    /// JSON file listing the SIEM sinks audit records are exported to (see docs/audit-export.md).
+    #[arg(long, env = "BACKTRACK_AUDIT_SINKS")]
+    pub audit_sinks: Option<PathBuf>,
     /// Recovery operations decided and applied together (one checkpoint per batch).
     #[arg(long, env = "BACKTRACK_RECOVERY_BATCH", default_value_t = 1000)]
     pub recovery_batch: usize,

@@ -1,5 +1,6 @@
 //! One module per command group; each talks to the server over gRPC.
 
+mod audit;
 mod backup;
 mod backup_view;
 mod diff;
@@ -33,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => events::run(&g, c).await,
         Command::Backup(c) => backup::run(&g, c).await,
         Command::Diff(c) => diff::run(&g, c).await,
+        Command::Audit(c) => audit::run(&g, c).await,
         Command::Recover(a) => recovery::recover(&g, a).await,
         Command::Recovery(c) => recovery::run(&g, c).await,
         Command::Status { tenant } => status::run(&g, tenant).await,

@@ -1,1 +1,146 @@
 //! Renderings of audit records for SIEMs: OCSF, CEF and the native JSON.
+//!
+//! Every rendering is one line (no newline inside), so a sink can frame records by lines or
+//! by syslog octet counts. Modules: [`native`] (the native JSON, also the base of the
+//! others' `unmapped` data), [`cef`] (ArcSight Common Event Format), [`ocsf`] (Open
+//! Cybersecurity Schema Framework 1.1.0). `docs/audit-export.md` documents every field.
+
+pub mod cef;
+pub mod native;
+pub mod ocsf;
+
+use backtrack_proto::v1::AuditRecord;
+
+pub use native::native_json;
+
+/// How a sink renders each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OCSF 1.1.0 JSON: API Activity (6003) or Entity Management (3004).
+    Ocsf,
+    /// ArcSight Common Event Format, version 0.
+    Cef,
+    /// The native JSON rendering (see [`native_json`]).
+    Json,
+}
+
+impl Format {
+    /// Whether the rendering is a JSON object (rather than text).
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Ocsf | Format::Json)
+    }
+}
+
+/// One record rendered as one line (no trailing newline).
+pub fn render(record: &AuditRecord, format: Format) -> String {
+    match format {
+        Format::Ocsf => ocsf::ocsf_json(record).to_string(),
+        Format::Cef => cef::cef_line(record),
+        Format::Json => native::native_text(record),
+    }
+}
+
+/// The product version every rendering names.
+pub const PRODUCT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How a record's outcome reads for severities: every format maps the same three cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// The record carries no result.
+    Unknown,
+}
+
+impl Outcome {
+    pub fn of(record: &AuditRecord) -> Self {
+        match &record.result {
+            Some(r) if r.success => Outcome::Success,
+            Some(_) => Outcome::Failure,
+            None => Outcome::Unknown,
+        }
+    }
+}
+
+/// `2024-05-01T12:00:00.123Z` (RFC 3339, UTC, milliseconds).
+pub fn rfc3339_ms(time_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(time_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A stable human name for an action: `recovery.operationApplied` → `Recovery operation
+/// applied`.
+pub fn human_name(action: &str) -> String {
+    let mut out = String::with_capacity(action.len() + 4);
+    for c in action.chars() {
+        if c == '.' || c == '_' || c == '-' {
+            if !out.ends_with(' ') && !out.is_empty() {
+                out.push(' ');
+            }
+        } else if c.is_uppercase() {
+            if !out.ends_with(' ') && !out.is_empty() {
+                out.push(' ');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    let mut chars = out.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "Audit record".to_string(),
+    }
+}
+
+/// One sentence about the record, for CEF `msg` and OCSF `message`:
+/// `alice recovery.started recoveryJob j1 (Nightly): failed: lease held`.
+pub fn summary(record: &AuditRecord) -> String {
+    let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
+    let mut s = String::new();
+    s.push_str(if actor.is_empty() {
+        "(unknown actor)"
+    } else {
+        actor
+    });
+    s.push(' ');
+    s.push_str(&record.action);
+    if let Some(t) = &record.target {
+        for part in [&t.kind, &t.id] {
+            if !part.is_empty() {
+                s.push(' ');
+                s.push_str(part);
+            }
+        }
+        if !t.display_name.is_empty() {
+            s.push_str(" (");
+            s.push_str(&t.display_name);
+            s.push(')');
+        }
+    }
+    match Outcome::of(record) {
+        Outcome::Success => s.push_str(": succeeded"),
+        Outcome::Failure => s.push_str(": failed"),
+        Outcome::Unknown => {}
+    }
+    if let Some(r) = &record.result {
+        if !r.reason.is_empty() {
+            s.push_str(": ");
+            s.push_str(&r.reason);
+        }
+    }
+    s
+}
+
+/// A record's JSON text field as a JSON value: null when empty, the parsed value when it is
+/// JSON, else the text itself (records are supposed to carry canonical JSON, but a sink must
+/// not lose a field because a publisher got that wrong).
+pub fn parse_embedded(text: &str) -> serde_json::Value {
+    if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+    }
+}

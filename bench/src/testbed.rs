@@ -52,6 +52,9 @@ impl Testbed {
             name: "backtrack-bench-directory".into(),
         })
         .await?;
+        let auditor = backtrack_platform::audit::Auditor::new(
+            backtrack_eventlog::AuditLog::open(client.clone(), 1).await?,
+        );
         let directory = backtrack_directory::start(
             DirectoryConfig::new(scratch.path().join("directory")),
             client,
@@ -71,7 +74,7 @@ impl Testbed {
         let grpc_addr = listener.local_addr()?;
         let arrivals = Arrivals::default();
         let service = InterceptedService::new(
-            DirectoryApi::new(directory.clone()).into_server(),
+            DirectoryApi::new(directory.clone(), auditor).into_server(),
             ArrivalProbe {
                 auth: AuthInterceptor::new(Arc::new(TokenValidator::local(&key))),
                 directory: directory.clone(),

@@ -11,6 +11,7 @@ use backtrack_proto::v1::diff_service_client::DiffServiceClient;
 use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
 use backtrack_proto::v1::recovery_service_client::RecoveryServiceClient;
 use backtrack_proto::v1::time_travel_service_client::TimeTravelServiceClient;
+use backtrack_proto::v1::token_service_client::TokenServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -31,6 +32,8 @@ pub type DiffClient = DiffServiceClient<AuthedChannel>;
 pub type AuditClient = AuditServiceClient<AuthedChannel>;
 /// The recovery service client.
 pub type RecoveryClient = RecoveryServiceClient<AuthedChannel>;
+/// The token service client.
+pub type TokenClient = TokenServiceClient<AuthedChannel>;
 
 /// Largest message either way: big enough for a page of large objects.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -110,6 +113,11 @@ impl Connection {
         RecoveryServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The token service: local tokens issued, and audited, by the server.
+    pub fn tokens(&self) -> TokenClient {
+        TokenServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 }
 

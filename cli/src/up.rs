@@ -10,7 +10,13 @@ use anyhow::{anyhow, bail, Context};
 use backtrack_directory::api::DirectoryApi;
 use backtrack_directory::writer::{ImportItem, Origin};
 use backtrack_directory::{Directory, DirectoryConfig};
-use backtrack_platform::auth::{AuthInterceptor, Role, SigningKey, TokenValidator, ALL_TENANTS};
+use backtrack_eventlog::AuditLog;
+use backtrack_platform::audit::{AuditLayer, Auditor};
+use backtrack_platform::auth::token_api::{issued_records, IssuerOf, TokenApi};
+use backtrack_platform::auth::{
+    AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Role, SigningKey, TokenValidator,
+    ALL_TENANTS,
+};
 use backtrack_platform::health::{serve_http, Health};
 use backtrack_platform::nats::{connect, NatsOptions};
 use backtrack_platform::shutdown::{terminate_signal, Shutdown};
@@ -24,6 +30,8 @@ use crate::args::UpArgs;
 
 /// Lifetime of the admin token written on every start.
 const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
+/// The actor of the admin token's `token.issued` record.
+const UP_SUBJECT: &str = "backtrack-up";
 const DEMO_TENANT: &str = "contoso";
 
 /// Runs until SIGTERM / Ctrl-C, then drains and stops nats-server if it started one.
@@ -34,6 +42,21 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             "--backup-schedule / --backup-retention-days: {e}"
         ));
     }
+    let oidc = match oidc_settings(&args) {
+        Ok(oidc) => oidc,
+        Err(problem) => backtrack_platform::config::exit_bad_config(problem),
+    };
+    // The provider's keys must be readable before anything starts: without them its
+    // tokens could not be checked.
+    let provider_keys = match &oidc {
+        Some(oidc) => match oidc.source.load().await {
+            Ok(jwks) => Some(JwksHandle::new(jwks)),
+            Err(e) => backtrack_platform::config::exit_bad_config(format!(
+                "--jwks-file / --jwks-url: {e}"
+            )),
+        },
+        None => None,
+    };
     if args.data_dir.as_os_str().is_empty() {
         args.data_dir = PathBuf::from("./backtrack-data");
     }
@@ -42,14 +65,6 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", data.display()))?;
 
     let (key, created) = SigningKey::load_or_create(&data.join("signing.key"))?;
-    let token = key.mint(
-        "admin",
-        &[ALL_TENANTS.to_string()],
-        &[Role::GlobalAdministrator],
-        &[],
-        ADMIN_TOKEN_TTL,
-    )?;
-    write_private(&data.join("admin.token"), &token)?;
     if created {
         tracing::info!(path = %data.join("signing.key").display(), "created a new signing key");
     }
@@ -61,14 +76,21 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             (Some(child), url)
         }
     };
-    let result = serve(&args, &data, &key, &nats_url).await;
+    let provider = oidc.zip(provider_keys);
+    let result = serve(&args, &data, &key, provider, &nats_url).await;
     if let Some(child) = nats_child.as_mut() {
         stop_nats_server(child).await;
     }
     result
 }
 
-async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> anyhow::Result<()> {
+async fn serve(
+    args: &UpArgs,
+    data: &Path,
+    key: &SigningKey,
+    provider: Option<(OidcSettings, JwksHandle)>,
+    nats_url: &str,
+) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
     let nats = connect(&NatsOptions {
         url: nats_url.to_string(),
@@ -76,6 +98,20 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
         name: "backtrack-up".into(),
     })
     .await?;
+    let auditor = Auditor::new(AuditLog::open(nats.clone(), args.stream_replicas).await?);
+    write_admin_token(data, key, &auditor).await?;
+    let mut validator = TokenValidator::local(key);
+    if let Some((oidc, keys)) = provider {
+        tokio::spawn(
+            keys.clone()
+                .refresh(oidc.source, oidc.refresh, shutdown.clone()),
+        );
+        validator = validator.with_provider(OidcProvider {
+            issuer: oidc.issuer,
+            audience: oidc.audience,
+            keys,
+        });
+    }
     let mut config = DirectoryConfig::new(data.join("directory"));
     config.recycle_bin_retention = Duration::from_secs(args.recycle_bin_days * 86_400);
     config.stream_replicas = args.stream_replicas;
@@ -98,9 +134,15 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
             .clone()
             .run_sweeper(Duration::from_secs(3600), shutdown.clone()),
     );
+    let sinks = match &args.audit_sinks {
+        Some(path) => backtrack_audit::sinks::load_config(path)
+            .map_err(|e| anyhow!("--audit-sinks {}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
     let audit = backtrack_audit::Audit::start(
         backtrack_audit::AuditConfig {
             replicas: args.stream_replicas,
+            sinks,
             ..backtrack_audit::AuditConfig::new(data.join("audit"))
         },
         nats.clone(),
@@ -144,13 +186,13 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
         shutdown.clone(),
     ));
 
-    let interceptor = AuthInterceptor::new(Arc::new(TokenValidator::local(key)));
+    let interceptor = AuthInterceptor::new(Arc::new(validator));
     let service = InterceptedService::new(
-        DirectoryApi::new(directory.clone()).into_server(),
+        DirectoryApi::new(directory.clone(), auditor.clone()).into_server(),
         interceptor.clone(),
     );
     let backups = InterceptedService::new(
-        BackupApi::new(snapshotter.clone()).into_server(),
+        BackupApi::new(snapshotter.clone(), auditor.clone()).into_server(),
         interceptor.clone(),
     );
     let time_travel = InterceptedService::new(
@@ -158,11 +200,15 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
         interceptor.clone(),
     );
     let reports = InterceptedService::new(
-        backtrack_differ::api::DiffApi::new(differ).into_server(),
+        backtrack_differ::api::DiffApi::new(differ.clone(), auditor.clone()).into_server(),
         interceptor.clone(),
     );
     let recoveries = InterceptedService::new(
-        backtrack_recovery::api::RecoveryApi::new(recovery.clone()).into_server(),
+        backtrack_recovery::api::RecoveryApi::new(recovery.clone(), differ).into_server(),
+        interceptor.clone(),
+    );
+    let tokens = InterceptedService::new(
+        TokenApi::new(key.clone(), auditor.clone()).into_server(),
         interceptor.clone(),
     );
     let audit_api = InterceptedService::new(
@@ -173,12 +219,14 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     let grpc_shutdown = shutdown.clone();
     let mut grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(AuditLayer::new(auditor))
             .add_service(service)
             .add_service(backups)
             .add_service(time_travel)
             .add_service(reports)
             .add_service(recoveries)
             .add_service(audit_api)
+            .add_service(tokens)
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
     );
 
@@ -217,6 +265,59 @@ async fn serve(args: &UpArgs, data: &Path, key: &SigningKey, nats_url: &str) -> 
     let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
     Ok(())
+}
+
+/// Mints this start's admin token (Global Administrator, every tenant) and writes it to
+/// `<data dir>/admin.token` once its `token.issued` record is stored.
+async fn write_admin_token(data: &Path, key: &SigningKey, auditor: &Auditor) -> anyhow::Result<()> {
+    let issued = key.issue(
+        "admin",
+        &[ALL_TENANTS.to_string()],
+        &[Role::GlobalAdministrator],
+        &[],
+        ADMIN_TOKEN_TTL,
+    )?;
+    for entry in issued_records(IssuerOf::System(UP_SUBJECT), &issued.claims) {
+        auditor
+            .before_action(entry, "no admin token was written")
+            .await?;
+    }
+    write_private(&data.join("admin.token"), &issued.token)
+}
+
+/// The identity provider `backtrack up` trusts besides its own key.
+struct OidcSettings {
+    issuer: String,
+    audience: String,
+    source: JwksSource,
+    refresh: Duration,
+}
+
+/// `--jwt-issuer`, `--jwt-audience` and one of `--jwks-file` / `--jwks-url`, all or none.
+fn oidc_settings(args: &UpArgs) -> Result<Option<OidcSettings>, String> {
+    let source = match (&args.jwks_file, &args.jwks_url) {
+        (Some(_), Some(_)) => return Err("give --jwks-file or --jwks-url, not both".into()),
+        (Some(path), None) => Some(JwksSource::File(path.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    match (&args.jwt_issuer, &args.jwt_audience, source) {
+        (None, None, None) => Ok(None),
+        (Some(issuer), Some(audience), Some(source))
+            if !issuer.trim().is_empty() && !audience.trim().is_empty() =>
+        {
+            Ok(Some(OidcSettings {
+                issuer: issuer.trim().to_string(),
+                audience: audience.trim().to_string(),
+                source,
+                refresh: Duration::from_secs(args.jwks_refresh_secs.max(10)),
+            }))
+        }
+        _ => Err(
+            "an identity provider needs --jwt-issuer, --jwt-audience and one of --jwks-file / --jwks-url"
+                .into(),
+        ),
+    }
 }
 
 /// Waits until the projection has folded everything that was in the log at start.

@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "diff.proto",
         "audit.proto",
         "recovery.proto",
+        "token.proto",
     ]
     .map(|f| root.join("backtrack/v1").join(f));
     for f in &files {

@@ -205,3 +205,36 @@ pub fn all_objects(b: &Backtrack, tenant: &str) -> anyhow::Result<Vec<Value>> {
     );
     Ok(objects)
 }
+
+/// Every audit record stored on `BT_AUDIT` under `filter` (e.g. `bt.audit.acme.>`), in
+/// stream order; empty when the stream does not exist yet.
+pub async fn audit_records(
+    nats: &async_nats::Client,
+    filter: &str,
+) -> anyhow::Result<Vec<backtrack_proto::v1::AuditRecord>> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use futures::StreamExt;
+    use prost::Message;
+    let js = async_nats::jetstream::new(nats.clone());
+    let Ok(stream) = js.get_stream("BT_AUDIT").await else {
+        return Ok(Vec::new());
+    };
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.to_string(),
+            ..Default::default()
+        })
+        .await?;
+    let pending = consumer.info().await?.num_pending;
+    let mut messages = consumer.messages().await?;
+    let mut out = Vec::new();
+    while (out.len() as u64) < pending {
+        let Some(message) = messages.next().await else {
+            break;
+        };
+        out.push(backtrack_proto::v1::AuditRecord::decode(
+            message?.payload.as_ref(),
+        )?);
+    }
+    Ok(out)
+}

@@ -152,6 +152,22 @@ pub struct UpArgs {
     /// Applied events between two checkpoints of the time-travel store (0 = none).
     #[arg(long, env = "BACKTRACK_CHECKPOINT_EVERY", default_value_t = 1_000_000)]
     pub checkpoint_every: u64,
+    /// Also accept RS256/ES256 tokens of this OpenID Connect issuer (their `iss`); needs
+    /// --jwt-audience and --jwks-file or --jwks-url.
+    #[arg(long, env = "BACKTRACK_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` the identity provider's tokens must carry.
+    #[arg(long, env = "BACKTRACK_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The identity provider's signing keys, a JWKS JSON file (reread every --jwks-refresh-secs).
+    #[arg(long, env = "BACKTRACK_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// The identity provider's JWKS URL (its jwks_uri), fetched at start and every --jwks-refresh-secs.
+    #[arg(long, env = "BACKTRACK_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Seconds between two reloads of the JWKS (at least 10).
+    #[arg(long, env = "BACKTRACK_JWKS_REFRESH_SECS", default_value_t = 300)]
+    pub jwks_refresh_secs: u64,
     /// Log format.
     #[arg(long, env = "BACKTRACK_LOG_FORMAT", value_enum, default_value_t = backtrack_platform::telemetry::LogFormat::Text)]
     pub log_format: backtrack_platform::telemetry::LogFormat,
@@ -349,19 +365,30 @@ pub enum EventsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Mint a token with the local signing key (single-process mode).
+    /// Issue a token signed with the deployment's local key. The server issues it (caller:
+    /// a GlobalAdministrator) and records `token.issued` on the audit stream; with
+    /// --offline it is minted from <data dir>/signing.key without a server and without an
+    /// audit record.
     Create {
+        /// A tenant the token grants ("*": every tenant); repeat for more.
         #[arg(long = "tenant", required = true)]
         tenants: Vec<String>,
+        /// GlobalAdministrator, BackupAdministrator, BackupReader or DirectoryWriter; repeat for more.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// Limit the token to these object kinds; repeat for more.
         #[arg(long = "kind")]
         kinds: Vec<String>,
+        /// Who the token is for (its `sub`).
         #[arg(long, default_value = "admin")]
         subject: String,
         /// Lifetime, e.g. 3600s, 60m, 12h, 30d.
         #[arg(long, default_value = "12h")]
         ttl: String,
+        /// Mint from the local signing key file, without the server and without an audit
+        /// record (single-process mode, e.g. before `backtrack up` runs).
+        #[arg(long)]
+        offline: bool,
     },
 }
 

@@ -38,7 +38,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Recover(a) => recovery::recover(&g, a).await,
         Command::Recovery(c) => recovery::run(&g, c).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
-        Command::Token(c) => token::run(&g, c),
+        Command::Token(c) => token::run(&g, c).await,
     }
 }
 

@@ -1,20 +1,56 @@
-//! `backtrack token create`: mint a token with the local signing key.
+//! `backtrack token create`: a token signed with the deployment's local key — issued and
+//! audited by the server, or with `--offline` minted from the key file.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use backtrack_platform::auth::{Role, SigningKey};
+use backtrack_proto::v1;
 
 use crate::args::{GlobalArgs, TokenCommand};
+use crate::client::connect_channel;
 
-pub fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
+pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
     let TokenCommand::Create {
         tenants,
         roles,
         kinds,
         subject,
         ttl,
+        offline,
     } = command;
+    let ttl = parse_duration(&ttl)?;
+    let token = if offline {
+        mint_offline(g, &tenants, &roles, &kinds, &subject, ttl)?
+    } else {
+        let connection = connect_channel(g).await.map_err(|e| {
+            anyhow::anyhow!("{e:#}\nTo mint a token without a server (and without an audit record), pass --offline.")
+        })?;
+        connection
+            .tokens()
+            .issue_token(v1::IssueTokenRequest {
+                subject,
+                tenants,
+                roles,
+                kinds,
+                ttl_secs: ttl.as_secs(),
+            })
+            .await?
+            .into_inner()
+            .token
+    };
+    println!("{token}");
+    Ok(())
+}
+
+fn mint_offline(
+    g: &GlobalArgs,
+    tenants: &[String],
+    roles: &[String],
+    kinds: &[String],
+    subject: &str,
+    ttl: Duration,
+) -> anyhow::Result<String> {
     let key_path = g.data_dir.join("signing.key");
     let key = SigningKey::load(&key_path).with_context(|| {
         format!(
@@ -29,9 +65,7 @@ pub fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
     for t in tenants.iter().filter(|t| t.as_str() != "*") {
         backtrack_domain::validate::tenant_id(t)?;
     }
-    let token = key.mint(&subject, &tenants, &roles, &kinds, parse_duration(&ttl)?)?;
-    println!("{token}");
-    Ok(())
+    Ok(key.mint(subject, tenants, &roles, kinds, ttl)?)
 }
 
 /// `90s`, `15m`, `12h`, `30d`.

@@ -154,12 +154,11 @@ impl AuditLog {
                 AUDIT_STREAM,
             )
             .await
-            .map_err(|e| {
-                EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}"))
-            })?;
-        let messages = consumer.messages().await.map_err(|e| {
-            EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}"))
-        })?;
+            .map_err(|e| EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}")))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}")))?;
         Ok(Box::pin(messages.map(|message| {
             let message = message.map_err(|e| {
                 EventLogError::Unavailable(format!("read stream {AUDIT_STREAM}: {e}"))

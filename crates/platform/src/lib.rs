@@ -5,9 +5,12 @@
 //! [`health::serve_http`] beside it, and stops when a [`shutdown::Shutdown`] fires (usually
 //! from [`shutdown::terminate_signal`]).
 //!
-//! - [`auth`] — HS256 bearer tokens: [`auth::SigningKey`] mints them, [`auth::TokenValidator`]
-//!   checks them, [`auth::AuthInterceptor`] turns them into an [`auth::Caller`] whose
-//!   tenant and role checks every handler makes; [`auth::BearerToken`] for clients.
+//! - [`auth`] — bearer tokens: [`auth::SigningKey`] mints local HS256 ones,
+//!   [`auth::TokenValidator`] checks them and an OIDC provider's RS256/ES256 ones,
+//!   [`auth::AuthInterceptor`] turns them into an [`auth::Caller`] whose tenant and role
+//!   checks every handler makes; [`auth::BearerToken`] for clients; the `TokenService`.
+//! - [`audit`] — audit records of privileged actions ([`audit::Auditor`]) and of every
+//!   refused call ([`audit::AuditLayer`]) on `BT_AUDIT`.
 //! - [`shutdown`] — a trigger fired once and observed by every task; SIGTERM/SIGINT.
 //! - [`health`] — `/healthz` and `/readyz` over HTTP, with room for more routes.
 //! - [`telemetry`] — `tracing` to stderr as text or JSON, filtered by `BACKTRACK_LOG`.
@@ -16,6 +19,7 @@
 //! - [`clock`] — the wall clock in milliseconds since the Unix epoch.
 //! - [`config`] — exit code 64 and one message format for unusable configuration.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

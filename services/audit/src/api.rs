@@ -11,7 +11,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use crate::{entry, Audit, UNAUTHENTICATED_TENANT};
+use crate::{entry, Audit, DEPLOYMENT_TENANT, UNAUTHENTICATED_TENANT};
 
 const READERS: &[Role] = &[
     Role::BackupReader,
@@ -36,9 +36,9 @@ impl AuditApi {
     }
 
     fn authorize(caller: &Caller, tenant: &str, action: &str) -> Result<(), Status> {
-        // Records about unidentified callers belong to no tenant: only holders of every
-        // tenant may read them.
-        if tenant != UNAUTHENTICATED_TENANT {
+        // Records about unidentified callers, or about the whole deployment, belong to no
+        // tenant: only holders of every tenant may read them.
+        if tenant != UNAUTHENTICATED_TENANT && tenant != DEPLOYMENT_TENANT {
             backtrack_domain::validate::tenant_id(tenant)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }

@@ -28,7 +28,9 @@ pub use error::AuditError;
 /// Where chain heads are checkpointed: key `<tenant>`, value `<index> <hex hash>`.
 pub const HEADS_BUCKET: &str = "bt-audit-heads";
 /// The tenant token of records about callers that could not be identified.
-pub const UNAUTHENTICATED_TENANT: &str = "_unauthenticated";
+pub const UNAUTHENTICATED_TENANT: &str = backtrack_platform::audit::UNAUTHENTICATED_TENANT;
+/// The tenant token of records about the deployment as a whole (tokens for every tenant).
+pub const DEPLOYMENT_TENANT: &str = backtrack_platform::audit::DEPLOYMENT_TENANT;
 
 /// How the audit service runs.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct AuditConfig {
     pub checkpoint_every: Duration,
     /// How long a query or verification waits for the index to catch up with the stream.
     pub catch_up_wait: Duration,
+    /// SIEM sinks to export to, each on its own durable consumer.
+    pub sinks: Vec<sinks::SinkConfig>,
 }
 
 impl AuditConfig {
@@ -48,6 +52,7 @@ impl AuditConfig {
             replicas: 1,
             checkpoint_every: Duration::from_secs(1),
             catch_up_wait: Duration::from_secs(30),
+            sinks: Vec::new(),
         }
     }
 }
@@ -65,6 +70,7 @@ struct Inner {
     heads: kv::Store,
     progress: watch::Receiver<u64>,
     feed: broadcast::Sender<Arc<ChainedEntry>>,
+    sink_stats: Vec<(String, Arc<sinks::SinkStats>)>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -82,6 +88,10 @@ impl Audit {
     ) -> Result<Self, AuditError> {
         let log = AuditLog::open(nats.clone(), config.replicas).await?;
         let js = jetstream::new(nats);
+        for sink in &config.sinks {
+            sink.validate()
+                .map_err(|e| AuditError::Invalid(format!("audit sink '{}': {e}", sink.name)))?;
+        }
         let heads = match js.get_key_value(HEADS_BUCKET).await {
             Ok(b) => b,
             Err(_) => js
@@ -104,6 +114,12 @@ impl Audit {
         let index = Arc::new(AuditIndex::open(&config.index_dir)?);
         let (progress_tx, progress) = watch::channel(index.position()?);
         let (feed, _) = broadcast::channel(4096);
+        let mut sink_stats = Vec::new();
+        for sink in config.sinks.clone() {
+            let stats = Arc::new(sinks::SinkStats::default());
+            sink_stats.push((sink.name.clone(), stats.clone()));
+            tokio::spawn(sinks::run(js.clone(), sink, stats, shutdown.clone()));
+        }
         let audit = Self {
             inner: Arc::new(Inner {
                 config,
@@ -112,6 +128,7 @@ impl Audit {
                 heads,
                 progress,
                 feed,
+                sink_stats,
             }),
         };
         tokio::spawn(indexer::run(audit.clone(), progress_tx, shutdown));
@@ -140,6 +157,11 @@ impl Audit {
 
     pub(crate) fn config(&self) -> &AuditConfig {
         &self.inner.config
+    }
+
+    /// Each configured sink's counters, by name.
+    pub fn sink_stats(&self) -> &[(String, Arc<sinks::SinkStats>)] {
+        &self.inner.sink_stats
     }
 
     /// New chained entries, as they are indexed.

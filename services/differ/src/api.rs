@@ -1,12 +1,15 @@
-//! The gRPC `DiffService`.
+//! The gRPC `DiffService`. Creating and cancelling a report each leave one audit record,
+//! acknowledged before the answer.
 
 use std::pin::Pin;
 
 use backtrack_domain::{validate, ObjectKind};
+use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
 use backtrack_platform::auth::{caller, Caller, Role};
 use backtrack_proto::v1;
 use backtrack_proto::v1::diff_service_server::{DiffService, DiffServiceServer};
 use futures::Stream;
+use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use backtrack_snapshotter::api::{authorize, ADMINISTRATORS, READERS};
@@ -25,11 +28,12 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct DiffApi {
     differ: Differ,
+    auditor: Auditor,
 }
 
 impl DiffApi {
-    pub fn new(differ: Differ) -> Self {
-        Self { differ }
+    pub fn new(differ: Differ, auditor: Auditor) -> Self {
+        Self { differ, auditor }
     }
 
     pub fn into_server(self) -> DiffServiceServer<Self> {
@@ -81,10 +85,11 @@ impl DiffService for DiffApi {
         &self,
         request: Request<v1::CreateReportRequest>,
     ) -> Result<Response<v1::Report>, Status> {
-        let caller = caller(&request)?;
+        let ctx = CallContext::of(&request)?;
+        let caller = &ctx.caller;
         let r = request.into_inner();
         self.authorize(
-            &caller,
+            caller,
             &r.tenant,
             ADMINISTRATORS,
             "creating difference reports",
@@ -98,17 +103,32 @@ impl DiffService for DiffApi {
         for kind in &scope.kinds {
             caller.require_kind(kind)?;
         }
-        let report = self
+        let scope = Scope {
+            kinds: parse_kinds(&scope.kinds)?,
+            ids: parse_ids(&scope.ids)?,
+        };
+        let entry = AuditEntry::new(&ctx, &r.tenant, category::REPORT, action::REPORT_CREATED);
+        let result = self
             .differ
             .create_report(ReportRequest {
                 tenant: r.tenant,
                 base,
                 target: r.target.filter(|p| p.point.is_some()),
-                scope: Scope {
-                    kinds: parse_kinds(&scope.kinds)?,
-                    ids: parse_ids(&scope.ids)?,
-                },
+                scope,
                 requested_by: caller.subject.clone(),
+            })
+            .await
+            .map_err(Status::from);
+        let report = self
+            .auditor
+            .outcome(entry, result, |entry, report| {
+                // A report over the same points and scope is served from the first one: the
+                // same caller asking again is the same action, another caller is not.
+                entry
+                    .natural_id(&format!("{}:{}", report.id, ctx.caller.subject))
+                    .target("report", &report.id, "")
+                    .correlation("", &report.id, &point_backup(report.base.as_ref()))
+                    .after(&report_json(report))
             })
             .await?;
         Ok(Response::new(report))
@@ -221,14 +241,50 @@ impl DiffService for DiffApi {
         &self,
         request: Request<v1::ReportRef>,
     ) -> Result<Response<v1::Report>, Status> {
-        let caller = caller(&request)?;
+        let ctx = CallContext::of(&request)?;
         let r = request.into_inner();
         self.authorize(
-            &caller,
+            &ctx.caller,
             &r.tenant,
             ADMINISTRATORS,
             "cancelling difference reports",
         )?;
-        Ok(Response::new(self.differ.cancel(&r.tenant, &r.id).await?))
+        let entry = AuditEntry::new(&ctx, &r.tenant, category::REPORT, action::REPORT_CANCELLED)
+            .target("report", &r.id, "")
+            .correlation("", &r.id, "");
+        let result = self
+            .differ
+            .cancel(&r.tenant, &r.id)
+            .await
+            .map_err(Status::from);
+        let report = self
+            .auditor
+            .outcome(entry, result, |entry, report| {
+                entry
+                    .natural_id(&report.id)
+                    .before(&json!({ "state": crate::state_name(report.state) }))
+                    .after(&json!({ "cancelRequested": true }))
+            })
+            .await?;
+        Ok(Response::new(report))
     }
+}
+
+/// The backup a report's point names, if any.
+fn point_backup(point: Option<&v1::ResolvedPoint>) -> String {
+    point.map(|p| p.backup_id.clone()).unwrap_or_default()
+}
+
+/// What a `report.created` record says about the report.
+fn report_json(report: &v1::Report) -> serde_json::Value {
+    let point = |p: Option<&v1::ResolvedPoint>| {
+        p.map(|p| json!({ "sequence": p.sequence, "timeMs": p.time_ms, "backupId": p.backup_id }))
+    };
+    let scope = report.scope.clone().unwrap_or_default();
+    json!({
+        "base": point(report.base.as_ref()),
+        "target": point(report.target.as_ref()),
+        "scope": { "kinds": scope.kinds, "ids": scope.ids.len() },
+        "state": crate::state_name(report.state),
+    })
 }

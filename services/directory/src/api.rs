@@ -1,17 +1,19 @@
-//! The gRPC `DirectoryService`: authorisation, request parsing, then the writer.
+//! The gRPC `DirectoryService`: authorisation, request parsing, then the writer. Creating
+//! a tenant and hard-deleting an object each leave one audit record, acknowledged before
+//! the answer; hard deletion is a protected action of global administrators.
 
 use std::pin::Pin;
 
 use backtrack_domain::command::Command;
-use backtrack_domain::{validate, ObjectKind};
+use backtrack_domain::validate;
+use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
 use backtrack_platform::auth::{caller, Caller, Role};
-use backtrack_proto::convert::{event_to_proto, object_to_proto, parse_object};
+use backtrack_proto::convert::{event_to_proto, object_to_proto};
 use backtrack_proto::v1;
 use backtrack_proto::v1::directory_service_server::DirectoryService;
-use backtrack_store::ListQuery;
 use futures::{Stream, StreamExt};
+use serde_json::json;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::writer::{Directory, ImportItem, ImportOutcome, Origin};
 
@@ -20,19 +22,27 @@ pub const MAX_IMPORT_ITEMS: usize = 10_000;
 /// Largest page of `ListObjects`.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+mod listing;
+mod request;
+
+use listing::list;
+use request::{attributes, checked_mutation_id, found, kind, new_object_id};
+
 const WRITERS: &[Role] = &[Role::DirectoryWriter, Role::GlobalAdministrator];
 
 /// The gRPC face of a [`Directory`].
 #[derive(Clone)]
 pub struct DirectoryApi {
     directory: Directory,
+    auditor: Auditor,
     version: String,
 }
 
 impl DirectoryApi {
-    pub fn new(directory: Directory) -> Self {
+    pub fn new(directory: Directory, auditor: Auditor) -> Self {
         Self {
             directory,
+            auditor,
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -45,8 +55,23 @@ impl DirectoryApi {
     }
 
     fn tenant(&self, caller: &Caller, tenant: &str) -> Result<(), Status> {
+        self.authorize(caller, tenant, &[], "")
+    }
+
+    /// The tenant id, the caller's access to it, one of `roles` (none: any), and that the
+    /// tenant exists — in that order, so a refusal is recorded under the tenant asked for.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        roles: &[Role],
+        action: &str,
+    ) -> Result<(), Status> {
         validate::tenant_id(tenant).map_err(|e| Status::invalid_argument(e.to_string()))?;
         caller.require_tenant(tenant)?;
+        if !roles.is_empty() {
+            caller.require_any_role(roles, action)?;
+        }
         self.directory.require_tenant(tenant).map_err(Status::from)
     }
 
@@ -58,14 +83,38 @@ impl DirectoryApi {
         mutation_id: String,
         action: &str,
     ) -> Result<Option<v1::DirectoryObject>, Status> {
-        request_caller.require_any_role(WRITERS, action)?;
-        self.tenant(request_caller, tenant)?;
+        self.authorize(request_caller, tenant, WRITERS, action)?;
         let mutation = checked_mutation_id(mutation_id)?;
         let (object, _) = self
             .directory
             .execute(tenant, command, mutation, &origin(request_caller, None))
             .await?;
         Ok(object.as_ref().map(object_to_proto))
+    }
+}
+
+impl DirectoryApi {
+    async fn create_tenant_now(
+        &self,
+        caller: &Caller,
+        r: &v1::CreateTenantRequest,
+    ) -> Result<v1::Tenant, Status> {
+        self.directory
+            .create_tenant(&r.id, &r.display_name, &origin(caller, None))
+            .await?;
+        let t = self
+            .directory
+            .projection()
+            .tenant(&r.id)
+            .map_err(crate::DirectoryError::from)?
+            .ok_or_else(|| {
+                Status::unavailable("tenant stored but not yet visible; list again shortly")
+            })?;
+        Ok(v1::Tenant {
+            id: t.id,
+            display_name: t.display_name,
+            created_at_ms: t.created_at_ms,
+        })
     }
 }
 
@@ -77,68 +126,6 @@ fn origin(caller: &Caller, correlation_id: Option<String>) -> Origin {
     }
 }
 
-fn checked_mutation_id(id: String) -> Result<Option<String>, Status> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    let ok = id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(Some(id))
-    } else {
-        Err(Status::invalid_argument(
-            "mutation_id must be up to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'",
-        ))
-    }
-}
-
-fn kind(name: &str) -> Result<ObjectKind, Status> {
-    name.parse::<ObjectKind>()
-        .map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-fn attributes(
-    text: &str,
-    field: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, Status> {
-    parse_object(text).map_err(|e| {
-        Status::invalid_argument(format!(
-            "{field} must be a JSON object such as {{\"displayName\": \"Sales\"}}: {e}"
-        ))
-    })
-}
-
-fn found(
-    object: Option<v1::DirectoryObject>,
-    id: &str,
-) -> Result<Response<v1::DirectoryObject>, Status> {
-    object
-        .map(Response::new)
-        .ok_or_else(|| Status::not_found(format!("no object with id {id} in this tenant")))
-}
-
-/// The id of a new object: given, the singleton's name, derived from the mutation id (so
-/// a retried create names the same object), or fresh.
-fn new_object_id(kind: ObjectKind, given: Option<String>, tenant: &str, mutation: &str) -> String {
-    if let Some(id) = given {
-        return id;
-    }
-    if let Some(fixed) = kind.singleton_id() {
-        return fixed.to_string();
-    }
-    if mutation.is_empty() {
-        Uuid::new_v4().to_string()
-    } else {
-        Uuid::new_v5(
-            &Uuid::NAMESPACE_OID,
-            format!("{tenant}/{mutation}").as_bytes(),
-        )
-        .to_string()
-    }
-}
-
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::EventEnvelope, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -147,32 +134,35 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<v1::CreateTenantRequest>,
     ) -> Result<Response<v1::Tenant>, Status> {
-        let caller = caller(&request)?;
-        caller.require_any_role(&[Role::GlobalAdministrator], "creating a tenant")?;
+        let ctx = CallContext::of(&request)?;
         let r = request.into_inner();
         validate::tenant_id(&r.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        caller.require_tenant(&r.id)?;
+        ctx.caller.require_tenant(&r.id)?;
+        ctx.caller
+            .require_any_role(&[Role::GlobalAdministrator], "creating a tenant")?;
         if r.display_name.len() > 256 {
             return Err(Status::invalid_argument(
                 "display_name is limited to 256 bytes",
             ));
         }
-        self.directory
-            .create_tenant(&r.id, &r.display_name, &origin(&caller, None))
+        let entry = AuditEntry::new(&ctx, &r.id, category::TENANT, action::TENANT_CREATED).target(
+            "tenant",
+            &r.id,
+            &r.display_name,
+        );
+        let result = self.create_tenant_now(&ctx.caller, &r).await;
+        let tenant = self
+            .auditor
+            .outcome(entry, result, |entry, t| {
+                // A tenant is created once: its record too.
+                entry.natural_id(&t.id).after(&json!({
+                    "id": t.id,
+                    "displayName": t.display_name,
+                    "createdAtMs": t.created_at_ms,
+                }))
+            })
             .await?;
-        let t = self
-            .directory
-            .projection()
-            .tenant(&r.id)
-            .map_err(crate::DirectoryError::from)?
-            .ok_or_else(|| {
-                Status::unavailable("tenant stored but not yet visible; list again shortly")
-            })?;
-        Ok(Response::new(v1::Tenant {
-            id: t.id,
-            display_name: t.display_name,
-            created_at_ms: t.created_at_ms,
-        }))
+        Ok(Response::new(tenant))
     }
 
     async fn list_tenants(
@@ -364,20 +354,57 @@ impl DirectoryService for DirectoryApi {
         &self,
         request: Request<v1::MutateObjectRequest>,
     ) -> Result<Response<v1::PurgeObjectResponse>, Status> {
-        let caller = caller(&request)?;
-        // Hard delete is a protected action: only global administrators.
-        caller.require_any_role(&[Role::GlobalAdministrator], "hard deletion (purge)")?;
+        let ctx = CallContext::of(&request)?;
+        let caller = &ctx.caller;
         let r = request.into_inner();
-        self.tenant(&caller, &r.tenant)?;
+        validate::tenant_id(&r.tenant).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        caller.require_tenant(&r.tenant)?;
+        // Hard delete is a protected action: only global administrators.
+        caller.require_global_administrator("hard deletion (purge)")?;
+        self.tenant(caller, &r.tenant)?;
         let mutation = checked_mutation_id(r.mutation_id)?;
-        let (_, events) = self
+        let id = validate::any_object_id(&r.id).unwrap_or_else(|_| r.id.clone());
+        // The last state goes into the record: the directory never holds secrets.
+        let before = self
+            .directory
+            .projection()
+            .object_with_links(&r.tenant, &id)
+            .ok()
+            .flatten();
+        let entry = AuditEntry::new(&ctx, &r.tenant, category::DIRECTORY, action::HARD_DELETED)
+            .target(
+                before.as_ref().map_or("", |o| o.kind.as_str()),
+                &id,
+                before
+                    .as_ref()
+                    .and_then(|o| o.display_name())
+                    .unwrap_or_default(),
+            );
+        let result = self
             .directory
             .execute(
                 &r.tenant,
                 Command::HardDelete { id: r.id.clone() },
-                mutation,
-                &origin(&caller, None),
+                mutation.clone(),
+                &origin(caller, None),
             )
+            .await
+            .map_err(Status::from);
+        let (_, events) = self
+            .auditor
+            .outcome(entry, result, |entry, (_, events)| {
+                // With a mutation id a retried purge answers as the first did: so does its
+                // record.
+                let entry = match &mutation {
+                    Some(m) => entry.natural_id(&format!("{id}:{m}")),
+                    None => entry,
+                };
+                let entry = entry.details(&json!({ "events": events }));
+                match &before {
+                    Some(object) => entry.before(&backtrack_domain::graph::render(object)),
+                    None => entry,
+                }
+            })
             .await?;
         Ok(Response::new(v1::PurgeObjectResponse { id: r.id, events }))
     }
@@ -387,9 +414,8 @@ impl DirectoryService for DirectoryApi {
         request: Request<v1::ImportObjectsRequest>,
     ) -> Result<Response<v1::ImportObjectsResponse>, Status> {
         let caller = caller(&request)?;
-        caller.require_any_role(WRITERS, "importing objects")?;
         let r = request.into_inner();
-        self.tenant(&caller, &r.tenant)?;
+        self.authorize(&caller, &r.tenant, WRITERS, "importing objects")?;
         if r.items.len() > MAX_IMPORT_ITEMS {
             return Err(Status::invalid_argument(format!(
                 "{} items in one import call; send at most {MAX_IMPORT_ITEMS} per call",
@@ -549,64 +575,4 @@ impl DirectoryService for DirectoryApi {
             tenant,
         }))
     }
-}
-
-fn list(
-    directory: &Directory,
-    caller: &Caller,
-    r: v1::ListObjectsRequest,
-    deleted: bool,
-    api: &DirectoryApi,
-) -> Result<Response<v1::ListObjectsResponse>, Status> {
-    api.tenant(caller, &r.tenant)?;
-    let kind = if r.kind.is_empty() {
-        None
-    } else {
-        Some(kind(&r.kind)?)
-    };
-    let after = if r.page_token.is_empty() {
-        None
-    } else {
-        Some(validate::any_object_id(&r.page_token).map_err(|_| {
-            Status::invalid_argument(
-                "page_token is not one this server issued; start again without it",
-            )
-        })?)
-    };
-    let limit = match r.page_size {
-        0 => 100,
-        n => n.min(MAX_PAGE_SIZE),
-    } as usize;
-    let objects = directory
-        .projection()
-        .list(
-            &r.tenant,
-            &ListQuery {
-                kind,
-                deleted,
-                after,
-                limit,
-            },
-        )
-        .map_err(crate::DirectoryError::from)?;
-    // Pages carry links too, so a listing is the complete state of its objects.
-    let objects = objects
-        .into_iter()
-        .map(|o| {
-            directory
-                .projection()
-                .object_with_links(&r.tenant, &o.id)
-                .map(|full| full.unwrap_or(o))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(crate::DirectoryError::from)?;
-    let next_page_token = if objects.len() == limit {
-        objects.last().map(|o| o.id.clone()).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    Ok(Response::new(v1::ListObjectsResponse {
-        objects: objects.iter().map(object_to_proto).collect(),
-        next_page_token,
-    }))
 }

@@ -1,4 +1,6 @@
-//! The gRPC `RecoveryService`.
+//! The gRPC `RecoveryService`. Recovering a whole tenant (a scope that names no kinds
+//! and no ids, from a point or from a report over everything) is a protected action of
+//! global administrators; a dry run only plans and stays open to readers.
 
 use backtrack_domain::recovery::Plan;
 use backtrack_domain::{validate, ObjectKind};
@@ -8,8 +10,14 @@ use backtrack_proto::v1::recovery_service_server::{RecoveryService, RecoveryServ
 use backtrack_snapshotter::api::{authorize, ADMINISTRATORS, READERS};
 use tonic::{Request, Response, Status};
 
+use backtrack_differ::Differ;
+
 use crate::runner::action_json;
 use crate::{Recovery, RecoveryRequest, Source};
+
+/// What a refused whole-tenant recovery names.
+const WHOLE_TENANT: &str =
+    "recovering a whole tenant (a scope with no --kind and no --id; name kinds or ids to recover part of it)";
 
 /// Operations a dry run lists at most (the counts cover all of them).
 const MAX_LISTED_OPERATIONS: usize = 10_000;
@@ -19,11 +27,13 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct RecoveryApi {
     recovery: Recovery,
+    /// Reads the scope of the report a job would start from.
+    differ: Differ,
 }
 
 impl RecoveryApi {
-    pub fn new(recovery: Recovery) -> Self {
-        Self { recovery }
+    pub fn new(recovery: Recovery, differ: Differ) -> Self {
+        Self { recovery, differ }
     }
 
     pub fn into_server(self) -> RecoveryServiceServer<Self> {
@@ -40,6 +50,31 @@ impl RecoveryApi {
         action: &str,
     ) -> Result<(), Status> {
         authorize(self.recovery.snapshotter(), caller, tenant, roles, action)
+    }
+
+    /// Whether a job over `kinds` and `ids` from `source` would cover the whole tenant.
+    async fn whole_tenant(
+        &self,
+        tenant: &str,
+        source: &Source,
+        kinds: &[String],
+        ids: &[String],
+    ) -> Result<bool, Status> {
+        if !kinds.is_empty() || !ids.is_empty() {
+            return Ok(false);
+        }
+        Ok(match source {
+            Source::Point(_) => true,
+            Source::Report(id) => {
+                let scope = self
+                    .differ
+                    .report(tenant, id)
+                    .await?
+                    .scope
+                    .unwrap_or_default();
+                scope.kinds.is_empty() && scope.ids.is_empty()
+            }
+        })
     }
 
     /// A kind-scoped caller may recover only its kinds, and must name them.
@@ -171,6 +206,13 @@ impl RecoveryService for RecoveryApi {
                 ))
             }
         };
+        if !r.dry_run
+            && self
+                .whole_tenant(&r.tenant, &source, &r.kinds, &r.ids)
+                .await?
+        {
+            caller.require_global_administrator(WHOLE_TENANT)?;
+        }
         let request = RecoveryRequest {
             tenant: r.tenant,
             source,
@@ -252,6 +294,9 @@ impl RecoveryService for RecoveryApi {
         let job = self.recovery.job(&r.tenant, &r.id).await?;
         let scope = job.scope.unwrap_or_default();
         Self::require_kinds(&caller, &scope.kinds)?;
+        if scope.kinds.is_empty() && scope.ids.is_empty() {
+            caller.require_global_administrator(WHOLE_TENANT)?;
+        }
         Ok(Response::new(
             self.recovery
                 .undo(&r.tenant, &r.id, &caller.subject)

@@ -1,5 +1,8 @@
 //! The authenticated identity behind a request, and the checks handlers make against it.
 
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
 use tonic::Status;
 
 use super::{Role, ALL_TENANTS};
@@ -15,9 +18,74 @@ pub struct Caller {
     pub roles: Vec<Role>,
     /// Object kinds the caller may touch; empty means every kind.
     pub kinds: Vec<String>,
+    /// The tenant this call asked for, as [`Caller::require_tenant`] last saw it. Clones
+    /// share it, so the audit layer that wraps the server learns under which tenant to
+    /// record a refusal without every handler having to tell it.
+    asked_tenant: AskedTenant,
+}
+
+/// A note shared by a caller's clones; not part of the caller's identity.
+#[derive(Clone, Default)]
+struct AskedTenant(Arc<Mutex<Option<String>>>);
+
+impl PartialEq for AskedTenant {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AskedTenant {}
+
+impl fmt::Debug for AskedTenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl AskedTenant {
+    fn set(&self, tenant: &str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tenant.to_string());
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Caller {
+    /// A caller with these grants.
+    pub fn new(
+        subject: String,
+        tenants: Vec<String>,
+        roles: Vec<Role>,
+        kinds: Vec<String>,
+    ) -> Self {
+        Self {
+            subject,
+            tenants,
+            roles,
+            kinds,
+            asked_tenant: AskedTenant::default(),
+        }
+    }
+
+    /// The tenant the call last asked for through [`Caller::require_tenant`] (granted or
+    /// not), or through [`Caller::note_tenant`].
+    pub fn asked_tenant(&self) -> Option<String> {
+        self.asked_tenant.get()
+    }
+
+    /// Notes the tenant a call is about without checking it (for calls that check access
+    /// another way).
+    pub fn note_tenant(&self, tenant: &str) {
+        self.asked_tenant.set(tenant);
+    }
+
+    /// The role names, as tokens and audit records spell them.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.as_str().to_string()).collect()
+    }
+
     /// Whether the token grants `tenant` (by name or through [`ALL_TENANTS`]).
     pub fn can_access_tenant(&self, tenant: &str) -> bool {
         self.tenants
@@ -41,6 +109,7 @@ impl Caller {
     ///
     /// The message names only the requested tenant, never the caller's other tenants.
     pub fn require_tenant(&self, tenant: &str) -> Result<(), Status> {
+        self.note_tenant(tenant);
         if self.can_access_tenant(tenant) {
             Ok(())
         } else {
@@ -66,6 +135,18 @@ impl Caller {
         )))
     }
 
+    /// `PERMISSION_DENIED` unless the caller is a global administrator: for protected
+    /// actions (hard deletion, whole-tenant recovery), which no other role may take.
+    pub fn require_global_administrator(&self, action: &str) -> Result<(), Status> {
+        if self.roles.contains(&Role::GlobalAdministrator) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{action} is a protected action: it needs the GlobalAdministrator role"
+            )))
+        }
+    }
+
     /// `PERMISSION_DENIED` unless the caller's kind scope includes `kind`.
     pub fn require_kind(&self, kind: &str) -> Result<(), Status> {
         if self.can_access_kind(kind) {
@@ -85,12 +166,22 @@ mod tests {
     use super::*;
 
     fn caller(tenants: &[&str], roles: &[Role], kinds: &[&str]) -> Caller {
-        Caller {
-            subject: "alice".into(),
-            tenants: tenants.iter().map(|t| t.to_string()).collect(),
-            roles: roles.to_vec(),
-            kinds: kinds.iter().map(|k| k.to_string()).collect(),
-        }
+        Caller::new(
+            "alice".into(),
+            tenants.iter().map(|t| t.to_string()).collect(),
+            roles.to_vec(),
+            kinds.iter().map(|k| k.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn require_tenant_notes_the_asked_tenant_for_every_clone() {
+        let c = caller(&["contoso"], &[Role::BackupReader], &[]);
+        let seen_by_layer = c.clone();
+        assert_eq!(seen_by_layer.asked_tenant(), None);
+        assert!(c.require_tenant("fabrikam").is_err());
+        assert_eq!(seen_by_layer.asked_tenant().as_deref(), Some("fabrikam"));
+        assert_eq!(c, seen_by_layer);
     }
 
     #[test]
@@ -161,6 +252,19 @@ mod tests {
             status.message(),
             "StartRecovery needs one of the roles: BackupAdministrator, GlobalAdministrator"
         );
+    }
+
+    #[test]
+    fn protected_actions_need_a_global_administrator() {
+        let admin = caller(&["*"], &[Role::BackupAdministrator], &[]);
+        let status = admin
+            .require_global_administrator("hard deletion (purge)")
+            .expect_err("denied");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(status.message().contains("protected action"));
+        assert!(status.message().contains("GlobalAdministrator"));
+        let global = caller(&["*"], &[Role::GlobalAdministrator], &[]);
+        assert!(global.require_global_administrator("x").is_ok());
     }
 
     #[test]

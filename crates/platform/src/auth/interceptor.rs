@@ -8,6 +8,7 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use super::{AuthError, Caller, TokenValidator};
+use crate::audit::layer::CallerSlot;
 
 const AUTHORIZATION: &str = "authorization";
 const MISSING_TOKEN: &str = "missing bearer token: pass --token or set BACKTRACK_TOKEN";
@@ -54,6 +55,11 @@ impl AuthInterceptor {
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let caller = self.authenticate(&request)?;
+        // Behind an `AuditLayer`, tell it who called, so a refusal further in is recorded
+        // with the caller's identity.
+        if let Some(slot) = request.extensions().get::<CallerSlot>() {
+            slot.fill(&caller);
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

@@ -15,6 +15,21 @@ use super::{AuthError, Claims, Role, AUDIENCE, LOCAL_ISSUER};
 /// Length of a generated secret; also the shortest secret accepted from a file.
 const SECRET_LEN: usize = 32;
 
+/// A freshly minted token and its claims. `Debug` never shows the token.
+#[derive(Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: Claims,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The HS256 secret that signs and verifies this deployment's tokens.
 ///
 /// `Debug` never shows the secret.
@@ -128,6 +143,19 @@ impl SigningKey {
         kinds: &[String],
         ttl: Duration,
     ) -> Result<String, AuthError> {
+        Ok(self.issue(subject, tenants, roles, kinds, ttl)?.token)
+    }
+
+    /// [`SigningKey::mint`], also returning the claims the token carries (for the audit
+    /// record of its issue).
+    pub fn issue(
+        &self,
+        subject: &str,
+        tenants: &[String],
+        roles: &[Role],
+        kinds: &[String],
+        ttl: Duration,
+    ) -> Result<IssuedToken, AuthError> {
         if subject.is_empty() {
             return Err(AuthError::Mint("the subject must not be empty".into()));
         }
@@ -146,7 +174,10 @@ impl SigningKey {
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        self.sign(&claims)
+        Ok(IssuedToken {
+            token: self.sign(&claims)?,
+            claims,
+        })
     }
 
     /// Signs arbitrary claims as they are. Meant for tests that need tokens `mint` refuses to

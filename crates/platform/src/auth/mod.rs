@@ -1,14 +1,19 @@
 //! Bearer-token authentication and authorization for every gRPC service.
 //!
-//! A token is an HS256 JWT signed with the deployment's [`SigningKey`]; its [`Claims`] name the
-//! tenants (`"*"` = every tenant), the [`Role`]s and optionally the object kinds the holder may
-//! touch. The server side validates it once in [`AuthInterceptor`] and hands a [`Caller`] to the
-//! handlers, which ask [`Caller::require_tenant`] and [`Caller::require_any_role`] before acting.
-//! Clients attach a token with [`BearerToken`].
+//! A token is an HS256 JWT signed with the deployment's [`SigningKey`], or — with an
+//! OpenID Connect provider configured ([`OidcProvider`]) — an RS256/ES256 JWT signed with
+//! one of the provider's keys ([`jwks`]). Its claims name the tenants (`"*"` = every
+//! tenant), the [`Role`]s and optionally the object kinds the holder may touch. The server
+//! side validates it once in [`AuthInterceptor`] and hands a [`Caller`] to the handlers,
+//! which ask [`Caller::require_tenant`] and [`Caller::require_any_role`] before acting.
+//! Clients attach a token with [`BearerToken`]. [`token_api`] is the `TokenService` that
+//! issues local tokens with an audit record.
 
 mod caller;
 mod interceptor;
+pub mod jwks;
 mod key;
+pub mod token_api;
 mod validator;
 
 use std::fmt;
@@ -19,8 +24,9 @@ use serde::{Deserialize, Serialize};
 
 pub use caller::Caller;
 pub use interceptor::{bearer, caller, AuthInterceptor, BearerToken};
-pub use key::SigningKey;
-pub use validator::TokenValidator;
+pub use jwks::{Jwks, JwksHandle, JwksSource};
+pub use key::{IssuedToken, SigningKey};
+pub use validator::{OidcProvider, TokenValidator};
 
 /// The `iss` of tokens minted by a deployment's own [`SigningKey`].
 pub const LOCAL_ISSUER: &str = "backtrack-local";
@@ -110,19 +116,29 @@ pub struct Claims {
 pub enum AuthError {
     #[error("unknown role '{0}': valid roles are GlobalAdministrator, BackupAdministrator, BackupReader, DirectoryWriter")]
     UnknownRole(String),
-    #[error("token expired: mint a new one (backtrack token mint)")]
+    #[error(
+        "token expired: get a new one (backtrack token create, or from your identity provider)"
+    )]
     Expired,
     #[error("token signature does not verify: it was signed with another key or altered")]
     BadSignature,
-    #[error("wrong audience: the token is not meant for Backtrack (expected aud \"{AUDIENCE}\")")]
+    #[error("wrong audience: the token is not meant for this Backtrack deployment (aud \"{AUDIENCE}\" for its own tokens, the configured --jwt-audience for the identity provider's)")]
     WrongAudience,
-    #[error("wrong issuer: this deployment accepts only tokens issued by \"{LOCAL_ISSUER}\"")]
+    #[error("wrong issuer: this deployment accepts tokens issued by \"{LOCAL_ISSUER}\" and by the configured --jwt-issuer only")]
     WrongIssuer,
     #[error(
-        "unsupported token algorithm{}: only HS256 tokens are accepted",
+        "unsupported token algorithm{}: this deployment accepts HS256 tokens of its own signing key and, with an identity provider configured, RS256 or ES256 tokens signed with a key of the provider's JWKS",
         .0.as_deref().map(|alg| format!(" {alg}")).unwrap_or_default()
     )]
     UnsupportedAlgorithm(Option<String>),
+    #[error(
+        "token has no 'kid' header: the identity provider's tokens must name their signing key"
+    )]
+    MissingKeyId,
+    #[error("token names key '{0}', which is not in the identity provider's key set (JWKS)")]
+    UnknownKey(String),
+    #[error("identity provider keys: {0}")]
+    Jwks(String),
     #[error("token is missing the required claim '{0}'")]
     MissingClaim(String),
     #[error("token not yet valid: check the clocks of client and server")]

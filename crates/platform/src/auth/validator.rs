@@ -1,17 +1,33 @@
-//! Token validation: HS256 only, expiry, issuer and audience, then claims into a [`Caller`].
+//! Token validation: the deployment's own HS256 tokens and, when an identity provider is
+//! configured, its RS256/ES256 tokens (keys from a JWKS by `kid`); expiry, not-before,
+//! issuer and audience; then the claims into a [`Caller`].
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use serde::{Deserialize, Deserializer};
 
+use super::jwks::JwksHandle;
 use super::{AuthError, Caller, Claims, Role, SigningKey, AUDIENCE, LOCAL_ISSUER};
 
 /// Clock skew tolerated between the minting and the validating machine.
 const LEEWAY_SECS: u64 = 30;
 
+/// An OpenID Connect provider whose tokens are accepted besides the local ones.
+#[derive(Clone, Debug)]
+pub struct OidcProvider {
+    /// The `iss` its tokens must carry (`--jwt-issuer`).
+    pub issuer: String,
+    /// The `aud` its tokens must carry (`--jwt-audience`).
+    pub audience: String,
+    /// Its signing keys.
+    pub keys: JwksHandle,
+}
+
 /// Checks bearer tokens and turns their claims into a [`Caller`].
 pub struct TokenValidator {
     key: DecodingKey,
     validation: Validation,
+    provider: Option<OidcProvider>,
 }
 
 impl TokenValidator {
@@ -26,7 +42,14 @@ impl TokenValidator {
         Self {
             key: key.decoding_key(),
             validation,
+            provider: None,
         }
+    }
+
+    /// Also accepts RS256 and ES256 tokens of `provider`.
+    pub fn with_provider(mut self, provider: OidcProvider) -> Self {
+        self.provider = Some(provider);
+        self
     }
 
     /// Validates `token` and returns who is calling.
@@ -34,16 +57,96 @@ impl TokenValidator {
         // Look at the header first so that `alg: none` and friends get a clear answer
         // rather than a generic parse error.
         let header = jsonwebtoken::decode_header(token).map_err(header_error)?;
-        if !self.validation.algorithms.contains(&header.alg) {
-            return Err(AuthError::UnsupportedAlgorithm(Some(format!(
-                "{:?}",
-                header.alg
-            ))));
+        match (header.alg, &self.provider) {
+            (Algorithm::HS256, provider) => {
+                // A provider's key must never verify an HMAC (the RS256 → HS256 confusion):
+                // say so plainly instead of failing on the signature.
+                let names_provider_key = header
+                    .kid
+                    .as_deref()
+                    .zip(provider.as_ref())
+                    .is_some_and(|(kid, p)| p.keys.current().get(kid).is_some());
+                if names_provider_key {
+                    return Err(AuthError::UnsupportedAlgorithm(Some(
+                        "HS256 with a key of the identity provider".into(),
+                    )));
+                }
+                let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+                    .map_err(|e| token_error(e.into_kind()))?;
+                caller_from_claims(data.claims)
+            }
+            (Algorithm::RS256 | Algorithm::ES256, Some(provider)) => {
+                validate_provider_token(token, &header, provider)
+            }
+            (other, _) => Err(AuthError::UnsupportedAlgorithm(Some(format!("{other:?}")))),
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| token_error(e.into_kind()))?;
-        caller_from_claims(data.claims)
     }
+}
+
+fn validate_provider_token(
+    token: &str,
+    header: &Header,
+    provider: &OidcProvider,
+) -> Result<Caller, AuthError> {
+    let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
+    let keys = provider.keys.current();
+    let key = keys
+        .get(kid)
+        .ok_or_else(|| AuthError::UnknownKey(kid.to_string()))?;
+    if key.algorithm != header.alg {
+        return Err(AuthError::UnsupportedAlgorithm(Some(format!(
+            "{:?} with key '{kid}', which verifies only {:?}",
+            header.alg, key.algorithm
+        ))));
+    }
+    let mut validation = Validation::new(key.algorithm);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.set_audience(&[provider.audience.as_str()]);
+    validation.set_issuer(&[provider.issuer.as_str()]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode::<ProviderClaims>(token, &key.key, &validation)
+        .map_err(|e| token_error(e.into_kind()))?;
+    let claims = data.claims;
+    if claims.sub.is_empty() {
+        return Err(AuthError::MissingClaim("sub".into()));
+    }
+    // A provider's `roles` claim may carry roles of other applications: those are not
+    // ours to refuse the token for, so only Backtrack's role names count.
+    let roles = claims
+        .roles
+        .iter()
+        .filter_map(|name| name.parse::<Role>().ok())
+        .collect();
+    Ok(Caller::new(claims.sub, claims.tenants, roles, claims.kinds))
+}
+
+/// The claims Backtrack reads from a provider's token; `iss`, `aud` (a string or a
+/// list), `exp` and `nbf` are checked by the validation itself.
+#[derive(Deserialize)]
+struct ProviderClaims {
+    sub: String,
+    #[serde(default, deserialize_with = "one_or_many")]
+    tenants: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    roles: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    kinds: Vec<String>,
+}
+
+/// A claim given as one string or a list of strings (providers flatten one-item lists).
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 fn caller_from_claims(claims: Claims) -> Result<Caller, AuthError> {
@@ -55,12 +158,7 @@ fn caller_from_claims(claims: Claims) -> Result<Caller, AuthError> {
         .iter()
         .map(|name| name.parse::<Role>())
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Caller {
-        subject: claims.sub,
-        tenants: claims.tenants,
-        roles,
-        kinds: claims.kinds,
-    })
+    Ok(Caller::new(claims.sub, claims.tenants, roles, claims.kinds))
 }
 
 fn header_error(err: jsonwebtoken::errors::Error) -> AuthError {

@@ -1,9 +1,13 @@
-//! The gRPC `BackupService`.
+//! The gRPC `BackupService`. Taking, pinning, unpinning and verifying a backup and
+//! changing a backup policy each leave one audit record, acknowledged before the answer
+//! (see `backtrack_platform::audit`).
 
+use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
 use backtrack_platform::auth::caller;
 use backtrack_proto::v1;
 use backtrack_proto::v1::backup_service_server::{BackupService, BackupServiceServer};
 use backtrack_proto::v1::BackupTrigger;
+use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use super::{authorize, ADMINISTRATORS, READERS};
@@ -14,11 +18,15 @@ use crate::Snapshotter;
 #[derive(Clone, Debug)]
 pub struct BackupApi {
     snapshotter: Snapshotter,
+    auditor: Auditor,
 }
 
 impl BackupApi {
-    pub fn new(snapshotter: Snapshotter) -> Self {
-        Self { snapshotter }
+    pub fn new(snapshotter: Snapshotter, auditor: Auditor) -> Self {
+        Self {
+            snapshotter,
+            auditor,
+        }
     }
 
     pub fn into_server(self) -> BackupServiceServer<Self> {
@@ -32,38 +40,25 @@ impl BackupService for BackupApi {
         &self,
         request: Request<v1::CreateBackupRequest>,
     ) -> Result<Response<v1::Backup>, Status> {
-        let caller = caller(&request)?;
+        let ctx = CallContext::of(&request)?;
         let r = request.into_inner();
         authorize(
             &self.snapshotter,
-            &caller,
+            &ctx.caller,
             &r.tenant,
             ADMINISTRATORS,
             "creating backups",
         )?;
-        let trigger = match BackupTrigger::try_from(r.trigger) {
-            Ok(BackupTrigger::Unspecified) | Ok(BackupTrigger::OnDemand) => BackupTrigger::OnDemand,
-            Ok(BackupTrigger::Scheduled) => {
-                return Err(Status::invalid_argument(
-                    "the scheduled trigger is reserved for the scheduler; use ON_DEMAND, PRE_RECOVERY or BASELINE",
-                ))
-            }
-            Ok(other) => other,
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown backup trigger {}; use ON_DEMAND, PRE_RECOVERY or BASELINE",
-                    r.trigger
-                )))
-            }
-        };
+        let entry = AuditEntry::new(&ctx, &r.tenant, category::BACKUP, action::BACKUP_CREATED);
+        let result = self.create(&ctx, r).await;
         let backup = self
-            .snapshotter
-            .create_backup(BackupRequest {
-                tenant: r.tenant,
-                description: r.description,
-                trigger,
-                requested_by: caller.subject.clone(),
-                scheduled_for_ms: None,
+            .auditor
+            .outcome(entry, result, |entry, backup| {
+                entry
+                    .natural_id(&backup.id)
+                    .target("backup", &backup.id, &backup.description)
+                    .correlation("", "", &backup.id)
+                    .after(&backup_json(backup))
             })
             .await?;
         Ok(Response::new(backup))
@@ -108,16 +103,42 @@ impl BackupService for BackupApi {
         &self,
         request: Request<v1::BackupRef>,
     ) -> Result<Response<v1::VerifyBackupResponse>, Status> {
-        let caller = caller(&request)?;
+        let ctx = CallContext::of(&request)?;
         let r = request.into_inner();
         authorize(
             &self.snapshotter,
-            &caller,
+            &ctx.caller,
             &r.tenant,
             ADMINISTRATORS,
             "verifying backups",
         )?;
-        let v = self.snapshotter.verify(&r.tenant, &r.id).await?;
+        let entry = AuditEntry::new(&ctx, &r.tenant, category::BACKUP, action::BACKUP_VERIFIED)
+            .target("backup", &r.id, "")
+            .correlation("", "", &r.id);
+        let result = self
+            .snapshotter
+            .verify(&r.tenant, &r.id)
+            .await
+            .map_err(Status::from);
+        let v = self
+            .auditor
+            .outcome(entry, result, |entry, v| {
+                // A verification that ran but found a mismatch is a failed check.
+                let entry = entry
+                    .target("backup", &v.backup.id, &v.backup.description)
+                    .details(&json!({
+                        "checks": v.checks.iter().map(|c| json!({"source": c.source, "digest": c.digest, "objects": c.objects})).collect::<Vec<_>>(),
+                        "mismatchedObjects": v.mismatched_ids.len(),
+                        "eventsReplayed": v.events_replayed,
+                        "elapsedMs": v.elapsed_ms,
+                    }));
+                if v.ok {
+                    entry
+                } else {
+                    entry.failure(&v.message)
+                }
+            })
+            .await?;
         Ok(Response::new(v1::VerifyBackupResponse {
             backup: Some(v.backup),
             ok: v.ok,
@@ -164,11 +185,11 @@ impl BackupService for BackupApi {
         &self,
         request: Request<v1::BackupPolicy>,
     ) -> Result<Response<v1::BackupPolicy>, Status> {
-        let caller = caller(&request)?;
+        let ctx = CallContext::of(&request)?;
         let r = request.into_inner();
         authorize(
             &self.snapshotter,
-            &caller,
+            &ctx.caller,
             &r.tenant,
             ADMINISTRATORS,
             "changing backup policies",
@@ -180,7 +201,19 @@ impl BackupService for BackupApi {
             keep_weekly: r.keep_weekly,
             keep_monthly: r.keep_monthly,
         };
-        let policy = self.snapshotter.policies().set(&r.tenant, policy).await?;
+        let policies = self.snapshotter.policies();
+        let before = policies.get(&r.tenant).await?;
+        let entry = AuditEntry::new(
+            &ctx,
+            &r.tenant,
+            category::CONFIGURATION,
+            action::BACKUP_POLICY_CHANGED,
+        )
+        .target("backupPolicy", &r.tenant, "")
+        .before(&policy_json(&before))
+        .after(&policy_json(&policy));
+        let result = policies.set(&r.tenant, policy).await.map_err(Status::from);
+        let policy = self.auditor.outcome(entry, result, |e, _| e).await?;
         Ok(Response::new(to_proto(&r.tenant, &policy)))
     }
 }
@@ -191,26 +224,91 @@ impl BackupApi {
         request: Request<v1::BackupRef>,
         pinned: bool,
     ) -> Result<Response<v1::Backup>, Status> {
-        let caller = caller(&request)?;
+        let ctx = CallContext::of(&request)?;
         let r = request.into_inner();
-        let action = if pinned {
-            "pinning backups"
+        let (attempted, recorded) = if pinned {
+            ("pinning backups", action::BACKUP_PINNED)
         } else {
-            "unpinning backups"
+            ("unpinning backups", action::BACKUP_UNPINNED)
         };
         authorize(
             &self.snapshotter,
-            &caller,
+            &ctx.caller,
             &r.tenant,
             ADMINISTRATORS,
-            action,
+            attempted,
         )?;
-        let backup = self
+        let before = self.snapshotter.backup(&r.tenant, &r.id).await.ok();
+        let entry = AuditEntry::new(&ctx, &r.tenant, category::BACKUP, recorded)
+            .target("backup", &r.id, "")
+            .correlation("", "", &r.id);
+        let result = self
             .snapshotter
-            .set_pinned(&r.tenant, &r.id, pinned, &caller.subject)
+            .set_pinned(&r.tenant, &r.id, pinned, &ctx.caller.subject)
+            .await
+            .map_err(Status::from);
+        let backup = self
+            .auditor
+            .outcome(entry, result, |entry, backup| {
+                let was = before.as_ref().map_or(!pinned, |b| b.pinned);
+                entry
+                    .target("backup", &backup.id, &backup.description)
+                    .before(&json!({ "pinned": was }))
+                    .after(&json!({ "pinned": backup.pinned }))
+                    .details(&json!({ "changed": was != backup.pinned }))
+            })
             .await?;
         Ok(Response::new(backup))
     }
+
+    async fn create(
+        &self,
+        ctx: &CallContext,
+        r: v1::CreateBackupRequest,
+    ) -> Result<v1::Backup, Status> {
+        let trigger = match BackupTrigger::try_from(r.trigger) {
+            Ok(BackupTrigger::Unspecified) | Ok(BackupTrigger::OnDemand) => BackupTrigger::OnDemand,
+            Ok(BackupTrigger::Scheduled) => {
+                return Err(Status::invalid_argument(
+                    "the scheduled trigger is reserved for the scheduler; use ON_DEMAND, PRE_RECOVERY or BASELINE",
+                ))
+            }
+            Ok(other) => other,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown backup trigger {}; use ON_DEMAND, PRE_RECOVERY or BASELINE",
+                    r.trigger
+                )))
+            }
+        };
+        self.snapshotter
+            .create_backup(BackupRequest {
+                tenant: r.tenant,
+                description: r.description,
+                trigger,
+                requested_by: ctx.caller.subject.clone(),
+                scheduled_for_ms: None,
+            })
+            .await
+            .map_err(Status::from)
+    }
+}
+
+/// What a `backup.created` record says about the backup.
+fn backup_json(backup: &v1::Backup) -> serde_json::Value {
+    json!({
+        "stream": backup.stream,
+        "sequence": backup.sequence,
+        "trigger": BackupTrigger::try_from(backup.trigger).map_or("unknown", |t| t.as_str_name()),
+        "description": backup.description,
+        "digest": backup.digest,
+        "expiresAtMs": backup.expires_at_ms,
+        "pinned": backup.pinned,
+    })
+}
+
+fn policy_json(policy: &Policy) -> serde_json::Value {
+    serde_json::to_value(policy).unwrap_or_default()
 }
 
 fn to_proto(tenant: &str, policy: &Policy) -> v1::BackupPolicy {

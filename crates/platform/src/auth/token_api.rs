@@ -1,0 +1,159 @@
+//! The gRPC `TokenService`: tokens minted with the deployment's own signing key on a
+//! global administrator's request, each announced by a `token.issued` audit record.
+//!
+//! The record comes first: a token is handed out only once its record is stored, so a
+//! token the audit trail does not know of never leaves the server. A token is recorded
+//! once in every tenant it grants (so each tenant's trail shows who got access to it and
+//! names no other tenant), and a token for every tenant once under
+//! [`DEPLOYMENT_TENANT`](crate::audit::DEPLOYMENT_TENANT). The token itself is never
+//! recorded or logged.
+
+use std::time::Duration;
+
+use backtrack_proto::v1;
+use backtrack_proto::v1::token_service_server::{TokenService, TokenServiceServer};
+use serde_json::json;
+use tonic::{Request, Response, Status};
+
+use super::{Claims, Role, SigningKey, ALL_TENANTS};
+use crate::audit::{action, category, AuditEntry, Auditor, CallContext, DEPLOYMENT_TENANT};
+
+/// Lifetime of a token when the request names none.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Longest lifetime a token may be issued for.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+/// The gRPC face of the deployment's [`SigningKey`].
+#[derive(Clone, Debug)]
+pub struct TokenApi {
+    key: SigningKey,
+    auditor: Auditor,
+}
+
+impl TokenApi {
+    pub fn new(key: SigningKey, auditor: Auditor) -> Self {
+        Self { key, auditor }
+    }
+
+    pub fn into_server(self) -> TokenServiceServer<Self> {
+        TokenServiceServer::new(self)
+    }
+}
+
+/// The `token.issued` records of a token: one per tenant it grants, or one under
+/// [`DEPLOYMENT_TENANT`] for a token of every tenant. Never the token itself.
+pub fn issued_records(issuer: IssuerOf<'_>, claims: &Claims) -> Vec<AuditEntry> {
+    let scopes: Vec<&str> = if claims.tenants.iter().any(|t| t == ALL_TENANTS) {
+        vec![DEPLOYMENT_TENANT]
+    } else {
+        claims.tenants.iter().map(String::as_str).collect()
+    };
+    scopes
+        .into_iter()
+        .map(|tenant| {
+            let entry = match issuer {
+                IssuerOf::Caller(ctx) => {
+                    AuditEntry::new(ctx, tenant, category::SECURITY, action::TOKEN_ISSUED)
+                }
+                IssuerOf::System(subject) => {
+                    AuditEntry::system(subject, tenant, category::SECURITY, action::TOKEN_ISSUED)
+                }
+            };
+            let granted = if tenant == DEPLOYMENT_TENANT {
+                json!([ALL_TENANTS])
+            } else {
+                json!([tenant])
+            };
+            entry
+                .natural_id(&claims.jti)
+                .target("token", &claims.jti, &claims.sub)
+                .after(&json!({
+                    "subject": claims.sub,
+                    "tenants": granted,
+                    "otherTenants": claims.tenants.len().saturating_sub(1),
+                    "roles": claims.roles,
+                    "kinds": claims.kinds,
+                    "issuer": claims.iss,
+                    "expiresAt": claims.exp,
+                    "tokenId": claims.jti,
+                }))
+        })
+        .collect()
+}
+
+/// Who issued a token: a caller, or the deployment itself (the admin token of
+/// `backtrack up`).
+#[derive(Clone, Copy, Debug)]
+pub enum IssuerOf<'a> {
+    Caller(&'a CallContext),
+    System(&'a str),
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenApi {
+    async fn issue_token(
+        &self,
+        request: Request<v1::IssueTokenRequest>,
+    ) -> Result<Response<v1::IssueTokenResponse>, Status> {
+        let ctx = CallContext::of(&request)?;
+        let r = request.into_inner();
+        if r.tenants.is_empty() {
+            return Err(Status::invalid_argument(
+                "name the tenants the token grants (or \"*\" for every tenant)",
+            ));
+        }
+        for tenant in r.tenants.iter().filter(|t| t.as_str() != ALL_TENANTS) {
+            backtrack_domain::validate::tenant_id(tenant)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        // Nobody hands out access they do not hold: every tenant granted must be one the
+        // caller's own token grants ("*" only to holders of "*").
+        for tenant in &r.tenants {
+            ctx.caller.require_tenant(tenant)?;
+        }
+        ctx.caller
+            .require_any_role(&[Role::GlobalAdministrator], "issuing tokens")?;
+        if r.subject.trim().is_empty() || r.subject.len() > 256 {
+            return Err(Status::invalid_argument(
+                "the subject must be 1 to 256 characters",
+            ));
+        }
+        let roles = r
+            .roles
+            .iter()
+            .map(|name| name.parse::<Role>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if roles.is_empty() {
+            return Err(Status::invalid_argument("name at least one role"));
+        }
+        for kind in &r.kinds {
+            kind.parse::<backtrack_domain::ObjectKind>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let ttl = match r.ttl_secs {
+            0 => DEFAULT_TTL,
+            secs if secs > MAX_TTL.as_secs() => {
+                return Err(Status::invalid_argument(format!(
+                    "a token lives at most {} days",
+                    MAX_TTL.as_secs() / 86_400
+                )))
+            }
+            secs => Duration::from_secs(secs),
+        };
+        let issued = self
+            .key
+            .issue(r.subject.trim(), &r.tenants, &roles, &r.kinds, ttl)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        for entry in issued_records(IssuerOf::Caller(&ctx), &issued.claims) {
+            self.auditor
+                .before_action(entry, "the token was not issued")
+                .await?;
+        }
+        Ok(Response::new(v1::IssueTokenResponse {
+            token: issued.token,
+            token_id: issued.claims.jti,
+            expires_at: issued.claims.exp,
+        }))
+    }
+}

@@ -22,7 +22,7 @@ export ROCKSDB_LIB_DIR ?= /usr/lib/$(shell gcc -dumpmachine 2>/dev/null || dpkg-
 DEB_PACKAGES := libclang-dev librocksdb-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help tools build run test bench fmt lint
+.PHONY: help tools build run test bench fuzz fmt lint
 
 help: ## List the targets
 	@echo "Backtrack — make targets:"
@@ -60,6 +60,22 @@ test: tools ## Build the CLI the end-to-end tests drive, then run every test
 bench: tools ## Run the benchmarks; writes bench/results.json and prints a table
 	$(CARGO) build --release -p backtrack-bench -p backtrack-cli
 	$(TARGET_DIR)/release/backtrack-bench
+
+# cargo-fuzz, installed under .tools/fuzz. The targets build with the toolchain at hand:
+# RUSTC_BOOTSTRAP lets a stable compiler take the flags cargo-fuzz passes, and without a
+# sanitizer runtime the fuzzers catch panics, overflows (debug assertions) and hangs.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := event_decode audit_decode report_filter
+fuzz: tools ## Run every fuzz target briefly (FUZZ_SECONDS each); findings land in fuzz/artifacts
+	@if [ ! -x .tools/fuzz/bin/cargo-fuzz ]; then \
+	  echo "make fuzz: installing cargo-fuzz under .tools/fuzz"; \
+	  $(CARGO) install cargo-fuzz --locked --root .tools/fuzz; \
+	fi
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "make fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  PATH="$(CURDIR)/.tools/fuzz/bin:$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run "$$t" \
+	    --fuzz-dir fuzz --sanitizer none -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096; \
+	done
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -82,7 +82,8 @@ fn sequence(text: &str, digits: &str) -> anyhow::Result<u64> {
 
 /// `90s`, `15m`, `2h`, `3d`, `1w` in milliseconds; `None` for anything else or overflow.
 fn duration_ms(text: &str) -> Option<i64> {
-    let unit_at = text.len().checked_sub(1)?;
+    // The unit is the last character, whatever its width (a multi-byte one is no unit).
+    let (unit_at, _) = text.char_indices().last()?;
     let (digits, unit) = text.split_at(unit_at);
     if !is_digits(digits) {
         return None;
@@ -151,6 +152,9 @@ mod tests {
         assert_eq!(at("-3d"), Some(P::TimeMs(NOW - 3 * 86_400_000)));
         assert_eq!(at("-1w"), Some(P::TimeMs(NOW - 7 * 86_400_000)));
         assert_eq!(at("-0s"), Some(P::TimeMs(NOW)));
+        // A unit of more than one byte is no unit (found by fuzzing: it used to panic).
+        assert!(error("-Ɉ").contains("is not a point"));
+        assert!(error("-92Ɉ").contains("is not a point"));
     }
 
     #[test]

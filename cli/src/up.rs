@@ -157,6 +157,7 @@ async fn serve(
         backtrack_recovery::RecoveryConfig {
             batch_size: args.recovery_batch.max(1),
             lease_stale_after: Duration::from_secs(args.recovery_lease_stale_secs.max(1)),
+            require_approval: args.recovery_approval,
             ..Default::default()
         },
     )

@@ -488,3 +488,96 @@ async fn scoped_recoveries_touch_nothing_outside_their_scope() {
     assert!(as_(&user_admin, &users_dry).status.success());
     denied(as_(&stranger, &["recovery", "list", "--tenant", T]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_tenant_recovery_waits_for_a_second_administrator() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start_with(Some(nats.url()), &["--recovery-approval"])
+        .await
+        .unwrap();
+    b.json(&["tenant", "create", T]).unwrap();
+    let backup = b.json(&["backup", "create", "--tenant", T]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            T,
+            "--kind",
+            "user",
+            "--set",
+            "displayName=Late",
+            "--set",
+            "userPrincipalName=late@inc.test",
+        ])
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = recover(&b, &["--from", &backup]);
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["status"], "awaitingApproval", "{job}");
+    assert!(
+        object(&b, &user)["deletedDateTime"].is_null(),
+        "nothing ran yet"
+    );
+    // The tenant is not held meanwhile: a report can run.
+    report(&b, &backup, &[]);
+    // The requester cannot approve their own job.
+    let own = b.cli(&["approve", "--tenant", T, &id]);
+    assert!(!own.status.success());
+    assert!(String::from_utf8_lossy(&own.stderr).contains("second administrator"));
+    let out = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        T,
+        "--role",
+        "GlobalAdministrator",
+        "--subject",
+        "bob",
+        "--ttl",
+        "1h",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let approved = b.cli_with_env(
+        &["approve", "--tenant", T, &id, "--wait"],
+        &[("BACKTRACK_TOKEN", &bob)],
+    );
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let approved: Value = serde_json::from_slice(&approved.stdout).unwrap();
+    assert_eq!(approved["approvedBy"], "bob", "{approved}");
+    assert_eq!(approved["residual"], 0, "{approved}");
+    assert!(object(&b, &user)["deletedDateTime"].is_string());
+    // A scoped recovery needs no approval.
+    let scoped = recover(&b, &["--from", &backup, "--kind", "group"]);
+    assert_eq!(scoped["status"], "successful", "{scoped}");
+    // The trail names who asked (with roles and address) and who approved.
+    let records: Vec<v1::AuditRecord> = audit_records(&nats, &format!("bt.audit.{T}.recovery"))
+        .await
+        .into_iter()
+        .filter(|r| r.correlation.as_ref().is_some_and(|c| c.job_id == id))
+        .collect();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions.first(),
+        Some(&"recovery.approvalRequested"),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"recovery.approved"), "{actions:?}");
+    let requested = records.first().unwrap().actor.clone().unwrap();
+    assert_eq!(requested.roles, vec!["GlobalAdministrator".to_string()]);
+    assert_eq!(requested.source_address, "127.0.0.1");
+}

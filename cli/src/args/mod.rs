@@ -90,6 +90,14 @@ pub enum Command {
     /// Recovery jobs: list, show, failed changes, cancel, undo.
     #[command(subcommand)]
     Recovery(RecoveryCommand),
+    /// Approve a whole-tenant recovery another administrator started (with --recovery-approval).
+    Approve {
+        #[command(flatten)]
+        job: RecoveryRefArgs,
+        /// Wait for the approved job to finish.
+        #[arg(long)]
+        wait: bool,
+    },
     /// The audit trail: query, follow and verify a tenant's hash-chained audit records.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -142,6 +150,9 @@ pub struct UpArgs {
     /// JSON file listing the SIEM sinks audit records are exported to (see docs/audit-export.md).
     #[arg(long, env = "BACKTRACK_AUDIT_SINKS")]
     pub audit_sinks: Option<PathBuf>,
+    /// Whole-tenant recoveries wait for a second GlobalAdministrator's `backtrack approve`.
+    #[arg(long, env = "BACKTRACK_RECOVERY_APPROVAL")]
+    pub recovery_approval: bool,
     /// Recovery operations decided and applied together (one checkpoint per batch).
     #[arg(long, env = "BACKTRACK_RECOVERY_BATCH", default_value_t = 1000)]
     pub recovery_batch: usize,

@@ -37,6 +37,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(c) => audit::run(&g, c).await,
         Command::Recover(a) => recovery::recover(&g, a).await,
         Command::Recovery(c) => recovery::run(&g, c).await,
+        Command::Approve { job, wait } => recovery::approve(&g, job, wait).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c).await,
     }

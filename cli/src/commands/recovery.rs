@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::recovery_view::{
     is_finished, print_failures, print_job, print_jobs, print_plan, state_name,
 };
-use crate::args::{GlobalArgs, OnConflictArg, OutputFormat, RecoverArgs, RecoveryCommand};
+use crate::args::{
+    GlobalArgs, OnConflictArg, OutputFormat, RecoverArgs, RecoveryCommand, RecoveryRefArgs,
+};
 use crate::client::{recovery_client, RecoveryClient};
 use crate::point;
 
@@ -69,7 +71,15 @@ async fn finish(
     job: v1::RecoveryJob,
     wait_for_it: bool,
 ) -> anyhow::Result<()> {
-    if !wait_for_it {
+    let waiting = job.state == v1::RecoveryState::RecoveryAwaitingApproval as i32;
+    if waiting && g.output == OutputFormat::Table {
+        eprintln!(
+            "recovery {} covers the whole tenant and waits for a second GlobalAdministrator: \
+             `backtrack approve --tenant {} {}`",
+            job.id, job.tenant, job.id
+        );
+    }
+    if !wait_for_it || waiting {
         print_job(g, &job);
         return Ok(());
     }
@@ -82,6 +92,16 @@ async fn finish(
         }
         _ => Ok(()),
     }
+}
+
+/// `backtrack approve`.
+pub async fn approve(g: &GlobalArgs, job: RecoveryRefArgs, wait: bool) -> anyhow::Result<()> {
+    let mut client = recovery_client(g).await?;
+    let approved = client
+        .approve_recovery(reference(&job.tenant, &job.job))
+        .await?
+        .into_inner();
+    finish(g, &mut client, approved, wait).await
 }
 
 /// `backtrack recovery ...`.

@@ -83,6 +83,7 @@ pub fn job_json(j: &v1::RecoveryJob) -> Value {
         "startedAt": time_json(j.started_at_ms),
         "finishedAt": time_json(j.finished_at_ms),
         "requestedBy": j.requested_by,
+        "approvedBy": nonempty(&j.approved_by),
         "cancelledBy": nonempty(&j.cancelled_by),
         "error": nonempty(&j.error),
     })
@@ -132,6 +133,9 @@ pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
     }
     for id in &j.to_enable {
         println!("to enable   conditionalAccessPolicy {id} (report-only now)");
+    }
+    if !j.approved_by.is_empty() {
+        println!("approved    by {}", j.approved_by);
     }
     if !j.error.is_empty() {
         println!("error       {}", j.error);

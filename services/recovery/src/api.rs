@@ -170,6 +170,7 @@ impl RecoveryService for RecoveryApi {
         request: Request<v1::StartRecoveryRequest>,
     ) -> Result<Response<v1::StartRecoveryResponse>, Status> {
         let caller = caller(&request)?;
+        let requester = requester(&caller, &request);
         let r = request.into_inner();
         let (roles, action) = if r.dry_run {
             (READERS, "planning recoveries")
@@ -229,7 +230,7 @@ impl RecoveryService for RecoveryApi {
                 plan: Some(plan_message(point, &plan)),
             }));
         }
-        let job = self.recovery.start_job(request).await?;
+        let job = self.recovery.start_job_as(request, requester).await?;
         Ok(Response::new(v1::StartRecoveryResponse {
             job: Some(job),
             plan: None,
@@ -289,6 +290,7 @@ impl RecoveryService for RecoveryApi {
         request: Request<v1::RecoveryRef>,
     ) -> Result<Response<v1::RecoveryJob>, Status> {
         let caller = caller(&request)?;
+        let requester = requester(&caller, &request);
         let r = request.into_inner();
         self.authorize(&caller, &r.tenant, ADMINISTRATORS, "undoing recoveries")?;
         let job = self.recovery.job(&r.tenant, &r.id).await?;
@@ -299,8 +301,38 @@ impl RecoveryService for RecoveryApi {
         }
         Ok(Response::new(
             self.recovery
-                .undo(&r.tenant, &r.id, &caller.subject)
+                .undo_as(&r.tenant, &r.id, &caller.subject, requester)
                 .await?,
         ))
+    }
+
+    async fn approve_recovery(
+        &self,
+        request: Request<v1::RecoveryRef>,
+    ) -> Result<Response<v1::RecoveryJob>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, ADMINISTRATORS, "approving recoveries")?;
+        caller.require_global_administrator("approving a whole-tenant recovery")?;
+        Ok(Response::new(
+            self.recovery
+                .approve(&r.tenant, &r.id, &caller.subject)
+                .await?,
+        ))
+    }
+}
+
+/// The caller's roles and network address, for the job's audit records.
+fn requester<T>(caller: &Caller, request: &Request<T>) -> crate::Requester {
+    crate::Requester {
+        roles: caller
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+        address: request
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
     }
 }

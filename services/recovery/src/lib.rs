@@ -46,6 +46,8 @@ pub struct RecoveryConfig {
     pub lease_stale_after: Duration,
     /// How often to look for interrupted jobs.
     pub resume_every: Duration,
+    /// Whole-tenant jobs wait for a second GlobalAdministrator's approval.
+    pub require_approval: bool,
 }
 
 impl Default for RecoveryConfig {
@@ -54,6 +56,7 @@ impl Default for RecoveryConfig {
             batch_size: 1000,
             lease_stale_after: Duration::from_secs(5),
             resume_every: Duration::from_secs(2),
+            require_approval: false,
         }
     }
 }
@@ -78,6 +81,13 @@ pub struct RecoveryRequest {
     pub on_conflict: v1::OnConflict,
     pub ca_report_only: bool,
     pub requested_by: String,
+}
+
+/// Who asks, as the audit trail records it.
+#[derive(Debug, Clone, Default)]
+pub struct Requester {
+    pub roles: Vec<String>,
+    pub address: String,
 }
 
 /// A running recovery service. Cheap to clone.
@@ -248,37 +258,30 @@ impl Recovery {
         &self,
         request: RecoveryRequest,
     ) -> Result<v1::RecoveryJob, RecoveryError> {
-        self.start_job_undoing(request, String::new()).await
+        self.start_job_as(request, Requester::default()).await
+    }
+
+    /// Like [`Recovery::start_job`], recording the requester's roles and address.
+    pub async fn start_job_as(
+        &self,
+        request: RecoveryRequest,
+        requester: Requester,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        self.start_job_undoing(request, String::new(), requester)
+            .await
     }
 
     async fn start_job_undoing(
         &self,
         request: RecoveryRequest,
         undo_of: String,
+        requester: Requester,
     ) -> Result<v1::RecoveryJob, RecoveryError> {
         let resolved = self.resolve(&request).await?;
         let tenant = request.tenant.clone();
         let id = uuid::Uuid::now_v7().to_string();
-        let value = runner::lease_value(&id);
-        let revision = match self
-            .inner
-            .jobs
-            .acquire(
-                &tenant,
-                &value,
-                &runner::holder(&id),
-                self.inner.config.lease_stale_after,
-            )
-            .await?
-        {
-            Ok(revision) => revision,
-            Err(other) => {
-                return Err(RecoveryError::Precondition(format!(
-                    "{other} is running for tenant {tenant}; one report or recovery job runs per tenant at a time: wait for it, or cancel it"
-                )))
-            }
-        };
-        let job = v1::RecoveryJob {
+        let whole_tenant = resolved.scope.kinds.is_empty() && resolved.scope.ids.is_empty();
+        let mut job = v1::RecoveryJob {
             id: id.clone(),
             tenant: tenant.clone(),
             state: v1::RecoveryState::RecoveryInitialized as i32,
@@ -299,7 +302,42 @@ impl Recovery {
             created_at_ms: now_ms(),
             requested_by: request.requested_by,
             conflict_base_sequence: resolved.conflict_base.unwrap_or_default(),
+            requester_roles: requester.roles,
+            requester_address: requester.address,
             ..Default::default()
+        };
+        if whole_tenant && self.inner.config.require_approval {
+            // Nothing runs, and the tenant stays free, until a second administrator says so.
+            job.state = v1::RecoveryState::RecoveryAwaitingApproval as i32;
+            self.publish_job_record(&job, "recovery.approvalRequested", "approvalRequested")
+                .await?;
+            self.inner.jobs.put_job(&job).await?;
+            return Ok(job);
+        }
+        self.launch(job).await
+    }
+
+    /// Takes the tenant's lease for `job`, stores the record and starts running it.
+    async fn launch(&self, job: v1::RecoveryJob) -> Result<v1::RecoveryJob, RecoveryError> {
+        let (tenant, id) = (job.tenant.clone(), job.id.clone());
+        let value = runner::lease_value(&id);
+        let revision = match self
+            .inner
+            .jobs
+            .acquire(
+                &tenant,
+                &value,
+                &runner::holder(&id),
+                self.inner.config.lease_stale_after,
+            )
+            .await?
+        {
+            Ok(revision) => revision,
+            Err(other) => {
+                return Err(RecoveryError::Precondition(format!(
+                    "{other} is running for tenant {tenant}; one report or recovery job runs per tenant at a time: wait for it, or cancel it"
+                )))
+            }
         };
         if let Err(e) = self.inner.jobs.put_job(&job).await {
             self.inner.jobs.release(&tenant).await;
@@ -307,6 +345,43 @@ impl Recovery {
         }
         self.spawn(job.clone(), revision, value);
         Ok(job)
+    }
+
+    /// A second administrator lets a job awaiting approval run.
+    pub async fn approve(
+        &self,
+        tenant: &str,
+        id: &str,
+        by: &str,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        let mut job = self.job(tenant, id).await?;
+        if job.state != v1::RecoveryState::RecoveryAwaitingApproval as i32 {
+            return Err(RecoveryError::Precondition(format!(
+                "recovery {id} is {}; only jobs awaiting approval can be approved",
+                state_name(job.state)
+            )));
+        }
+        if by == job.requested_by {
+            return Err(RecoveryError::Precondition(format!(
+                "recovery {id} was requested by {by}: a second administrator must approve it"
+            )));
+        }
+        job.approved_by = by.to_string();
+        job.state = v1::RecoveryState::RecoveryInitialized as i32;
+        self.publish_job_record(&job, "recovery.approved", "approved")
+            .await?;
+        self.launch(job).await
+    }
+
+    async fn publish_job_record(
+        &self,
+        job: &v1::RecoveryJob,
+        action: &str,
+        suffix: &str,
+    ) -> Result<(), RecoveryError> {
+        let record = self.job_record(job, action, suffix, true, "");
+        self.inner.audit.publish(&[record]).await?;
+        Ok(())
     }
 
     fn spawn(&self, job: v1::RecoveryJob, revision: u64, value: String) {
@@ -354,6 +429,17 @@ impl Recovery {
                 state_name(job.state)
             )));
         }
+        if job.state == v1::RecoveryState::RecoveryAwaitingApproval as i32 {
+            // It never started: there is no runner to tell.
+            let mut job = job;
+            job.state = v1::RecoveryState::RecoveryAbandoned as i32;
+            job.cancelled_by = by.to_string();
+            job.finished_at_ms = now_ms();
+            self.publish_job_record(&job, "recovery.cancelled", "finished")
+                .await?;
+            self.inner.jobs.put_job(&job).await?;
+            return Ok(job);
+        }
         self.inner.jobs.request_cancel(tenant, id, by).await?;
         Ok(job)
     }
@@ -365,6 +451,17 @@ impl Recovery {
         tenant: &str,
         id: &str,
         by: &str,
+    ) -> Result<v1::RecoveryJob, RecoveryError> {
+        self.undo_as(tenant, id, by, Requester::default()).await
+    }
+
+    /// Like [`Recovery::undo`], recording the requester's roles and address.
+    pub async fn undo_as(
+        &self,
+        tenant: &str,
+        id: &str,
+        by: &str,
+        requester: Requester,
     ) -> Result<v1::RecoveryJob, RecoveryError> {
         let job = self.job(tenant, id).await?;
         if !runner::is_finished(job.state) {
@@ -392,7 +489,8 @@ impl Recovery {
             ca_report_only: false,
             requested_by: by.to_string(),
         };
-        self.start_job_undoing(request, id.to_string()).await
+        self.start_job_undoing(request, id.to_string(), requester)
+            .await
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -427,6 +525,7 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(v1::RecoveryState::RecoverySuccessfulWithWarnings) => "successfulWithWarnings",
         Ok(v1::RecoveryState::RecoveryFailed) => "failed",
         Ok(v1::RecoveryState::RecoveryAbandoned) => "abandoned",
+        Ok(v1::RecoveryState::RecoveryAwaitingApproval) => "awaitingApproval",
         _ => "unknown",
     }
 }

@@ -646,7 +646,8 @@ impl Recovery {
     pub async fn resume_interrupted(&self) -> Result<usize, RecoveryError> {
         let mut resumed = 0;
         for job in self.inner.jobs.all_jobs().await? {
-            if is_finished(job.state) || self.lock_running().contains(&job.id) {
+            let waiting = job.state == v1::RecoveryState::RecoveryAwaitingApproval as i32;
+            if waiting || is_finished(job.state) || self.lock_running().contains(&job.id) {
                 continue;
             }
             let value = lease_value(&job.id);
@@ -678,8 +679,8 @@ impl Recovery {
             time_ms: now_ms(),
             actor: Some(v1::AuditActor {
                 subject: job.requested_by.clone(),
-                roles: Vec::new(),
-                source_address: String::new(),
+                roles: job.requester_roles.clone(),
+                source_address: job.requester_address.clone(),
             }),
             action: action.to_string(),
             category: "recovery".into(),
@@ -692,7 +693,7 @@ impl Recovery {
         }
     }
 
-    fn job_record(
+    pub(crate) fn job_record(
         &self,
         job: &v1::RecoveryJob,
         action: &str,
@@ -714,6 +715,7 @@ impl Recovery {
             "state": crate::state_name(job.state),
             "point": job.point.as_ref().map(|p| p.sequence),
             "undoOf": job.undo_of,
+            "approvedBy": job.approved_by,
             "operationsTotal": job.operations_total,
             "operationsDone": job.operations_done,
             "objectsChanged": job.objects_changed,

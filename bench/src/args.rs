@@ -27,6 +27,16 @@ pub struct BenchArgs {
     #[arg(long, env = "BACKTRACK_BENCH_TIMETRAVEL_OBJECTS", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timetravel_objects: u64,
+    /// Sizes of the recovery scenario, in changes to undo (comma-separated): one incident
+    /// per size on a fresh tenant, each undone by a recovery job.
+    #[arg(long, env = "BACKTRACK_BENCH_RECOVERY_CHANGES", value_delimiter = ',',
+          default_values_t = [10_000, 100_000],
+          value_parser = clap::value_parser!(u64).range(20..))]
+    pub recovery_changes: Vec<u64>,
+    /// Runs only the recovery scenario (no import, baselines, time travel or difference
+    /// reports), for quick runs of it.
+    #[arg(long, env = "BACKTRACK_BENCH_RECOVERY_ONLY")]
+    pub recovery_only: bool,
     /// Where to write the results [default: bench/results.json in the workspace].
     #[arg(long, env = "BACKTRACK_BENCH_OUTPUT")]
     pub output: Option<PathBuf>,

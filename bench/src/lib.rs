@@ -5,13 +5,13 @@
 //!
 //! A tour of the modules:
 //! - [`args`]: the flags (`--users`, `--raw-messages`, `--latency-samples`,
-//!   `--timetravel-objects`, `--output`).
+//!   `--timetravel-objects`, `--recovery-changes`, `--recovery-only`, `--output`).
 //! - [`testbed`]: nats-server + the directory in-process + its gRPC API behind the auth
 //!   interceptor + an authenticated client, assembled as `backtrack up` assembles them.
 //! - [`scenarios`]: one module per measurement (baselines, bulk import, replay, change-feed
 //!   latency, peak memory, a large tenant written straight to the log, the time-travel
 //!   build, backups, lookups, listings and verification, difference reports against
-//!   `git diff`); each returns plain numbers.
+//!   `git diff`, recovery jobs); each returns plain numbers.
 //! - [`suite`]: runs the scenarios in order on one testbed and turns them into rows.
 //! - [`report`]: rows, targets, the printed table and `results.json`.
 

@@ -7,17 +7,20 @@
 //! read. Last, a large tenant is appended behind the demo tenant and a fresh snapshotter
 //! builds its time-travel store from the whole log and is measured (it resets the peak
 //! memory, so it comes after the directory's figures); difference reports over that store
-//! close the run.
+//! follow, and recovery jobs on the same store close the run (with `--recovery-only`, they
+//! are all it does).
 
 use std::time::Instant;
 
 use crate::args::BenchArgs;
 use crate::report::{Report, Target};
-use crate::scenarios::{differ, feed, import, memory, percentile_ms, raw, replay, snapshotter};
+use crate::scenarios::{
+    differ, feed, import, memory, percentile_ms, raw, recovery, replay, snapshotter,
+};
 use crate::testbed::Testbed;
 
 /// How big a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sizes {
     pub users: usize,
     /// `None`: as many as the import appended events.
@@ -25,6 +28,10 @@ pub struct Sizes {
     pub latency_samples: usize,
     /// Objects of the large tenant the time-travel scenarios append and build.
     pub timetravel_objects: usize,
+    /// Changes of each recovery incident, one recovery job per entry.
+    pub recovery_changes: Vec<usize>,
+    /// Run the recovery scenario and nothing else.
+    pub recovery_only: bool,
 }
 
 impl From<&BenchArgs> for Sizes {
@@ -34,6 +41,12 @@ impl From<&BenchArgs> for Sizes {
             raw_messages: args.raw_messages,
             latency_samples: usize::try_from(args.latency_samples).unwrap_or(usize::MAX),
             timetravel_objects: usize::try_from(args.timetravel_objects).unwrap_or(usize::MAX),
+            recovery_changes: args
+                .recovery_changes
+                .iter()
+                .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
+                .collect(),
+            recovery_only: args.recovery_only,
         }
     }
 }
@@ -77,16 +90,44 @@ const TIMETRAVEL_TARGET_OBJECTS: usize = 1_000_000;
 const BUILD_RSS_TARGET_MIB: f64 = 1536.0;
 /// Peak resident memory allowed while the 1% difference report runs (1 GiB).
 const DIFF_RSS_TARGET_MIB: f64 = 1024.0;
+/// The row holding the reference system's published recovery rate.
+const RECOVERY_REFERENCE_ROW: &str = "recovery_reference_changes_per_s";
+/// The recovery rate to reach, 2,000 changes/s, as a multiple of the reference's 4.6
+/// changes/s (2000 / 4.6, to two decimals).
+const RECOVERY_TARGET_X_REFERENCE: f64 = 434.78;
+/// The incident size from which the rate target applies.
+const RECOVERY_RATE_TARGET_CHANGES: usize = 10_000;
+/// The incident size at which the time target applies, and the target.
+const RECOVERY_TIME_TARGET_CHANGES: usize = 100_000;
+const RECOVERY_TIME_TARGET_SECONDS: f64 = 60.0;
 
 /// Starts a testbed, runs every scenario on it, stops it.
 pub async fn run(sizes: Sizes) -> anyhow::Result<Outcome> {
     let bed = Testbed::start().await?;
-    let outcome = run_on(&bed, sizes).await;
+    let outcome = if sizes.recovery_only {
+        run_recovery_only(&bed, &sizes).await
+    } else {
+        run_on(&bed, &sizes).await
+    };
     bed.stop().await;
     outcome
 }
 
-async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
+/// Only the recovery scenario, on a time-travel store that follows the log from its start.
+async fn run_recovery_only(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome::default();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        outcome.report.parameter("loadavg_at_start", load.trim());
+    }
+    let nats = bed.nats_client("backtrack-bench").await?;
+    outcome
+        .report
+        .parameter("nats_server_version", nats.server_info().version);
+    recoveries(bed, sizes, &mut outcome).await?;
+    Ok(outcome)
+}
+
+async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     let report = &mut outcome.report;
     let options = backtrack_cli::up::demo_options(sizes.users, 42, "bench.example");
@@ -240,12 +281,13 @@ async fn run_on(bed: &Testbed, sizes: Sizes) -> anyhow::Result<Outcome> {
 
     time_travel(bed, sizes, &mut outcome).await?;
     difference_reports(bed, sizes, &mut outcome).await?;
+    recoveries(bed, sizes, &mut outcome).await?;
     Ok(outcome)
 }
 
 /// The snapshotter scenarios: runs them, records their parameters and rows, and notes a
 /// digest mismatch or a failed verification as a failure.
-async fn time_travel(bed: &Testbed, sizes: Sizes, outcome: &mut Outcome) -> anyhow::Result<()> {
+async fn time_travel(bed: &Testbed, sizes: &Sizes, outcome: &mut Outcome) -> anyhow::Result<()> {
     let nats = bed.nats_client("backtrack-bench-snapshotter").await?;
     let run = snapshotter::run(bed, nats, sizes.timetravel_objects, progress).await?;
     check_time_travel(&run, outcome);
@@ -392,7 +434,7 @@ fn time_travel_rows(run: &snapshotter::TimeTravelRun, report: &mut Report) {
 /// notes a report whose item count is not the number of objects changed as a failure.
 async fn difference_reports(
     bed: &Testbed,
-    sizes: Sizes,
+    sizes: &Sizes,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let nats = bed.nats_client("backtrack-bench-differ").await?;
@@ -470,6 +512,155 @@ async fn difference_reports(
     Ok(())
 }
 
+/// The recovery scenarios: one job per incident size, its rows and parameters. A job that
+/// does not end successful, leaves changes undone or differing, makes another number of
+/// changes than the incident asks for, or publishes another number of audit records than
+/// operations it applied is a failure.
+async fn recoveries(bed: &Testbed, sizes: &Sizes, outcome: &mut Outcome) -> anyhow::Result<()> {
+    if sizes.recovery_changes.is_empty() {
+        return Ok(());
+    }
+    let nats = bed.nats_client("backtrack-bench-recovery").await?;
+    let runs = recovery::run(bed, nats, &sizes.recovery_changes, progress).await?;
+    outcome.report.record(
+        RECOVERY_REFERENCE_ROW,
+        recovery::REFERENCE_CHANGES_PER_SECOND,
+        "changes/s",
+    );
+    for run in &runs {
+        check_recovery(run, outcome);
+        if run.successful() {
+            recovery_rows(run, &mut outcome.report);
+        }
+    }
+    Ok(())
+}
+
+/// The run's parameters, and its problems as failures.
+fn check_recovery(run: &recovery::RecoveryRun, outcome: &mut Outcome) {
+    let job = &run.job;
+    let incident = &run.incident;
+    let name = format!("recovery of {} changes (job {})", run.size, job.id);
+    outcome.report.parameter(
+        &format!("recovery_{}", compact(run.size)),
+        serde_json::json!({
+            "tenant": run.tenant,
+            "users": incident.users,
+            "groups": incident.groups,
+            "incident": {
+                "attribute_changes": incident.attribute_fixes,
+                "membership_removals": incident.membership_removals,
+                "soft_deletes": incident.soft_deletes,
+                "hard_deletes": incident.hard_deletes,
+            },
+            "expected_changes": incident.changes(),
+            "setup_seconds": run.setup.as_secs_f64(),
+            "seconds": run.total.as_secs_f64(),
+            "backup_and_plan_seconds": run.until_running.map(|d| d.as_secs_f64()),
+            "job_elapsed_ms": job.finished_at_ms - job.created_at_ms,
+            "state": backtrack_recovery::state_name(job.state),
+            "operations_total": job.operations_total,
+            "planned_objects": job.planned_objects,
+            "planned_links": job.planned_links,
+            "objects_changed": job.objects_changed,
+            "links_changed": job.links_changed,
+            "already_satisfied": job.already_satisfied,
+            "failed": job.failed,
+            "skipped": job.skipped,
+            "residual": job.residual,
+            "password_resets": job.password_resets.len(),
+            "warnings": job.warnings,
+            "audit_records": run.audit_records,
+            "expected_audit_records": run.expected_audit_records(),
+        }),
+    );
+    let mut problems = Vec::new();
+    if !run.finished() {
+        problems.push(format!(
+            "did not finish in {:.0}s; last seen {}",
+            run.total.as_secs_f64(),
+            backtrack_recovery::state_name(job.state)
+        ));
+    } else if !run.successful() {
+        problems.push(format!(
+            "ended {}: {}",
+            backtrack_recovery::state_name(job.state),
+            job.error
+        ));
+    }
+    if job.failed > 0 || job.skipped > 0 {
+        problems.push(format!(
+            "{} changes failed and {} were skipped (`backtrack recovery failed` lists them)",
+            job.failed, job.skipped
+        ));
+    }
+    if job.residual > 0 {
+        problems.push(format!(
+            "{} objects still differ from the backup, e.g. {:?}",
+            job.residual,
+            job.residual_ids.iter().take(5).collect::<Vec<_>>()
+        ));
+    }
+    if run.finished() && run.changes() != incident.changes() as u64 {
+        problems.push(format!(
+            "made {} changes ({} objects, {} links) for an incident of {}",
+            run.changes(),
+            job.objects_changed,
+            job.links_changed,
+            incident.changes()
+        ));
+    }
+    if run.finished() && run.audit_records != run.expected_audit_records() {
+        problems.push(format!(
+            "published {} audit records for {} applied operations and its start and end ({} expected)",
+            run.audit_records,
+            run.expected_audit_records().saturating_sub(2),
+            run.expected_audit_records()
+        ));
+    }
+    for problem in problems {
+        let failure = format!("{name}: {problem}");
+        progress(&failure);
+        outcome.failures.push(failure);
+    }
+}
+
+/// Rows of one recovery: its rate against the reference's, its time, the rate of its
+/// apply phase and its audit records.
+fn recovery_rows(run: &recovery::RecoveryRun, report: &mut Report) {
+    let size = compact(run.size);
+    let rate_target = (run.size >= RECOVERY_RATE_TARGET_CHANGES)
+        .then_some(Target::RatioAtLeast(RECOVERY_TARGET_X_REFERENCE));
+    report.record_against(
+        &format!("recovery_{size}_changes_per_s"),
+        run.changes_per_second(),
+        "changes/s",
+        Some(RECOVERY_REFERENCE_ROW),
+        rate_target,
+    );
+    let time_target = (run.size == RECOVERY_TIME_TARGET_CHANGES)
+        .then_some(Target::Below(RECOVERY_TIME_TARGET_SECONDS));
+    report.record_against(
+        &format!("recovery_{size}_seconds"),
+        run.total.as_secs_f64(),
+        "seconds",
+        None,
+        time_target,
+    );
+    if let Some(rate) = run.apply_changes_per_second() {
+        report.record(
+            &format!("recovery_{size}_apply_changes_per_s"),
+            rate,
+            "changes/s",
+        );
+    }
+    report.record(
+        &format!("recovery_{size}_audit_records"),
+        run.audit_records as f64,
+        "records",
+    );
+}
+
 /// Prints where the import's time went and returns the same as JSON.
 fn import_breakdown(imported: &import::ImportRun) -> serde_json::Value {
     progress(&format!(
@@ -528,7 +719,14 @@ fn progress(what: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::compact;
+    use super::{compact, RECOVERY_TARGET_X_REFERENCE};
+    use crate::scenarios::recovery::REFERENCE_CHANGES_PER_SECOND;
+
+    #[test]
+    fn the_recovery_target_is_2000_changes_per_second() {
+        let target = RECOVERY_TARGET_X_REFERENCE * REFERENCE_CHANGES_PER_SECOND;
+        assert!((target - 2000.0).abs() < 0.1, "{target}");
+    }
 
     #[test]
     fn compact_counts() {

@@ -65,6 +65,8 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         raw_messages: Some(2000),
         latency_samples: 50,
         timetravel_objects: TIMETRAVEL_OBJECTS,
+        recovery_changes: Vec::new(),
+        recovery_only: false,
     })
     .await?;
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);

@@ -11,6 +11,9 @@
 //!   and reads of the past (store and gRPC), digest-checked against the directory.
 //! - [`differ`]: difference reports over 1%, none and all of a tenant's objects, checked
 //!   against what was changed, and the peer (`git diff` of two exported folders).
+//! - [`recovery`]: recovery jobs undoing mixed incidents (attribute changes, removed
+//!   memberships, soft and hard deletes) of a given number of changes, with their audit
+//!   records, against the reference system's published rate.
 
 pub mod differ;
 pub mod feed;
@@ -18,6 +21,7 @@ pub mod import;
 pub mod large_tenant;
 pub mod memory;
 pub mod raw;
+pub mod recovery;
 pub mod replay;
 pub mod snapshotter;
 

@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// reports), for quick runs of it.
     #[arg(long, env = "BACKTRACK_BENCH_RECOVERY_ONLY")]
     pub recovery_only: bool,
+    /// Audit records of the audit scenario (published, chained, delivered to a syslog and
+    /// an HTTP receiver on localhost); 0 skips it.
+    #[arg(long, env = "BACKTRACK_BENCH_AUDIT_RECORDS", default_value_t = 100_000)]
+    pub audit_records: u64,
+    /// Runs only the audit scenario.
+    #[arg(long, env = "BACKTRACK_BENCH_AUDIT_ONLY")]
+    pub audit_only: bool,
     /// Where to write the results [default: bench/results.json in the workspace].
     #[arg(long, env = "BACKTRACK_BENCH_OUTPUT")]
     pub output: Option<PathBuf>,

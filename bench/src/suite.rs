@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::args::BenchArgs;
 use crate::report::{Report, Target};
 use crate::scenarios::{
-    differ, feed, import, memory, percentile_ms, raw, recovery, replay, snapshotter,
+    audit, differ, feed, import, memory, percentile_ms, raw, recovery, replay, snapshotter,
 };
 use crate::testbed::Testbed;
 
@@ -32,6 +32,10 @@ pub struct Sizes {
     pub recovery_changes: Vec<usize>,
     /// Run the recovery scenario and nothing else.
     pub recovery_only: bool,
+    /// Records of the audit scenario (0: skipped).
+    pub audit_records: usize,
+    /// Run the audit scenario and nothing else.
+    pub audit_only: bool,
 }
 
 impl From<&BenchArgs> for Sizes {
@@ -47,6 +51,8 @@ impl From<&BenchArgs> for Sizes {
                 .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
                 .collect(),
             recovery_only: args.recovery_only,
+            audit_records: usize::try_from(args.audit_records).unwrap_or(usize::MAX),
+            audit_only: args.audit_only,
         }
     }
 }
@@ -104,7 +110,10 @@ const RECOVERY_TIME_TARGET_SECONDS: f64 = 60.0;
 /// Starts a testbed, runs every scenario on it, stops it.
 pub async fn run(sizes: Sizes) -> anyhow::Result<Outcome> {
     let bed = Testbed::start().await?;
-    let outcome = if sizes.recovery_only {
+    let outcome = if sizes.audit_only {
+        let mut outcome = Outcome::default();
+        audits(&bed, &sizes, &mut outcome).await.map(|()| outcome)
+    } else if sizes.recovery_only {
         run_recovery_only(&bed, &sizes).await
     } else {
         run_on(&bed, &sizes).await
@@ -282,6 +291,7 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
     time_travel(bed, sizes, &mut outcome).await?;
     difference_reports(bed, sizes, &mut outcome).await?;
     recoveries(bed, sizes, &mut outcome).await?;
+    audits(bed, sizes, &mut outcome).await?;
     Ok(outcome)
 }
 
@@ -508,6 +518,105 @@ async fn difference_reports(
             None,
             Some(Target::Below(DIFF_RSS_TARGET_MIB)),
         );
+    }
+    Ok(())
+}
+
+/// The audit scenario: records published, chained and delivered to a syslog and an HTTP
+/// receiver on localhost, with the delivery lags.
+async fn audits(bed: &Testbed, sizes: &Sizes, outcome: &mut Outcome) -> anyhow::Result<()> {
+    if sizes.audit_records == 0 {
+        return Ok(());
+    }
+    progress(&format!(
+        "audit: publishing {} records, chaining them, delivering them to syslog and HTTP receivers",
+        sizes.audit_records
+    ));
+    let run = audit::run(bed, sizes.audit_records).await?;
+    let report = &mut outcome.report;
+    report.parameter("audit_records", run.records);
+    report.parameter("audit_publish_batch", audit::BATCH);
+    report.record(
+        "audit_syslog_target_records_per_s",
+        audit::SYSLOG_TARGET_PER_SECOND,
+        "records/s",
+    );
+    report.record("audit_publish", run.per_second(run.publish), "records/s");
+    report.record("audit_chained", run.per_second(run.chained), "records/s");
+    report.record_against(
+        "audit_syslog_delivered",
+        run.per_second(run.syslog),
+        "records/s",
+        Some("audit_syslog_target_records_per_s"),
+        Some(Target::RatioAtLeast(1.0)),
+    );
+    report.record(
+        "audit_http_delivered",
+        run.per_second(run.http),
+        "records/s",
+    );
+    report.record(
+        "audit_syslog_lag_p50",
+        percentile_ms(&run.syslog_lags, 0.50),
+        "ms",
+    );
+    report.record(
+        "audit_syslog_lag_p99",
+        percentile_ms(&run.syslog_lags, 0.99),
+        "ms",
+    );
+    report.record(
+        "audit_http_lag_p50",
+        percentile_ms(&run.http_lags, 0.50),
+        "ms",
+    );
+    report.record(
+        "audit_http_lag_p99",
+        percentile_ms(&run.http_lags, 0.99),
+        "ms",
+    );
+    report.parameter("audit_paced_records", run.paced_records);
+    report.parameter("audit_paced_records_per_s", audit::PACED_PER_SECOND);
+    report.record(
+        "audit_paced_syslog_lag_p50",
+        percentile_ms(&run.paced_syslog_lags, 0.50),
+        "ms",
+    );
+    report.record(
+        "audit_paced_syslog_lag_p99",
+        percentile_ms(&run.paced_syslog_lags, 0.99),
+        "ms",
+    );
+    report.record(
+        "audit_paced_http_lag_p50",
+        percentile_ms(&run.paced_http_lags, 0.50),
+        "ms",
+    );
+    report.record(
+        "audit_paced_http_lag_p99",
+        percentile_ms(&run.paced_http_lags, 0.99),
+        "ms",
+    );
+    progress(&format!(
+        "audit: published {:.0}/s, chained {:.0}/s, syslog {:.0}/s, HTTP {:.0}/s; lag p99 syslog {:.1} ms, HTTP {:.1} ms",
+        run.per_second(run.publish),
+        run.per_second(run.chained),
+        run.per_second(run.syslog),
+        run.per_second(run.http),
+        percentile_ms(&run.syslog_lags, 0.99),
+        percentile_ms(&run.http_lags, 0.99),
+    ));
+    if run.syslog_lags.len() != run.records
+        || run.http_lags.len() != run.records
+        || run.paced_syslog_lags.len() != run.paced_records
+        || run.paced_http_lags.len() != run.paced_records
+    {
+        outcome.failures.push(format!(
+            "audit: {} records published, {} reached syslog and {} HTTP",
+            run.records,
+            run.syslog_lags.len(),
+            run.http_lags.len()
+        ));
     }
     Ok(())
 }

@@ -26,6 +26,23 @@ const ROWS: &[&str] = &[
 
 /// The difference-report rows, after the time-travel rows: 1% (20 users) of the large
 /// tenant, none of it, and all 2000 users of the churn tenant against `git diff`.
+/// The audit scenario's rows, in order.
+const AUDIT_ROWS: &[&str] = &[
+    "audit_syslog_target_records_per_s",
+    "audit_publish",
+    "audit_chained",
+    "audit_syslog_delivered",
+    "audit_http_delivered",
+    "audit_syslog_lag_p50",
+    "audit_syslog_lag_p99",
+    "audit_http_lag_p50",
+    "audit_http_lag_p99",
+    "audit_paced_syslog_lag_p50",
+    "audit_paced_syslog_lag_p99",
+    "audit_paced_http_lag_p50",
+    "audit_paced_http_lag_p99",
+];
+
 const DIFF_ROWS: &[&str] = &[
     "diff_1pct_seconds_2k_objects",
     "diff_0_changes_seconds_2k_objects",
@@ -67,6 +84,8 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         timetravel_objects: TIMETRAVEL_OBJECTS,
         recovery_changes: Vec::new(),
         recovery_only: false,
+        audit_records: 500,
+        audit_only: false,
     })
     .await?;
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
@@ -94,6 +113,7 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         .map(|r| r.to_string())
         .chain(time_travel_rows(demo_objects))
         .chain(DIFF_ROWS.iter().map(|r| r.to_string()))
+        .chain(AUDIT_ROWS.iter().map(|r| r.to_string()))
         .collect();
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, expected);

@@ -14,7 +14,10 @@
 //! - [`recovery`]: recovery jobs undoing mixed incidents (attribute changes, removed
 //!   memberships, soft and hard deletes) of a given number of changes, with their audit
 //!   records, against the reference system's published rate.
+//! - [`audit`]: audit records published, chained by the audit service and delivered by its
+//!   syslog and HTTP sinks to receivers on localhost, with delivery lags.
 
+pub mod audit;
 pub mod differ;
 pub mod feed;
 pub mod import;

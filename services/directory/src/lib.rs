@@ -45,6 +45,7 @@ pub async fn start(
         ))
     })?;
     let projection = Arc::new(DirectoryProjection::open(&config.projection_dir)?);
+    let audit = backtrack_eventlog::AuditLog::open(nats.clone(), config.stream_replicas).await?;
     let log = EventLog::open(
         nats,
         StreamSettings {
@@ -62,7 +63,7 @@ pub async fn start(
         progress.clone(),
         shutdown.clone(),
     ));
-    let directory = Directory::new(config, log, projection, progress);
+    let directory = Directory::new(config, log, audit, projection, progress);
     tokio::spawn(sweeper::run(directory.clone(), shutdown));
     Ok(directory)
 }

@@ -1,7 +1,9 @@
 //! Purges objects whose recycle-bin retention has run out, as ordinary hard deletes
-//! (so the log records them like any other change).
+//! (so the log records them like any other change), each with a `directory.hardDeleted`
+//! audit record by `system:recycle-bin`.
 
 use backtrack_domain::command::Command;
+use backtrack_platform::audit::AuditEntry;
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_store::ListQuery;
 
@@ -55,6 +57,31 @@ pub async fn sweep(directory: &Directory) -> Result<u64, crate::DirectoryError> 
             {
                 // Deterministic id: two sweepers racing purge the object once.
                 let mutation = format!("purge-{}-{}", object.id, object.version);
+                // The record goes first, under an id derived from the purge: a sweep that
+                // fails after it retries the same purge and the stream keeps one record.
+                let record = AuditEntry::system(
+                    &origin.actor,
+                    &tenant.id,
+                    "directory",
+                    "directory.hardDeleted",
+                )
+                .natural_id(&mutation)
+                .target(
+                    object.kind.as_str(),
+                    &object.id,
+                    object.display_name().unwrap_or_default(),
+                )
+                .before(&serde_json::Value::Object(object.attributes.clone()))
+                .details(&serde_json::json!({
+                    "reason": "its recycle-bin retention ran out",
+                    "purgeAfter": object.purge_after_ms.map(backtrack_domain::time::rfc3339_ms),
+                }))
+                .into_record();
+                directory
+                    .audit_log()
+                    .publish(&[record])
+                    .await
+                    .map_err(crate::DirectoryError::from)?;
                 directory
                     .execute(
                         &tenant.id,

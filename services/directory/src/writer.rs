@@ -74,6 +74,7 @@ pub struct Directory {
 struct Inner {
     config: DirectoryConfig,
     log: EventLog,
+    audit: backtrack_eventlog::AuditLog,
     projection: Arc<DirectoryProjection>,
     progress: Arc<watch::Sender<u64>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -85,6 +86,7 @@ impl Directory {
     pub(crate) fn new(
         config: DirectoryConfig,
         log: EventLog,
+        audit: backtrack_eventlog::AuditLog,
         projection: Arc<DirectoryProjection>,
         progress: Arc<watch::Sender<u64>>,
     ) -> Self {
@@ -92,6 +94,7 @@ impl Directory {
             inner: Arc::new(Inner {
                 config,
                 log,
+                audit,
                 projection,
                 progress,
                 locks: Mutex::new(HashMap::new()),
@@ -105,6 +108,11 @@ impl Directory {
 
     pub fn log(&self) -> &EventLog {
         &self.inner.log
+    }
+
+    /// The audit stream, for actions the directory takes by itself (recycle-bin purges).
+    pub fn audit_log(&self) -> &backtrack_eventlog::AuditLog {
+        &self.inner.audit
     }
 
     /// How often the recycle-bin sweeper runs.

@@ -12,7 +12,7 @@ use backtrack_test_support::NatsServer;
 use serde_json::json;
 
 struct Fixture {
-    _nats: NatsServer,
+    nats: NatsServer,
     _dir: tempfile::TempDir,
     _trigger: ShutdownTrigger,
     directory: Directory,
@@ -30,7 +30,7 @@ async fn fixture(retention: Duration) -> Fixture {
         .unwrap();
     directory.create_tenant("t", "T", &origin()).await.unwrap();
     Fixture {
-        _nats: nats,
+        nats,
         _dir: dir,
         _trigger: trigger,
         directory,
@@ -98,6 +98,38 @@ async fn the_sweeper_purges_expired_recycle_bin_objects_as_logged_hard_deletes()
         .iter()
         .all(|e| e.event.meta.actor == "system:recycle-bin"));
     assert_eq!(sweeper::sweep(d).await.unwrap(), 0, "nothing left to purge");
+    // The purge left exactly one audit record, with the object's last attributes.
+    let records = audit_records(&f, "bt.audit.t.directory").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r.action, "directory.hardDeleted");
+    assert_eq!(r.actor.as_ref().unwrap().subject, "system:recycle-bin");
+    assert_eq!(r.target.as_ref().unwrap().id, U1);
+    assert!(r.before_json.contains("a@t.test"), "{}", r.before_json);
+}
+
+/// Every audit record on `subject`.
+async fn audit_records(f: &Fixture, subject: &str) -> Vec<backtrack_proto::v1::AuditRecord> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use futures::StreamExt;
+    use prost::Message;
+    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
+    let stream = js.get_stream("BT_AUDIT").await.unwrap();
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = consumer.info().await.unwrap().num_pending;
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    for _ in 0..pending {
+        let m = messages.next().await.unwrap().unwrap();
+        out.push(backtrack_proto::v1::AuditRecord::decode(m.payload.as_ref()).unwrap());
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,6 +59,7 @@ struct Inner {
     progress: watch::Receiver<u64>,
     catalog: Catalog,
     policies: Policies,
+    audit: backtrack_eventlog::AuditLog,
     /// The checkpoint position the store was restored from at start, if any.
     restored_from: Option<u64>,
 }
@@ -97,6 +98,7 @@ pub async fn start(
         );
     }
     let store = Arc::new(TimeTravelStore::open(&config.store_dir)?);
+    let audit = backtrack_eventlog::AuditLog::open(nats.clone(), config.stream_replicas).await?;
     let log = EventLog::open(
         nats,
         StreamSettings {
@@ -135,6 +137,7 @@ pub async fn start(
             progress,
             catalog,
             policies,
+            audit,
             restored_from,
         }),
     };
@@ -154,6 +157,11 @@ impl Snapshotter {
 
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    /// The audit stream, for actions the snapshotter takes by itself (scheduled backups).
+    pub fn audit_log(&self) -> &backtrack_eventlog::AuditLog {
+        &self.inner.audit
     }
 
     pub fn policies(&self) -> &Policies {

@@ -68,6 +68,25 @@ async fn fire_if_due(
             scheduled_for_ms: Some(due),
         })
         .await?;
+    // Scheduled backups have deterministic ids, so the record of a slot is stored once
+    // whichever replica fired it.
+    let record = backtrack_platform::audit::AuditEntry::system(
+        "system:scheduler",
+        tenant,
+        "backup",
+        "backup.created",
+    )
+    .natural_id(&backup.id)
+    .target("backup", &backup.id, &backup.description)
+    .correlation("", "", &backup.id)
+    .details(&serde_json::json!({
+        "trigger": "scheduled",
+        "schedule": policy.schedule,
+        "sequence": backup.sequence,
+        "digest": backup.digest,
+    }))
+    .into_record();
+    snapshotter.audit_log().publish(&[record]).await?;
     tracing::info!(tenant, backup = %backup.id, sequence = backup.sequence, "scheduled backup taken");
     Ok(())
 }

@@ -299,6 +299,54 @@ async fn a_per_second_schedule_fires_and_the_backup_stream_refuses_deletes_and_p
         .is_err());
     assert!(stream.purge().await.is_err());
     assert!(s.backup("t", &scheduled.id).await.is_ok());
+    // The scheduler's backups are on the audit trail too.
+    let id = scheduled.id.clone();
+    let record = eventually(
+        "the scheduled backup's audit record",
+        Duration::from_secs(10),
+        || {
+            let (nats, id) = (&f.nats, id.clone());
+            async move {
+                audit_records(nats, "bt.audit.t.backup")
+                    .await
+                    .into_iter()
+                    .find(|r| r.target.as_ref().is_some_and(|t| t.id == id))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(record.action, "backup.created");
+    assert_eq!(record.actor.unwrap().subject, "system:scheduler");
+}
+
+/// Every audit record on `subject`.
+async fn audit_records(
+    nats: &backtrack_test_support::NatsServer,
+    subject: &str,
+) -> Vec<backtrack_proto::v1::AuditRecord> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use futures::StreamExt;
+    use prost::Message;
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let Ok(stream) = js.get_stream("BT_AUDIT").await else {
+        return Vec::new();
+    };
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = consumer.info().await.unwrap().num_pending;
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    for _ in 0..pending {
+        let m = messages.next().await.unwrap().unwrap();
+        out.push(backtrack_proto::v1::AuditRecord::decode(m.payload.as_ref()).unwrap());
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

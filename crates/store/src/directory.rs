@@ -78,9 +78,42 @@ impl DirectoryProjection {
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
-        Ok(Self {
+        let projection = Self {
             db: DB::open(&opts, path)?,
-        })
+        };
+        projection.upgrade_layout()?;
+        Ok(projection)
+    }
+
+    /// Brings a projection written by an older build to this build's layout: the reverse
+    /// links of layout 2 are derived from the link buckets once.
+    fn upgrade_layout(&self) -> Result<(), StoreError> {
+        if self.db.get(keys::LAYOUT)?.as_deref() == Some(keys::LAYOUT_VERSION) {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(b"l/", Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(b"l/") {
+                break;
+            }
+            let rest = String::from_utf8_lossy(&key[2..]).into_owned();
+            let mut parts = rest.split('/');
+            let (Some(tenant), Some(source), Some(relation)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            for target in decode_targets(&value) {
+                batch.put(keys::reverse(tenant, &target, source, relation), b"");
+            }
+        }
+        batch.put(keys::LAYOUT, keys::LAYOUT_VERSION);
+        self.db.write(batch)?;
+        Ok(())
     }
 
     /// The last stream sequence folded into the projection (0 = none).
@@ -143,12 +176,22 @@ impl DirectoryProjection {
                     for l in links {
                         self.bucket(&mut buckets, &m.tenant, &m.object_id, l)?
                             .insert(l.target_id.clone());
+                        batch.put(
+                            keys::reverse(&m.tenant, &l.target_id, &m.object_id, &l.relation),
+                            b"",
+                        );
                     }
                 }
                 Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
                     for l in links {
                         self.bucket(&mut buckets, &m.tenant, &m.object_id, l)?
                             .remove(&l.target_id);
+                        batch.delete(keys::reverse(
+                            &m.tenant,
+                            &l.target_id,
+                            &m.object_id,
+                            &l.relation,
+                        ));
                     }
                 }
                 _ => {}
@@ -381,40 +424,23 @@ impl DirectoryProjection {
         )
     }
 
-    /// Objects that link to `target`: (source id, source kind, relation). There is no
-    /// reverse index (it would double the cost of every link); this scans the tenant's link
-    /// buckets that could hold `target`, which only the guarded hard delete needs.
+    /// Objects that link to `target`: (source id, source kind, relation), from the reverse
+    /// links (one key per link), so a purge costs what the target's links cost, not the
+    /// tenant's size.
     pub fn referrers(
         &self,
         tenant: &str,
         target: &str,
     ) -> Result<Vec<(String, ObjectKind, String)>, StoreError> {
-        let prefix = keys::all_links_prefix(tenant);
-        let wanted = keys::bucket_token(target);
+        let prefix = keys::reverse_prefix(tenant, target);
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&prefix, Direction::Forward))
-        {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
+        for (key, _) in self.scan(&prefix)? {
             let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let mut parts = rest.split('/');
-            let (Some(source), Some(rel), Some(bucket)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
+            let Some((source, relation)) = rest.split_once('/') else {
                 continue;
             };
-            if !bucket.starts_with(wanted)
-                || bucket.len() != 1
-                || !value.split(|b| *b == b'\n').any(|t| t == target.as_bytes())
-            {
-                continue;
-            }
             if let Some((kind, _)) = self.head(tenant, source)? {
-                out.push((source.to_string(), kind, rel.to_string()));
+                out.push((source.to_string(), kind, relation.to_string()));
             }
         }
         Ok(out)

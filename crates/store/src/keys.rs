@@ -12,6 +12,8 @@
 //! | `u` | `u/<tenant>/<kind>/<attribute>/<lower-case value>` | id of the live holder |
 //! | `m` | `m/<tenant>/<mutation id>` | stream sequence of the mutation's last event |
 //! | `h` | `h/<tenant>/<id>` | kind index and recycle-bin flag: two bytes, for link checks |
+//! | `b` | `b/<tenant>/<target>/<source>/<relation>` | (empty) reverse link: `source` links to `target`, so a purge finds its referrers without scanning the tenant |
+//! | `F` | `F` | layout version of the projection (`2`: with reverse links) |
 //! | `g` | `g/<tenant>/<id>` | stream sequence of a purged object's last event (u64, big-endian), so re-creating it can name its subject's last sequence |
 
 pub const POSITION: &[u8] = b"p";
@@ -54,9 +56,6 @@ pub fn link_bucket(t: &str, id: &str, rel: &str, target: &str) -> Vec<u8> {
 pub fn links_prefix(t: &str, id: &str) -> Vec<u8> {
     format!("l/{t}/{id}/").into_bytes()
 }
-pub fn all_links_prefix(t: &str) -> Vec<u8> {
-    format!("l/{t}/").into_bytes()
-}
 pub fn unique(t: &str, kind: &str, attribute: &str, value: &str) -> Vec<u8> {
     format!("u/{t}/{kind}/{attribute}/{}", value.to_lowercase()).into_bytes()
 }
@@ -69,3 +68,12 @@ pub fn head(t: &str, id: &str) -> Vec<u8> {
 pub fn gone(t: &str, id: &str) -> Vec<u8> {
     format!("g/{t}/{id}").into_bytes()
 }
+pub fn reverse(t: &str, target: &str, source: &str, relation: &str) -> Vec<u8> {
+    format!("b/{t}/{target}/{source}/{relation}").into_bytes()
+}
+pub fn reverse_prefix(t: &str, target: &str) -> Vec<u8> {
+    format!("b/{t}/{target}/").into_bytes()
+}
+pub const LAYOUT: &[u8] = b"F";
+/// The layout this build writes.
+pub const LAYOUT_VERSION: &[u8] = b"2";

@@ -51,7 +51,42 @@ proptest! {
         rebuilt.apply(&log).unwrap();
         prop_assert_eq!(rebuilt.tenant_digest("t1").unwrap().0, digest);
         prop_assert_eq!(rebuilt.position().unwrap(), log.len() as u64);
+
+        // Referrers (the reverse links) match the reference, also after a projection of
+        // the older layout, without reverse links, is opened and upgraded.
+        check_referrers(&projection, &state)?;
+        drop(rebuilt);
+        {
+            let db = rocksdb::DB::open_default(dir2.path()).unwrap();
+            let stale: Vec<Box<[u8]>> = db
+                .iterator(rocksdb::IteratorMode::Start)
+                .map(|item| item.unwrap().0)
+                .filter(|k| k.starts_with(b"b/") || &**k == b"F")
+                .collect();
+            for key in stale {
+                db.delete(key).unwrap();
+            }
+        }
+        let upgraded = DirectoryProjection::open(dir2.path()).unwrap();
+        check_referrers(&upgraded, &state)?;
     }
+}
+
+fn check_referrers(
+    projection: &DirectoryProjection,
+    state: &TenantState,
+) -> Result<(), TestCaseError> {
+    use backtrack_domain::DirectoryView;
+    let mut targets: Vec<String> = state.objects.keys().cloned().collect();
+    targets.extend(ids(0x11));
+    for target in targets {
+        let mut have = projection.referrers("t1", &target).unwrap();
+        let mut want = state.referrers(&target);
+        have.sort();
+        want.sort();
+        prop_assert_eq!(have, want, "referrers of {}", target);
+    }
+    Ok(())
 }
 
 #[test]

@@ -8,10 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backtrack_e2e::Backtrack;
-use backtrack_proto::v1;
 use backtrack_test_support::{eventually, NatsServer};
-use futures::StreamExt;
-use prost::Message;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -142,24 +139,12 @@ fn unique(ids: &Ids) -> BTreeSet<String> {
 
 /// Every record id on BT_AUDIT.
 async fn stream_ids(nats: &NatsServer) -> BTreeSet<String> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
-    let js = async_nats::jetstream::new(nats.client().await.unwrap());
-    let stream = js.get_stream("BT_AUDIT").await.unwrap();
-    let mut consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: "bt.audit.>".into(),
-            ..Default::default()
-        })
+    backtrack_e2e::audit_records(&nats.client().await.unwrap(), "bt.audit.>")
         .await
-        .unwrap();
-    let pending = consumer.info().await.unwrap().num_pending;
-    let mut messages = consumer.messages().await.unwrap();
-    let mut out = BTreeSet::new();
-    for _ in 0..pending {
-        let m = messages.next().await.unwrap().unwrap();
-        out.insert(v1::AuditRecord::decode(m.payload.as_ref()).unwrap().id);
-    }
-    out
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,8 +10,6 @@ use backtrack_e2e::Backtrack;
 use backtrack_eventlog::{EventLog, StreamSettings};
 use backtrack_proto::v1;
 use backtrack_test_support::NatsServer;
-use futures::StreamExt;
-use prost::Message;
 use serde_json::{json, Value};
 
 const T: &str = "inc";
@@ -188,28 +186,6 @@ async fn events(nats: &NatsServer) -> Vec<backtrack_eventlog::StoredEvent> {
         .unwrap()
 }
 
-/// Every audit record on `subject`.
-async fn audit_records(nats: &NatsServer, subject: &str) -> Vec<v1::AuditRecord> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
-    let js = async_nats::jetstream::new(nats.client().await.unwrap());
-    let stream = js.get_stream("BT_AUDIT").await.unwrap();
-    let mut consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subject.to_string(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let pending = consumer.info().await.unwrap().num_pending;
-    let mut messages = consumer.messages().await.unwrap();
-    let mut out = Vec::new();
-    while (out.len() as u64) < pending {
-        let message = messages.next().await.unwrap().unwrap();
-        out.push(v1::AuditRecord::decode(message.payload.as_ref()).unwrap());
-    }
-    out
-}
-
 /// Events per mutation id among the job's events (correlation id = job id).
 fn job_events(events: &[backtrack_eventlog::StoredEvent], job: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -330,11 +306,15 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     let applied =
         job["operations"]["total"].as_u64().unwrap() - job["alreadySatisfied"].as_u64().unwrap();
     assert_eq!(per_mutation.len() as u64, applied, "{job}");
-    let records: Vec<v1::AuditRecord> = audit_records(&nats, &format!("bt.audit.{T}.recovery"))
-        .await
-        .into_iter()
-        .filter(|r| r.correlation.as_ref().is_some_and(|c| c.job_id == job_id))
-        .collect();
+    let records: Vec<v1::AuditRecord> = backtrack_e2e::audit_records(
+        &nats.client().await.unwrap(),
+        &format!("bt.audit.{T}.recovery"),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|r| r.correlation.as_ref().is_some_and(|c| c.job_id == job_id))
+    .collect();
     let operations = records
         .iter()
         .filter(|r| r.action == "recovery.operationApplied")
@@ -565,11 +545,15 @@ async fn a_whole_tenant_recovery_waits_for_a_second_administrator() {
     let scoped = recover(&b, &["--from", &backup, "--kind", "group"]);
     assert_eq!(scoped["status"], "successful", "{scoped}");
     // The trail names who asked (with roles and address) and who approved.
-    let records: Vec<v1::AuditRecord> = audit_records(&nats, &format!("bt.audit.{T}.recovery"))
-        .await
-        .into_iter()
-        .filter(|r| r.correlation.as_ref().is_some_and(|c| c.job_id == id))
-        .collect();
+    let records: Vec<v1::AuditRecord> = backtrack_e2e::audit_records(
+        &nats.client().await.unwrap(),
+        &format!("bt.audit.{T}.recovery"),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|r| r.correlation.as_ref().is_some_and(|c| c.job_id == id))
+    .collect();
     let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions.first(),

@@ -320,7 +320,8 @@ fn report_key(tenant: &str, id: &str) -> String {
     format!("report.{tenant}.{id}")
 }
 
-async fn kv_bucket(
+/// Opens a KV bucket, creating it (file storage, history 1) the first time.
+pub async fn kv_bucket(
     js: &jetstream::Context,
     name: &str,
     description: &str,

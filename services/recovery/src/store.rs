@@ -335,18 +335,5 @@ async fn kv_bucket(
     max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store, RecoveryError> {
-    if let Ok(bucket) = js.get_key_value(name).await {
-        return Ok(bucket);
-    }
-    js.create_key_value(kv::Config {
-        bucket: name.into(),
-        description: description.into(),
-        history: 1,
-        max_age,
-        num_replicas: replicas,
-        storage: StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| unavailable(&format!("create KV bucket {name}"), e))
+    Ok(backtrack_differ::jobs::kv_bucket(js, name, description, max_age, replicas).await?)
 }

@@ -3,7 +3,7 @@
 //!
 //! Modules: [`args`] (the clap definitions — `--help` is the reference), [`client`]
 //! (server address and token discovery), [`output`] (tables for people, JSON for
-//! scripts), [`up`] (the all-in-one server), [`commands`] (one module per command group),
+//! scripts), [`up`] (the all-in-one server) with [`up_metrics`] (its `/metrics`), [`commands`] (one module per command group),
 //! [`demo`] (the deterministic demo tenant), [`import`] (bulk import shared by
 //! `dir import` and `demo seed`), [`point`] (parsing `--at POINT` for backups and time
 //! travel).
@@ -16,6 +16,7 @@ pub mod import;
 pub mod output;
 pub mod point;
 pub mod up;
+pub mod up_metrics;
 
 use args::{Cli, Command};
 

@@ -18,6 +18,7 @@ use backtrack_platform::auth::{
     ALL_TENANTS,
 };
 use backtrack_platform::health::{serve_http, Health};
+use backtrack_platform::metrics::RpcMetricsLayer;
 use backtrack_platform::nats::{connect, NatsOptions};
 use backtrack_platform::shutdown::{terminate_signal, Shutdown};
 use backtrack_snapshotter::api::backup::BackupApi;
@@ -183,7 +184,11 @@ async fn serve(
     let http_task = tokio::spawn(serve_http(
         http,
         health.clone(),
-        axum::Router::new(),
+        crate::up_metrics::router(crate::up_metrics::Scraped {
+            directory: directory.clone(),
+            snapshotter: snapshotter.clone(),
+            audit: audit.clone(),
+        }),
         shutdown.clone(),
     ));
 
@@ -220,6 +225,7 @@ async fn serve(
     let grpc_shutdown = shutdown.clone();
     let mut grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(RpcMetricsLayer)
             .layer(AuditLayer::new(auditor))
             .add_service(service)
             .add_service(backups)
@@ -241,8 +247,8 @@ async fn serve(
     println!("Backtrack is up.");
     println!("  gRPC      http://{}", args.grpc_addr);
     println!(
-        "  health    http://{}/healthz  http://{}/readyz",
-        args.http_addr, args.http_addr
+        "  health    http://{}/healthz  http://{}/readyz  metrics http://{}/metrics",
+        args.http_addr, args.http_addr, args.http_addr
     );
     println!(
         "  NATS      {nats_url}  (change feed: subjects bt.ev.<tenant>.> on stream BT_EVENTS)"

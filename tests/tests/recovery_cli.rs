@@ -237,6 +237,17 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
 
+    let scrape = || async {
+        let (status, body) = backtrack_e2e::http_get(b.http_port, "/metrics")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    const APPLIED: &str = "backtrack_recovery_operations_applied_total";
+    let before = scrape().await;
+    let applied_before = backtrack_e2e::metric(&before, APPLIED).unwrap_or(0.0);
+
     let job = recover(&b, &["--report", report_id]);
     let job_id = job["id"].as_str().unwrap().to_string();
     assert_eq!(job["status"], "successfulWithWarnings", "{job}");
@@ -326,6 +337,42 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     assert!(records
         .iter()
         .all(|r| r.actor.as_ref().unwrap().subject == "admin"));
+
+    // The scrape counts the same operations, the finished job and the appended events, and
+    // shows every projection's lag.
+    let after = scrape().await;
+    let applied_after = backtrack_e2e::metric(&after, APPLIED).unwrap();
+    assert_eq!(applied_after - applied_before, operations as f64, "{after}");
+    assert_eq!(
+        backtrack_e2e::metric(
+            &after,
+            "backtrack_recovery_jobs_finished_total{state=\"successfulWithWarnings\"}"
+        ),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(
+        backtrack_e2e::metric(&after, "backtrack_events_appended_total").unwrap()
+            >= operations as f64
+    );
+    for projection in ["directory", "timetravel", "audit"] {
+        let lag = backtrack_e2e::metric(
+            &after,
+            &format!("backtrack_projection_lag_events{{projection=\"{projection}\"}}"),
+        );
+        assert!(lag.is_some_and(|l| l >= 0.0), "{projection}: {after}");
+    }
+    for desc in backtrack_platform::metrics::CATALOGUE {
+        assert!(
+            after.contains(&format!("# TYPE {} ", desc.name)),
+            "{}: {after}",
+            desc.name
+        );
+    }
+    assert!(
+        after.contains("backtrack_rpc_seconds_count{method=\"/backtrack.v1.RecoveryService/"),
+        "{after}"
+    );
 
     // Listing, showing and the (empty) failed list.
     let listed = b.json(&["recovery", "list", "--tenant", T]).unwrap();

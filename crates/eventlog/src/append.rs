@@ -2,6 +2,7 @@
 //! last subject sequence (optimistic concurrency), every ack awaited.
 
 use std::future::Future;
+use std::time::Instant;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
@@ -12,6 +13,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use crate::codec::{self, EncodedEvent};
 use crate::error::EventLogError;
 use crate::log::EventLog;
+use crate::metrics;
 
 /// Most publishes of one batch waiting for their ack. One connection delivers the
 /// publishes in order and JetStream stores them in order, so pipelining keeps the order
@@ -58,6 +60,18 @@ impl EventLog {
     /// [`EventLogError::Unavailable`] — the append may have happened, so retry with the
     /// same msg id.
     pub async fn append(&self, batch: Vec<Append>) -> Vec<Result<Appended, EventLogError>> {
+        let started = Instant::now();
+        let results = self.append_all(batch).await;
+        let stored = results
+            .iter()
+            .filter(|r| matches!(r, Ok(appended) if !appended.duplicate))
+            .count();
+        metrics::EVENTS_APPENDED.inc_by(&[], stored as u64);
+        metrics::APPEND_SECONDS.observe_duration(&[], started.elapsed());
+        results
+    }
+
+    async fn append_all(&self, batch: Vec<Append>) -> Vec<Result<Appended, EventLogError>> {
         let mut results: Vec<Option<Result<Appended, EventLogError>>> =
             std::iter::repeat_with(|| None).take(batch.len()).collect();
         let mut in_flight = FuturesOrdered::new();

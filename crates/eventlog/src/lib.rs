@@ -15,6 +15,7 @@
 //! - [`audit`]: [`AuditLog`], the audit stream `BT_AUDIT` services publish privileged
 //!   actions to, acknowledged before an action counts as done.
 //! - [`error`]: [`EventLogError`], one enum for all of the above.
+//! - [`metrics`]: the process-wide Prometheus registry every service reports to.
 //!
 //! A message that fails to decode is an error naming its sequence, never skipped: a gap in
 //! a replay would be a silently wrong projection.
@@ -24,6 +25,7 @@ pub mod audit;
 pub mod codec;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod read;
 
 pub use append::{Append, Appended};

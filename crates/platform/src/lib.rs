@@ -13,6 +13,8 @@
 //!   refused call ([`audit::AuditLayer`]) on `BT_AUDIT`.
 //! - [`shutdown`] — a trigger fired once and observed by every task; SIGTERM/SIGINT.
 //! - [`health`] — `/healthz` and `/readyz` over HTTP, with room for more routes.
+//! - [`metrics`] — Prometheus counters, gauges and histograms, and [`metrics::RpcMetricsLayer`]
+//!   timing every gRPC call.
 //! - [`telemetry`] — `tracing` to stderr as text or JSON, filtered by `BACKTRACK_LOG`.
 //! - [`nats`] — one way to connect to NATS, with errors that say what to check.
 //! - [`grpc`] — accepted connections with `TCP_NODELAY` for a gRPC server.
@@ -26,6 +28,7 @@ pub mod config;
 mod error;
 pub mod grpc;
 pub mod health;
+pub mod metrics;
 pub mod nats;
 pub mod shutdown;
 pub mod telemetry;

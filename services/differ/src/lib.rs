@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backtrack_platform::metrics;
 use backtrack_proto::v1;
 use backtrack_snapshotter::Snapshotter;
 use serde_json::Value;
@@ -223,6 +224,8 @@ impl Differ {
             }
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
+        metrics::REPORTS_FINISHED.inc_by(&[("state", state_name(report.state))], 1);
+        metrics::REPORT_SECONDS.observe_duration(&[], started.elapsed());
         report.finished_at_ms = now_ms();
         // Free the tenant before the final state is visible, so whoever sees the report
         // finished can start the next job at once.

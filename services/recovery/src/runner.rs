@@ -19,13 +19,14 @@ use backtrack_domain::recovery::{Action, Operation, Plan, Step};
 use backtrack_domain::{Command, DirectoryView, ObjectKind};
 use backtrack_eventlog::audit::AUDIT_SCHEMA_VERSION;
 use backtrack_platform::clock::now_ms;
+use backtrack_platform::metrics;
 use backtrack_proto::v1;
 use backtrack_snapshotter::backups::BackupRequest;
 use serde_json::{json, Map, Value};
 
 use crate::error::RecoveryError;
 use crate::store::JobStore;
-use crate::Recovery;
+use crate::{state_name, Recovery};
 
 /// Namespace of audit record ids: one id per job and operation, so a re-published record
 /// is a duplicate the stream drops.
@@ -163,6 +164,7 @@ impl Recovery {
         let lease = LeaseKeeper::start(jobs, job.tenant.clone(), value, revision, every);
         let mut plan: Option<Plan> = None;
         let mut backoff = Duration::from_millis(250);
+        metrics::RECOVERY_JOBS_RUNNING.add(&[], 1.0);
         loop {
             if lease.lost() {
                 tracing::warn!(job = %job.id, "recovery job lease lost; another runner continues it");
@@ -198,6 +200,12 @@ impl Recovery {
             }
         }
         drop(lease);
+        metrics::RECOVERY_JOBS_RUNNING.add(&[], -1.0);
+        if is_finished(job.state) {
+            metrics::RECOVERY_JOBS_FINISHED.inc_by(&[("state", state_name(job.state))], 1);
+            let millis = job.finished_at_ms.saturating_sub(job.started_at_ms);
+            metrics::RECOVERY_JOB_SECONDS.observe(&[], millis as f64 / 1000.0);
+        }
         self.lock_running().remove(&job.id);
     }
 
@@ -370,6 +378,8 @@ impl Recovery {
                 )
                 .await?;
             self.inner.audit.publish(&result.records).await?;
+            // One record per applied operation, now acknowledged.
+            metrics::RECOVERY_OPERATIONS_APPLIED.inc_by(&[], result.records.len() as u64);
             job.objects_changed += result.objects;
             job.links_changed += result.links;
             job.already_satisfied += result.satisfied;

@@ -108,6 +108,11 @@ impl Testbed {
             token: Some(self.token.clone()),
             data_dir: self.scratch.path().to_path_buf(),
             output: OutputFormat::Json,
+            directory_server: None,
+            snapshotter_server: None,
+            differ_server: None,
+            recovery_server: None,
+            audit_server: None,
         })
         .await
     }

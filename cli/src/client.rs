@@ -66,35 +66,63 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 /// one connection.
 #[derive(Clone)]
 pub struct Connection {
+    /// The `--server` channel, for every service without an address of its own.
     channel: Channel,
+    /// Channels of the services given their own address (`--directory-server`, …), for a
+    /// deployment that runs each service as its own process without a router in front.
+    routes: Routes,
     token: BearerToken,
+}
+
+#[derive(Clone, Default)]
+struct Routes {
+    directory: Option<Channel>,
+    snapshotter: Option<Channel>,
+    differ: Option<Channel>,
+    recovery: Option<Channel>,
+    audit: Option<Channel>,
+}
+
+impl Connection {
+    fn route(&self, channel: &Option<Channel>) -> Channel {
+        channel.clone().unwrap_or_else(|| self.channel.clone())
+    }
 }
 
 impl Connection {
     /// The directory service: objects, tenants, the change feed.
     pub fn directory(&self) -> Client {
-        DirectoryServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+        DirectoryServiceClient::with_interceptor(
+            self.route(&self.routes.directory),
+            self.token.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// The backup service: manifests, verification, pins and the backup policy.
     pub fn backup(&self) -> BackupClient {
-        BackupServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+        BackupServiceClient::with_interceptor(
+            self.route(&self.routes.snapshotter),
+            self.token.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// The time-travel service: objects, lists, links and histories at any point.
     pub fn time_travel(&self) -> TimeTravelClient {
-        TimeTravelServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+        TimeTravelServiceClient::with_interceptor(
+            self.route(&self.routes.snapshotter),
+            self.token.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// The difference-report service: report jobs, their pages of items and exports.
     pub fn diff(&self) -> DiffClient {
-        DiffServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+        DiffServiceClient::with_interceptor(self.route(&self.routes.differ), self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
@@ -103,21 +131,24 @@ impl Connection {
 impl Connection {
     /// The audit service: query, tail and verify audit chains.
     pub fn audit(&self) -> AuditClient {
-        AuditServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+        AuditServiceClient::with_interceptor(self.route(&self.routes.audit), self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// The recovery service: recovery jobs, their plans, failures, cancel and undo.
     pub fn recovery(&self) -> RecoveryClient {
-        RecoveryServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+        RecoveryServiceClient::with_interceptor(
+            self.route(&self.routes.recovery),
+            self.token.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// The token service: local tokens issued, and audited, by the server.
     pub fn tokens(&self) -> TokenClient {
-        TokenServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+        TokenServiceClient::with_interceptor(self.route(&self.routes.directory), self.token.clone())
     }
 }
 
@@ -127,13 +158,34 @@ pub async fn connect_channel(global: &GlobalArgs) -> anyhow::Result<Connection> 
     let token = BearerToken::new(&token).map_err(|e| anyhow!("unusable token: {e}"))?;
     let endpoint = Endpoint::from_shared(global.server.clone())
         .with_context(|| format!("invalid --server address '{}'", global.server))?;
+    let lazy = |flag: &str, address: &Option<String>| -> anyhow::Result<Option<Channel>> {
+        address
+            .as_ref()
+            .map(|address| {
+                Endpoint::from_shared(address.clone())
+                    .map(|e| e.connect_lazy())
+                    .with_context(|| format!("invalid {flag} address '{address}'"))
+            })
+            .transpose()
+    };
+    let routes = Routes {
+        directory: lazy("--directory-server", &global.directory_server)?,
+        snapshotter: lazy("--snapshotter-server", &global.snapshotter_server)?,
+        differ: lazy("--differ-server", &global.differ_server)?,
+        recovery: lazy("--recovery-server", &global.recovery_server)?,
+        audit: lazy("--audit-server", &global.audit_server)?,
+    };
     let channel = endpoint.connect().await.map_err(|e| {
         anyhow!(
             "cannot reach Backtrack at {}: {e}. Is `backtrack up` running (or --server right)?",
             global.server
         )
     })?;
-    Ok(Connection { channel, token })
+    Ok(Connection {
+        channel,
+        routes,
+        token,
+    })
 }
 
 /// Connects and returns a directory service client.

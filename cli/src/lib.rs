@@ -3,7 +3,8 @@
 //!
 //! Modules: [`args`] (the clap definitions — `--help` is the reference), [`client`]
 //! (server address and token discovery), [`output`] (tables for people, JSON for
-//! scripts), [`up`] (the all-in-one server) with [`up_metrics`] (its `/metrics`), [`commands`] (one module per command group),
+//! scripts), [`up`] (the all-in-one server) and [`serve`] (one service per process), with
+//! [`up_metrics`] (`/metrics`) and [`readiness`] (`/readyz`, gRPC health), [`commands`] (one module per command group),
 //! [`demo`] (the deterministic demo tenant), [`import`] (bulk import shared by
 //! `dir import` and `demo seed`), [`point`] (parsing `--at POINT` for backups and time
 //! travel).
@@ -15,6 +16,8 @@ pub mod demo;
 pub mod import;
 pub mod output;
 pub mod point;
+pub mod readiness;
+pub mod serve;
 pub mod up;
 pub mod up_metrics;
 
@@ -27,6 +30,11 @@ pub async fn run(cli: Cli) -> i32 {
             let mut a = a.clone();
             a.data_dir = cli.global.data_dir.clone();
             up::run(a).await
+        }
+        Command::Serve(ref a) => {
+            let mut a = a.clone();
+            a.up.data_dir = cli.global.data_dir.clone();
+            serve::run(a).await
         }
         _ => commands::dispatch(cli).await,
     };

@@ -37,13 +37,48 @@ const DEMO_TENANT: &str = "contoso";
 
 /// Runs until SIGTERM / Ctrl-C, then drains and stops nats-server if it started one.
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
+    let Prepared {
+        data,
+        key_path,
+        provider,
+    } = prepare(&mut args).await?;
+    let (key, created) = SigningKey::load_or_create(&key_path)?;
+    if created {
+        tracing::info!(path = %key_path.display(), "created a new signing key");
+    }
+
+    let (mut nats_child, nats_url) = match &args.nats {
+        Some(url) => (None, url.clone()),
+        None => {
+            let (child, url) = start_nats_server(&data).await?;
+            (Some(child), url)
+        }
+    };
+    let result = serve(&args, &data, &key, provider, &nats_url, Parts::all()).await;
+    if let Some(child) = nats_child.as_mut() {
+        stop_nats_server(child).await;
+    }
+    result
+}
+
+/// What `up` and `serve` settle before anything starts.
+pub(crate) struct Prepared {
+    pub data: PathBuf,
+    /// The signing key file: `--signing-key`, else `<data dir>/signing.key`.
+    pub key_path: PathBuf,
+    pub provider: Option<(OidcSettings, JwksHandle)>,
+}
+
+/// Logging, the checks of the flags (a bad one exits with status 2 and says which), the
+/// identity provider's keys, and the data directory.
+pub(crate) async fn prepare(args: &mut UpArgs) -> anyhow::Result<Prepared> {
     backtrack_platform::telemetry::init(args.log_format);
-    if let Err(e) = default_policy(&args).validate() {
+    if let Err(e) = default_policy(args).validate() {
         backtrack_platform::config::exit_bad_config(format!(
             "--backup-schedule / --backup-retention-days: {e}"
         ));
     }
-    let oidc = match oidc_settings(&args) {
+    let oidc = match oidc_settings(args) {
         Ok(oidc) => oidc,
         Err(problem) => backtrack_platform::config::exit_bad_config(problem),
     };
@@ -64,43 +99,153 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let data = args.data_dir.clone();
     std::fs::create_dir_all(&data)
         .with_context(|| format!("cannot create data dir {}", data.display()))?;
-
-    let (key, created) = SigningKey::load_or_create(&data.join("signing.key"))?;
-    if created {
-        tracing::info!(path = %data.join("signing.key").display(), "created a new signing key");
-    }
-
-    let (mut nats_child, nats_url) = match &args.nats {
-        Some(url) => (None, url.clone()),
-        None => {
-            let (child, url) = start_nats_server(&data).await?;
-            (Some(child), url)
-        }
-    };
-    let provider = oidc.zip(provider_keys);
-    let result = serve(&args, &data, &key, provider, &nats_url).await;
-    if let Some(child) = nats_child.as_mut() {
-        stop_nats_server(child).await;
-    }
-    result
+    let key_path = args
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| data.join("signing.key"));
+    Ok(Prepared {
+        data,
+        key_path,
+        provider: oidc.zip(provider_keys),
+    })
 }
 
-async fn serve(
+/// Which services one process runs. `backtrack up` runs all of them; `backtrack serve X`
+/// runs X, with the read-side projections X needs kept by the process itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The process's name on NATS and in logs.
+    pub name: &'static str,
+    /// Directory API and token API (the system of record).
+    pub directory_api: bool,
+    /// A directory writer without its API (a recovery process applies through it).
+    pub directory_writer: bool,
+    /// Backup and time-travel APIs with the backup scheduler.
+    pub snapshotter_api: bool,
+    /// A time-travel store without API and without scheduler (a differ's or recovery's own).
+    pub snapshotter_replica: bool,
+    /// Difference report API with its retention sweeper.
+    pub differ_api: bool,
+    /// The report store without its API (a recovery process reads reports).
+    pub differ_reader: bool,
+    pub recovery_api: bool,
+    pub audit_api: bool,
+    /// `backtrack up`: writes the admin token, seeds the demo tenant with `--demo`, prints
+    /// the tour's banner.
+    pub all_in_one: bool,
+}
+
+impl Parts {
+    /// Everything, as `backtrack up` runs it.
+    pub fn all() -> Self {
+        Self {
+            name: "backtrack-up",
+            directory_api: true,
+            directory_writer: false,
+            snapshotter_api: true,
+            snapshotter_replica: false,
+            differ_api: true,
+            differ_reader: false,
+            recovery_api: true,
+            audit_api: true,
+            all_in_one: true,
+        }
+    }
+
+    fn none(name: &'static str) -> Self {
+        Self {
+            name,
+            directory_api: false,
+            directory_writer: false,
+            snapshotter_api: false,
+            snapshotter_replica: false,
+            differ_api: false,
+            differ_reader: false,
+            recovery_api: false,
+            audit_api: false,
+            all_in_one: false,
+        }
+    }
+
+    pub fn directory() -> Self {
+        Self {
+            directory_api: true,
+            ..Self::none("backtrack-directory")
+        }
+    }
+
+    pub fn snapshotter() -> Self {
+        Self {
+            snapshotter_api: true,
+            ..Self::none("backtrack-snapshotter")
+        }
+    }
+
+    pub fn differ() -> Self {
+        Self {
+            snapshotter_replica: true,
+            differ_api: true,
+            ..Self::none("backtrack-differ")
+        }
+    }
+
+    pub fn recovery() -> Self {
+        Self {
+            directory_writer: true,
+            snapshotter_replica: true,
+            differ_reader: true,
+            recovery_api: true,
+            ..Self::none("backtrack-recovery")
+        }
+    }
+
+    pub fn audit() -> Self {
+        Self {
+            audit_api: true,
+            ..Self::none("backtrack-audit")
+        }
+    }
+
+    fn runs_directory(&self) -> bool {
+        self.directory_api || self.directory_writer
+    }
+
+    fn runs_snapshotter(&self) -> bool {
+        self.snapshotter_api || self.snapshotter_replica
+    }
+
+    fn runs_differ(&self) -> bool {
+        self.differ_api || self.differ_reader
+    }
+}
+
+/// Starts the `parts`, serves their APIs with health and metrics, and runs until SIGTERM /
+/// Ctrl-C; then reports not ready, stops taking calls and lets calls in flight finish
+/// within `--drain-secs`.
+pub(crate) async fn serve(
     args: &UpArgs,
     data: &Path,
     key: &SigningKey,
     provider: Option<(OidcSettings, JwksHandle)>,
     nats_url: &str,
+    parts: Parts,
 ) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
     let nats = connect(&NatsOptions {
         url: nats_url.to_string(),
         creds: args.nats_creds.clone(),
-        name: "backtrack-up".into(),
+        name: parts.name.into(),
     })
     .await?;
-    let auditor = Auditor::new(AuditLog::open(nats.clone(), args.stream_replicas).await?);
-    write_admin_token(data, key, &auditor).await?;
+    let auditor = Auditor::new(
+        starting("the audit stream", || {
+            AuditLog::open(nats.clone(), args.stream_replicas)
+        })
+        .await?,
+    );
+    if parts.all_in_one {
+        write_admin_token(data, key, &auditor).await?;
+    }
     let mut validator = TokenValidator::local(key);
     if let Some((oidc, keys)) = provider {
         tokio::spawn(
@@ -113,56 +258,109 @@ async fn serve(
             keys,
         });
     }
-    let mut config = DirectoryConfig::new(data.join("directory"));
-    config.recycle_bin_retention = Duration::from_secs(args.recycle_bin_days * 86_400);
-    config.stream_replicas = args.stream_replicas;
-    let directory = backtrack_directory::start(config, nats.clone(), shutdown.clone()).await?;
-    let mut snapshotter_config = SnapshotterConfig::new(data.join("snapshotter"));
-    snapshotter_config.stream_replicas = args.stream_replicas;
-    snapshotter_config.checkpoint_every = args.checkpoint_every;
-    snapshotter_config.default_policy = default_policy(args);
-    let snapshotter =
-        backtrack_snapshotter::start(snapshotter_config, nats.clone(), shutdown.clone()).await?;
-    let differ = backtrack_differ::Differ::with_retention(
-        snapshotter.clone(),
-        nats.clone(),
-        args.stream_replicas,
-        Duration::from_secs(args.report_retention_days.max(1) * 86_400),
-    )
-    .await?;
-    tokio::spawn(
-        differ
-            .clone()
-            .run_sweeper(Duration::from_secs(3600), shutdown.clone()),
-    );
-    let sinks = match &args.audit_sinks {
-        Some(path) => backtrack_audit::sinks::load_config(path)
-            .map_err(|e| anyhow!("--audit-sinks {}: {e}", path.display()))?,
-        None => Vec::new(),
+    let directory = if parts.runs_directory() {
+        let mut config = DirectoryConfig::new(data.join("directory"));
+        config.recycle_bin_retention = Duration::from_secs(args.recycle_bin_days * 86_400);
+        config.stream_replicas = args.stream_replicas;
+        config.sweeper = parts.directory_api;
+        let nats = nats.clone();
+        Some(
+            starting("the directory", || {
+                backtrack_directory::start(config.clone(), nats.clone(), shutdown.clone())
+            })
+            .await?,
+        )
+    } else {
+        None
     };
-    let audit = backtrack_audit::Audit::start(
-        backtrack_audit::AuditConfig {
-            replicas: args.stream_replicas,
-            sinks,
-            ..backtrack_audit::AuditConfig::new(data.join("audit"))
-        },
-        nats.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let recovery = backtrack_recovery::Recovery::start(
-        directory.clone(),
-        differ.clone(),
-        nats,
-        args.stream_replicas,
-        backtrack_recovery::RecoveryConfig {
-            batch_size: args.recovery_batch.max(1),
-            lease_stale_after: Duration::from_secs(args.recovery_lease_stale_secs.max(1)),
-            require_approval: args.recovery_approval,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let snapshotter = if parts.runs_snapshotter() {
+        let mut config = SnapshotterConfig::new(data.join("snapshotter"));
+        config.stream_replicas = args.stream_replicas;
+        config.default_policy = default_policy(args);
+        // A replica neither schedules backups nor writes checkpoints: the snapshotter
+        // service does both, once per deployment.
+        config.scheduler = parts.snapshotter_api;
+        config.checkpoint_every = if parts.snapshotter_api {
+            args.checkpoint_every
+        } else {
+            0
+        };
+        let nats = nats.clone();
+        Some(
+            starting("the time-travel store", || {
+                backtrack_snapshotter::start(config.clone(), nats.clone(), shutdown.clone())
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
+    let differ = match (&snapshotter, parts.runs_differ()) {
+        (Some(snapshotter), true) => {
+            let differ = starting("the report store", || {
+                backtrack_differ::Differ::with_retention(
+                    snapshotter.clone(),
+                    nats.clone(),
+                    args.stream_replicas,
+                    Duration::from_secs(args.report_retention_days.max(1) * 86_400),
+                )
+            })
+            .await?;
+            if parts.differ_api {
+                tokio::spawn(
+                    differ
+                        .clone()
+                        .run_sweeper(Duration::from_secs(3600), shutdown.clone()),
+                );
+            }
+            Some(differ)
+        }
+        _ => None,
+    };
+    let audit = if parts.audit_api {
+        let sinks = match &args.audit_sinks {
+            Some(path) => backtrack_audit::sinks::load_config(path)
+                .map_err(|e| anyhow!("--audit-sinks {}: {e}", path.display()))?,
+            None => Vec::new(),
+        };
+        Some(
+            backtrack_audit::Audit::start(
+                backtrack_audit::AuditConfig {
+                    replicas: args.stream_replicas,
+                    sinks,
+                    ..backtrack_audit::AuditConfig::new(data.join("audit"))
+                },
+                nats.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let recovery = match (&directory, &differ, parts.recovery_api) {
+        (Some(directory), Some(differ), true) => {
+            let config = backtrack_recovery::RecoveryConfig {
+                batch_size: args.recovery_batch.max(1),
+                lease_stale_after: Duration::from_secs(args.recovery_lease_stale_secs.max(1)),
+                require_approval: args.recovery_approval,
+                ..Default::default()
+            };
+            Some(
+                starting("the recovery job store", || {
+                    backtrack_recovery::Recovery::start(
+                        directory.clone(),
+                        differ.clone(),
+                        nats.clone(),
+                        args.stream_replicas,
+                        config.clone(),
+                    )
+                })
+                .await?,
+            )
+        }
+        _ => None,
+    };
 
     let health = Health::new();
     let http = tokio::net::TcpListener::bind(args.http_addr)
@@ -181,84 +379,114 @@ async fn serve(
                 args.grpc_addr
             )
         })?;
+    let scraped = crate::up_metrics::Scraped {
+        directory: directory.clone(),
+        snapshotter: snapshotter.clone(),
+        audit: audit.clone(),
+    };
     let http_task = tokio::spawn(serve_http(
         http,
         health.clone(),
-        crate::up_metrics::router(crate::up_metrics::Scraped {
-            directory: directory.clone(),
-            snapshotter: snapshotter.clone(),
-            audit: audit.clone(),
-        }),
+        crate::up_metrics::router(scraped.clone()),
         shutdown.clone(),
     ));
 
+    let (grpc_health, grpc_health_service) = tonic_health::server::health_reporter();
     let interceptor = AuthInterceptor::new(Arc::new(validator));
-    let service = InterceptedService::new(
-        DirectoryApi::new(directory.clone(), auditor.clone()).into_server(),
-        interceptor.clone(),
-    );
-    let backups = InterceptedService::new(
-        BackupApi::new(snapshotter.clone(), auditor.clone()).into_server(),
-        interceptor.clone(),
-    );
-    let time_travel = InterceptedService::new(
-        TimeTravelApi::new(snapshotter.clone()).into_server(),
-        interceptor.clone(),
-    );
-    let reports = InterceptedService::new(
-        backtrack_differ::api::DiffApi::new(differ.clone(), auditor.clone()).into_server(),
-        interceptor.clone(),
-    );
-    let recoveries = InterceptedService::new(
-        backtrack_recovery::api::RecoveryApi::new(recovery.clone(), differ).into_server(),
-        interceptor.clone(),
-    );
-    let tokens = InterceptedService::new(
-        TokenApi::new(key.clone(), auditor.clone()).into_server(),
-        interceptor.clone(),
-    );
-    let audit_api = InterceptedService::new(
-        backtrack_audit::api::AuditApi::new(audit.clone()).into_server(),
-        interceptor,
-    );
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(grpc_health_service);
+    let mut served: Vec<&'static str> = Vec::new();
+    if let (Some(directory), true) = (&directory, parts.directory_api) {
+        let api = DirectoryApi::new(directory.clone(), auditor.clone()).into_server();
+        served.push(named(&api));
+        routes.add_service(InterceptedService::new(api, interceptor.clone()));
+        let tokens = TokenApi::new(key.clone(), auditor.clone()).into_server();
+        served.push(named(&tokens));
+        routes.add_service(InterceptedService::new(tokens, interceptor.clone()));
+    }
+    if let (Some(snapshotter), true) = (&snapshotter, parts.snapshotter_api) {
+        let backups = BackupApi::new(snapshotter.clone(), auditor.clone()).into_server();
+        served.push(named(&backups));
+        routes.add_service(InterceptedService::new(backups, interceptor.clone()));
+        let time_travel = TimeTravelApi::new(snapshotter.clone()).into_server();
+        served.push(named(&time_travel));
+        routes.add_service(InterceptedService::new(time_travel, interceptor.clone()));
+    }
+    if let (Some(differ), true) = (&differ, parts.differ_api) {
+        let reports =
+            backtrack_differ::api::DiffApi::new(differ.clone(), auditor.clone()).into_server();
+        served.push(named(&reports));
+        routes.add_service(InterceptedService::new(reports, interceptor.clone()));
+    }
+    if let (Some(recovery), Some(differ)) = (&recovery, &differ) {
+        let recoveries =
+            backtrack_recovery::api::RecoveryApi::new(recovery.clone(), differ.clone())
+                .into_server();
+        served.push(named(&recoveries));
+        routes.add_service(InterceptedService::new(recoveries, interceptor.clone()));
+    }
+    if let Some(audit) = &audit {
+        let audit_api = backtrack_audit::api::AuditApi::new(audit.clone()).into_server();
+        served.push(named(&audit_api));
+        routes.add_service(InterceptedService::new(audit_api, interceptor.clone()));
+    }
     let incoming = backtrack_platform::grpc::incoming(grpc);
     let grpc_shutdown = shutdown.clone();
     let mut grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(RpcMetricsLayer)
             .layer(AuditLayer::new(auditor))
-            .add_service(service)
-            .add_service(backups)
-            .add_service(time_travel)
-            .add_service(reports)
-            .add_service(recoveries)
-            .add_service(audit_api)
-            .add_service(tokens)
+            .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.wait().await }),
     );
 
-    catch_up(&directory).await?;
-    catch_up_snapshotter(&snapshotter).await?;
-    tokio::spawn(recovery.run_resumer(shutdown.clone()));
-    health.set_ready(true, "ready");
-    if args.demo {
-        seed_demo(&directory, args.demo_users).await?;
+    if let Some(directory) = &directory {
+        catch_up(directory).await?;
     }
-    println!("Backtrack is up.");
+    if let Some(snapshotter) = &snapshotter {
+        catch_up_snapshotter(snapshotter).await?;
+    }
+    if let Some(recovery) = &recovery {
+        tokio::spawn(recovery.clone().run_resumer(shutdown.clone()));
+    }
+    let readiness = crate::readiness::Readiness {
+        nats: nats.clone(),
+        scraped,
+        health: health.clone(),
+        grpc: grpc_health,
+        services: served.clone(),
+    };
+    readiness.check().await;
+    tokio::spawn(readiness.watch(shutdown.clone()));
+    if let (Some(directory), true) = (&directory, parts.all_in_one && args.demo) {
+        seed_demo(directory, args.demo_users).await?;
+    }
+    if parts.all_in_one {
+        println!("Backtrack is up.");
+    } else {
+        println!("{} is up: {}", parts.name, served.join(", "));
+    }
     println!("  gRPC      http://{}", args.grpc_addr);
     println!(
         "  health    http://{}/healthz  http://{}/readyz  metrics http://{}/metrics",
         args.http_addr, args.http_addr, args.http_addr
     );
-    println!(
-        "  NATS      {nats_url}  (change feed: subjects bt.ev.<tenant>.> on stream BT_EVENTS)"
-    );
-    println!("  data      {}", data.display());
-    println!(
-        "  token     {}  (the CLI reads it from there)",
-        data.join("admin.token").display()
-    );
-    println!("Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group");
+    if parts.all_in_one {
+        println!(
+            "  NATS      {nats_url}  (change feed: subjects bt.ev.<tenant>.> on stream BT_EVENTS)"
+        );
+        println!("  data      {}", data.display());
+        println!(
+            "  token     {}  (the CLI reads it from there)",
+            data.join("admin.token").display()
+        );
+        println!(
+            "Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group"
+        );
+    } else {
+        println!("  NATS      {nats_url}");
+        println!("  data      {}", data.display());
+    }
 
     tokio::select! {
         r = terminate_signal() => { r.context("cannot listen for signals")?; }
@@ -269,9 +497,54 @@ async fn serve(
     eprintln!("backtrack: shutting down");
     health.set_ready(false, "shutting down");
     trigger.trigger();
-    let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
+    let drain = Duration::from_secs(args.drain_secs.max(1));
+    let _ = tokio::time::timeout(drain, http_task).await;
+    if tokio::time::timeout(drain, grpc_task).await.is_err() {
+        eprintln!(
+            "backtrack: calls still running after {}s; stopping anyway (a recovery job resumes from its checkpoint)",
+            drain.as_secs()
+        );
+    }
     Ok(())
+}
+
+/// How long a process keeps trying to open its streams and stores at start.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `open` until it succeeds or [`START_DEADLINE`] passes. Processes of one deployment
+/// start together and create the shared streams concurrently; on a cluster a stream another
+/// process is creating can answer "not found" for a moment, and a node may still be
+/// electing its leaders.
+async fn starting<T, E, F, Fut>(what: &str, mut open: F) -> anyhow::Result<T>
+where
+    E: Into<anyhow::Error>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                if tokio::time::Instant::now() + backoff > deadline {
+                    return Err(e.context(format!(
+                        "cannot open {what} within {}s",
+                        START_DEADLINE.as_secs()
+                    )));
+                }
+                tracing::warn!(error = %format!("{e:#}"), "opening {what} failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// The gRPC service name of a generated server, e.g. `backtrack.v1.DirectoryService`.
+fn named<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
 }
 
 /// Mints this start's admin token (Global Administrator, every tenant) and writes it to
@@ -293,15 +566,15 @@ async fn write_admin_token(data: &Path, key: &SigningKey, auditor: &Auditor) -> 
 }
 
 /// The identity provider `backtrack up` trusts besides its own key.
-struct OidcSettings {
+pub(crate) struct OidcSettings {
     issuer: String,
     audience: String,
-    source: JwksSource,
+    pub(crate) source: JwksSource,
     refresh: Duration,
 }
 
 /// `--jwt-issuer`, `--jwt-audience` and one of `--jwks-file` / `--jwks-url`, all or none.
-fn oidc_settings(args: &UpArgs) -> Result<Option<OidcSettings>, String> {
+pub(crate) fn oidc_settings(args: &UpArgs) -> Result<Option<OidcSettings>, String> {
     let source = match (&args.jwks_file, &args.jwks_url) {
         (Some(_), Some(_)) => return Err("give --jwks-file or --jwks-url, not both".into()),
         (Some(path), None) => Some(JwksSource::File(path.clone())),
@@ -345,7 +618,7 @@ async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
 }
 
 /// The backup policy of tenants without one of their own.
-fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Policy {
+pub(crate) fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Policy {
     backtrack_snapshotter::policy::Policy {
         schedule: args.backup_schedule.trim().to_string(),
         retention_days: args.backup_retention_days,

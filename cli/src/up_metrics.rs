@@ -1,4 +1,4 @@
-//! `GET /metrics` of `backtrack up`: the process-wide registry, with the gauges that are
+//! `GET /metrics` of `backtrack up` and `backtrack serve`: the process-wide registry, with the gauges that are
 //! cheaper to read on scrape than to keep current — projection lag and audit sink state.
 
 use axum::extract::State;
@@ -11,12 +11,12 @@ use backtrack_directory::Directory;
 use backtrack_platform::metrics;
 use backtrack_snapshotter::Snapshotter;
 
-/// What a scrape reads besides the registry.
+/// What a scrape reads besides the registry: the parts this process runs.
 #[derive(Clone)]
 pub struct Scraped {
-    pub directory: Directory,
-    pub snapshotter: Snapshotter,
-    pub audit: Audit,
+    pub directory: Option<Directory>,
+    pub snapshotter: Option<Snapshotter>,
+    pub audit: Option<Audit>,
 }
 
 /// The `/metrics` route, for the extra router of
@@ -35,34 +35,53 @@ async fn scrape(State(scraped): State<Scraped>) -> impl IntoResponse {
     )
 }
 
-async fn refresh(scraped: &Scraped) {
+/// Sets the scrape-time gauges; returns each projection's lag (events), where the
+/// stream could be read.
+pub async fn refresh(scraped: &Scraped) -> Vec<(&'static str, u64)> {
+    let mut lags = Vec::new();
     // A stream that cannot be read leaves the last value in place rather than a made-up one.
-    match scraped.directory.log().state().await {
-        Ok(state) => {
-            let last = state.last_sequence;
-            for (projection, position) in [
-                ("directory", scraped.directory.position()),
-                ("timetravel", scraped.snapshotter.position()),
-            ] {
-                metrics::PROJECTION_LAG.set(
-                    &[("projection", projection)],
-                    last.saturating_sub(position) as f64,
-                );
+    let events = match (&scraped.directory, &scraped.snapshotter) {
+        (Some(directory), _) => Some(directory.log()),
+        (None, Some(snapshotter)) => Some(snapshotter.log()),
+        (None, None) => None,
+    };
+    if let Some(log) = events {
+        match log.state().await {
+            Ok(state) => {
+                let last = state.last_sequence;
+                let positions = [
+                    (
+                        "directory",
+                        scraped.directory.as_ref().map(|d| d.position()),
+                    ),
+                    (
+                        "timetravel",
+                        scraped.snapshotter.as_ref().map(|s| s.position()),
+                    ),
+                ];
+                for (projection, position) in positions {
+                    if let Some(position) = position {
+                        lags.push((projection, last.saturating_sub(position)));
+                    }
+                }
             }
+            Err(e) => tracing::debug!(error = %e, "metrics: event stream state unavailable"),
         }
-        Err(e) => tracing::debug!(error = %e, "metrics: event stream state unavailable"),
     }
-    match scraped.audit.log().last_sequence().await {
-        Ok(last) => metrics::PROJECTION_LAG.set(
-            &[("projection", "audit")],
-            last.saturating_sub(scraped.audit.position()) as f64,
-        ),
-        Err(e) => tracing::debug!(error = %e, "metrics: audit stream state unavailable"),
+    if let Some(audit) = &scraped.audit {
+        match audit.log().last_sequence().await {
+            Ok(last) => lags.push(("audit", last.saturating_sub(audit.position()))),
+            Err(e) => tracing::debug!(error = %e, "metrics: audit stream state unavailable"),
+        }
+        for (sink, stats) in audit.sink_stats() {
+            let labels = [("sink", sink.as_str())];
+            metrics::AUDIT_SINK_DELIVERED.set_total(&labels, stats.delivered());
+            metrics::AUDIT_SINK_ERRORS.set_total(&labels, stats.errors());
+            metrics::AUDIT_SINK_BACKLOG.set(&labels, stats.backlog() as f64);
+        }
     }
-    for (sink, stats) in scraped.audit.sink_stats() {
-        let labels = [("sink", sink.as_str())];
-        metrics::AUDIT_SINK_DELIVERED.set_total(&labels, stats.delivered());
-        metrics::AUDIT_SINK_ERRORS.set_total(&labels, stats.errors());
-        metrics::AUDIT_SINK_BACKLOG.set(&labels, stats.backlog() as f64);
+    for (projection, lag) in &lags {
+        metrics::PROJECTION_LAG.set(&[("projection", projection)], *lag as f64);
     }
+    lags
 }

@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use backtrack_test_support::{backtrack_binary, eventually, free_port, nats_server_binary};
 use serde_json::Value;
 
+pub mod deployment;
+
 /// A running `backtrack up`, with its own data dir and ports.
 pub struct Backtrack {
     child: Option<Child>,
@@ -122,22 +124,7 @@ impl Backtrack {
 
     /// Runs a CLI command that must succeed and prints JSON; returns the JSON.
     pub fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let out = self.cli(args);
-        if !out.status.success() {
-            bail!(
-                "`backtrack {}` failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        serde_json::from_slice(&out.stdout).with_context(|| {
-            format!(
-                "`backtrack {}` printed no JSON: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        json_of(args, self.cli(args))
     }
 
     pub fn token(&self) -> anyhow::Result<String> {
@@ -159,6 +146,46 @@ impl Drop for Backtrack {
             let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
         }
     }
+}
+
+/// The JSON a CLI command printed, or an error naming the command and what it said.
+pub fn json_of(args: &[&str], out: Output) -> anyhow::Result<Value> {
+    if !out.status.success() {
+        bail!(
+            "`backtrack {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`backtrack {}` printed no JSON: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// How often each mutation id of job `job` occurs among tenant `tenant`'s events (the
+/// job's correlation id marks them): every count is 1 when nothing was doubled.
+pub async fn job_mutations(
+    nats: &async_nats::Client,
+    tenant: &str,
+    job: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    use backtrack_eventlog::{EventLog, StreamSettings};
+    let log = EventLog::open(nats.clone(), StreamSettings::default()).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for e in log
+        .read_range(1, u64::MAX, &format!("bt.ev.{tenant}.>"))
+        .await?
+    {
+        if e.event.meta.correlation_id.as_deref() == Some(job) {
+            *out.entry(e.event.meta.mutation_id).or_default() += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// Whether `GET /readyz` answers 200.

@@ -41,6 +41,21 @@ pub struct GlobalArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+    /// Address of the directory service when it runs as its own process (default: --server).
+    #[arg(long, global = true, env = "BACKTRACK_DIRECTORY_SERVER")]
+    pub directory_server: Option<String>,
+    /// Address of the snapshotter (backups, time travel) when it runs on its own.
+    #[arg(long, global = true, env = "BACKTRACK_SNAPSHOTTER_SERVER")]
+    pub snapshotter_server: Option<String>,
+    /// Address of the differ (difference reports) when it runs on its own.
+    #[arg(long, global = true, env = "BACKTRACK_DIFFER_SERVER")]
+    pub differ_server: Option<String>,
+    /// Address of the recovery service when it runs on its own.
+    #[arg(long, global = true, env = "BACKTRACK_RECOVERY_SERVER")]
+    pub recovery_server: Option<String>,
+    /// Address of the audit service when it runs on its own.
+    #[arg(long, global = true, env = "BACKTRACK_AUDIT_SERVER")]
+    pub audit_server: Option<String>,
     /// Bearer token; default: the admin token in the data directory.
     #[arg(long, global = true, env = "BACKTRACK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -67,6 +82,8 @@ pub enum OutputFormat {
 pub enum Command {
     /// Run every service in one process (starts nats-server itself unless --nats is given).
     Up(UpArgs),
+    /// Run one service in its own process against a NATS (cluster) given by --nats.
+    Serve(ServeArgs),
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -182,9 +199,42 @@ pub struct UpArgs {
     /// Log format.
     #[arg(long, env = "BACKTRACK_LOG_FORMAT", value_enum, default_value_t = backtrack_platform::telemetry::LogFormat::Text)]
     pub log_format: backtrack_platform::telemetry::LogFormat,
+    /// The token signing key (64 hex digits); default `<data dir>/signing.key`, which `up`
+    /// creates. Every process of one deployment needs the same key.
+    #[arg(long, env = "BACKTRACK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Seconds calls in flight get to finish after SIGTERM.
+    #[arg(long, env = "BACKTRACK_DRAIN_SECS", default_value_t = 20)]
+    pub drain_secs: u64,
     /// Data directory (same as the global flag; repeated here so `up --data-dir` reads naturally).
     #[arg(skip)]
     pub data_dir: PathBuf,
+}
+
+/// `backtrack serve SERVICE`: the flags of `up` (without a nats-server of its own: --nats
+/// is required), for one service.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The service this process runs.
+    #[arg(value_enum)]
+    pub service: ServiceName,
+    #[command(flatten)]
+    pub up: UpArgs,
+}
+
+/// The services `backtrack serve` runs, one per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    /// The directory API (system of record) and the token API.
+    Directory,
+    /// Backups, backup policies and time travel; takes the scheduled backups.
+    Snapshotter,
+    /// Difference reports (keeps its own time-travel store).
+    Differ,
+    /// Recovery jobs (keeps its own directory view and time-travel store).
+    Recovery,
+    /// The audit trail: index, query, verify, SIEM export.
+    Audit,
 }
 
 #[derive(Debug, Subcommand)]

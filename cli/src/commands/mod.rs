@@ -16,11 +16,11 @@ mod token;
 
 use crate::args::{Cli, Command, DemoCommand};
 
-/// Runs every command except `up`.
+/// Runs every command except `up` and `serve`.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
-        Command::Up(_) => unreachable_up(),
+        Command::Up(_) | Command::Serve(_) => unreachable_up(),
         Command::Tenant(c) => tenant::run(&g, c).await,
         Command::Dir(c) => dir::run(&g, c).await,
         Command::Demo(DemoCommand::Seed {

@@ -27,8 +27,22 @@ pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, PlatformE
             }
         })?;
     }
+    // A cluster is given as a comma-separated list; the client fails over between them.
+    let servers = opts
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| PlatformError::NatsConnect {
+                    url: opts.url.clone(),
+                    reason: format!("'{u}' is not a NATS URL: {e}"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     options
-        .connect(opts.url.as_str())
+        .connect(servers)
         .await
         .map_err(|source| PlatformError::NatsConnect {
             url: opts.url.clone(),

@@ -20,6 +20,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use tempfile::TempDir;
 
+mod cluster;
+pub use cluster::NatsCluster;
+
 /// How long [`NatsServer::start`] and [`NatsServer::restart`] wait for the server to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The pause between two polls of [`eventually`] and of the readiness check.

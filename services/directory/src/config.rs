@@ -16,6 +16,9 @@ pub struct DirectoryConfig {
     pub projection_wait: Duration,
     /// How often the sweeper looks for expired recycle-bin objects.
     pub sweep_interval: Duration,
+    /// Whether this instance purges expired recycle-bin objects. Off where the directory is
+    /// embedded as a second writer (a recovery process); the directory service sweeps.
+    pub sweeper: bool,
 }
 
 impl DirectoryConfig {
@@ -26,6 +29,7 @@ impl DirectoryConfig {
             stream_replicas: 1,
             projection_wait: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(60),
+            sweeper: true,
         }
     }
 }

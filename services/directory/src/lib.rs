@@ -63,7 +63,10 @@ pub async fn start(
         progress.clone(),
         shutdown.clone(),
     ));
+    let sweep = config.sweeper;
     let directory = Directory::new(config, log, audit, projection, progress);
-    tokio::spawn(sweeper::run(directory.clone(), shutdown));
+    if sweep {
+        tokio::spawn(sweeper::run(directory.clone(), shutdown));
+    }
     Ok(directory)
 }

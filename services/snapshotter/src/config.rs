@@ -22,6 +22,10 @@ pub struct SnapshotterConfig {
     pub policy_refresh: Duration,
     /// Applied events between two checkpoints of the store (0: no checkpoints).
     pub checkpoint_every: u64,
+    /// Whether this instance takes scheduled backups. Off for a read replica of the
+    /// time-travel store (a differ or recovery process), so one deployment takes each
+    /// scheduled backup once.
+    pub scheduler: bool,
 }
 
 impl SnapshotterConfig {
@@ -45,6 +49,7 @@ impl SnapshotterConfig {
             scheduler_tick: Duration::from_millis(250),
             policy_refresh: Duration::from_secs(30),
             checkpoint_every: 1_000_000,
+            scheduler: true,
         }
     }
 }

@@ -72,8 +72,8 @@ impl std::fmt::Debug for Snapshotter {
     }
 }
 
-/// Opens the store, the log, the catalog and the policies, starts the builder and the
-/// scheduler, and returns a handle that serves requests. Tasks stop on `shutdown`.
+/// Opens the store, the log, the catalog and the policies, starts the builder and (unless
+/// the config turns it off) the scheduler, and returns a handle that serves requests. Tasks stop on `shutdown`.
 pub async fn start(
     config: SnapshotterConfig,
     nats: async_nats::Client,
@@ -141,7 +141,9 @@ pub async fn start(
             restored_from,
         }),
     };
-    tokio::spawn(scheduler::run(snapshotter.clone(), shutdown));
+    if snapshotter.inner.config.scheduler {
+        tokio::spawn(scheduler::run(snapshotter.clone(), shutdown));
+    }
     Ok(snapshotter)
 }
 

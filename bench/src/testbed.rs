@@ -113,6 +113,7 @@ impl Testbed {
             differ_server: None,
             recovery_server: None,
             audit_server: None,
+            otlp_endpoint: None,
         })
         .await
     }

@@ -29,14 +29,28 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Up(ref a) => {
             let mut a = a.clone();
             a.data_dir = cli.global.data_dir.clone();
+            a.otlp_endpoint = cli.global.otlp_endpoint.clone();
             up::run(a).await
         }
         Command::Serve(ref a) => {
             let mut a = a.clone();
             a.up.data_dir = cli.global.data_dir.clone();
+            a.up.otlp_endpoint = cli.global.otlp_endpoint.clone();
             serve::run(a).await
         }
-        _ => commands::dispatch(cli).await,
+        _ => match cli.global.otlp_endpoint.clone() {
+            // Traced: the command is the root span, and its calls carry its context.
+            Some(endpoint) => {
+                let _tracing = backtrack_platform::telemetry::init_tracing(
+                    backtrack_platform::telemetry::LogFormat::Text,
+                    Some(&endpoint),
+                    "backtrack-cli",
+                );
+                let span = tracing::info_span!("cli", otel.name = %format!("backtrack {}", cli.command.name()));
+                tracing::Instrument::instrument(commands::dispatch(cli), span).await
+            }
+            None => commands::dispatch(cli).await,
+        },
     };
     match result {
         Ok(()) => 0,

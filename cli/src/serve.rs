@@ -32,11 +32,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let nats_url = args.nats.clone().unwrap_or_default();
+    let parts = match service {
+        ServiceName::Directory => Parts::directory(),
+        ServiceName::Snapshotter => Parts::snapshotter(),
+        ServiceName::Differ => Parts::differ(),
+        ServiceName::Recovery => Parts::recovery(),
+        ServiceName::Audit => Parts::audit(),
+    };
     let Prepared {
         data,
+        tracing: _tracing,
         key_path,
         provider,
-    } = up::prepare(&mut args).await?;
+    } = up::prepare(&mut args, parts.name).await?;
     // Every process of a deployment checks tokens with the same key, so `serve` never makes
     // one up: a key only this process knew would refuse every other process's tokens.
     let key = match SigningKey::load(&key_path) {
@@ -45,13 +53,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "{e}\nbacktrack serve needs the deployment's token signing key, the same file for every service: \
              --signing-key FILE (BACKTRACK_SIGNING_KEY) holding 64 hex digits (e.g. `openssl rand -hex 32`)"
         )),
-    };
-    let parts = match service {
-        ServiceName::Directory => Parts::directory(),
-        ServiceName::Snapshotter => Parts::snapshotter(),
-        ServiceName::Differ => Parts::differ(),
-        ServiceName::Recovery => Parts::recovery(),
-        ServiceName::Audit => Parts::audit(),
     };
     up::serve(&args, &data, &key, provider, &nats_url, parts).await
 }

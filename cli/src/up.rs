@@ -39,9 +39,10 @@ const DEMO_TENANT: &str = "contoso";
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let Prepared {
         data,
+        tracing: _tracing,
         key_path,
         provider,
-    } = prepare(&mut args).await?;
+    } = prepare(&mut args, Parts::all().name).await?;
     let (key, created) = SigningKey::load_or_create(&key_path)?;
     if created {
         tracing::info!(path = %key_path.display(), "created a new signing key");
@@ -64,6 +65,8 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
 /// What `up` and `serve` settle before anything starts.
 pub(crate) struct Prepared {
     pub data: PathBuf,
+    /// Keeps the span exporter (with `--otlp-endpoint`) running; dropping it flushes.
+    pub tracing: backtrack_platform::telemetry::TracingGuard,
     /// The signing key file: `--signing-key`, else `<data dir>/signing.key`.
     pub key_path: PathBuf,
     pub provider: Option<(OidcSettings, JwksHandle)>,
@@ -71,8 +74,12 @@ pub(crate) struct Prepared {
 
 /// Logging, the checks of the flags (a bad one exits with status 2 and says which), the
 /// identity provider's keys, and the data directory.
-pub(crate) async fn prepare(args: &mut UpArgs) -> anyhow::Result<Prepared> {
-    backtrack_platform::telemetry::init(args.log_format);
+pub(crate) async fn prepare(args: &mut UpArgs, service: &str) -> anyhow::Result<Prepared> {
+    let tracing = backtrack_platform::telemetry::init_tracing(
+        args.log_format,
+        args.otlp_endpoint.as_deref(),
+        service,
+    );
     if let Err(e) = default_policy(args).validate() {
         backtrack_platform::config::exit_bad_config(format!(
             "--backup-schedule / --backup-retention-days: {e}"
@@ -105,6 +112,7 @@ pub(crate) async fn prepare(args: &mut UpArgs) -> anyhow::Result<Prepared> {
         .unwrap_or_else(|| data.join("signing.key"));
     Ok(Prepared {
         data,
+        tracing,
         key_path,
         provider: oidc.zip(provider_keys),
     })

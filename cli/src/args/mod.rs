@@ -56,6 +56,10 @@ pub struct GlobalArgs {
     /// Address of the audit service when it runs on its own.
     #[arg(long, global = true, env = "BACKTRACK_AUDIT_SERVER")]
     pub audit_server: Option<String>,
+    /// OpenTelemetry collector (OTLP/gRPC, e.g. `http://127.0.0.1:4317`) that spans are sent
+    /// to, by the CLI and by `up` / `serve`; unset: no tracing.
+    #[arg(long, global = true, env = "BACKTRACK_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Bearer token; default: the admin token in the data directory.
     #[arg(long, global = true, env = "BACKTRACK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -209,6 +213,9 @@ pub struct UpArgs {
     /// Data directory (same as the global flag; repeated here so `up --data-dir` reads naturally).
     #[arg(skip)]
     pub data_dir: PathBuf,
+    /// The global `--otlp-endpoint`.
+    #[arg(skip)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `backtrack serve SERVICE`: the flags of `up` (without a nats-server of its own: --nats
@@ -451,6 +458,28 @@ pub enum TokenCommand {
         #[arg(long)]
         offline: bool,
     },
+}
+
+impl Command {
+    /// The command's name, e.g. `recover` — the name of the CLI's span in a trace.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Serve(_) => "serve",
+            Command::Tenant(_) => "tenant",
+            Command::Dir(_) => "dir",
+            Command::Demo(_) => "demo",
+            Command::Events(_) => "events",
+            Command::Backup(_) => "backup",
+            Command::Diff(_) => "diff",
+            Command::Recover(_) => "recover",
+            Command::Recovery(_) => "recovery",
+            Command::Approve { .. } => "approve",
+            Command::Audit(_) => "audit",
+            Command::Status { .. } => "status",
+            Command::Token(_) => "token",
+        }
+    }
 }
 
 #[cfg(test)]

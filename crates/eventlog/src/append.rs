@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::ErrorCode;
@@ -61,7 +63,8 @@ impl EventLog {
     /// same msg id.
     pub async fn append(&self, batch: Vec<Append>) -> Vec<Result<Appended, EventLogError>> {
         let started = Instant::now();
-        let results = self.append_all(batch).await;
+        let span = tracing::info_span!("eventlog.append", events = batch.len());
+        let results = self.append_all(batch).instrument(span).await;
         let stored = results
             .iter()
             .filter(|r| matches!(r, Ok(appended) if !appended.duplicate))
@@ -108,7 +111,8 @@ impl EventLog {
     ) -> Result<impl Future<Output = Result<Appended, EventLogError>>, EventLogError> {
         let expected = item.expected_last_subject_sequence;
         let msg_id = item.msg_id.clone();
-        let message = encode_append(&item).map_err(EventLogError::InvalidEvent)?;
+        let mut message = encode_append(&item).map_err(EventLogError::InvalidEvent)?;
+        crate::trace::inject_current(&mut message.headers);
         let size = message.wire_size();
         if size > self.message_limit {
             return Err(EventLogError::TooLarge {

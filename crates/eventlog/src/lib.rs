@@ -16,6 +16,7 @@
 //!   actions to, acknowledged before an action counts as done.
 //! - [`error`]: [`EventLogError`], one enum for all of the above.
 //! - [`metrics`]: the process-wide Prometheus registry every service reports to.
+//! - [`trace`]: W3C trace context carried in message headers.
 //!
 //! A message that fails to decode is an error naming its sequence, never skipped: a gap in
 //! a replay would be a silently wrong projection.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod log;
 pub mod metrics;
 pub mod read;
+pub mod trace;
 
 pub use append::{Append, Appended};
 pub use audit::AuditLog;

@@ -32,6 +32,8 @@ pub struct StoredEvent {
     /// The message's payload as stored (the protobuf `DirectoryEvent`), for readers that
     /// keep a copy without encoding it again.
     pub payload: bytes::Bytes,
+    /// The W3C trace context of the append that stored it, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 type Messages = Pin<Box<dyn Stream<Item = Result<jetstream::Message, OrderedError>> + Send>>;
@@ -101,6 +103,7 @@ impl EventStream {
                         published_ms,
                         event,
                         payload: message.payload.clone(),
+                        traceparent: crate::trace::traceparent(message.headers.as_ref()),
                     },
                     pending,
                 }),

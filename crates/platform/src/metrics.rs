@@ -8,8 +8,10 @@ use std::time::Instant;
 
 pub use backtrack_eventlog::metrics::*;
 use tonic::codegen::{http, Service};
+use tracing::Instrument;
 
-/// Records `backtrack_rpc_seconds{method, code}` for every call; wraps the whole server
+/// Records `backtrack_rpc_seconds{method, code}` for every call and runs it in its trace
+/// span ([`crate::telemetry::call_span`]); wraps the whole server
 /// (`Server::builder().layer(RpcMetricsLayer)`).
 ///
 /// Time is measured until the response headers. The code comes from the `grpc-status`
@@ -50,26 +52,30 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let method = request.uri().path().to_string();
+        let span = crate::telemetry::call_span(&request);
         // The clone that was driven to readiness serves this call (tower's usual dance).
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        Box::pin(async move {
-            let result = inner.call(request).await;
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_string(),
-                // The transport failed the call; 13 is INTERNAL.
-                Err(_) => "13".to_string(),
-            };
-            RPC_SECONDS.observe_duration(
-                &[("method", method.as_str()), ("code", code.as_str())],
-                started.elapsed(),
-            );
-            result
-        })
+        Box::pin(
+            async move {
+                let result = inner.call(request).await;
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0")
+                        .to_string(),
+                    // The transport failed the call; 13 is INTERNAL.
+                    Err(_) => "13".to_string(),
+                };
+                RPC_SECONDS.observe_duration(
+                    &[("method", method.as_str()), ("code", code.as_str())],
+                    started.elapsed(),
+                );
+                result
+            }
+            .instrument(span),
+        )
     }
 }

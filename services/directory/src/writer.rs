@@ -283,10 +283,17 @@ impl Directory {
         F: FnOnce(&dyn DirectoryView) -> Option<Command>,
     {
         self.require_tenant(tenant)?;
+        let span = tracing::info_span!(
+            "directory.execute_planned",
+            tenant,
+            operations = operations.len()
+        );
         let lock = self.lock(tenant);
-        let _guard = lock.lock().await;
-        let (mut outcomes, appends, owners) = self.decide_planned(tenant, operations, origin)?;
-        let results = self.inner.log.append(appends).await;
+        let _guard = tracing::Instrument::instrument(lock.lock(), span.clone()).await;
+        let (mut outcomes, appends, owners) =
+            span.in_scope(|| self.decide_planned(tenant, operations, origin))?;
+        let results =
+            tracing::Instrument::instrument(self.inner.log.append(appends), span.clone()).await;
         let mut results = results.into_iter();
         let mut last = 0;
         for (index, count) in owners {

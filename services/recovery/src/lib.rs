@@ -386,7 +386,13 @@ impl Recovery {
 
     fn spawn(&self, job: v1::RecoveryJob, revision: u64, value: String) {
         self.lock_running().insert(job.id.clone());
-        tokio::spawn(self.clone().run(job, revision, value));
+        // A child of the caller's span (the StartRecovery call), so the job's writes join
+        // the caller's trace; a resumed job starts a trace of its own.
+        let span = tracing::info_span!("recovery.job", job = %job.id, tenant = %job.tenant);
+        tokio::spawn(tracing::Instrument::instrument(
+            self.clone().run(job, revision, value),
+            span,
+        ));
     }
 
     /// A job record.

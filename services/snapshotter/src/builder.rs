@@ -121,15 +121,23 @@ async fn follow(
         let mut chunks = stream.ready_chunks(MAX_CHUNK);
         while let Some(chunk) = chunks.next().await {
             let mut events = Vec::with_capacity(chunk.len());
+            let mut traced: Vec<String> = Vec::new();
             let mut failure = None;
             for item in chunk {
                 match item {
-                    Ok(stored) => events.push(SequencedEvent {
-                        sequence: stored.sequence,
-                        published_ms: stored.published_ms,
-                        event: stored.event,
-                        payload: Some(stored.payload.to_vec()),
-                    }),
+                    Ok(stored) => {
+                        if let Some(traceparent) = &stored.traceparent {
+                            if !traced.contains(traceparent) {
+                                traced.push(traceparent.clone());
+                            }
+                        }
+                        events.push(SequencedEvent {
+                            sequence: stored.sequence,
+                            published_ms: stored.published_ms,
+                            event: stored.event,
+                            payload: Some(stored.payload.to_vec()),
+                        });
+                    }
                     Err(e) => {
                         failure = Some(e.to_string());
                         break;
@@ -137,13 +145,26 @@ async fn follow(
                 }
             }
             let stop = failure.is_some();
-            if sender.send((events, failure)).await.is_err() || stop {
+            if sender.send((events, traced, failure)).await.is_err() || stop {
                 return;
             }
         }
     });
     let _stop_reader = AbortOnDrop(reader);
-    while let Some((events, failure)) = receiver.recv().await {
+    while let Some((events, traced, failure)) = receiver.recv().await {
+        // One span per traced append in the chunk (a batch of events shares one), each
+        // continuing its writer's trace, open until the events are applied.
+        let spans: Vec<tracing::Span> = traced
+            .iter()
+            .map(|traceparent| {
+                let span = tracing::info_span!(
+                    "timetravel.apply",
+                    first_sequence = events.first().map_or(0, |e| e.sequence)
+                );
+                backtrack_eventlog::trace::continue_trace(&span, traceparent);
+                span
+            })
+            .collect();
         if !events.is_empty() {
             let worker = store.clone();
             tokio::task::spawn_blocking(move || worker.apply(&events))
@@ -155,6 +176,7 @@ async fn follow(
                 checkpoints.maybe_start(store);
             }
         }
+        drop(spans);
         if let Some(e) = failure {
             return Err(e);
         }

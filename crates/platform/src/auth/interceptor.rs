@@ -117,6 +117,7 @@ impl Interceptor for BearerToken {
         request
             .metadata_mut()
             .insert(AUTHORIZATION, self.value.clone());
+        crate::telemetry::inject_metadata(request.metadata_mut());
         Ok(request)
     }
 }

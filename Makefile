@@ -22,11 +22,11 @@ export ROCKSDB_LIB_DIR ?= /usr/lib/$(shell gcc -dumpmachine 2>/dev/null || dpkg-
 DEB_PACKAGES := libclang-dev librocksdb-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help tools build run test bench fuzz fmt lint
+.PHONY: help tools build run test bench fuzz fmt lint deploy-check
 
 help: ## List the targets
 	@echo "Backtrack — make targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
 
 tools: ## Install nats-server and the Debian packages the build needs, if missing
 	@missing=""; \
@@ -53,9 +53,22 @@ build: tools ## Build the release binary (target/release/backtrack)
 run: tools build ## Start everything in one process with the demo tenant `contoso`
 	$(BACKTRACK) up --demo
 
-test: tools ## Build the CLI the end-to-end tests drive, then run every test
+test: tools deploy-check ## Check the Kubernetes manifests, build the CLI the end-to-end tests drive, then run every test
 	$(CARGO) build -p backtrack-cli
 	$(CARGO) test --workspace
+
+deploy-check: ## Render every kustomize overlay in deploy/ and validate it offline (schemas and deployment rules)
+	@if ! command -v kubectl >/dev/null 2>&1; then \
+	  echo "make deploy-check: installing kubectl (Debian's kubernetes-client)"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kubernetes-client; \
+	fi
+	@if ! PYTHONPATH=.tools/py python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then \
+	  echo "make deploy-check: installing kubernetes-validate under .tools/py"; \
+	  python3 -m pip install --disable-pip-version-check --root-user-action=ignore -q --target .tools/py kubernetes-validate; \
+	fi
+	PYTHONPATH=.tools/py python3 deploy/check.py --self-test
+	PYTHONPATH=.tools/py python3 deploy/check.py
 
 bench: tools ## Run the benchmarks; writes bench/results.json and prints a table
 	$(CARGO) build --release -p backtrack-bench -p backtrack-cli

@@ -1,6 +1,7 @@
 //! Reading: an ordered pull consumer from a start sequence over a subject filter, decoding
 //! every message. [`EventLog::read`] follows the log live; [`EventLog::read_range`] stops.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -45,6 +46,56 @@ pub struct EventStream {
     messages: Messages,
     from_sequence: u64,
     stream_name: String,
+    /// Stall detection of [`EventLog::follow`].
+    watch: Option<Watch>,
+}
+
+/// How long a follower may go without a message before it asks the stream whether it
+/// missed some.
+pub const STALL_CHECK: Duration = Duration::from_secs(10);
+
+/// Notices a consumer that stopped delivering although the stream grew — e.g. one whose
+/// server died in a cluster and that did not come back — so the follower can recreate it.
+struct Watch {
+    jetstream: jetstream::Context,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// A message arrived since the timer was last set.
+    delivered: bool,
+    /// The last sequence delivered (or the one before the start).
+    last_seen: u64,
+    check: Option<Pin<Box<dyn Future<Output = Option<u64>> + Send>>>,
+}
+
+impl Watch {
+    /// `Ready(true)` when the stream holds messages past `last_seen` that have not come.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>, stream_name: &str) -> Poll<bool> {
+        loop {
+            if let Some(check) = self.check.as_mut() {
+                let last = std::task::ready!(check.as_mut().poll(cx));
+                self.check = None;
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STALL_CHECK);
+                if last.is_some_and(|last| last > self.last_seen) {
+                    return Poll::Ready(true);
+                }
+            }
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            if self.delivered {
+                self.delivered = false;
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STALL_CHECK);
+                continue;
+            }
+            let jetstream = self.jetstream.clone();
+            let name = stream_name.to_string();
+            self.check = Some(Box::pin(async move {
+                let stream = jetstream.get_stream(&name).await.ok()?;
+                Some(stream.cached_info().state.last_sequence)
+            }));
+        }
+    }
 }
 
 impl std::fmt::Debug for EventStream {
@@ -69,13 +120,34 @@ impl EventStream {
     ) -> Poll<Option<Result<Delivery, EventLogError>>> {
         loop {
             let message = match self.messages.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let name = &self.stream_name;
+                    let stalled = match self.watch.as_mut() {
+                        Some(watch) => watch.poll_stalled(cx, name),
+                        None => Poll::Pending,
+                    };
+                    return match stalled {
+                        Poll::Ready(true) => Poll::Ready(Some(Err(EventLogError::Unavailable(
+                            format!(
+                                "no message from stream {name} for {}s although it holds newer ones; the reader must start again",
+                                STALL_CHECK.as_secs()
+                            ),
+                        )))),
+                        _ => Poll::Pending,
+                    };
+                }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Ready(Some(Err(err))) => {
                     return Poll::Ready(Some(Err(self.consumer_error(err))))
                 }
                 Poll::Ready(Some(Ok(message))) => message,
             };
+            if let Some(watch) = self.watch.as_mut() {
+                watch.delivered = true;
+                if let Ok(info) = message.info() {
+                    watch.last_seen = info.stream_sequence;
+                }
+            }
             let (sequence, pending, published_ms) = match message.info() {
                 Ok(info) => (
                     info.stream_sequence,
@@ -156,6 +228,28 @@ impl EventLog {
     ) -> Result<EventStream, EventLogError> {
         let consumer = self.ordered_consumer(from_sequence, filter).await?;
         self.event_stream(consumer, from_sequence).await
+    }
+
+    /// Like [`EventLog::read`] over the whole stream, for the projections that follow it:
+    /// when no message comes for [`STALL_CHECK`] although the stream has grown past the
+    /// last one delivered, the stream yields [`EventLogError::Unavailable`] so the follower
+    /// starts reading again (a consumer can be lost with a cluster node).
+    pub async fn follow(&self, from_sequence: u64) -> Result<EventStream, EventLogError> {
+        let filter = self
+            .settings()
+            .subjects
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ">".to_string());
+        let mut stream = self.read(from_sequence, &filter).await?;
+        stream.watch = Some(Watch {
+            jetstream: self.jetstream.clone(),
+            timer: Box::pin(tokio::time::sleep(STALL_CHECK)),
+            delivered: false,
+            last_seen: from_sequence.max(1) - 1,
+            check: None,
+        });
+        Ok(stream)
     }
 
     /// Reads from `from_sequence` up to and including `to_sequence` over `filter`, then
@@ -302,6 +396,7 @@ impl EventLog {
             messages: Box::pin(messages),
             from_sequence: from_sequence.max(1),
             stream_name: self.stream_name.clone(),
+            watch: None,
         })
     }
 

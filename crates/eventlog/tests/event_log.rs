@@ -460,3 +460,83 @@ async fn acknowledged_events_survive_a_kill_of_nats_server() -> anyhow::Result<(
     assert_eq!(read, events);
     Ok(())
 }
+
+/// A follower on a cluster keeps delivering after the node serving its consumer dies:
+/// either the consumer comes back by itself, or [`EventLog::follow`] reports the stall and
+/// the follower starts reading again from where it was, as the projections do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_outlives_the_node_serving_its_consumer() -> anyhow::Result<()> {
+    use backtrack_test_support::NatsCluster;
+    let mut cluster = NatsCluster::start().await?;
+    let log = EventLog::open(
+        cluster.client().await?,
+        StreamSettings {
+            replicas: 3,
+            ..StreamSettings::default()
+        },
+    )
+    .await?;
+    append_ok(&log, (0..10).map(|n| append(new_user(n))).collect()).await?;
+    let mut stream = log.follow(1).await?;
+    let mut seen = 0u64;
+    while seen < 10 {
+        seen = stream.next().await.context("stream ended")??.sequence;
+    }
+    // The node the ordered consumer lives on.
+    let js = jetstream::new(cluster.client().await?);
+    let mut bt_events = js.get_stream("BT_EVENTS").await?;
+    let mut consumers = bt_events.consumers();
+    let info = consumers.next().await.context("no consumer")??;
+    let node = info
+        .cluster
+        .and_then(|c| c.leader)
+        .context("consumer without a leader")?;
+    let index: usize = node.trim_start_matches('n').parse()?;
+    cluster.kill(index);
+    let _ = bt_events.info().await;
+
+    // Appends resume once the stream has a leader among the two left.
+    let writer = log.clone();
+    let appended = eventually(
+        "appends after the node's loss",
+        Duration::from_secs(60),
+        || {
+            let writer = writer.clone();
+            async move {
+                writer
+                    .append((10..20).map(|n| append(new_user(n))).collect())
+                    .await
+                    .into_iter()
+                    .all(|r| r.is_ok())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    appended?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut restarts = 0;
+    while seen < 20 {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .context("the follower delivered nothing new within 90 s")?;
+        match next {
+            Some(Ok(event)) => seen = event.sequence,
+            Some(Err(EventLogError::Unavailable(_))) | None => {
+                restarts += 1;
+                stream = loop {
+                    match log.follow(seen + 1).await {
+                        Ok(stream) => break stream,
+                        Err(_) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+            }
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    assert_eq!(seen, 20, "after {restarts} restarts");
+    Ok(())
+}

@@ -46,10 +46,7 @@ async fn follow(
     progress: &watch::Sender<u64>,
 ) -> Result<(), String> {
     let start = projection.position().map_err(|e| e.to_string())? + 1;
-    let stream = log
-        .read(start, "bt.ev.>")
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = log.follow(start).await.map_err(|e| e.to_string())?;
     let mut chunks = stream.ready_chunks(MAX_CHUNK);
     while let Some(chunk) = chunks.next().await {
         let mut events = Vec::with_capacity(chunk.len());

@@ -110,10 +110,7 @@ async fn follow(
     checkpoints: &mut Option<CheckpointState>,
 ) -> Result<(), String> {
     let start = store.position() + 1;
-    let stream = log
-        .read(start, "bt.ev.>")
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = log.follow(start).await.map_err(|e| e.to_string())?;
     // Reading (and decoding) runs in its own task, a few chunks ahead of applying, so the
     // two overlap instead of taking turns.
     let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);

@@ -44,6 +44,17 @@ pub struct BenchArgs {
     /// Runs only the audit scenario.
     #[arg(long, env = "BACKTRACK_BENCH_AUDIT_ONLY")]
     pub audit_only: bool,
+    /// Objects of the tenant the cluster scenario appends to a three-node NATS cluster with
+    /// R3 streams; 0 skips it.
+    #[arg(
+        long,
+        env = "BACKTRACK_BENCH_CLUSTER_OBJECTS",
+        default_value_t = 50_000
+    )]
+    pub cluster_objects: u64,
+    /// Runs only the cluster scenario.
+    #[arg(long, env = "BACKTRACK_BENCH_CLUSTER_ONLY")]
+    pub cluster_only: bool,
     /// Where to write the results [default: bench/results.json in the workspace].
     #[arg(long, env = "BACKTRACK_BENCH_OUTPUT")]
     pub output: Option<PathBuf>,

@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::args::BenchArgs;
 use crate::report::{Report, Target};
 use crate::scenarios::{
-    audit, differ, feed, import, memory, percentile_ms, raw, recovery, replay, snapshotter,
+    audit, cluster, differ, feed, import, memory, percentile_ms, raw, recovery, replay, snapshotter,
 };
 use crate::testbed::Testbed;
 
@@ -36,6 +36,10 @@ pub struct Sizes {
     pub audit_records: usize,
     /// Run the audit scenario and nothing else.
     pub audit_only: bool,
+    /// Objects of the cluster scenario (0: skipped).
+    pub cluster_objects: usize,
+    /// Run the cluster scenario and nothing else.
+    pub cluster_only: bool,
 }
 
 impl From<&BenchArgs> for Sizes {
@@ -53,6 +57,8 @@ impl From<&BenchArgs> for Sizes {
             recovery_only: args.recovery_only,
             audit_records: usize::try_from(args.audit_records).unwrap_or(usize::MAX),
             audit_only: args.audit_only,
+            cluster_objects: usize::try_from(args.cluster_objects).unwrap_or(usize::MAX),
+            cluster_only: args.cluster_only,
         }
     }
 }
@@ -110,7 +116,10 @@ const RECOVERY_TIME_TARGET_SECONDS: f64 = 60.0;
 /// Starts a testbed, runs every scenario on it, stops it.
 pub async fn run(sizes: Sizes) -> anyhow::Result<Outcome> {
     let bed = Testbed::start().await?;
-    let outcome = if sizes.audit_only {
+    let outcome = if sizes.cluster_only {
+        let mut outcome = Outcome::default();
+        clustered(&sizes, &mut outcome).await.map(|()| outcome)
+    } else if sizes.audit_only {
         let mut outcome = Outcome::default();
         audits(&bed, &sizes, &mut outcome).await.map(|()| outcome)
     } else if sizes.recovery_only {
@@ -179,7 +188,7 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
         "publishing {raw_count} raw messages ({} B payload, {} headers, {} B of headers)",
         shape.payload_bytes, shape.headers, shape.header_bytes
     ));
-    let published = raw::raw_publish(nats.clone(), &shape, raw_count).await?;
+    let published = raw::raw_publish(nats.clone(), &shape, raw_count, 1).await?;
     progress("reading them back");
     let read = raw::raw_read(nats.clone(), raw_count).await?;
 
@@ -292,6 +301,7 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
     difference_reports(bed, sizes, &mut outcome).await?;
     recoveries(bed, sizes, &mut outcome).await?;
     audits(bed, sizes, &mut outcome).await?;
+    clustered(sizes, &mut outcome).await?;
     Ok(outcome)
 }
 
@@ -519,6 +529,38 @@ async fn difference_reports(
             Some(Target::Below(DIFF_RSS_TARGET_MIB)),
         );
     }
+    Ok(())
+}
+
+/// The cluster scenario: appends on a three-node NATS cluster with R3 streams against plain
+/// JetStream publishes to an R3 stream on the same cluster, and the failover time.
+async fn clustered(sizes: &Sizes, outcome: &mut Outcome) -> anyhow::Result<()> {
+    if sizes.cluster_objects == 0 {
+        return Ok(());
+    }
+    progress(&format!(
+        "cluster: {} objects appended to R3 streams on a three-node NATS cluster, then a node killed",
+        sizes.cluster_objects
+    ));
+    let run = cluster::run(sizes.cluster_objects).await?;
+    let report = &mut outcome.report;
+    report.parameter("cluster_nodes", 3);
+    report.parameter("cluster_stream_replicas", cluster::REPLICAS);
+    report.parameter("cluster_events", run.append.count);
+    report.parameter("cluster_event_payload_bytes", run.shape.payload_bytes);
+    report.record("cluster_raw_publish_r3", run.raw.per_second(), "msgs/s");
+    report.record_against(
+        "cluster_append_r3",
+        run.append.per_second(),
+        "events/s",
+        Some("cluster_raw_publish_r3"),
+        None,
+    );
+    report.record(
+        "cluster_failover_append_after_node_kill",
+        run.failover.as_secs_f64() * 1000.0,
+        "ms",
+    );
     Ok(())
 }
 

@@ -43,6 +43,13 @@ const AUDIT_ROWS: &[&str] = &[
     "audit_paced_http_lag_p99",
 ];
 
+/// The cluster scenario's rows, in order.
+const CLUSTER_ROWS: &[&str] = &[
+    "cluster_raw_publish_r3",
+    "cluster_append_r3",
+    "cluster_failover_append_after_node_kill",
+];
+
 const DIFF_ROWS: &[&str] = &[
     "diff_1pct_seconds_2k_objects",
     "diff_0_changes_seconds_2k_objects",
@@ -86,6 +93,8 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         recovery_only: false,
         audit_records: 500,
         audit_only: false,
+        cluster_objects: 1000,
+        cluster_only: false,
     })
     .await?;
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
@@ -114,6 +123,7 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
         .chain(time_travel_rows(demo_objects))
         .chain(DIFF_ROWS.iter().map(|r| r.to_string()))
         .chain(AUDIT_ROWS.iter().map(|r| r.to_string()))
+        .chain(CLUSTER_ROWS.iter().map(|r| r.to_string()))
         .collect();
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, expected);

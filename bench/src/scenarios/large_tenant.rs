@@ -147,7 +147,7 @@ pub async fn append(log: &EventLog, objects: usize) -> anyhow::Result<LargeTenan
     })
 }
 
-fn meta(kind: &str, object_id: &str, time_ms: i64) -> EventMeta {
+pub(crate) fn meta(kind: &str, object_id: &str, time_ms: i64) -> EventMeta {
     EventMeta {
         event_id: uuid::Uuid::now_v7().to_string(),
         tenant: TENANT.to_string(),
@@ -197,7 +197,7 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

@@ -14,10 +14,13 @@
 //! - [`recovery`]: recovery jobs undoing mixed incidents (attribute changes, removed
 //!   memberships, soft and hard deletes) of a given number of changes, with their audit
 //!   records, against the reference system's published rate.
+//! - [`cluster`]: the event log on a three-node NATS cluster with R3 streams against plain
+//!   JetStream on the same cluster, and the time to append again after a node's loss.
 //! - [`audit`]: audit records published, chained by the audit service and delivered by its
 //!   syslog and HTTP sinks to receivers on localhost, with delivery lags.
 
 pub mod audit;
+pub mod cluster;
 pub mod differ;
 pub mod feed;
 pub mod import;

@@ -3,7 +3,8 @@
 //!
 //! [`event_shape`] measures the events the import produced (payload bytes, header count
 //! and header bytes, as the event log publishes them); [`raw_publish`] publishes that many
-//! messages of that shape to a stream of its own (`BENCH_RAW`, file storage), pipelined
+//! messages of that shape to a stream of its own (`BENCH_RAW`, file storage, as many
+//! replicas as the log it is compared with), pipelined
 //! like the event log (up to [`backtrack_eventlog::append::MAX_IN_FLIGHT`] acks in flight);
 //! [`raw_read`] reads them back through an ordered pull consumer.
 
@@ -99,6 +100,7 @@ pub async fn raw_publish(
     client: async_nats::Client,
     shape: &MessageShape,
     count: u64,
+    replicas: usize,
 ) -> anyhow::Result<Throughput> {
     // The same context settings as the event log: many permits, no back-pressure wait.
     let context = ContextBuilder::new()
@@ -110,6 +112,7 @@ pub async fn raw_publish(
             name: RAW_STREAM.to_string(),
             subjects: vec!["bench.raw.>".to_string()],
             storage: StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await

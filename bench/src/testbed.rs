@@ -47,6 +47,8 @@ impl Testbed {
             .context("create a scratch directory")?;
         let (trigger, shutdown) = Shutdown::new();
         let client = connect(&NatsOptions {
+            tls_ca: None,
+            tls_client: None,
             url: nats.url(),
             creds: None,
             name: "backtrack-bench-directory".into(),
@@ -121,6 +123,8 @@ impl Testbed {
     /// A new NATS connection of its own, for baselines and readers.
     pub async fn nats_client(&self, name: &str) -> anyhow::Result<async_nats::Client> {
         Ok(connect(&NatsOptions {
+            tls_ca: None,
+            tls_client: None,
             url: self.nats.url(),
             creds: None,
             name: name.into(),

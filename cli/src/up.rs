@@ -239,7 +239,16 @@ pub(crate) async fn serve(
     parts: Parts,
 ) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
+    let tls_client = match (&args.nats_tls_cert, &args.nats_tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => backtrack_platform::config::exit_bad_config(
+            "--nats-tls-cert and --nats-tls-key go together".to_string(),
+        ),
+    };
     let nats = connect(&NatsOptions {
+        tls_ca: args.nats_tls_ca.clone(),
+        tls_client,
         url: nats_url.to_string(),
         creds: args.nats_creds.clone(),
         name: parts.name.into(),

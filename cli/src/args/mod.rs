@@ -141,6 +141,15 @@ pub struct UpArgs {
     /// NATS credentials file.
     #[arg(long, env = "BACKTRACK_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
+    /// CA bundle (PEM) NATS's TLS certificate must chain to; requires TLS.
+    #[arg(long, env = "BACKTRACK_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// TLS client certificate (PEM) for NATS servers that verify clients (with --nats-tls-key).
+    #[arg(long, env = "BACKTRACK_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The TLS client certificate's private key (PEM).
+    #[arg(long, env = "BACKTRACK_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
     /// gRPC listen address.
     #[arg(long, env = "BACKTRACK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,

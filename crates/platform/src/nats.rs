@@ -13,6 +13,11 @@ pub struct NatsOptions {
     pub creds: Option<PathBuf>,
     /// The connection name shown by `nats server report connections`, e.g. `backtrack-directory`.
     pub name: String,
+    /// TLS: the CA bundle (PEM) the server's certificate must chain to; setting it
+    /// requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// TLS client certificate and key (PEM), for servers that verify clients.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Connects once; fails fast (no retry loop) if the server cannot be reached at start-up.
@@ -26,6 +31,14 @@ pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, PlatformE
                 source,
             }
         })?;
+    }
+    if let Some(ca) = &opts.tls_ca {
+        options = options.require_tls(true).add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &opts.tls_client {
+        options = options
+            .require_tls(true)
+            .add_client_certificate(cert.clone(), key.clone());
     }
     // A cluster is given as a comma-separated list; the client fails over between them.
     let servers = opts
@@ -63,6 +76,8 @@ mod tests {
             .port();
         let url = format!("nats://127.0.0.1:{port}");
         let err = connect(&NatsOptions {
+            tls_ca: None,
+            tls_client: None,
             url: url.clone(),
             creds: None,
             name: "test".into(),
@@ -77,6 +92,8 @@ mod tests {
     #[tokio::test]
     async fn missing_creds_file_names_the_path() {
         let err = connect(&NatsOptions {
+            tls_ca: None,
+            tls_client: None,
             url: "nats://127.0.0.1:4222".into(),
             creds: Some("/nonexistent/backtrack.creds".into()),
             name: "test".into(),

@@ -1,0 +1,83 @@
+//! `connect` over TLS to a real nats-server that requires it: with the CA bundle it
+//! connects; without it, or trusting another CA, it fails naming the URL.
+#![allow(clippy::unwrap_used)]
+
+use backtrack_platform::nats::{connect, NatsOptions};
+use std::time::Duration;
+
+use backtrack_test_support::{eventually, free_port, nats_server_binary};
+
+fn options(url: String, ca: Option<std::path::PathBuf>) -> NatsOptions {
+    NatsOptions {
+        url,
+        creds: None,
+        name: "tls-test".into(),
+        tls_ca: ca,
+        tls_client: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connects_over_tls_only_when_it_trusts_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_file = dir.path().join("server.pem");
+    let key_file = dir.path().join("server.key");
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key_pair.serialize_pem()).unwrap();
+    // The fixture's readiness probe speaks plain NATS, so this server is started here.
+    let port = free_port();
+    let config = dir.path().join("tls.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            dir.path().join("store").display(),
+            cert_file.display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("tls://127.0.0.1:{port}");
+    let trusted = options(url.clone(), Some(cert_file.clone()));
+    let client = eventually(
+        "nats-server to answer over TLS",
+        Duration::from_secs(20),
+        || {
+            let trusted = &trusted;
+            async move { connect(trusted).await.ok() }
+        },
+    )
+    .await;
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            let _ = server.kill();
+            panic!("{e}");
+        }
+    };
+    let account = async_nats::jetstream::new(client).query_account().await;
+    assert!(account.is_ok(), "{account:?}");
+
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let refused = connect(&options(url.clone(), Some(other_ca))).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    let plain = connect(&options(url.replace("tls://", "nats://"), None)).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(message.contains(&url), "{message}");
+    assert!(
+        plain.is_err(),
+        "a plain connection to a TLS-only server must fail"
+    );
+}

@@ -126,6 +126,26 @@ impl AuditLog {
         Ok(info.state.last_sequence)
     }
 
+    /// Follows the whole stream from `from_sequence`, watched for stalls like
+    /// [`EventLog::follow`](crate::EventLog::follow), for the audit service's indexer.
+    pub async fn follow(
+        &self,
+        from_sequence: u64,
+    ) -> Result<
+        crate::read::StallWatched<
+            impl futures::Stream<Item = Result<StoredAudit, EventLogError>> + Send + Unpin,
+        >,
+        EventLogError,
+    > {
+        let stream = self.read(from_sequence, "bt.audit.>").await?;
+        Ok(crate::read::StallWatched::new(
+            stream,
+            self.jetstream.clone(),
+            AUDIT_STREAM,
+            from_sequence,
+        ))
+    }
+
     /// Follows the stream from `from_sequence` (1: the beginning) over `filter` (e.g.
     /// `bt.audit.>`); never ends by itself.
     pub async fn read(
@@ -220,5 +240,11 @@ fn audit_error(subject: &str, message: &str, kind: PublishErrorKind) -> EventLog
             EventLogError::Internal(format!("audit record on {subject} too large: {message}"))
         }
         _ => EventLogError::Unavailable(format!("audit record on {subject}: {message}")),
+    }
+}
+
+impl crate::read::Sequenced for StoredAudit {
+    fn sequence(&self) -> u64 {
+        self.sequence
     }
 }

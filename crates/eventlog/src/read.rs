@@ -46,18 +46,31 @@ pub struct EventStream {
     messages: Messages,
     from_sequence: u64,
     stream_name: String,
-    /// Stall detection of [`EventLog::follow`].
-    watch: Option<Watch>,
 }
 
 /// How long a follower may go without a message before it asks the stream whether it
 /// missed some.
 pub const STALL_CHECK: Duration = Duration::from_secs(10);
 
-/// Notices a consumer that stopped delivering although the stream grew — e.g. one whose
-/// server died in a cluster and that did not come back — so the follower can recreate it.
-struct Watch {
+/// A stored message's place in its stream.
+pub trait Sequenced {
+    fn sequence(&self) -> u64;
+}
+
+impl Sequenced for StoredEvent {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+/// A follower's stream of a whole JetStream stream, watched for stalls: when no message
+/// comes for [`STALL_CHECK`] although the stream holds messages past the last one
+/// delivered — a consumer lost with its cluster node and not come back — it yields
+/// [`EventLogError::Unavailable`], and the follower reads again from its position.
+pub struct StallWatched<S> {
+    inner: S,
     jetstream: jetstream::Context,
+    stream_name: String,
     timer: Pin<Box<tokio::time::Sleep>>,
     /// A message arrived since the timer was last set.
     delivered: bool,
@@ -66,9 +79,35 @@ struct Watch {
     check: Option<Pin<Box<dyn Future<Output = Option<u64>> + Send>>>,
 }
 
-impl Watch {
+impl<S> std::fmt::Debug for StallWatched<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StallWatched")
+            .field("stream", &self.stream_name)
+            .field("last_seen", &self.last_seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> StallWatched<S> {
+    pub fn new(
+        inner: S,
+        jetstream: jetstream::Context,
+        stream_name: &str,
+        from_sequence: u64,
+    ) -> Self {
+        Self {
+            inner,
+            jetstream,
+            stream_name: stream_name.to_string(),
+            timer: Box::pin(tokio::time::sleep(STALL_CHECK)),
+            delivered: false,
+            last_seen: from_sequence.max(1) - 1,
+            check: None,
+        }
+    }
+
     /// `Ready(true)` when the stream holds messages past `last_seen` that have not come.
-    fn poll_stalled(&mut self, cx: &mut Context<'_>, stream_name: &str) -> Poll<bool> {
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         loop {
             if let Some(check) = self.check.as_mut() {
                 let last = std::task::ready!(check.as_mut().poll(cx));
@@ -89,7 +128,7 @@ impl Watch {
                 continue;
             }
             let jetstream = self.jetstream.clone();
-            let name = stream_name.to_string();
+            let name = self.stream_name.clone();
             self.check = Some(Box::pin(async move {
                 let stream = jetstream.get_stream(&name).await.ok()?;
                 Some(stream.cached_info().state.last_sequence)
@@ -98,12 +137,31 @@ impl Watch {
     }
 }
 
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("stream", &self.stream_name)
-            .field("from_sequence", &self.from_sequence)
-            .finish_non_exhaustive()
+impl<S, T> Stream for StallWatched<S>
+where
+    S: Stream<Item = Result<T, EventLogError>> + Unpin,
+    T: Sequenced,
+{
+    type Item = Result<T, EventLogError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(item))) => {
+                this.delivered = true;
+                this.last_seen = item.sequence();
+                Poll::Ready(Some(Ok(item)))
+            }
+            Poll::Ready(other) => Poll::Ready(other),
+            Poll::Pending => match this.poll_stalled(cx) {
+                Poll::Ready(true) => Poll::Ready(Some(Err(EventLogError::Unavailable(format!(
+                    "no message from stream {} for {}s although it holds newer ones; the reader must start again",
+                    this.stream_name,
+                    STALL_CHECK.as_secs()
+                ))))),
+                _ => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -120,34 +178,14 @@ impl EventStream {
     ) -> Poll<Option<Result<Delivery, EventLogError>>> {
         loop {
             let message = match self.messages.poll_next_unpin(cx) {
-                Poll::Pending => {
-                    let name = &self.stream_name;
-                    let stalled = match self.watch.as_mut() {
-                        Some(watch) => watch.poll_stalled(cx, name),
-                        None => Poll::Pending,
-                    };
-                    return match stalled {
-                        Poll::Ready(true) => Poll::Ready(Some(Err(EventLogError::Unavailable(
-                            format!(
-                                "no message from stream {name} for {}s although it holds newer ones; the reader must start again",
-                                STALL_CHECK.as_secs()
-                            ),
-                        )))),
-                        _ => Poll::Pending,
-                    };
-                }
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Ready(Some(Err(err))) => {
                     return Poll::Ready(Some(Err(self.consumer_error(err))))
                 }
                 Poll::Ready(Some(Ok(message))) => message,
             };
-            if let Some(watch) = self.watch.as_mut() {
-                watch.delivered = true;
-                if let Ok(info) = message.info() {
-                    watch.last_seen = info.stream_sequence;
-                }
-            }
+
             let (sequence, pending, published_ms) = match message.info() {
                 Ok(info) => (
                     info.stream_sequence,
@@ -230,26 +268,25 @@ impl EventLog {
         self.event_stream(consumer, from_sequence).await
     }
 
-    /// Like [`EventLog::read`] over the whole stream, for the projections that follow it:
-    /// when no message comes for [`STALL_CHECK`] although the stream has grown past the
-    /// last one delivered, the stream yields [`EventLogError::Unavailable`] so the follower
-    /// starts reading again (a consumer can be lost with a cluster node).
-    pub async fn follow(&self, from_sequence: u64) -> Result<EventStream, EventLogError> {
+    /// Like [`EventLog::read`] over the whole stream, for the projections that follow it,
+    /// watched for stalls ([`StallWatched`]).
+    pub async fn follow(
+        &self,
+        from_sequence: u64,
+    ) -> Result<StallWatched<EventStream>, EventLogError> {
         let filter = self
             .settings()
             .subjects
             .first()
             .cloned()
             .unwrap_or_else(|| ">".to_string());
-        let mut stream = self.read(from_sequence, &filter).await?;
-        stream.watch = Some(Watch {
-            jetstream: self.jetstream.clone(),
-            timer: Box::pin(tokio::time::sleep(STALL_CHECK)),
-            delivered: false,
-            last_seen: from_sequence.max(1) - 1,
-            check: None,
-        });
-        Ok(stream)
+        let stream = self.read(from_sequence, &filter).await?;
+        Ok(StallWatched::new(
+            stream,
+            self.jetstream.clone(),
+            &self.stream_name,
+            from_sequence,
+        ))
     }
 
     /// Reads from `from_sequence` up to and including `to_sequence` over `filter`, then
@@ -396,7 +433,6 @@ impl EventLog {
             messages: Box::pin(messages),
             from_sequence: from_sequence.max(1),
             stream_name: self.stream_name.clone(),
-            watch: None,
         })
     }
 

@@ -27,7 +27,7 @@ pub async fn run(audit: Audit, progress: watch::Sender<u64>, shutdown: Shutdown)
     loop {
         let from = audit.index().position().unwrap_or(0) + 1;
         let stream = tokio::select! {
-            s = audit.log().read(from, "bt.audit.>") => s,
+            s = audit.log().follow(from) => s,
             () = shutdown.wait() => return,
         };
         let mut chunks = match stream {

@@ -67,8 +67,8 @@ deploy-check: ## Render every kustomize overlay in deploy/ and validate it offli
 	  echo "make deploy-check: installing kubernetes-validate under .tools/py"; \
 	  python3 -m pip install --disable-pip-version-check --root-user-action=ignore -q --target .tools/py kubernetes-validate; \
 	fi
-	PYTHONPATH=.tools/py python3 deploy/check.py --self-test
 	PYTHONPATH=.tools/py python3 deploy/check.py
+	PYTHONPATH=.tools/py python3 deploy/check.py --self-test
 
 bench: tools ## Run the benchmarks; writes bench/results.json and prints a table
 	$(CARGO) build --release -p backtrack-bench -p backtrack-cli

@@ -5,14 +5,17 @@ For each overlay: `kubectl kustomize` must render it; every object must validate
 the Kubernetes schemas (offline, with the `kubernetes-validate` package, strict: unknown
 fields are errors); and the deployment's own rules must hold — probes and resource limits
 on every container, nothing running as root, read-only root file systems, a
-PodDisruptionBudget for every workload, NATS reachable only as intended, no Service
-exposed outside the cluster, and in prod three NATS nodes and three stream replicas.
+PodDisruptionBudget for every workload, NATS reachable only as intended, JetStream's file
+store limit below its volume, no Service exposed outside the cluster, the Ingress routing
+exactly the gRPC services that proto/ declares, and in prod three NATS nodes and three
+stream replicas.
 
 `--self-test` breaks a rendered overlay in each way the rules forbid and fails unless every
 break is reported, so the checks themselves are known to bite.
 """
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,9 @@ import yaml
 
 KUBERNETES_VERSION = "1.30.0"
 OVERLAYS = Path(__file__).resolve().parent / "kustomize" / "overlays"
+PROTO = Path(__file__).resolve().parent.parent / "proto"
+# gRPC services of proto/ that are deliberately not reachable through the Ingress.
+NOT_EXPOSED: set = set()
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 
 
@@ -62,6 +68,70 @@ def env_of(container: dict, configmaps: dict) -> dict:
         if "value" in var:
             env[var["name"]] = var["value"]
     return env
+
+
+UNITS = {
+    "": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+    "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4,
+}
+
+
+def kube_bytes(quantity: str) -> int:
+    """A Kubernetes quantity (`20Gi`, `500M`) in bytes."""
+    number = quantity.rstrip("KMGTkmgti")
+    return int(float(number) * UNITS[quantity[len(number):].lower()])
+
+
+def nats_bytes(size: str) -> int:
+    """A NATS config size (`16GB`, `512MB`; NATS counts them in powers of 1024) in bytes."""
+    number = size.rstrip("KMGTBkmgtb")
+    suffix = size[len(number):].lower().rstrip("b")
+    return int(float(number) * UNITS[suffix + "i" if suffix else ""])
+
+
+def nats_store_problems(nats: dict) -> list:
+    """JetStream's file store limit must fit on the node's data volume."""
+    container = next(c for c in nats["spec"]["template"]["spec"]["containers"] if c["name"] == "nats")
+    limit = {v["name"]: v.get("value") for v in container.get("env", [])}.get("NATS_MAX_FILE_STORE")
+    volume = next(
+        (t for t in nats["spec"].get("volumeClaimTemplates", []) if t["metadata"]["name"] == "data"),
+        None,
+    )
+    if volume is None:
+        return ["NATS has no data volume (volumeClaimTemplate `data`)"]
+    size = volume["spec"]["resources"]["requests"]["storage"]
+    if not limit:
+        return ["NATS container sets no NATS_MAX_FILE_STORE"]
+    if nats_bytes(limit) >= kube_bytes(size):
+        return [f"NATS_MAX_FILE_STORE {limit} is not below its data volume ({size})"]
+    return []
+
+
+def grpc_services() -> set:
+    """Every gRPC service the .proto files declare, as `/<package>.<Service>`."""
+    services = set()
+    for proto in PROTO.rglob("*.proto"):
+        text = proto.read_text()
+        package = re.search(r"^package\s+([\w.]+)\s*;", text, re.M)
+        for service in re.findall(r"^service\s+(\w+)", text, re.M):
+            services.add(f"/{package.group(1)}.{service}" if package else f"/{service}")
+    return services - NOT_EXPOSED
+
+
+def ingress_problems(docs: list) -> list:
+    """The API Ingress routes exactly the gRPC services of proto/, each to a Service here."""
+    ingresses = [d for d in docs if d["kind"] == "Ingress"]
+    if len(ingresses) != 1:
+        return [f"{len(ingresses)} Ingresses, expected one (backtrack-api)"]
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    routed = {}
+    for rule in ingresses[0]["spec"].get("rules", []):
+        for path in rule.get("http", {}).get("paths", []):
+            routed[path["path"]] = path["backend"]["service"]["name"]
+    problems = [f"Ingress does not route gRPC service {p}" for p in sorted(grpc_services() - set(routed))]
+    problems += [f"Ingress routes {p}, which no .proto declares" for p in sorted(set(routed) - grpc_services())]
+    problems += [f"Ingress routes {p} to {s}, which is not a Service here" for p, s in routed.items() if s not in services]
+    return problems
 
 
 def rule_problems(docs: list, overlay: str) -> list:
@@ -110,8 +180,10 @@ def rule_problems(docs: list, overlay: str) -> list:
     nats = [w for w in workloads if w["metadata"]["name"] == "nats"]
     if len(nats) != 1 or nats[0]["kind"] != "StatefulSet":
         problems.append("no NATS StatefulSet")
-    elif overlay == "prod" and nats[0]["spec"].get("replicas") != 3:
-        problems.append(f"NATS runs {nats[0]['spec'].get('replicas')} replicas in prod, not 3")
+    else:
+        if overlay == "prod" and nats[0]["spec"].get("replicas") != 3:
+            problems.append(f"NATS runs {nats[0]['spec'].get('replicas')} replicas in prod, not 3")
+        problems += nats_store_problems(nats[0])
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     guards_nats = any(
         p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "nats"
@@ -129,6 +201,7 @@ def rule_problems(docs: list, overlay: str) -> list:
     for s in (d for d in docs if d["kind"] == "Service"):
         if s["spec"].get("type", "ClusterIP") != "ClusterIP":
             problems.append(f"{name(s)}: type {s['spec']['type']} exposes it outside the cluster")
+    problems += ingress_problems(docs)
     return problems
 
 
@@ -146,7 +219,9 @@ def check(overlay: Path) -> list:
 def self_test() -> None:
     """Each break must be reported; a checker that reports nothing proves nothing."""
     docs = render(OVERLAYS / "prod")
-    assert not schema_problems(docs) and not rule_problems(docs, "prod"), "prod must pass first"
+    baseline = schema_problems(docs) + rule_problems(docs, "prod")
+    if baseline:
+        sys.exit("deploy check self-test needs a passing prod overlay; it has:\n" + "\n".join(baseline))
 
     def workload(d, wanted="backtrack-directory"):
         return next(x for x in d if x["kind"] in WORKLOADS and x["metadata"]["name"] == wanted)
@@ -167,6 +242,22 @@ def self_test() -> None:
         "exposes it outside": lambda d: next(x for x in d if x["kind"] == "Service")["spec"].update(type="LoadBalancer"),
         "no resource limits": lambda d: container(d)["resources"].pop("limits"),
         "Additional properties": lambda d: container(d).update(probez={}),
+        "privilege escalation is allowed": lambda d: container(d, "nats")["securityContext"].update(
+            allowPrivilegeEscalation=True
+        ),
+        "runAsNonRoot is not true": lambda d: (
+            workload(d, "backtrack-recovery")["spec"]["template"]["spec"]["securityContext"].pop("runAsNonRoot"),
+            container(d, "backtrack-recovery")["securityContext"].pop("runAsNonRoot"),
+        ),
+        "limits who reaches NATS on 4222": lambda d: d.remove(next(x for x in d if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "nats")),
+        "no default-deny": lambda d: d.remove(next(x for x in d if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "default-deny-ingress")),
+        "does not route gRPC service /backtrack.v1.AuditService": lambda d: next(
+            x for x in d if x["kind"] == "Ingress"
+        )["spec"]["rules"][0]["http"]["paths"].pop(),
+        "not a Service here": lambda d: next(x for x in d if x["kind"] == "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"].update(name="backtrack-nowhere"),
+        "not below its data volume": lambda d: next(
+            v for v in container(d, "nats")["env"] if v["name"] == "NATS_MAX_FILE_STORE"
+        ).update(value="250GB"),
     }
     missed = []
     for expected, breaking in breaks.items():

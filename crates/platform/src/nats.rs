@@ -54,6 +54,14 @@ pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, PlatformE
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A user and password in a URL (`nats://user:pass@host:4222`) log in; the client does
+    // not take them from the server list by itself.
+    if let Some(addr) = servers.iter().find(|a| a.username().is_some()) {
+        options = options.user_and_password(
+            addr.username().unwrap_or_default().to_string(),
+            addr.password().unwrap_or_default().to_string(),
+        );
+    }
     options
         .connect(servers)
         .await

@@ -81,3 +81,59 @@ async fn connects_over_tls_only_when_it_trusts_the_server() {
         "a plain connection to a TLS-only server must fail"
     );
 }
+
+/// A user and password in the URL log in (as the Kubernetes manifests pass them); a wrong
+/// password is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_and_password_in_the_url_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("auth.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\nauthorization {{ users: [ {{ user: backtrack, password: s3cretpass }} ] }}\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let good = options(
+        format!("nats://backtrack:s3cretpass@127.0.0.1:{port}"),
+        None,
+    );
+    let client = eventually(
+        "nats-server to accept the login",
+        Duration::from_secs(20),
+        || {
+            let good = &good;
+            async move { connect(good).await.ok() }
+        },
+    )
+    .await;
+    let bad = connect(&options(
+        format!("nats://backtrack:wrong@127.0.0.1:{port}"),
+        None,
+    ))
+    .await;
+    let account = match &client {
+        Ok(client) => Some(
+            async_nats::jetstream::new(client.clone())
+                .query_account()
+                .await
+                .is_ok(),
+        ),
+        Err(_) => None,
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(client.is_ok(), "{:?}", client.err());
+    assert_eq!(account, Some(true));
+    assert!(bad.is_err(), "a wrong password must be refused");
+}

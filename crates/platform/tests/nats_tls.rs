@@ -17,6 +17,20 @@ fn options(url: String, ca: Option<std::path::PathBuf>) -> NatsOptions {
     }
 }
 
+/// A nats-server started from `config` (its own readiness is up to the test: the
+/// fixture's probe cannot log in or speak TLS).
+fn spawn_nats(dir: &std::path::Path, config: String) -> std::process::Child {
+    let path = dir.join("server.conf");
+    std::fs::write(&path, config).unwrap();
+    std::process::Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn connects_over_tls_only_when_it_trusts_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,24 +42,15 @@ async fn connects_over_tls_only_when_it_trusts_the_server() {
     std::fs::write(&key_file, key_pair.serialize_pem()).unwrap();
     // The fixture's readiness probe speaks plain NATS, so this server is started here.
     let port = free_port();
-    let config = dir.path().join("tls.conf");
-    std::fs::write(
-        &config,
+    let mut server = spawn_nats(
+        dir.path(),
         format!(
             "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
             dir.path().join("store").display(),
             cert_file.display(),
             key_file.display()
         ),
-    )
-    .unwrap();
-    let mut server = std::process::Command::new(nats_server_binary())
-        .arg("-c")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    );
     let url = format!("tls://127.0.0.1:{port}");
     let trusted = options(url.clone(), Some(cert_file.clone()));
     let client = eventually(
@@ -88,22 +93,13 @@ async fn connects_over_tls_only_when_it_trusts_the_server() {
 async fn a_user_and_password_in_the_url_log_in() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("auth.conf");
-    std::fs::write(
-        &config,
+    let mut server = spawn_nats(
+        dir.path(),
         format!(
             "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\nauthorization {{ users: [ {{ user: backtrack, password: s3cretpass }} ] }}\n",
             dir.path().join("store").display()
         ),
-    )
-    .unwrap();
-    let mut server = std::process::Command::new(nats_server_binary())
-        .arg("-c")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    );
     let good = options(
         format!("nats://backtrack:s3cretpass@127.0.0.1:{port}"),
         None,

@@ -619,7 +619,11 @@ pub(crate) fn oidc_settings(args: &UpArgs) -> Result<Option<OidcSettings>, Strin
 
 /// Waits until the projection has folded everything that was in the log at start.
 async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
-    let last = directory.log().state().await?.last_sequence;
+    let last = starting("the event stream's last sequence", || {
+        directory.log().state()
+    })
+    .await?
+    .last_sequence;
     if directory.position() < last {
         eprintln!("backtrack: catching up the directory view to sequence {last}…");
         let started = std::time::Instant::now();
@@ -645,7 +649,11 @@ pub(crate) fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Po
 
 /// Waits until the time-travel store has applied everything that was in the log at start.
 async fn catch_up_snapshotter(snapshotter: &Snapshotter) -> anyhow::Result<()> {
-    let last = snapshotter.log().state().await?.last_sequence;
+    let last = starting("the event stream's last sequence", || {
+        snapshotter.log().state()
+    })
+    .await?
+    .last_sequence;
     if snapshotter.position() < last {
         eprintln!("backtrack: catching up the time-travel store to sequence {last}…");
         let started = std::time::Instant::now();

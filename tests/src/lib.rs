@@ -271,7 +271,9 @@ pub fn all_objects(b: &Backtrack, tenant: &str) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Every audit record stored on `BT_AUDIT` under `filter` (e.g. `bt.audit.acme.>`), in
-/// stream order; empty when the stream does not exist yet.
+/// stream order; empty when the stream does not exist yet. The reader's server may be a
+/// replica still catching up, so where it runs dry the stream leader is asked whether
+/// more records exist.
 pub async fn audit_records(
     nats: &async_nats::Client,
     filter: &str,
@@ -283,22 +285,39 @@ pub async fn audit_records(
     let Ok(stream) = js.get_stream("BT_AUDIT").await else {
         return Ok(Vec::new());
     };
-    let mut consumer = stream
+    // The first record over `filter` at or after `from`, by the leader's account.
+    let next_at_leader = |from: u64| {
+        let js = js.clone();
+        async move {
+            backtrack_eventlog::read::next_at_leader(&js, "BT_AUDIT", filter, from)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+    if next_at_leader(1).await?.is_none() {
+        return Ok(Vec::new());
+    }
+    let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: filter.to_string(),
             ..Default::default()
         })
         .await?;
-    let pending = consumer.info().await?.num_pending;
     let mut messages = consumer.messages().await?;
     let mut out = Vec::new();
-    while (out.len() as u64) < pending {
-        let Some(message) = messages.next().await else {
-            break;
-        };
+    let deadline = std::time::Duration::from_secs(30);
+    loop {
+        let message = tokio::time::timeout(deadline, messages.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no audit record over {filter} for {deadline:?}"))?
+            .ok_or_else(|| anyhow::anyhow!("the reader over {filter} ended"))??;
+        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (sequence, pending) = (info.stream_sequence, info.pending);
         out.push(backtrack_proto::v1::AuditRecord::decode(
-            message?.payload.as_ref(),
+            message.payload.as_ref(),
         )?);
+        if pending == 0 && next_at_leader(sequence + 1).await?.is_none() {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }

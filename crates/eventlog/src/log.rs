@@ -293,7 +293,15 @@ fn is_stream_not_found(err: &GetStreamError) -> bool {
     )
 }
 
-fn get_stream_error(stream: &str, err: GetStreamError) -> EventLogError {
+pub(crate) fn get_stream_error(stream: &str, err: GetStreamError) -> EventLogError {
+    // The stream denies deletes, so "not found" for a stream that exists (another process
+    // just created it) means the cluster has not yet placed it or elected its leader:
+    // transient, like an unreachable server.
+    if is_stream_not_found(&err) {
+        return EventLogError::Unavailable(format!(
+            "stream {stream} info: {err} (the cluster may still be electing its leader)"
+        ));
+    }
     match err.kind() {
         GetStreamErrorKind::Request => {
             EventLogError::Unavailable(format!("stream {stream} info: {err}"))

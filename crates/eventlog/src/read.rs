@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError, OrderedErrorKind};
 use async_nats::jetstream::consumer::{Consumer, DeliverPolicy};
-use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_nats::jetstream::stream::{ConsumerErrorKind, RawMessageErrorKind};
 use async_nats::jetstream::{self, ErrorCode};
 use backtrack_domain::event::Event;
 use futures::stream::{Stream, StreamExt};
@@ -322,9 +322,19 @@ impl EventLog {
         }
         let consumer = self.ordered_consumer(from_sequence, filter).await?;
         let name = consumer.cached_info().name.clone();
+        // The reader's server may be a replica still catching up (say, a node that just
+        // restarted): its "nothing pending" is checked with the stream leader.
         if consumer.cached_info().num_pending == 0 {
-            self.delete_consumer(&name).await;
-            return Ok(0);
+            match self
+                .matches_at_leader(filter, from_sequence, to_sequence)
+                .await
+            {
+                Ok(true) => {}
+                other => {
+                    self.delete_consumer(&name).await;
+                    return other.map(|_| 0);
+                }
+            }
         }
         let mut stream = self.event_stream(consumer, from_sequence).await?;
         let mut count = 0;
@@ -345,11 +355,21 @@ impl EventLog {
                     if event.sequence > to_sequence {
                         break Ok(());
                     }
-                    let last = event.sequence == to_sequence || pending == 0;
+                    let sequence = event.sequence;
                     f(event);
                     count += 1;
-                    if last {
+                    if sequence == to_sequence {
                         break Ok(());
+                    }
+                    if pending == 0 {
+                        match self
+                            .matches_at_leader(filter, sequence + 1, to_sequence)
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => break Ok(()),
+                            Err(err) => break Err(err),
+                        }
                     }
                 }
             }
@@ -357,6 +377,21 @@ impl EventLog {
         drop(stream);
         self.delete_consumer(&name).await;
         outcome.map(|()| count)
+    }
+
+    /// Whether the stream holds a message over `filter` in `from..=to`, asked of the
+    /// stream's leader (which has every acknowledged message), not of a replica.
+    async fn matches_at_leader(
+        &self,
+        filter: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, EventLogError> {
+        if from > to {
+            return Ok(false);
+        }
+        let next = next_at_leader(&self.jetstream, &self.stream_name, filter, from).await?;
+        Ok(next.is_some_and(|sequence| sequence <= to))
     }
 
     async fn ordered_consumer(
@@ -492,6 +527,35 @@ fn subjects_overlap(a: &str, b: &str) -> bool {
 
 fn unix_millis(nanos: i128) -> i64 {
     i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// The sequence of the first message of `stream` over `filter` at or after `from`, asked
+/// of the stream's leader, which holds every acknowledged message; a reader's own server
+/// may be a replica still catching up (say, a node that just restarted), so a reader that
+/// runs dry early asks here whether more is to come. `None`: there is no such message.
+pub async fn next_at_leader(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    from: u64,
+) -> Result<Option<u64>, EventLogError> {
+    let handle = jetstream
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|err| crate::log::get_stream_error(stream, err))?;
+    match handle
+        .raw_message_builder()
+        .sequence(from)
+        .next_by_subject(filter.to_string())
+        .send()
+        .await
+    {
+        Ok(message) => Ok(Some(message.sequence)),
+        Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(err) => Err(EventLogError::Unavailable(format!(
+            "ask stream {stream} for the next message over '{filter}' from sequence {from}: {err}"
+        ))),
+    }
 }
 
 #[cfg(test)]

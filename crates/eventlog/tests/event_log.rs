@@ -540,3 +540,67 @@ async fn a_follower_outlives_the_node_serving_its_consumer() -> anyhow::Result<(
     assert_eq!(seen, 20, "after {restarts} restarts");
     Ok(())
 }
+
+/// A bounded read right after a node comes back returns every event, even when the
+/// reader lands on that node while it is still catching up: where the reader runs dry
+/// before the end, the stream leader is asked whether more events exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bounded_read_after_a_node_restarts_returns_every_event() -> anyhow::Result<()> {
+    use backtrack_test_support::NatsCluster;
+    let mut cluster = NatsCluster::start().await?;
+    let log = EventLog::open(
+        cluster.client().await?,
+        StreamSettings {
+            replicas: 3,
+            ..StreamSettings::default()
+        },
+    )
+    .await?;
+    append_ok(&log, (0..200).map(|n| append(new_user(n))).collect()).await?;
+    // A node misses most of the log, then comes back and has to catch up.
+    let js = jetstream::new(cluster.client().await?);
+    let leader = js
+        .get_stream("BT_EVENTS")
+        .await?
+        .info()
+        .await?
+        .cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .context("stream without a leader")?;
+    let down = (0..3)
+        .find(|i| format!("n{i}") != leader)
+        .context("no follower")?;
+    cluster.kill(down);
+    let mut last = 0;
+    for chunk in 0..10 {
+        let items = (0..1_000)
+            .map(|n| append(new_user(1_000 + chunk * 1_000 + n)))
+            .collect();
+        last = *append_ok(&log, items)
+            .await?
+            .last()
+            .context("nothing appended")?;
+    }
+    cluster.restart(down).await?;
+    let reader = EventLog::open(
+        async_nats::connect(cluster.node_url(down)).await?,
+        StreamSettings {
+            replicas: 3,
+            ..StreamSettings::default()
+        },
+    )
+    .await?;
+    for round in 0..8 {
+        let whole = reader.fold_range(1, last, "bt.ev.>", |_| {}).await?;
+        assert_eq!(whole, last, "round {round}: the whole log");
+        let tenant = reader.read_range(150, last, "bt.ev.t1.>").await?;
+        assert_eq!(
+            tenant.len() as u64,
+            last - 149,
+            "round {round}: the tenant's tail"
+        );
+        assert_eq!(tenant.last().map(|e| e.sequence), Some(last));
+    }
+    Ok(())
+}

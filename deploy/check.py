@@ -134,6 +134,24 @@ def ingress_problems(docs: list) -> list:
     return problems
 
 
+def directory_server_problems(where: str, env: dict, docs: list) -> list:
+    """`serve recovery` applies its batches through the directory service: its address
+    must name the directory's Service and gRPC port."""
+    address = env.get("BACKTRACK_DIRECTORY_SERVER")
+    if not address:
+        return [f"{where}: BACKTRACK_DIRECTORY_SERVER is not set"]
+    host_port = address.split("://", 1)[-1]
+    host, _, port = host_port.partition(":")
+    host = host.split(".", 1)[0]
+    for s in (d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == host):
+        selector = s["spec"].get("selector", {})
+        if selector.get("app.kubernetes.io/name") != "backtrack-directory":
+            break
+        if any(str(p["port"]) == port and p.get("name") == "grpc" for p in s["spec"]["ports"]):
+            return []
+    return [f"{where}: BACKTRACK_DIRECTORY_SERVER {address} does not name the directory Service's gRPC port"]
+
+
 def rule_problems(docs: list, overlay: str) -> list:
     problems = []
     configmaps = {
@@ -173,6 +191,8 @@ def rule_problems(docs: list, overlay: str) -> list:
                 problems.append(f"{where}: privilege escalation is allowed")
             if security.get("privileged"):
                 problems.append(f"{where}: privileged")
+            if c.get("args", [])[:2] == ["serve", "recovery"]:
+                problems += directory_server_problems(where, env_of(c, configmaps), docs)
             if c.get("args", [])[:1] == ["serve"] and overlay == "prod":
                 replicas = env_of(c, configmaps).get("BACKTRACK_STREAM_REPLICAS")
                 if replicas != "3":
@@ -255,6 +275,9 @@ def self_test() -> None:
             x for x in d if x["kind"] == "Ingress"
         )["spec"]["rules"][0]["http"]["paths"].pop(),
         "not a Service here": lambda d: next(x for x in d if x["kind"] == "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"].update(name="backtrack-nowhere"),
+        "does not name the directory Service's gRPC port": lambda d: next(
+            v for v in container(d, "backtrack-recovery")["env"] if v["name"] == "BACKTRACK_DIRECTORY_SERVER"
+        ).update(value="http://backtrack-directory:8080"),
         "not below its data volume": lambda d: next(
             v for v in container(d, "nats")["env"] if v["name"] == "NATS_MAX_FILE_STORE"
         ).update(value="250GB"),

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> i32 {
             let mut a = a.clone();
             a.up.data_dir = cli.global.data_dir.clone();
             a.up.otlp_endpoint = cli.global.otlp_endpoint.clone();
+            a.up.directory_server = cli.global.directory_server.clone();
             serve::run(a).await
         }
         _ => match cli.global.otlp_endpoint.clone() {

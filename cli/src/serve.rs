@@ -4,9 +4,9 @@
 //!
 //! Each process keeps the projections it reads in its own data directory: a differ and a
 //! recovery process keep a time-travel store of their own (a read replica that takes no
-//! scheduled backups and writes no checkpoints), and a recovery process applies its
-//! operations through a directory writer of its own, whose appends are guarded per object
-//! by the stream's expected-last-subject-sequence like any other writer's.
+//! scheduled backups and writes no checkpoints) and a recovery process a directory view.
+//! A recovery process applies its batches through the directory service over gRPC
+//! (`--directory-server`), so the directory stays the only writer of the event log.
 
 use backtrack_platform::auth::SigningKey;
 use backtrack_platform::config::exit_bad_config;
@@ -28,6 +28,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         exit_bad_config(
             "--demo belongs to `backtrack up`; seed a tenant with `backtrack demo seed` against the directory service"
+                .to_string(),
+        );
+    }
+    if service == ServiceName::Recovery && args.directory_server.is_none() {
+        exit_bad_config(
+            "backtrack serve recovery needs --directory-server ADDRESS (BACKTRACK_DIRECTORY_SERVER): the directory service's gRPC address, e.g. http://backtrack-directory:50051; recovery jobs apply their changes through it"
                 .to_string(),
         );
     }

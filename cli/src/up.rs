@@ -126,8 +126,9 @@ pub struct Parts {
     pub name: &'static str,
     /// Directory API and token API (the system of record).
     pub directory_api: bool,
-    /// A directory writer without its API (a recovery process applies through it).
-    pub directory_writer: bool,
+    /// A directory view without its API (a recovery process plans against it and applies
+    /// through the directory service).
+    pub directory_view: bool,
     /// Backup and time-travel APIs with the backup scheduler.
     pub snapshotter_api: bool,
     /// A time-travel store without API and without scheduler (a differ's or recovery's own).
@@ -149,7 +150,7 @@ impl Parts {
         Self {
             name: "backtrack-up",
             directory_api: true,
-            directory_writer: false,
+            directory_view: false,
             snapshotter_api: true,
             snapshotter_replica: false,
             differ_api: true,
@@ -164,7 +165,7 @@ impl Parts {
         Self {
             name,
             directory_api: false,
-            directory_writer: false,
+            directory_view: false,
             snapshotter_api: false,
             snapshotter_replica: false,
             differ_api: false,
@@ -199,7 +200,7 @@ impl Parts {
 
     pub fn recovery() -> Self {
         Self {
-            directory_writer: true,
+            directory_view: true,
             snapshotter_replica: true,
             differ_reader: true,
             recovery_api: true,
@@ -215,7 +216,7 @@ impl Parts {
     }
 
     fn runs_directory(&self) -> bool {
-        self.directory_api || self.directory_writer
+        self.directory_api || self.directory_view
     }
 
     fn runs_snapshotter(&self) -> bool {
@@ -361,6 +362,13 @@ pub(crate) async fn serve(
                 batch_size: args.recovery_batch.max(1),
                 lease_stale_after: Duration::from_secs(args.recovery_lease_stale_secs.max(1)),
                 require_approval: args.recovery_approval,
+                directory: match (&args.directory_server, parts.all_in_one) {
+                    (Some(address), false) => Some(
+                        backtrack_recovery::remote::RemoteDirectory::new(address, key.clone())
+                            .map_err(|e| anyhow!("--directory-server: {e}"))?,
+                    ),
+                    _ => None,
+                },
                 ..Default::default()
             };
             Some(

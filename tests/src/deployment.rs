@@ -31,6 +31,7 @@ pub struct Deployment {
     pub token: String,
     /// Flags every `serve` gets besides the fixture's own.
     pub serve_args: Vec<String>,
+    log_filter: String,
     key: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -38,6 +39,15 @@ pub struct Deployment {
 impl Deployment {
     /// Writes a signing key, mints an admin token from it and starts every service.
     pub async fn start(nats_url: &str, serve_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_logging(nats_url, serve_args, "warn").await
+    }
+
+    /// [`Deployment::start`] with the processes' log filter (`BACKTRACK_LOG`).
+    pub async fn start_logging(
+        nats_url: &str,
+        serve_args: &[&str],
+        log_filter: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let key = dir.path().join("signing.key");
         // Unique per run; nothing secret is at stake in a test deployment.
@@ -98,6 +108,7 @@ impl Deployment {
             nats_url: nats_url.to_string(),
             token,
             serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
+            log_filter: log_filter.to_string(),
             key,
             dir,
         };
@@ -111,6 +122,15 @@ impl Deployment {
     }
 
     fn spawn(&mut self, service: &'static str) -> anyhow::Result<()> {
+        // The recovery service applies its batches through the directory service.
+        let mut own_args = Vec::new();
+        if service == "recovery" {
+            own_args.push("--directory-server".to_string());
+            own_args.push(format!(
+                "http://127.0.0.1:{}",
+                self.processes["directory"].grpc_port
+            ));
+        }
         let process = self.processes.get_mut(service).context("no such service")?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -127,7 +147,8 @@ impl Deployment {
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", process.http_port))
             .args(&self.serve_args)
-            .env("BACKTRACK_LOG", "warn")
+            .args(&own_args)
+            .env("BACKTRACK_LOG", &self.log_filter)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -184,6 +205,11 @@ impl Deployment {
 
     /// Runs a CLI command with `-o json`, each service's calls sent to its own process.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_env(args, &[])
+    }
+
+    /// [`Deployment::cli`] with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let address =
             |service: &str| format!("http://127.0.0.1:{}", self.processes[service].grpc_port);
         Command::new(backtrack_binary())
@@ -196,6 +222,7 @@ impl Deployment {
             .args(["-o", "json", "--token", &self.token])
             .args(args)
             .env_remove("BACKTRACK_TOKEN")
+            .envs(env.iter().copied())
             .output()
             .expect("the backtrack binary runs")
     }

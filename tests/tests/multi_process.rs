@@ -196,6 +196,25 @@ async fn services_in_separate_processes_recover_through_a_nats_node_crash_and_a_
     })
     .await;
     assert!(!finished(&seen), "finished before the node crash: {seen}");
+    // While the job runs, the recovery process's metrics show its operations and the lag
+    // of the projections it keeps.
+    let scrape = |port| async move { backtrack_e2e::http_get(port, "/metrics").await.unwrap().1 };
+    let recovery_port = d.processes["recovery"].http_port;
+    let during = scrape(recovery_port).await;
+    let applied_during =
+        backtrack_e2e::metric(&during, "backtrack_recovery_operations_applied_total").unwrap();
+    assert!(applied_during >= 300.0, "{applied_during}");
+    assert_eq!(
+        backtrack_e2e::metric(&during, "backtrack_recovery_jobs_running"),
+        Some(1.0)
+    );
+    for projection in ["directory", "timetravel"] {
+        let series = format!("backtrack_projection_lag_events{{projection=\"{projection}\"}}");
+        assert!(
+            backtrack_e2e::metric(&during, &series).is_some(),
+            "no {series} in:\n{during}"
+        );
+    }
     // The node leading the event stream dies: the hardest case (a new leader is elected,
     // consumers on it are lost).
     let leader = events_stream
@@ -216,6 +235,13 @@ async fn services_in_separate_processes_recover_through_a_nats_node_crash_and_a_
         !finished(&seen),
         "finished before the process crash: {seen}"
     );
+    let later = scrape(recovery_port).await;
+    let applied_later =
+        backtrack_e2e::metric(&later, "backtrack_recovery_operations_applied_total").unwrap();
+    assert!(
+        applied_later > applied_during,
+        "{applied_during} then {applied_later}"
+    );
     d.kill("recovery");
     d.restart("recovery").await.unwrap();
     let last = job_until(&d, &id, "the recovery to finish", finished).await;
@@ -228,6 +254,29 @@ async fn services_in_separate_processes_recover_through_a_nats_node_crash_and_a_
     assert_eq!(last["failed"], 0, "{last}");
     assert_eq!(last["residual"], 0, "{last}");
     assert_eq!(done(&last), (ADDED + 2) as u64, "{last}");
+
+    // The directory process wrote the recovery's events (the recovery process sent it the
+    // batches over gRPC); the recovery process appended none of its own.
+    let batches = |port| async move {
+        let (_, scrape) = backtrack_e2e::http_get(port, "/metrics").await.unwrap();
+        let calls = backtrack_e2e::metric(
+            &scrape,
+            "backtrack_rpc_seconds_count{method=\"/backtrack.v1.DirectoryService/ApplyRecoveryBatch\",code=\"0\"}",
+        );
+        let appended = backtrack_e2e::metric(&scrape, "backtrack_events_appended_total");
+        (calls.unwrap_or(0.0), appended.unwrap_or(0.0))
+    };
+    let (calls, appended) = batches(d.processes["directory"].http_port).await;
+    assert!(
+        calls >= 1.0,
+        "no ApplyRecoveryBatch call reached the directory"
+    );
+    assert!(appended >= (ADDED + 2) as f64, "{appended}");
+    let (_, appended_by_recovery) = batches(d.processes["recovery"].http_port).await;
+    assert_eq!(
+        appended_by_recovery, 0.0,
+        "the recovery process wrote to the log itself"
+    );
 
     // A fresh report from the backup is empty.
     let after = d
@@ -294,10 +343,20 @@ async fn services_in_separate_processes_recover_through_a_nats_node_crash_and_a_
         d.json(&["audit", "verify", "--tenant", T])
     );
 
-    // The node comes back and catches up; the deployment goes on. (The counts above are
-    // read while it is down: a consumer placed on a replica still catching up reports
-    // what that replica holds so far.)
+    // The node comes back and catches up; the deployment goes on, and reads that land on
+    // the node while it catches up still see everything.
     cluster.restart(killed).await.unwrap();
+    let per_mutation_after = backtrack_e2e::job_mutations(&cluster.client().await.unwrap(), T, &id)
+        .await
+        .unwrap();
+    assert_eq!(per_mutation_after, per_mutation);
+    let records_after = backtrack_e2e::audit_records(
+        &cluster.client().await.unwrap(),
+        &format!("bt.audit.{T}.recovery"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(records_after.len(), records.len());
     let after_restart = d
         .json(&["diff", "create", "--tenant", T, "--from", &backup, "--wait"])
         .unwrap();

@@ -5,7 +5,8 @@
 //! kind and a backup administrator taking a protected action (hard delete, whole-tenant
 //! recovery) are PERMISSION_DENIED. Each refusal leaves one `security.accessDenied`
 //! record: under the tenant asked for when the caller is known, else under
-//! `_unauthenticated`. The provider's RS256 and ES256 tokens work with their roles.
+//! `_unauthenticated`. The provider's RS256 and ES256 tokens work with their roles. Only
+//! the recovery service's own tokens may apply recovery batches through the directory.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -426,4 +427,147 @@ async fn refused_calls_get_the_right_status_and_each_leaves_an_access_denied_rec
     assert_eq!(denials(&client, UNAUTHENTICATED).await.len(), 7);
     assert_eq!(denials(&client, B).await.len(), 1);
     assert_eq!(denials(&client, A).await.len(), 6);
+}
+
+/// `ApplyRecoveryBatch` writes events in the name of whoever asked for a recovery, so only
+/// the recovery service's own tokens (role `RecoveryService`, minted from the deployment's
+/// key) may call it: a directory writer is PERMISSION_DENIED, another tenant too, a
+/// malformed batch is INVALID_ARGUMENT; a valid batch is applied once, however often it
+/// is sent, under the requester's name and the job's correlation id.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_recovery_service_applies_recovery_batches() {
+    use backtrack_domain::batch::{Met, PlannedOutcome, StepResult};
+    use backtrack_platform::auth::Role;
+    use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
+
+    let b = Backtrack::start(None).await.unwrap();
+    b.json(&["tenant", "create", A]).unwrap();
+    let user = id(&b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            A,
+            "--kind",
+            "user",
+            "--set",
+            "displayName=Before",
+            "--set",
+            "userPrincipalName=before@sa.test",
+        ])
+        .unwrap());
+    let key = SigningKey::load(&b.data().join("signing.key")).unwrap();
+    let token = |roles: &[Role]| {
+        key.mint(
+            "service:recovery",
+            &[A.to_string()],
+            roles,
+            &[],
+            Duration::from_secs(300),
+        )
+        .unwrap()
+    };
+    let steps = json!([{
+        "mutationId": "job-1-0",
+        "checkVersion": false,
+        "operation": {
+            "kind": "user",
+            "id": user,
+            "changeType": "modified",
+            "action": {"type": "setAttributes", "set": {"displayName": "After"}, "unset": []},
+            "plannedVersion": 0
+        }
+    }])
+    .to_string();
+    let call = |token: String, tenant: &str, steps_json: Vec<u8>| {
+        let request = v1::ApplyRecoveryBatchRequest {
+            tenant: tenant.into(),
+            job_id: "job-1".into(),
+            requested_by: "alice@sa.test".into(),
+            steps_json,
+            skip_on_conflict: false,
+            skipped_ids: vec![],
+        };
+        let address = format!("http://127.0.0.1:{}", b.grpc_port);
+        async move {
+            let mut client = DirectoryServiceClient::connect(address).await.unwrap();
+            let mut request = tonic::Request::new(request);
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            client.apply_recovery_batch(request).await
+        }
+    };
+
+    let writer = call(
+        token(&[Role::DirectoryWriter]),
+        A,
+        steps.clone().into_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(writer.code(), Code::PermissionDenied, "{writer:?}");
+    assert!(writer.message().contains("RecoveryService"), "{writer:?}");
+    let other_tenant = call(
+        token(&[Role::RecoveryService]),
+        B,
+        steps.clone().into_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        other_tenant.code(),
+        Code::PermissionDenied,
+        "{other_tenant:?}"
+    );
+    let malformed = call(
+        token(&[Role::RecoveryService]),
+        A,
+        b"[{\"mutationId\":".to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument, "{malformed:?}");
+    assert!(malformed.message().contains("steps_json"), "{malformed:?}");
+    assert_eq!(
+        b.json(&["dir", "get", "--tenant", A, &user]).unwrap()["displayName"],
+        "Before",
+        "a refused batch changed nothing"
+    );
+
+    let results = |response: v1::ApplyRecoveryBatchResponse| {
+        serde_json::from_slice::<Vec<StepResult>>(&response.results_json).unwrap()
+    };
+    let first = call(
+        token(&[Role::RecoveryService]),
+        A,
+        steps.clone().into_bytes(),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(first.applied_through_sequence > 0);
+    let first = results(first);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].outcome, PlannedOutcome::Applied { events: 1 });
+    assert_eq!(first[0].decision.met, Met::Run);
+    assert_eq!(first[0].decision.before, r#"{"displayName":"Before"}"#);
+    // Sent again (a retry after a lost answer): the log already holds the mutation.
+    let again = results(
+        call(token(&[Role::RecoveryService]), A, steps.into_bytes())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(again[0].outcome, PlannedOutcome::AlreadyApplied);
+    let history = b.json(&["dir", "history", "--tenant", A, &user]).unwrap();
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{history}");
+    assert_eq!(entries[1]["actor"], "alice@sa.test", "{history}");
+    assert_eq!(entries[1]["source"], "recovery", "{history}");
+    assert_eq!(entries[1]["correlationId"], "job-1", "{history}");
+    assert_eq!(
+        b.json(&["dir", "get", "--tenant", A, &user]).unwrap()["displayName"],
+        "After"
+    );
 }

@@ -41,7 +41,8 @@ pub struct GlobalArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
-    /// Address of the directory service when it runs as its own process (default: --server).
+    /// Address of the directory service when it runs as its own process (default: --server);
+    /// `serve recovery` applies its batches through it.
     #[arg(long, global = true, env = "BACKTRACK_DIRECTORY_SERVER")]
     pub directory_server: Option<String>,
     /// Address of the snapshotter (backups, time travel) when it runs on its own.
@@ -225,6 +226,9 @@ pub struct UpArgs {
     /// The global `--otlp-endpoint`.
     #[arg(skip)]
     pub otlp_endpoint: Option<String>,
+    /// The global `--directory-server`: where `serve recovery` applies its batches.
+    #[arg(skip)]
+    pub directory_server: Option<String>,
 }
 
 /// `backtrack serve SERVICE`: the flags of `up` (without a nats-server of its own: --nats

@@ -43,7 +43,7 @@ fn claims() -> Value {
         "aud": [AUDIENCE, "other-api"],
         "sub": "carol@example.test",
         "tenants": ["contoso"],
-        "roles": ["BackupAdministrator", "SomeOtherAppRole"],
+        "roles": ["BackupAdministrator", "SomeOtherAppRole", "RecoveryService"],
         "kinds": "user",
         "exp": now() + 600,
         "nbf": now() - 10,
@@ -83,7 +83,8 @@ fn rs256_and_es256_tokens_map_their_claims_onto_a_caller() {
         let caller = v.validate(&sign(alg, Some(kid), &claims())).unwrap();
         assert_eq!(caller.subject, "carol@example.test");
         assert_eq!(caller.tenants, vec!["contoso".to_string()]);
-        // Roles of other applications are ignored, not fatal.
+        // Roles of other applications are ignored, not fatal; the recovery service's role
+        // is never taken from a provider.
         assert_eq!(caller.roles, vec![Role::BackupAdministrator]);
         assert_eq!(caller.kinds, vec!["user".to_string()]);
     }

@@ -23,6 +23,7 @@ pub const MAX_IMPORT_ITEMS: usize = 10_000;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 mod listing;
+mod recovery_batch;
 mod request;
 
 use listing::list;
@@ -407,6 +408,17 @@ impl DirectoryService for DirectoryApi {
             })
             .await?;
         Ok(Response::new(v1::PurgeObjectResponse { id: r.id, events }))
+    }
+
+    async fn apply_recovery_batch(
+        &self,
+        request: Request<v1::ApplyRecoveryBatchRequest>,
+    ) -> Result<Response<v1::ApplyRecoveryBatchResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.apply_recovery_batch_now(&caller, r).await?,
+        ))
     }
 
     async fn import_objects(

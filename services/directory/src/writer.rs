@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use backtrack_domain::batch::{decide_step, BatchPolicy, BatchStep, Decision, StepResult};
 use backtrack_domain::command::{decide, Command, DecideContext, DirectoryView, PendingEvent};
 use backtrack_domain::event::{Change, Event, EventMeta, TENANT_KIND};
 use backtrack_domain::state::OverlayView;
@@ -47,23 +48,7 @@ pub enum ImportOutcome {
     Rejected(String),
 }
 
-/// What became of one operation of [`Directory::execute_planned`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlannedOutcome {
-    /// The log already held this mutation id: an earlier attempt stored it.
-    AlreadyApplied,
-    /// Decided and stored; `events` new events (0: nothing left to change, or every
-    /// append was a duplicate of an earlier attempt).
-    Applied { events: u64 },
-    /// The operation named no command.
-    Declined,
-    /// The command was accepted but changes nothing: the state already is what it asks.
-    Unchanged,
-    /// The directory refused the command; the message says why.
-    Refused(String),
-    /// The log did not acknowledge it; retry with the same mutation id.
-    NotStored(String),
-}
+pub use backtrack_domain::batch::PlannedOutcome;
 
 /// The running directory: shared by the gRPC API, the sweeper and in-process callers.
 #[derive(Clone)]
@@ -320,6 +305,44 @@ impl Directory {
             self.wait_for(last).await?;
         }
         Ok(outcomes)
+    }
+
+    /// Decides and applies one batch of a recovery job ([`backtrack_domain::batch`]):
+    /// what each step met and became, and the last sequence stored (0: nothing).
+    pub async fn apply_batch(
+        &self,
+        tenant: &str,
+        steps: Vec<BatchStep>,
+        policy: BatchPolicy,
+        origin: &Origin,
+    ) -> Result<(Vec<StepResult>, u64), DirectoryError> {
+        let decisions: Vec<Mutex<Decision>> = steps.iter().map(|_| Default::default()).collect();
+        let policy = Mutex::new(policy);
+        let operations = steps
+            .iter()
+            .zip(&decisions)
+            .map(|(step, slot)| {
+                let policy = &policy;
+                let decide = move |view: &dyn DirectoryView| {
+                    let mut policy = policy.lock().unwrap_or_else(|e| e.into_inner());
+                    let (decision, command) = decide_step(step, view, &mut policy);
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = decision;
+                    command
+                };
+                (step.mutation_id.clone(), decide)
+            })
+            .collect();
+        let outcomes = self.execute_planned(tenant, operations, origin).await?;
+        let last = self.position();
+        let results = outcomes
+            .into_iter()
+            .zip(decisions)
+            .map(|(outcome, decision)| StepResult {
+                outcome,
+                decision: decision.into_inner().unwrap_or_else(|e| e.into_inner()),
+            })
+            .collect();
+        Ok((results, last))
     }
 
     #[allow(clippy::type_complexity)]

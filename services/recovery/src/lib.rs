@@ -17,6 +17,7 @@
 pub mod api;
 pub mod error;
 pub mod planner;
+pub mod remote;
 pub mod runner;
 pub mod store;
 
@@ -48,6 +49,9 @@ pub struct RecoveryConfig {
     pub resume_every: Duration,
     /// Whole-tenant jobs wait for a second GlobalAdministrator's approval.
     pub require_approval: bool,
+    /// The directory service to apply batches through, when it runs in another process;
+    /// `None`: the directory handed to [`Recovery::start`] applies them in process.
+    pub directory: Option<remote::RemoteDirectory>,
 }
 
 impl Default for RecoveryConfig {
@@ -57,6 +61,7 @@ impl Default for RecoveryConfig {
             lease_stale_after: Duration::from_secs(5),
             resume_every: Duration::from_secs(2),
             require_approval: false,
+            directory: None,
         }
     }
 }

@@ -8,21 +8,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backtrack_differ::{Progress, Scope};
 use backtrack_directory::writer::Origin;
-use backtrack_directory::PlannedOutcome;
+use backtrack_domain::batch::{BatchPolicy, BatchStep, Met, PlannedOutcome, StepResult};
 use backtrack_domain::canonical::to_canonical_string;
-use backtrack_domain::recovery::{Action, Operation, Plan, Step};
-use backtrack_domain::{Command, DirectoryView, ObjectKind};
+use backtrack_domain::recovery::{Action, Operation, Plan};
+use backtrack_domain::ObjectKind;
 use backtrack_eventlog::audit::AUDIT_SCHEMA_VERSION;
 use backtrack_platform::clock::now_ms;
 use backtrack_platform::metrics;
 use backtrack_proto::v1;
 use backtrack_snapshotter::backups::BackupRequest;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::RecoveryError;
 use crate::store::JobStore;
@@ -118,29 +118,6 @@ impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
-}
-
-/// What one operation of a batch met, filled in while the directory decides it.
-#[derive(Debug, Default)]
-struct Slot {
-    met: Met,
-    /// Link targets left out, with reasons.
-    failed_links: Vec<(String, String)>,
-    /// The object had changed since the plan's base (someone else changed it).
-    conflict: bool,
-    before: String,
-    after: String,
-    links: usize,
-}
-
-#[derive(Debug, Default)]
-enum Met {
-    #[default]
-    NotDecided,
-    Satisfied,
-    Failed(String),
-    Skipped(String),
-    Run,
 }
 
 /// What a finished batch adds to the job.
@@ -415,74 +392,49 @@ impl Recovery {
         origin: &Origin,
     ) -> Result<BatchResult, RecoveryError> {
         let skip_on_conflict = job.on_conflict == v1::OnConflict::Skip as i32;
-        let slots: Vec<Mutex<Slot>> = (start..end).map(|_| Mutex::new(Slot::default())).collect();
-        let skipped = Mutex::new(skipped_ids.clone());
-        let operations: Vec<_> = (start..end)
+        let steps: Vec<BatchStep> = (start..end)
             .map(|i| {
                 let op = &plan.operations[i];
-                let slot = &slots[i - start];
-                let skipped = &skipped;
-                let check = i >= floor && first_of.get(op.id.as_str()) == Some(&i);
-                let decide = move |view: &dyn DirectoryView| -> Option<Command> {
-                    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut skipped = skipped.lock().unwrap_or_else(|e| e.into_inner());
-                    if skipped.contains(&op.id) {
-                        slot.met = Met::Skipped(
-                            "left alone: the object changed since the recovery's base (--on-conflict skip)".into(),
-                        );
-                        return None;
-                    }
-                    if check {
-                        let version = view.object(&op.id).map_or(0, |o| o.version);
-                        if version != op.planned_version {
-                            slot.conflict = true;
-                            if skip_on_conflict {
-                                skipped.insert(op.id.clone());
-                                slot.met = Met::Skipped(format!(
-                                    "left alone: the object changed since the recovery's base (version {} then, {version} now; --on-conflict skip)",
-                                    op.planned_version
-                                ));
-                                return None;
-                            }
-                        }
-                    }
-                    match op.step(view) {
-                        Step::Satisfied => {
-                            slot.met = Met::Satisfied;
-                            None
-                        }
-                        Step::Fail(reason) => {
-                            slot.met = Met::Failed(reason);
-                            None
-                        }
-                        Step::FailLinks(failed) => {
-                            slot.failed_links = failed;
-                            slot.met = Met::Satisfied;
-                            None
-                        }
-                        Step::Run { command, failed } => {
-                            let (before, after, links) = describe(op, &command, view);
-                            slot.before = before;
-                            slot.after = after;
-                            slot.links = links;
-                            slot.failed_links = failed;
-                            slot.met = Met::Run;
-                            Some(command)
-                        }
-                    }
-                };
-                (mutation_id(&job.id, i), decide)
+                BatchStep {
+                    mutation_id: mutation_id(&job.id, i),
+                    operation: op.clone(),
+                    check_version: i >= floor && first_of.get(op.id.as_str()) == Some(&i),
+                }
             })
             .collect();
-        let outcomes = self
-            .directory()
-            .execute_planned(&job.tenant, operations, origin)
-            .await?;
+        let policy = BatchPolicy {
+            skip_on_conflict,
+            skipped_ids: skipped_ids.clone(),
+        };
+        let results = match &self.inner.config.directory {
+            None => {
+                self.directory()
+                    .apply_batch(&job.tenant, steps, policy, origin)
+                    .await?
+                    .0
+            }
+            Some(remote) => {
+                let (results, through) = remote
+                    .apply(&job.tenant, &job.id, &origin.actor, &steps, &policy)
+                    .await?;
+                // This process's view of the directory follows the log: wait until it
+                // holds what the directory service stored, so the next batch and the
+                // final check see it.
+                self.directory().wait_for(through).await?;
+                results
+            }
+        };
         let mut result = BatchResult::default();
-        for (k, outcome) in outcomes.into_iter().enumerate() {
+        for (
+            k,
+            StepResult {
+                outcome,
+                decision: slot,
+            },
+        ) in results.into_iter().enumerate()
+        {
             let i = start + k;
             let op = &plan.operations[i];
-            let slot = std::mem::take(&mut *slots[k].lock().unwrap_or_else(|e| e.into_inner()));
             let change = |outcome: &str, reason: String| v1::FailedChange {
                 operation: i as u64,
                 kind: op.kind.as_str().to_string(),
@@ -790,66 +742,4 @@ pub fn action_json(action: &Action) -> Value {
         map.remove("type");
     }
     value
-}
-
-/// Before and after values of what `command` changes (never secrets: the directory never
-/// holds any), and how many links it changes.
-fn describe(
-    op: &Operation,
-    command: &Command,
-    view: &dyn DirectoryView,
-) -> (String, String, usize) {
-    let object = view.object(&op.id);
-    match command {
-        Command::Update { set, unset, .. } => {
-            let mut before = Map::new();
-            let mut after = Map::new();
-            for name in set.keys().chain(unset.iter()) {
-                before.insert(
-                    name.clone(),
-                    object
-                        .as_ref()
-                        .and_then(|o| o.attributes.get(name))
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                );
-                after.insert(name.clone(), set.get(name).cloned().unwrap_or(Value::Null));
-            }
-            (
-                to_canonical_string(&Value::Object(before)),
-                to_canonical_string(&Value::Object(after)),
-                0,
-            )
-        }
-        Command::AddLinks {
-            relation, targets, ..
-        } => (
-            String::new(),
-            to_canonical_string(&json!({"relation": relation, "added": targets})),
-            targets.len(),
-        ),
-        Command::RemoveLinks {
-            relation, targets, ..
-        } => (
-            to_canonical_string(&json!({"relation": relation, "removed": targets})),
-            String::new(),
-            targets.len(),
-        ),
-        Command::Create { attributes, .. } => (
-            String::new(),
-            to_canonical_string(&Value::Object(attributes.clone())),
-            0,
-        ),
-        Command::Restore { .. } => (
-            to_canonical_string(&json!({"inRecycleBin": true})),
-            to_canonical_string(&json!({"inRecycleBin": false})),
-            0,
-        ),
-        Command::SoftDelete { .. } => (
-            to_canonical_string(&json!({"inRecycleBin": false})),
-            to_canonical_string(&json!({"inRecycleBin": true})),
-            0,
-        ),
-        Command::HardDelete { .. } => (String::new(), String::new(), 0),
-    }
 }

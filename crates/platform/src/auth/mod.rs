@@ -46,15 +46,20 @@ pub enum Role {
     BackupReader,
     /// Create, change and delete directory objects.
     DirectoryWriter,
+    /// The recovery service applying a job's batch through the directory, in the name of
+    /// the administrator who asked for the job. Held by the tokens the recovery service
+    /// mints for itself from the deployment's signing key.
+    RecoveryService,
 }
 
 impl Role {
     /// Every role, in a stable order (used in error messages).
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::GlobalAdministrator,
         Role::BackupAdministrator,
         Role::BackupReader,
         Role::DirectoryWriter,
+        Role::RecoveryService,
     ];
 
     /// The role's name as it appears in tokens and on the command line.
@@ -64,6 +69,7 @@ impl Role {
             Role::BackupAdministrator => "BackupAdministrator",
             Role::BackupReader => "BackupReader",
             Role::DirectoryWriter => "DirectoryWriter",
+            Role::RecoveryService => "RecoveryService",
         }
     }
 }
@@ -114,7 +120,7 @@ pub struct Claims {
 /// The messages are safe to return to a client: they never contain a token or key material.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("unknown role '{0}': valid roles are GlobalAdministrator, BackupAdministrator, BackupReader, DirectoryWriter")]
+    #[error("unknown role '{0}': valid roles are GlobalAdministrator, BackupAdministrator, BackupReader, DirectoryWriter, RecoveryService")]
     UnknownRole(String),
     #[error(
         "token expired: get a new one (backtrack token create, or from your identity provider)"

@@ -113,11 +113,13 @@ fn validate_provider_token(
         return Err(AuthError::MissingClaim("sub".into()));
     }
     // A provider's `roles` claim may carry roles of other applications: those are not
-    // ours to refuse the token for, so only Backtrack's role names count.
+    // ours to refuse the token for, so only Backtrack's role names count. The recovery
+    // service's role comes only from the deployment's own key: a provider cannot grant it.
     let roles = claims
         .roles
         .iter()
         .filter_map(|name| name.parse::<Role>().ok())
+        .filter(|role| *role != Role::RecoveryService)
         .collect();
     Ok(Caller::new(claims.sub, claims.tenants, roles, claims.kinds))
 }

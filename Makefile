@@ -22,7 +22,7 @@ export ROCKSDB_LIB_DIR ?= /usr/lib/$(shell gcc -dumpmachine 2>/dev/null || dpkg-
 DEB_PACKAGES := libclang-dev librocksdb-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help tools build run test bench fuzz fmt lint deploy-check
+.PHONY: help tools build run test bench fuzz fmt lint deploy-check image-check
 
 help: ## List the targets
 	@echo "Backtrack — make targets:"
@@ -69,6 +69,10 @@ deploy-check: ## Render every kustomize overlay in deploy/ and validate it offli
 	fi
 	PYTHONPATH=.tools/py python3 deploy/check.py
 	PYTHONPATH=.tools/py python3 deploy/check.py --self-test
+
+image-check: tools ## Run the Dockerfile's runtime stage without a container engine (debootstrap + chroot; needs root and the Debian mirror)
+	$(CARGO) build -p backtrack-cli
+	$(SUDO) python3 deploy/image_check.py --binary $(TARGET_DIR)/debug/backtrack --nats-server "$$(command -v nats-server)"
 
 bench: tools ## Run the benchmarks; writes bench/results.json and prints a table
 	$(CARGO) build --release -p backtrack-bench -p backtrack-cli

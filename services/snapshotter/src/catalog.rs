@@ -15,6 +15,8 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, StorageType};
 use async_nats::jetstream::{self, Message};
 use async_nats::HeaderMap;
+use backtrack_eventlog::read::{Sequenced, StallWatched};
+use backtrack_eventlog::EventLogError;
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_proto::v1;
 use futures::StreamExt;
@@ -277,10 +279,22 @@ async fn follow_once(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
-        let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|message| {
+            let message = message.map_err(|e| EventLogError::Unavailable(e.to_string()))?;
+            let sequence = message
+                .info()
+                .map_err(|e| EventLogError::Internal(e.to_string()))?
+                .stream_sequence;
+            Ok(Record { sequence, message })
+        });
+    // A consumer lost with its cluster node shows as a stall: read again from here.
+    let mut records = StallWatched::new(messages, jetstream.clone(), BACKUP_STREAM, start);
+    while let Some(record) = records.next().await {
+        let Record { sequence, message } = record.map_err(|e| e.to_string())?;
         {
             let mut state = state.write().unwrap_or_else(|e| e.into_inner());
             if sequence <= state.applied {
@@ -292,6 +306,18 @@ async fn follow_once(
         applied.send_replace(sequence);
     }
     Err("stream ended".into())
+}
+
+/// A record of the stream with its sequence, for the stall watch.
+struct Record {
+    sequence: u64,
+    message: Message,
+}
+
+impl Sequenced for Record {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
 }
 
 fn apply_record(state: &mut State, message: &Message, sequence: u64) {

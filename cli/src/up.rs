@@ -255,12 +255,16 @@ pub(crate) async fn serve(
         name: parts.name.into(),
     })
     .await?;
-    let auditor = Auditor::new(
+    // Records queued while the audit stream is unreachable wait in the data directory,
+    // so they outlive a crash of this process.
+    let auditor = Auditor::with_spool(
         starting("the audit stream", || {
             AuditLog::open(nats.clone(), args.stream_replicas)
         })
         .await?,
-    );
+        &data.join("audit-spool"),
+    )
+    .with_context(|| format!("cannot create {}", data.join("audit-spool").display()))?;
     if parts.all_in_one {
         write_admin_token(data, key, &auditor).await?;
     }

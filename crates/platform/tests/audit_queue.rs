@@ -99,3 +99,57 @@ async fn a_flood_while_the_stream_is_down_is_bounded_and_counted() {
     );
     assert!(dropped > 0);
 }
+
+/// Records queued while the stream is down outlive the process that queued them: they wait
+/// in the spool folder, and the next auditor on that folder publishes them, once each.
+#[test]
+fn queued_records_outlive_a_crash_through_the_spool() {
+    let spool = tempfile::tempdir().unwrap();
+    let main = tokio::runtime::Runtime::new().unwrap();
+    let mut server = main.block_on(NatsServer::start()).unwrap();
+    let log = main
+        .block_on(async { AuditLog::open(server.client().await.unwrap(), 1).await })
+        .unwrap();
+    server.kill();
+
+    // The process that queues the refusals dies with them: its runtime and tasks go away.
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let queued: Vec<v1::AuditRecord> = (0..3).map(|_| refusal()).collect();
+    crashed.block_on(async {
+        let auditor = Auditor::with_spool(log.clone(), spool.path()).unwrap();
+        for record in &queued {
+            auditor.deny(record.clone()).await;
+        }
+    });
+    drop(crashed);
+    let spooled = std::fs::read_dir(spool.path()).unwrap().count();
+    assert_eq!(spooled, queued.len(), "one file per queued record");
+
+    main.block_on(async {
+        server.restart().await.unwrap();
+        let log = AuditLog::open(server.client().await.unwrap(), 1)
+            .await
+            .unwrap();
+        let _next = Auditor::with_spool(log.clone(), spool.path()).unwrap();
+        let stored = eventually(
+            "the spooled records to be stored",
+            Duration::from_secs(60),
+            || async {
+                let all = stored(&log).await;
+                (all.len() >= queued.len()).then_some(all)
+            },
+        )
+        .await
+        .unwrap();
+        let mut ids: Vec<&str> = stored.iter().map(|r| r.id.as_str()).collect();
+        ids.sort_unstable();
+        let mut wanted: Vec<&str> = queued.iter().map(|r| r.id.as_str()).collect();
+        wanted.sort_unstable();
+        assert_eq!(ids, wanted, "every queued record, once");
+        eventually("the spool to empty", Duration::from_secs(10), || async {
+            (std::fs::read_dir(spool.path()).unwrap().count() == 0).then_some(())
+        })
+        .await
+        .unwrap();
+    });
+}

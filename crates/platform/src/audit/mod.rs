@@ -11,7 +11,8 @@
 //!   natural one, so a retried request or publish is stored once.
 //! - [`layer::AuditLayer`] wraps the whole gRPC server: every call answered
 //!   `UNAUTHENTICATED` or `PERMISSION_DENIED` leaves one `security.accessDenied` record.
-//! - [`queue`]: the background publisher behind the bounded queue.
+//! - [`queue`]: the background publisher behind the bounded queue, with an optional spool
+//!   folder so that queued records outlive the process.
 
 pub mod layer;
 mod queue;
@@ -113,8 +114,17 @@ impl Auditor {
 
     /// [`Auditor::new`] with a queue of `capacity` records instead of [`QUEUE_CAPACITY`].
     pub fn with_capacity(log: AuditLog, capacity: usize) -> Self {
-        let queue = queue::Queue::start(log.clone(), capacity);
+        let queue = queue::Queue::start(log.clone(), capacity, None);
         Self { log, queue }
+    }
+
+    /// [`Auditor::new`] whose queued records are also kept as files in `dir` until the
+    /// stream has them: records a process queued before it died are published when the
+    /// next auditor on the same folder starts.
+    pub fn with_spool(log: AuditLog, dir: &std::path::Path) -> std::io::Result<Self> {
+        let spool = queue::Spool::open(dir)?;
+        let queue = queue::Queue::start(log.clone(), QUEUE_CAPACITY, Some(spool));
+        Ok(Self { log, queue })
     }
 
     /// The audit stream itself.

@@ -3,7 +3,12 @@
 //! ids, so a retry is stored once). When the queue is full, records are counted instead of
 //! queued, and the count is published as one `security.accessDeniedDropped` record once
 //! the stream keeps up again.
+//!
+//! With a spool folder, every queued record is also kept there as a file until the stream
+//! acknowledges it, so records queued by a process that dies (while NATS is unreachable,
+//! say) are published when it starts again; their ids make the stream store them once.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use std::time::Duration;
 use backtrack_eventlog::audit::new_record;
 use backtrack_eventlog::AuditLog;
 use backtrack_proto::v1;
+use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{action, category, UNAUTHENTICATED_TENANT};
@@ -28,15 +34,22 @@ struct Item {
 pub(super) struct Queue {
     sender: mpsc::Sender<Item>,
     dropped: Arc<AtomicU64>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl Queue {
-    /// Starts the publisher task; it ends when every clone of the queue is gone.
-    pub(super) fn start(log: AuditLog, capacity: usize) -> Self {
+    /// Starts the publisher task; it ends when every clone of the queue is gone. Records
+    /// left in `spool` by an earlier run are published first.
+    pub(super) fn start(log: AuditLog, capacity: usize, spool: Option<Spool>) -> Self {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(log, receiver, dropped.clone()));
-        Self { sender, dropped }
+        let spool = spool.map(Arc::new);
+        tokio::spawn(run(log, receiver, dropped.clone(), spool.clone()));
+        Self {
+            sender,
+            dropped,
+            spool,
+        }
     }
 
     /// Queues `record`; `false` (and counted) when the queue is full.
@@ -45,9 +58,15 @@ impl Queue {
         record: v1::AuditRecord,
         stored: Option<oneshot::Sender<()>>,
     ) -> bool {
+        if let Some(spool) = &self.spool {
+            spool.keep(&record);
+        }
         match self.sender.try_send(Item { record, stored }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(item)) => {
+                if let Some(spool) = &self.spool {
+                    spool.done(&item.record.id);
+                }
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(action = %item.record.action, tenant = %item.record.tenant, "audit queue full; record counted, not stored");
                 false
@@ -68,7 +87,27 @@ impl Queue {
     }
 }
 
-async fn run(log: AuditLog, mut receiver: mpsc::Receiver<Item>, dropped: Arc<AtomicU64>) {
+async fn run(
+    log: AuditLog,
+    mut receiver: mpsc::Receiver<Item>,
+    dropped: Arc<AtomicU64>,
+    spool: Option<Arc<Spool>>,
+) {
+    if let Some(spool) = &spool {
+        let left = spool.load();
+        if !left.is_empty() {
+            tracing::info!(
+                records = left.len(),
+                "publishing audit records an earlier run left queued"
+            );
+        }
+        for chunk in left.chunks(MAX_BATCH) {
+            publish_until_stored(&log, chunk).await;
+            for record in chunk {
+                spool.done(&record.id);
+            }
+        }
+    }
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -81,6 +120,9 @@ async fn run(log: AuditLog, mut receiver: mpsc::Receiver<Item>, dropped: Arc<Ato
         }
         publish_until_stored(&log, &records).await;
         for item in batch.drain(..) {
+            if let Some(spool) = &spool {
+                spool.done(&item.record.id);
+            }
             if let Some(stored) = item.stored {
                 let _ = stored.send(());
             }
@@ -123,4 +165,84 @@ fn dropped_summary(count: u64) -> v1::AuditRecord {
     record.details_json =
         backtrack_domain::canonical::to_canonical_string(&serde_json::json!({ "dropped": count }));
     record
+}
+
+/// A folder holding one file per queued record (`<hex of its id>.pb`, the record's
+/// protobuf encoding), written before the record is queued and removed once the stream
+/// has it.
+#[derive(Debug)]
+pub(super) struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// Opens (creating it if needed) the spool folder `dir`.
+    pub(super) fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        let name: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{name}.pb"))
+    }
+
+    /// Keeps `record` until [`Spool::done`]; written aside and renamed, so a crash never
+    /// leaves half a record.
+    fn keep(&self, record: &v1::AuditRecord) {
+        let path = self.path(&record.id);
+        let partial = path.with_extension("partial");
+        let written = std::fs::write(&partial, record.encode_to_vec())
+            .and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(e) = written {
+            tracing::error!(error = %e, dir = %self.dir.display(), action = %record.action, "cannot spool an audit record; it is kept in memory only");
+        }
+    }
+
+    fn done(&self, id: &str) {
+        match std::fs::remove_file(self.path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove a stored audit record from the spool")
+            }
+        }
+    }
+
+    /// Every record left by an earlier run, oldest file first; unreadable files are
+    /// logged and set aside (renamed `.bad`).
+    fn load(&self) -> Vec<v1::AuditRecord> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pb"))
+            .map(|p| {
+                let modified = std::fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (modified, p)
+            })
+            .collect();
+        files.sort();
+        let mut records = Vec::with_capacity(files.len());
+        for (_, path) in files {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    v1::AuditRecord::decode(bytes.as_slice()).map_err(|e| e.to_string())
+                }) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    tracing::error!(error = %e, file = %path.display(), "unreadable spooled audit record; set aside");
+                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                }
+            }
+        }
+        records
+    }
 }

@@ -88,12 +88,17 @@ fn diff_some(
     progress: &Progress,
 ) -> Result<Vec<Value>, DifferError> {
     let mut items = Vec::new();
+    let mut reader = store.two_point_reader();
     for (i, id) in ids.iter().enumerate() {
         if i % 256 == 0 && progress.cancelled.load(Ordering::Relaxed) {
             return Err(DifferError::Precondition("the report was cancelled".into()));
         }
-        let before = store.object_at(tenant, id, base)?;
-        let after = store.object_at(tenant, id, target)?;
+        let (at_low, at_high) = reader.object_at_both(tenant, id, base, target)?;
+        let (before, after) = if base <= target {
+            (at_low, at_high)
+        } else {
+            (at_high, at_low)
+        };
         if let Some(diff) = diff_objects(before.as_ref(), after.as_ref()) {
             items.push(item_json(&diff));
             progress.changed.fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,7 @@ use backtrack_domain::event::Event;
 use backtrack_domain::object::{group_links, DirectoryObject, Link};
 use backtrack_domain::ObjectKind;
 use prost::Message;
-use rocksdb::{Direction, IteratorMode, ReadOptions, DB};
+use rocksdb::{DBRawIterator, Direction, IteratorMode, ReadOptions, DB};
 
 use super::{corrupt, keys, TimeTravelStore};
 use crate::directory::TenantRecord;
@@ -46,6 +46,21 @@ pub struct HistoryEntry {
     pub event: Event,
 }
 
+/// Many objects, each read at two sequences, through one pair of iterators: what a
+/// difference report does for every changed object. Each object costs one seek into its
+/// versions and one scan of its link keys for both sequences, where two
+/// [`TimeTravelStore::object_at`] calls cost two of each and four iterators.
+pub struct TwoPointReader<'a> {
+    versions: DBRawIterator<'a>,
+    links: DBRawIterator<'a>,
+}
+
+impl std::fmt::Debug for TwoPointReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwoPointReader").finish_non_exhaustive()
+    }
+}
+
 /// An object that changed at a sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangedObject {
@@ -55,6 +70,20 @@ pub struct ChangedObject {
 }
 
 impl TimeTravelStore {
+    /// A reader of objects at two sequences (see [`TwoPointReader`]).
+    pub fn two_point_reader(&self) -> TwoPointReader<'_> {
+        // Every seek stays within the prefix of the key it seeks (the object's).
+        let options = || {
+            let mut options = ReadOptions::default();
+            options.set_prefix_same_as_start(true);
+            options
+        };
+        TwoPointReader {
+            versions: self.db().raw_iterator_opt(options()),
+            links: self.db().raw_iterator_opt(options()),
+        }
+    }
+
     /// The object as it was right after `sequence` was applied, with its links.
     pub fn object_at(
         &self,
@@ -393,4 +422,134 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+impl TwoPointReader<'_> {
+    /// The object `id` right after `low` and right after `high` were applied (`low` ≤
+    /// `high`), with links: the same as [`TimeTravelStore::object_at`] at each.
+    pub fn object_at_both(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        low: u64,
+        high: u64,
+    ) -> Result<(Option<DirectoryObject>, Option<DirectoryObject>), StoreError> {
+        let (low, high) = (low.min(high), low.max(high));
+        let Some((at_low, at_high)) = self.versions_at_both(tenant, id, low, high)? else {
+            return Ok((None, None));
+        };
+        let (links_low, links_high) = self.links_at_both(tenant, id, low, high)?;
+        let with_links = |object: Option<DirectoryObject>, links: &[Link]| {
+            object.map(|mut o| {
+                o.links = group_links(links);
+                o
+            })
+        };
+        Ok((
+            with_links(at_low, &links_low),
+            with_links(at_high, &links_high),
+        ))
+    }
+
+    /// The newest versions at or before `high` and `low`; `None` when the object has no
+    /// version at or before `high`.
+    #[allow(clippy::type_complexity)]
+    fn versions_at_both(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        low: u64,
+        high: u64,
+    ) -> Result<Option<(Option<DirectoryObject>, Option<DirectoryObject>)>, StoreError> {
+        let prefix = keys::versions(tenant, id);
+        let it = &mut self.versions;
+        it.seek(keys::version(tenant, id, high));
+        let mut at_high: Option<Option<DirectoryObject>> = None;
+        loop {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                it.status()?;
+                break;
+            };
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let inverted: [u8; 8] = key[prefix.len()..]
+                .try_into()
+                .map_err(|_| corrupt(key, "bad version key"))?;
+            let sequence = !u64::from_be_bytes(inverted);
+            let object = if value.is_empty() {
+                None
+            } else {
+                Some(decode_object(key, value)?)
+            };
+            match at_high.take() {
+                // The newest version at or before `high`; if it is at or before `low`
+                // too, the object did not change in between.
+                None if sequence <= low => return Ok(Some((object.clone(), object))),
+                None => at_high = Some(object),
+                Some(high_object) if sequence <= low => {
+                    return Ok(Some((object, high_object)));
+                }
+                Some(high_object) => at_high = Some(high_object),
+            }
+            it.next();
+        }
+        Ok(at_high.map(|high_object| (None, high_object)))
+    }
+
+    /// The links held right after `low` and right after `high`, each sorted.
+    fn links_at_both(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        low: u64,
+        high: u64,
+    ) -> Result<(Vec<Link>, Vec<Link>), StoreError> {
+        let base = keys::links_of(tenant, id);
+        let it = &mut self.links;
+        it.seek(&base);
+        let (mut at_low, mut at_high) = (Vec::new(), Vec::new());
+        let (mut decided_low, mut decided_high): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+        let (mut any_low, mut any_high) = (false, false);
+        loop {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                it.status()?;
+                break;
+            };
+            if !key.starts_with(&base) {
+                break;
+            }
+            let (text, inverted) =
+                keys::split_versioned(key, &base).ok_or_else(|| corrupt(key, "bad link key"))?;
+            let sequence = !inverted;
+            let present = value.first() == Some(&1);
+            // Versions of one link come newest first: the first at or before a sequence
+            // decides the link's state there.
+            let link = || {
+                let text = String::from_utf8_lossy(text);
+                text.split_once('/')
+                    .map(|(relation, target)| Link::new(relation, target))
+            };
+            if sequence <= high && !(any_high && decided_high == text) {
+                any_high = true;
+                decided_high.clear();
+                decided_high.extend_from_slice(text);
+                if present {
+                    at_high.extend(link());
+                }
+            }
+            if sequence <= low && !(any_low && decided_low == text) {
+                any_low = true;
+                decided_low.clear();
+                decided_low.extend_from_slice(text);
+                if present {
+                    at_low.extend(link());
+                }
+            }
+            it.next();
+        }
+        at_low.sort();
+        at_high.sort();
+        Ok((at_low, at_high))
+    }
 }

@@ -396,9 +396,16 @@ fn fact_of(object: &DirectoryObject) -> Vec<u8> {
     )
 }
 
+/// Stream time and the event's protobuf encoding: the bytes the log stored when the
+/// caller has them (the builder does), else encoded again.
 fn history_value(stored: &SequencedEvent) -> Vec<u8> {
     let mut out = stored.published_ms.to_be_bytes().to_vec();
-    out.extend_from_slice(&backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec());
+    match &stored.payload {
+        Some(payload) => out.extend_from_slice(payload),
+        None => out.extend_from_slice(
+            &backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec(),
+        ),
+    }
     out
 }
 

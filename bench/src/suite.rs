@@ -691,9 +691,14 @@ async fn recoveries(bed: &Testbed, sizes: &Sizes, outcome: &mut Outcome) -> anyh
 fn check_recovery(run: &recovery::RecoveryRun, outcome: &mut Outcome) {
     let job = &run.job;
     let incident = &run.incident;
-    let name = format!("recovery of {} changes (job {})", run.size, job.id);
+    let name = format!(
+        "recovery of {} changes{} (job {})",
+        run.size,
+        if run.over_grpc { " over gRPC" } else { "" },
+        job.id
+    );
     outcome.report.parameter(
-        &format!("recovery_{}", compact(run.size)),
+        &format!("recovery_{}{}", grpc_infix(run), compact(run.size)),
         serde_json::json!({
             "tenant": run.tenant,
             "users": incident.users,
@@ -779,6 +784,9 @@ fn check_recovery(run: &recovery::RecoveryRun, outcome: &mut Outcome) {
 /// Rows of one recovery: its rate against the reference's, its time, the rate of its
 /// apply phase and its audit records.
 fn recovery_rows(run: &recovery::RecoveryRun, report: &mut Report) {
+    if run.over_grpc {
+        return grpc_recovery_rows(run, report);
+    }
     let size = compact(run.size);
     let rate_target = (run.size >= RECOVERY_RATE_TARGET_CHANGES)
         .then_some(Target::RatioAtLeast(RECOVERY_TARGET_X_REFERENCE));
@@ -809,6 +817,33 @@ fn recovery_rows(run: &recovery::RecoveryRun, report: &mut Report) {
         &format!("recovery_{size}_audit_records"),
         run.audit_records as f64,
         "records",
+    );
+}
+
+/// `grpc_` for a job whose batches went over gRPC.
+fn grpc_infix(run: &recovery::RecoveryRun) -> &'static str {
+    if run.over_grpc {
+        "grpc_"
+    } else {
+        ""
+    }
+}
+
+/// Rows of a job whose batches went to the directory over gRPC: its rate against the same
+/// job applied in process, and its time.
+fn grpc_recovery_rows(run: &recovery::RecoveryRun, report: &mut Report) {
+    let size = compact(run.size);
+    report.record_against(
+        &format!("recovery_grpc_{size}_changes_per_s"),
+        run.changes_per_second(),
+        "changes/s",
+        Some(&format!("recovery_{size}_changes_per_s")),
+        None,
+    );
+    report.record(
+        &format!("recovery_grpc_{size}_seconds"),
+        run.total.as_secs_f64(),
+        "seconds",
     );
 }
 

@@ -31,6 +31,8 @@ pub struct Testbed {
     pub grpc_addr: SocketAddr,
     arrivals: Arrivals,
     token: String,
+    /// The key the gRPC API checks tokens with (the recovery service mints its own).
+    pub key: SigningKey,
     trigger: ShutdownTrigger,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     // Dropped last: the server's store and the projection live in these folders.
@@ -96,6 +98,7 @@ impl Testbed {
             grpc_addr,
             arrivals,
             token,
+            key,
             trigger,
             server,
             nats,

@@ -175,3 +175,49 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The recovery scenario at a tiny size: the job applied in process and the same job with
+/// its batches sent to the directory over gRPC both succeed exactly, and the gRPC rows are
+/// ratios to the in-process ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recovery_scenario_runs_in_process_and_over_grpc() -> anyhow::Result<()> {
+    let outcome = suite::run(Sizes {
+        users: 0,
+        raw_messages: None,
+        latency_samples: 0,
+        timetravel_objects: 0,
+        recovery_changes: vec![200],
+        recovery_only: true,
+        audit_records: 0,
+        audit_only: false,
+        cluster_objects: 0,
+        cluster_only: false,
+    })
+    .await?;
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let report = &outcome.report;
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    for wanted in [
+        "recovery_200_changes_per_s",
+        "recovery_200_seconds",
+        "recovery_grpc_200_changes_per_s",
+        "recovery_grpc_200_seconds",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    let grpc = report
+        .rows
+        .iter()
+        .find(|r| r.name == "recovery_grpc_200_changes_per_s")
+        .unwrap();
+    assert_eq!(grpc.baseline.as_deref(), Some("recovery_200_changes_per_s"));
+    assert!(grpc.ratio.is_some_and(|r| r > 0.0), "{grpc:?}");
+    for key in ["recovery_200", "recovery_grpc_200"] {
+        assert_eq!(
+            report.parameters[key]["residual"], 0,
+            "{key}: {}",
+            report.parameters[key]
+        );
+    }
+    Ok(())
+}

@@ -31,6 +31,7 @@ use backtrack_domain::{Command, DirectoryView, Link, ObjectKind};
 use backtrack_eventlog::audit::{audit_subject, AUDIT_STREAM};
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_proto::v1;
+use backtrack_recovery::remote::RemoteDirectory;
 use backtrack_recovery::runner::is_finished;
 use backtrack_recovery::{Recovery, RecoveryConfig, RecoveryRequest, Source};
 use backtrack_snapshotter::backups::BackupRequest;
@@ -132,6 +133,9 @@ impl Incident {
 pub struct RecoveryRun {
     /// The size asked for (`--recovery-changes`).
     pub size: usize,
+    /// The batches went to the directory over gRPC (`ApplyRecoveryBatch`), as from a
+    /// recovery service in its own process, instead of in process.
+    pub over_grpc: bool,
     pub tenant: String,
     pub incident: Incident,
     /// Importing the tenant, the backup and making the incident (not part of the figure).
@@ -199,16 +203,33 @@ pub async fn run(
         let differ = Differ::start(snapshotter.clone(), nats.clone(), 1).await?;
         let recovery = Recovery::start(
             bed.directory.clone(),
-            differ,
+            differ.clone(),
             nats.clone(),
             1,
             RecoveryConfig::default(),
         )
         .await?;
+        // The same jobs with every batch sent to the testbed's directory API, as a
+        // recovery service in its own process sends them.
+        let over_grpc = Recovery::start(
+            bed.directory.clone(),
+            differ,
+            nats.clone(),
+            1,
+            RecoveryConfig {
+                directory: Some(RemoteDirectory::new(
+                    &format!("http://{}", bed.grpc_addr),
+                    bed.key.clone(),
+                )?),
+                ..RecoveryConfig::default()
+            },
+        )
+        .await?;
         let jetstream = async_nats::jetstream::new(nats);
-        let mut runs = Vec::with_capacity(sizes.len());
+        let mut runs = Vec::with_capacity(sizes.len() * 2);
         for &size in sizes {
-            runs.push(recover(&recovery, &jetstream, size, progress).await?);
+            runs.push(recover(&recovery, &jetstream, size, false, progress).await?);
+            runs.push(recover(&over_grpc, &jetstream, size, true, progress).await?);
         }
         Ok(runs)
     }
@@ -244,10 +265,15 @@ async fn recover(
     recovery: &Recovery,
     jetstream: &async_nats::jetstream::Context,
     size: usize,
+    over_grpc: bool,
     progress: fn(&str),
 ) -> anyhow::Result<RecoveryRun> {
     let incident = Incident::for_changes(size);
-    let tenant = format!("bench-recovery-{size}");
+    let tenant = if over_grpc {
+        format!("bench-recovery-grpc-{size}")
+    } else {
+        format!("bench-recovery-{size}")
+    };
     let directory = recovery.directory();
     let snapshotter = recovery.snapshotter();
     progress(&format!(
@@ -335,6 +361,7 @@ async fn recover(
         .saturating_sub(audit_before);
     let run = RecoveryRun {
         size,
+        over_grpc,
         tenant,
         incident,
         setup,

@@ -38,7 +38,7 @@ fn history(commands: Vec<backtrack_domain::Command>) -> (Vec<SequencedEvent>, Ve
 fn sequenced(sequence: u64, event: Event) -> SequencedEvent {
     // Every other event comes with the bytes the log stored (as the builder hands them
     // over), the rest without (the history encodes those itself).
-    let payload = (sequence % 2 == 0).then(|| {
+    let payload = sequence.is_multiple_of(2).then(|| {
         use prost::Message as _;
         backtrack_proto::convert::event_to_proto(&event).encode_to_vec()
     });

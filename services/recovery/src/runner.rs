@@ -15,23 +15,19 @@ use backtrack_differ::{Progress, Scope};
 use backtrack_directory::writer::Origin;
 use backtrack_domain::batch::{BatchPolicy, BatchStep, Met, PlannedOutcome, StepResult};
 use backtrack_domain::canonical::to_canonical_string;
-use backtrack_domain::recovery::{Action, Operation, Plan};
+use backtrack_domain::recovery::Plan;
 use backtrack_domain::ObjectKind;
-use backtrack_eventlog::audit::AUDIT_SCHEMA_VERSION;
 use backtrack_platform::clock::now_ms;
 use backtrack_platform::metrics;
 use backtrack_proto::v1;
 use backtrack_snapshotter::backups::BackupRequest;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::RecoveryError;
+use crate::records::{self, action_json};
 use crate::store::JobStore;
 use crate::{state_name, Recovery};
 
-/// Namespace of audit record ids: one id per job and operation, so a re-published record
-/// is a duplicate the stream drops.
-const AUDIT_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x3c1d_7a52_9e04_4b8f_a6d1_52e0_77c4_1b9e);
 /// Warnings a job record lists at most (counts cover the rest).
 const MAX_WARNINGS: usize = 100;
 /// Residual ids a job record lists at most.
@@ -160,7 +156,7 @@ impl Recovery {
                     job.state = v1::RecoveryState::RecoveryFailed as i32;
                     job.error = e.to_string();
                     job.finished_at_ms = now_ms();
-                    let record = self.job_record(
+                    let record = records::job_record(
                         &job,
                         "recovery.finished",
                         "finished",
@@ -204,7 +200,7 @@ impl Recovery {
                 } else {
                     "recovery.undoStarted"
                 };
-                let record = self.job_record(job, action, "started", true, "");
+                let record = records::job_record(job, action, "started", true, "");
                 self.inner.audit.publish(&[record]).await?;
                 if job.pre_recovery_backup_id.is_empty() {
                     let backup = self
@@ -468,7 +464,7 @@ impl Recovery {
                     }
                     result
                         .records
-                        .push(self.operation_record(job, i, op, before, after));
+                        .push(records::operation_record(job, i, op, before, after));
                 };
             match outcome {
                 PlannedOutcome::AlreadyApplied => {
@@ -581,7 +577,7 @@ impl Recovery {
         } else {
             ("recovery.finished", String::new())
         };
-        let record = self.job_record(job, action, "finished", true, &reason);
+        let record = records::job_record(job, action, "finished", true, &reason);
         self.inner.audit.publish(&[record]).await?;
         // Free the tenant before the final state is visible, so whoever sees the job
         // finished can start the next one at once.
@@ -631,92 +627,6 @@ impl Recovery {
         }
         Ok(resumed)
     }
-
-    fn base_record(&self, job: &v1::RecoveryJob, suffix: &str, action: &str) -> v1::AuditRecord {
-        v1::AuditRecord {
-            schema_version: AUDIT_SCHEMA_VERSION,
-            id: uuid::Uuid::new_v5(&AUDIT_NAMESPACE, format!("{}:{suffix}", job.id).as_bytes())
-                .to_string(),
-            tenant: job.tenant.clone(),
-            time_ms: now_ms(),
-            actor: Some(v1::AuditActor {
-                subject: job.requested_by.clone(),
-                roles: job.requester_roles.clone(),
-                source_address: job.requester_address.clone(),
-            }),
-            action: action.to_string(),
-            category: "recovery".into(),
-            correlation: Some(v1::AuditCorrelation {
-                job_id: job.id.clone(),
-                report_id: job.report_id.clone(),
-                backup_id: job.pre_recovery_backup_id.clone(),
-            }),
-            ..Default::default()
-        }
-    }
-
-    pub(crate) fn job_record(
-        &self,
-        job: &v1::RecoveryJob,
-        action: &str,
-        suffix: &str,
-        success: bool,
-        reason: &str,
-    ) -> v1::AuditRecord {
-        let mut record = self.base_record(job, suffix, action);
-        record.target = Some(v1::AuditTarget {
-            kind: "recoveryJob".into(),
-            id: job.id.clone(),
-            display_name: String::new(),
-        });
-        record.result = Some(v1::AuditResult {
-            success,
-            reason: reason.to_string(),
-        });
-        record.details_json = to_canonical_string(&json!({
-            "state": crate::state_name(job.state),
-            "point": job.point.as_ref().map(|p| p.sequence),
-            "undoOf": job.undo_of,
-            "approvedBy": job.approved_by,
-            "operationsTotal": job.operations_total,
-            "operationsDone": job.operations_done,
-            "objectsChanged": job.objects_changed,
-            "linksChanged": job.links_changed,
-            "failed": job.failed,
-            "skipped": job.skipped,
-            "residual": job.residual,
-        }));
-        record
-    }
-
-    fn operation_record(
-        &self,
-        job: &v1::RecoveryJob,
-        index: usize,
-        op: &Operation,
-        before: String,
-        after: String,
-    ) -> v1::AuditRecord {
-        let mut record = self.base_record(job, &format!("op:{index}"), "recovery.operationApplied");
-        record.target = Some(v1::AuditTarget {
-            kind: op.kind.as_str().to_string(),
-            id: op.id.clone(),
-            display_name: op.display_name.clone().unwrap_or_default(),
-        });
-        record.result = Some(v1::AuditResult {
-            success: true,
-            reason: String::new(),
-        });
-        record.before_json = before;
-        record.after_json = after;
-        record.details_json = to_canonical_string(&json!({
-            "operation": index,
-            "action": op.action.name(),
-            "changeType": op.change_type,
-            "mutationId": mutation_id(&job.id, index),
-        }));
-        record
-    }
 }
 
 impl JobStore {
@@ -733,13 +643,4 @@ fn scope_of(job: &v1::RecoveryJob) -> Scope {
     let mut ids = scope.ids;
     ids.sort();
     Scope { kinds, ids }
-}
-
-/// The action as JSON, for dry-run listings and audit records.
-pub fn action_json(action: &Action) -> Value {
-    let mut value = serde_json::to_value(action).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.remove("type");
-    }
-    value
 }

@@ -87,6 +87,10 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// Whether two attribute values mean the same thing: canonical forms equal, with GUIDs
 /// compared without regard to case.
 pub fn equivalent(a: Option<&Value>, b: Option<&Value>) -> bool {
+    // Equal values have equal canonical forms; most compared values are equal.
+    if a == b {
+        return true;
+    }
     let a = a.cloned().and_then(canonicalize).map(fold_guid_case);
     let b = b.cloned().and_then(canonicalize).map(fold_guid_case);
     a == b

@@ -1,16 +1,14 @@
 //! Computing a report: only the objects the change index names between the two
 //! sequences are read, so the cost follows the changes, not the tenant's size.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use backtrack_domain::diff::diff_objects;
 use backtrack_domain::ObjectKind;
 use backtrack_store::TimeTravelStore;
-use serde_json::Value;
 
 use crate::error::DifferError;
-use crate::report::item_json;
+use crate::report::Item;
 
 /// Which objects a report covers. Empty lists mean "all".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +28,8 @@ pub struct Progress {
 }
 
 /// The changed objects between `base` and `target` within `scope`, ordered by kind and
-/// id, each as a report item. Stops with `Precondition` when `progress.cancelled` is set.
+/// id, each as a report item (written as JSON by the worker that found it). Stops with
+/// `Precondition` when `progress.cancelled` is set.
 pub fn compute(
     store: &TimeTravelStore,
     tenant: &str,
@@ -38,9 +37,9 @@ pub fn compute(
     target: u64,
     scope: &Scope,
     progress: &Progress,
-) -> Result<Vec<Value>, DifferError> {
+) -> Result<Vec<Item>, DifferError> {
     let (low, high) = (base.min(target), base.max(target));
-    let mut candidates: BTreeMap<(ObjectKind, String), ()> = BTreeMap::new();
+    let mut candidates: Vec<(ObjectKind, String)> = Vec::new();
     for changed in store.changed_between(tenant, low, high)? {
         if !scope.kinds.is_empty() && !scope.kinds.contains(&changed.kind) {
             continue;
@@ -48,18 +47,20 @@ pub fn compute(
         if !scope.ids.is_empty() && scope.ids.binary_search(&changed.id).is_err() {
             continue;
         }
-        candidates.insert((changed.kind, changed.id), ());
+        candidates.push((changed.kind, changed.id));
     }
+    candidates.sort_unstable();
+    candidates.dedup();
     progress
         .total
         .store(candidates.len() as u64, Ordering::Relaxed);
-    let candidates: Vec<&String> = candidates.keys().map(|(_, id)| id).collect();
+    let candidates: Vec<&String> = candidates.iter().map(|(_, id)| id).collect();
     // Lookups are independent: split them over the cores, keeping the order.
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let chunk = candidates.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<Value>, DifferError>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<Item>, DifferError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = candidates
             .chunks(chunk)
             .map(|ids| scope.spawn(move || diff_some(store, tenant, base, target, ids, progress)))
@@ -86,7 +87,7 @@ fn diff_some(
     target: u64,
     ids: &[&String],
     progress: &Progress,
-) -> Result<Vec<Value>, DifferError> {
+) -> Result<Vec<Item>, DifferError> {
     let mut items = Vec::new();
     let mut reader = store.two_point_reader();
     for (i, id) in ids.iter().enumerate() {
@@ -100,7 +101,7 @@ fn diff_some(
             (at_high, at_low)
         };
         if let Some(diff) = diff_objects(before.as_ref(), after.as_ref()) {
-            items.push(item_json(&diff));
+            items.push(Item::new(&diff));
             progress.changed.fetch_add(1, Ordering::Relaxed);
         }
         progress.examined.fetch_add(1, Ordering::Relaxed);

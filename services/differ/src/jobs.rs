@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::error::DifferError;
+use crate::report::{items_json, Item};
 
 pub const JOBS_BUCKET: &str = "bt-jobs";
 pub const LEASES_BUCKET: &str = "bt-leases";
@@ -287,9 +288,9 @@ impl JobStore {
         &self,
         tenant: &str,
         id: &str,
-        items: &[Value],
+        items: &[Item],
     ) -> Result<(), DifferError> {
-        let bytes = serde_json::to_vec(items).map_err(|e| DifferError::Internal(e.to_string()))?;
+        let bytes = items_json(items);
         self.reports
             .put(
                 format!("{tenant}/{id}.json").as_str(),

@@ -3,43 +3,112 @@
 use std::collections::BTreeMap;
 
 use backtrack_domain::diff::{ChangeType, ObjectDiff};
-use serde_json::{json, Value};
+use backtrack_domain::ObjectKind;
+use serde::Serialize;
+use serde_json::Value;
 
-/// One changed object in the report's JSON shape:
-/// `{objectId, kind, displayName, changeType, recoveryAction, synced,
-///   attributes: [{path, base, target}], links: [{relation, targetId, change}]}`.
-pub fn item_json(diff: &ObjectDiff) -> Value {
-    json!({
-        "objectId": diff.id,
-        "kind": diff.kind.as_str(),
-        "displayName": diff.display_name,
-        "changeType": diff.change_type.as_str(),
-        "recoveryAction": diff.recovery_action.as_str(),
-        "synced": diff.synced,
-        "attributes": diff.attributes.iter().map(|a| json!({
-            "path": a.path,
-            "base": a.base,
-            "target": a.target,
-        })).collect::<Vec<_>>(),
-        "links": diff.links.iter().map(|l| json!({
-            "relation": l.relation,
-            "targetId": l.target_id,
-            "change": l.change.as_str(),
-        })).collect::<Vec<_>>(),
-    })
+/// One changed object of a report, written in the report's JSON shape once, where it is
+/// computed: the stored report is these texts in a JSON array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub object_id: String,
+    pub kind: ObjectKind,
+    pub change_type: ChangeType,
+    /// `{objectId, kind, displayName, changeType, recoveryAction, synced,
+    ///   attributes: [{path, base, target}], links: [{relation, targetId, change}]}`.
+    pub json: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemShape<'a> {
+    object_id: &'a str,
+    kind: &'static str,
+    display_name: Option<&'a str>,
+    change_type: &'static str,
+    recovery_action: &'static str,
+    synced: bool,
+    attributes: Vec<AttributeShape<'a>>,
+    links: Vec<LinkShape<'a>>,
+}
+
+#[derive(Serialize)]
+struct AttributeShape<'a> {
+    path: &'a str,
+    base: &'a Option<Value>,
+    target: &'a Option<Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkShape<'a> {
+    relation: &'a str,
+    target_id: &'a str,
+    change: &'static str,
+}
+
+impl Item {
+    pub fn new(diff: &ObjectDiff) -> Self {
+        let shape = ItemShape {
+            object_id: &diff.id,
+            kind: diff.kind.as_str(),
+            display_name: diff.display_name.as_deref(),
+            change_type: diff.change_type.as_str(),
+            recovery_action: diff.recovery_action.as_str(),
+            synced: diff.synced,
+            attributes: diff
+                .attributes
+                .iter()
+                .map(|a| AttributeShape {
+                    path: &a.path,
+                    base: &a.base,
+                    target: &a.target,
+                })
+                .collect(),
+            links: diff
+                .links
+                .iter()
+                .map(|l| LinkShape {
+                    relation: &l.relation,
+                    target_id: &l.target_id,
+                    change: l.change.as_str(),
+                })
+                .collect(),
+        };
+        Self {
+            object_id: diff.id.clone(),
+            kind: diff.kind,
+            change_type: diff.change_type,
+            // Strings, booleans and JSON values only: serializing cannot fail.
+            json: serde_json::to_string(&shape).unwrap_or_default(),
+        }
+    }
+}
+
+/// The stored form of a report's items: one JSON array.
+pub fn items_json(items: &[Item]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.json.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item.json.as_bytes());
+    }
+    out.push(b']');
+    out
 }
 
 /// Counts per (kind, change type).
-pub fn summary(items: &[Value]) -> BTreeMap<(String, String), u64> {
-    let mut out = BTreeMap::new();
+pub fn summary(items: &[Item]) -> BTreeMap<(String, String), u64> {
+    let mut counts: BTreeMap<(ObjectKind, ChangeType), u64> = BTreeMap::new();
     for item in items {
-        let key = (
-            item["kind"].as_str().unwrap_or_default().to_string(),
-            item["changeType"].as_str().unwrap_or_default().to_string(),
-        );
-        *out.entry(key).or_insert(0) += 1;
+        *counts.entry((item.kind, item.change_type)).or_insert(0) += 1;
     }
-    out
+    counts
+        .into_iter()
+        .map(|((kind, change), n)| ((kind.as_str().into(), change.as_str().into()), n))
+        .collect()
 }
 
 /// What a reviewer narrows a report to. Empty lists and texts match everything.
@@ -167,6 +236,7 @@ fn cell(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use backtrack_domain::diff::{AttributeDiff, LinkChange, LinkDiff, RecoveryAction};
     use serde_json::json;
 
     use super::*;
@@ -213,6 +283,78 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn an_item_is_written_once_in_the_documented_shape() {
+        let diff = ObjectDiff {
+            id: "p1".into(),
+            kind: ObjectKind::ConditionalAccessPolicy,
+            display_name: Some("Block, legacy".into()),
+            change_type: ChangeType::Modified,
+            recovery_action: RecoveryAction::Update,
+            synced: false,
+            attributes: vec![AttributeDiff {
+                path: "conditions.users.excludeGroups".into(),
+                base: Some(json!(["a"])),
+                target: Some(json!(["b"])),
+            }],
+            links: vec![LinkDiff {
+                relation: "members".into(),
+                target_id: "u1".into(),
+                change: LinkChange::Removed,
+            }],
+        };
+        let written = Item::new(&diff);
+        assert_eq!(
+            serde_json::from_str::<Value>(&written.json).unwrap(),
+            item()
+        );
+        assert!(written
+            .json
+            .starts_with(r#"{"objectId":"p1","kind":"conditionalAccessPolicy""#));
+        // Absent values and names are nulls, not missing keys.
+        let added = Item::new(&ObjectDiff {
+            display_name: None,
+            change_type: ChangeType::Added,
+            attributes: vec![AttributeDiff {
+                path: "description".into(),
+                base: None,
+                target: Some(json!("x")),
+            }],
+            links: Vec::new(),
+            ..diff
+        });
+        let value: Value = serde_json::from_str(&added.json).unwrap();
+        assert_eq!(value["displayName"], Value::Null);
+        assert_eq!(
+            value["attributes"][0],
+            json!({"path": "description", "base": null, "target": "x"})
+        );
+        let stored: Value =
+            serde_json::from_slice(&items_json(&[written.clone(), added.clone()])).unwrap();
+        assert_eq!(stored, json!([item(), value]));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&items_json(&[])).unwrap(),
+            json!([])
+        );
+        let counts = summary(&[written.clone(), added, written]);
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [
+                (
+                    ("conditionalAccessPolicy".to_string(), "added".to_string()),
+                    1
+                ),
+                (
+                    (
+                        "conditionalAccessPolicy".to_string(),
+                        "modified".to_string()
+                    ),
+                    2
+                ),
+            ]
+        );
     }
 
     #[test]

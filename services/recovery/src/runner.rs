@@ -21,7 +21,6 @@ use backtrack_platform::clock::now_ms;
 use backtrack_platform::metrics;
 use backtrack_proto::v1;
 use backtrack_snapshotter::backups::BackupRequest;
-use serde_json::Value;
 
 use crate::error::RecoveryError;
 use crate::records::{self, action_json};
@@ -532,9 +531,8 @@ impl Recovery {
             job.residual = items.len() as u64;
             job.residual_ids = items
                 .iter()
-                .filter_map(|i| i.get("id").and_then(Value::as_str))
                 .take(MAX_RESIDUAL_IDS)
-                .map(str::to_string)
+                .map(|i| i.object_id.clone())
                 .collect();
         }
         let failures = self.inner.jobs.failures(&job.tenant, &job.id).await?;

@@ -213,6 +213,7 @@ async fn objects_changed_since_the_report_are_overwritten_with_a_warning_or_skip
     );
     assert_eq!(job.skipped, 1, "{job:?}");
     assert_eq!(job.residual, 1, "{job:?}");
+    assert_eq!(job.residual_ids, [U1], "{job:?}");
     assert_eq!(s.attribute(U1, "department").await, Some(json!("Legal")));
     assert_eq!(s.attribute(U2, "department").await, Some(json!("Sales")));
     let failures = s.recovery.failures("t", &job.id).await.unwrap();
@@ -317,6 +318,11 @@ async fn report_only_policies_synced_objects_and_links_out_of_scope() {
     assert!(group.links["members"].contains(U2));
     // Residual: the synced user and the report-only state, nothing else.
     assert_eq!(job.residual, 2, "{job:?}");
+    let mut residual = job.residual_ids.clone();
+    residual.sort();
+    let mut expected = [U1.to_string(), P1.to_string()];
+    expected.sort();
+    assert_eq!(residual, expected, "{job:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,7 +39,7 @@ pub fn compute(
     progress: &Progress,
 ) -> Result<Vec<Item>, DifferError> {
     let (low, high) = (base.min(target), base.max(target));
-    let mut candidates: Vec<(ObjectKind, String)> = Vec::new();
+    let mut candidates: Vec<String> = Vec::new();
     for changed in store.changed_between(tenant, low, high)? {
         if !scope.kinds.is_empty() && !scope.kinds.contains(&changed.kind) {
             continue;
@@ -47,15 +47,15 @@ pub fn compute(
         if !scope.ids.is_empty() && scope.ids.binary_search(&changed.id).is_err() {
             continue;
         }
-        candidates.push((changed.kind, changed.id));
+        candidates.push(changed.id);
     }
+    // In id order, the order of the store's keys: each worker walks its share forward.
     candidates.sort_unstable();
     candidates.dedup();
     progress
         .total
         .store(candidates.len() as u64, Ordering::Relaxed);
-    let candidates: Vec<&String> = candidates.iter().map(|(_, id)| id).collect();
-    // Lookups are independent: split them over the cores, keeping the order.
+    // Lookups are independent: split them over the cores.
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -77,6 +77,7 @@ pub fn compute(
     for part in parts {
         items.extend(part?);
     }
+    items.sort_unstable_by(|a, b| (a.kind, &a.object_id).cmp(&(b.kind, &b.object_id)));
     Ok(items)
 }
 
@@ -85,16 +86,16 @@ fn diff_some(
     tenant: &str,
     base: u64,
     target: u64,
-    ids: &[&String],
+    ids: &[String],
     progress: &Progress,
 ) -> Result<Vec<Item>, DifferError> {
     let mut items = Vec::new();
-    let mut reader = store.two_point_reader();
+    let mut reader = store.two_point_reader(tenant);
     for (i, id) in ids.iter().enumerate() {
         if i % 256 == 0 && progress.cancelled.load(Ordering::Relaxed) {
             return Err(DifferError::Precondition("the report was cancelled".into()));
         }
-        let (at_low, at_high) = reader.object_at_both(tenant, id, base, target)?;
+        let (at_low, at_high) = reader.object_at_both(id, base, target)?;
         let (before, after) = if base <= target {
             (at_low, at_high)
         } else {

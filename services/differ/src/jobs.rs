@@ -19,6 +19,10 @@ use crate::report::{items_json, Item};
 pub const JOBS_BUCKET: &str = "bt-jobs";
 pub const LEASES_BUCKET: &str = "bt-leases";
 pub const REPORTS_BUCKET: &str = "bt-reports";
+/// Chunks of stored reports at most: each is one acknowledged publish, so larger chunks
+/// store a large report in fewer round trips. Smaller where the server's message limit
+/// asks for it.
+pub const REPORT_CHUNK_BYTES: usize = 512 * 1024;
 /// A lease not refreshed for this long is free again (its holder died).
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
@@ -28,6 +32,8 @@ pub struct JobStore {
     jobs: kv::Store,
     leases: kv::Store,
     reports: ObjectStore,
+    /// [`REPORT_CHUNK_BYTES`], or less to fit the server's message limit.
+    chunk_bytes: usize,
 }
 
 impl std::fmt::Debug for JobStore {
@@ -64,10 +70,14 @@ impl JobStore {
                 .await
                 .map_err(|e| unavailable("create bucket bt-reports", e))?,
         };
+        // Room for the chunk's headers and subject under the server's limit.
+        let chunk_bytes =
+            REPORT_CHUNK_BYTES.min(js.client().max_payload().saturating_sub(4096).max(4096));
         Ok(Self {
             jobs,
             leases,
             reports,
+            chunk_bytes,
         })
     }
 
@@ -291,11 +301,13 @@ impl JobStore {
         items: &[Item],
     ) -> Result<(), DifferError> {
         let bytes = items_json(items);
+        let meta = object_store::ObjectMetadata {
+            name: format!("{tenant}/{id}.json"),
+            chunk_size: Some(self.chunk_bytes),
+            ..Default::default()
+        };
         self.reports
-            .put(
-                format!("{tenant}/{id}.json").as_str(),
-                &mut bytes.as_slice(),
-            )
+            .put(meta, &mut bytes.as_slice())
             .await
             .map_err(|e| unavailable("store the report's items", e))?;
         Ok(())

@@ -313,6 +313,16 @@ async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
     let done = finished(&differ, &differ.create_report(request).await.unwrap()).await;
     assert_eq!(done.state, v1::JobState::Successful as i32, "{done:?}");
     assert_eq!(done.changed, USERS);
+    // About 1.5 MB of items, stored in several chunks, all come back, in id order.
+    let (_, items) = differ.items("t", &done.id).await.unwrap();
+    let ids: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["objectId"].as_str())
+        .collect();
+    assert_eq!(ids, (1..=USERS).map(id).collect::<Vec<_>>());
+    assert!(items
+        .iter()
+        .all(|i| i["attributes"] == json!([{"path": "department", "base": "A", "target": "B"}])));
 }
 
 #[tokio::test(flavor = "multi_thread")]

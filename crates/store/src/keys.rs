@@ -18,28 +18,38 @@
 
 pub const POSITION: &[u8] = b"p";
 
+/// A key from text parts, with room for an 8-byte binary suffix. Keys are built on every
+/// hot path (projection, time-travel store, reads), so without `format!`'s machinery.
+pub(crate) fn join(parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 8);
+    for part in parts {
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
 pub fn tenant(t: &str) -> Vec<u8> {
-    format!("T/{t}").into_bytes()
+    join(&["T/", t])
 }
 pub const TENANTS: &[u8] = b"T/";
 
 pub fn object(t: &str, id: &str) -> Vec<u8> {
-    format!("o/{t}/{id}").into_bytes()
+    join(&["o/", t, "/", id])
 }
 pub fn objects(t: &str) -> Vec<u8> {
-    format!("o/{t}/").into_bytes()
+    join(&["o/", t, "/"])
 }
 pub fn by_kind(t: &str, kind: &str, id: &str) -> Vec<u8> {
-    format!("k/{t}/{kind}/{id}").into_bytes()
+    join(&["k/", t, "/", kind, "/", id])
 }
 pub fn kind_prefix(t: &str, kind: &str) -> Vec<u8> {
-    format!("k/{t}/{kind}/").into_bytes()
+    join(&["k/", t, "/", kind, "/"])
 }
 pub fn deleted(t: &str, id: &str) -> Vec<u8> {
-    format!("d/{t}/{id}").into_bytes()
+    join(&["d/", t, "/", id])
 }
 pub fn deleted_prefix(t: &str) -> Vec<u8> {
-    format!("d/{t}/").into_bytes()
+    join(&["d/", t, "/"])
 }
 /// Bucket of a link target: one hex digit of an FNV-1a hash of the id.
 pub fn bucket_token(target: &str) -> char {
@@ -51,29 +61,71 @@ pub fn bucket_token(target: &str) -> char {
     char::from_digit(hash % 16, 16).unwrap_or('0')
 }
 pub fn link_bucket(t: &str, id: &str, rel: &str, target: &str) -> Vec<u8> {
-    format!("l/{t}/{id}/{rel}/{}", bucket_token(target)).into_bytes()
+    let mut bucket = [0; 4];
+    join(&[
+        "l/",
+        t,
+        "/",
+        id,
+        "/",
+        rel,
+        "/",
+        bucket_token(target).encode_utf8(&mut bucket),
+    ])
 }
 pub fn links_prefix(t: &str, id: &str) -> Vec<u8> {
-    format!("l/{t}/{id}/").into_bytes()
+    join(&["l/", t, "/", id, "/"])
 }
 pub fn unique(t: &str, kind: &str, attribute: &str, value: &str) -> Vec<u8> {
-    format!("u/{t}/{kind}/{attribute}/{}", value.to_lowercase()).into_bytes()
+    join(&[
+        "u/",
+        t,
+        "/",
+        kind,
+        "/",
+        attribute,
+        "/",
+        &value.to_lowercase(),
+    ])
 }
 pub fn mutation(t: &str, mutation_id: &str) -> Vec<u8> {
-    format!("m/{t}/{mutation_id}").into_bytes()
+    join(&["m/", t, "/", mutation_id])
 }
 pub fn head(t: &str, id: &str) -> Vec<u8> {
-    format!("h/{t}/{id}").into_bytes()
+    join(&["h/", t, "/", id])
 }
 pub fn gone(t: &str, id: &str) -> Vec<u8> {
-    format!("g/{t}/{id}").into_bytes()
+    join(&["g/", t, "/", id])
 }
 pub fn reverse(t: &str, target: &str, source: &str, relation: &str) -> Vec<u8> {
-    format!("b/{t}/{target}/{source}/{relation}").into_bytes()
+    join(&["b/", t, "/", target, "/", source, "/", relation])
 }
 pub fn reverse_prefix(t: &str, target: &str) -> Vec<u8> {
-    format!("b/{t}/{target}/").into_bytes()
+    join(&["b/", t, "/", target, "/"])
 }
 pub const LAYOUT: &[u8] = b"F";
 /// The layout this build writes.
 pub const LAYOUT_VERSION: &[u8] = b"2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_their_parts_joined() {
+        assert_eq!(object("t1", "x"), b"o/t1/x");
+        assert_eq!(by_kind("t1", "user", "x"), b"k/t1/user/x");
+        assert_eq!(
+            link_bucket("t1", "g", "members", "u"),
+            format!("l/t1/g/members/{}", bucket_token("u")).into_bytes()
+        );
+        assert_eq!(
+            unique("t1", "user", "userPrincipalName", "A@X.Test"),
+            b"u/t1/user/userPrincipalName/a@x.test"
+        );
+        assert_eq!(
+            crate::timetravel::keys::version("t1", "x", 0),
+            [&b"V/t1/x\0"[..], &[0xff; 8]].concat()
+        );
+    }
+}

@@ -18,28 +18,30 @@
 //! `!x` is the bitwise complement in big-endian bytes, so a forward seek to `<!s>` lands on
 //! the newest version at or before `s`.
 
+use crate::keys::join;
+
 pub const POSITION: &[u8] = b"P";
 pub const FORMAT: &[u8] = b"F";
 
 pub fn head(t: &str, id: &str) -> Vec<u8> {
-    format!("H/{t}/{id}").into_bytes()
+    join(&["H/", t, "/", id])
 }
 pub const TENANTS: &[u8] = b"T/";
 
 pub fn tenant(t: &str) -> Vec<u8> {
-    format!("T/{t}").into_bytes()
+    join(&["T/", t])
 }
 pub fn summary(t: &str) -> Vec<u8> {
-    format!("A/{t}").into_bytes()
+    join(&["A/", t])
 }
 
 /// `V/<t>/` — every version of every object of the tenant.
 pub fn versions_of_tenant(t: &str) -> Vec<u8> {
-    format!("V/{t}/").into_bytes()
+    join(&["V/", t, "/"])
 }
 /// `V/<t>/<id>\0` — every version of one object.
 pub fn versions(t: &str, id: &str) -> Vec<u8> {
-    format!("V/{t}/{id}\0").into_bytes()
+    join(&["V/", t, "/", id, "\0"])
 }
 pub fn version(t: &str, id: &str, seq: u64) -> Vec<u8> {
     let mut key = versions(t, id);
@@ -48,22 +50,22 @@ pub fn version(t: &str, id: &str, seq: u64) -> Vec<u8> {
 }
 
 pub fn links_of_tenant(t: &str) -> Vec<u8> {
-    format!("L/{t}/").into_bytes()
+    join(&["L/", t, "/"])
 }
 pub fn links_of(t: &str, id: &str) -> Vec<u8> {
-    format!("L/{t}/{id}/").into_bytes()
+    join(&["L/", t, "/", id, "/"])
 }
 pub fn links_of_relation(t: &str, id: &str, relation: &str) -> Vec<u8> {
-    format!("L/{t}/{id}/{relation}/").into_bytes()
+    join(&["L/", t, "/", id, "/", relation, "/"])
 }
 pub fn link(t: &str, id: &str, relation: &str, target: &str, seq: u64) -> Vec<u8> {
-    let mut key = format!("L/{t}/{id}/{relation}/{target}\0").into_bytes();
+    let mut key = join(&["L/", t, "/", id, "/", relation, "/", target, "\0"]);
     key.extend_from_slice(&(!seq).to_be_bytes());
     key
 }
 
 pub fn history(t: &str, id: &str) -> Vec<u8> {
-    format!("E/{t}/{id}\0").into_bytes()
+    join(&["E/", t, "/", id, "\0"])
 }
 pub fn history_entry(t: &str, id: &str, seq: u64) -> Vec<u8> {
     let mut key = history(t, id);
@@ -72,7 +74,7 @@ pub fn history_entry(t: &str, id: &str, seq: u64) -> Vec<u8> {
 }
 
 pub fn changes(t: &str) -> Vec<u8> {
-    format!("C/{t}/").into_bytes()
+    join(&["C/", t, "/"])
 }
 pub fn change(t: &str, seq: u64, id: &str) -> Vec<u8> {
     let mut key = changes(t);

@@ -179,16 +179,18 @@ fn diff_maps(
     let mut keys: Vec<&String> = base.keys().chain(target.keys()).collect();
     keys.sort();
     keys.dedup();
-    for key in keys {
-        let path = if prefix.is_empty() {
-            key.clone()
+    let path = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
         } else {
             format!("{prefix}.{key}")
-        };
+        }
+    };
+    for key in keys {
         match (base.get(key), target.get(key)) {
-            (Some(Value::Object(b)), Some(Value::Object(t))) => diff_maps(&path, b, t, out),
+            (Some(Value::Object(b)), Some(Value::Object(t))) => diff_maps(&path(key), b, t, out),
             (b, t) if !equivalent(b, t) => out.push(AttributeDiff {
-                path,
+                path: path(key),
                 base: b.cloned().and_then(crate::canonical::canonicalize),
                 target: t.cloned().and_then(crate::canonical::canonicalize),
             }),

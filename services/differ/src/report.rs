@@ -75,12 +75,16 @@ impl Item {
                 })
                 .collect(),
         };
+        // Most items are a few hundred bytes: one allocation instead of a growing buffer.
+        let mut json = Vec::with_capacity(384);
+        // Strings, booleans and JSON values into memory: serializing cannot fail, and the
+        // output is UTF-8.
+        let _ = serde_json::to_writer(&mut json, &shape);
         Self {
             object_id: diff.id.clone(),
             kind: diff.kind,
             change_type: diff.change_type,
-            // Strings, booleans and JSON values only: serializing cannot fail.
-            json: serde_json::to_string(&shape).unwrap_or_default(),
+            json: String::from_utf8(json).unwrap_or_default(),
         }
     }
 }

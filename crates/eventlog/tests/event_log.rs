@@ -461,6 +461,15 @@ async fn acknowledged_events_survive_a_kill_of_nats_server() -> anyhow::Result<(
     Ok(())
 }
 
+/// `BT_EVENTS` with three replicas on the cluster.
+async fn replicated_log(cluster: &backtrack_test_support::NatsCluster) -> anyhow::Result<EventLog> {
+    let settings = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    Ok(EventLog::open(cluster.client().await?, settings).await?)
+}
+
 /// A follower on a cluster keeps delivering after the node serving its consumer dies:
 /// either the consumer comes back by itself, or [`EventLog::follow`] reports the stall and
 /// the follower starts reading again from where it was, as the projections do.
@@ -468,14 +477,7 @@ async fn acknowledged_events_survive_a_kill_of_nats_server() -> anyhow::Result<(
 async fn a_follower_outlives_the_node_serving_its_consumer() -> anyhow::Result<()> {
     use backtrack_test_support::NatsCluster;
     let mut cluster = NatsCluster::start().await?;
-    let log = EventLog::open(
-        cluster.client().await?,
-        StreamSettings {
-            replicas: 3,
-            ..StreamSettings::default()
-        },
-    )
-    .await?;
+    let log = replicated_log(&cluster).await?;
     append_ok(&log, (0..10).map(|n| append(new_user(n))).collect()).await?;
     let mut stream = log.follow(1).await?;
     let mut seen = 0u64;
@@ -548,14 +550,7 @@ async fn a_follower_outlives_the_node_serving_its_consumer() -> anyhow::Result<(
 async fn a_bounded_read_after_a_node_restarts_returns_every_event() -> anyhow::Result<()> {
     use backtrack_test_support::NatsCluster;
     let mut cluster = NatsCluster::start().await?;
-    let log = EventLog::open(
-        cluster.client().await?,
-        StreamSettings {
-            replicas: 3,
-            ..StreamSettings::default()
-        },
-    )
-    .await?;
+    let log = replicated_log(&cluster).await?;
     append_ok(&log, (0..200).map(|n| append(new_user(n))).collect()).await?;
     // A node misses most of the log, then comes back and has to catch up.
     let js = jetstream::new(cluster.client().await?);

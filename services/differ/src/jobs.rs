@@ -153,6 +153,23 @@ impl JobStore {
         }
     }
 
+    /// Asks whichever replica runs the report to stop it (it watches for this).
+    pub async fn request_cancel(&self, tenant: &str, id: &str) -> Result<(), DifferError> {
+        self.jobs
+            .put(cancel_key(tenant, id), Vec::new().into())
+            .await
+            .map_err(|e| unavailable("store a cancel request", e))?;
+        Ok(())
+    }
+
+    /// Cancel requests for one report, including one made before the watch started.
+    pub async fn cancel_requests(&self, tenant: &str, id: &str) -> Result<kv::Watch, DifferError> {
+        self.jobs
+            .watch_with_history(cancel_key(tenant, id))
+            .await
+            .map_err(|e| unavailable("watch for cancel requests", e))
+    }
+
     /// Every report record of every tenant.
     pub async fn all_reports(&self) -> Result<Vec<v1::Report>, DifferError> {
         let mut keys = self
@@ -188,6 +205,12 @@ impl JobStore {
             .purge(report_key(&report.tenant, &report.id))
             .await
             .map_err(|e| unavailable("delete a report record", e))?;
+        if let Ok(Some(_)) = self.jobs.get(cancel_key(&report.tenant, &report.id)).await {
+            let _ = self
+                .jobs
+                .purge(cancel_key(&report.tenant, &report.id))
+                .await;
+        }
         Ok(())
     }
 
@@ -331,6 +354,10 @@ impl JobStore {
 
 fn report_key(tenant: &str, id: &str) -> String {
     format!("report.{tenant}.{id}")
+}
+
+fn cancel_key(tenant: &str, id: &str) -> String {
+    format!("cancel.{tenant}.{id}")
 }
 
 /// Opens a KV bucket, creating it (file storage, history 1) the first time.

@@ -21,9 +21,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::kv;
 use backtrack_platform::metrics;
 use backtrack_proto::v1;
 use backtrack_snapshotter::Snapshotter;
+use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -174,6 +176,24 @@ impl Differ {
             report.base.as_ref().map_or(0, |p| p.sequence),
             report.target.as_ref().map_or(0, |p| p.sequence),
         );
+        // A cancel that reaches another replica arrives as a request in `bt-jobs`.
+        let cancel_watch = match self.inner.jobs.cancel_requests(&tenant, &report.id).await {
+            Ok(mut requests) => {
+                let progress = progress.clone();
+                Some(tokio::spawn(async move {
+                    while let Some(Ok(entry)) = requests.next().await {
+                        if entry.operation == kv::Operation::Put {
+                            progress.cancelled.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }))
+            }
+            Err(e) => {
+                tracing::warn!(report = %report.id, error = %e, "cancels from other replicas will not reach this report");
+                None
+            }
+        };
         let (t, p) = (tenant.clone(), progress.clone());
         let mut work = tokio::task::spawn_blocking(move || {
             compute::compute(&store, &t, base, target, &scope, &p)
@@ -189,6 +209,9 @@ impl Differ {
                 }
             }
         };
+        if let Some(watch) = cancel_watch {
+            watch.abort();
+        }
         fill_progress(&mut report, &progress);
         match outcome {
             Ok(items) => match self.inner.jobs.put_items(&tenant, &report.id, &items).await {
@@ -341,10 +364,12 @@ impl Differ {
         }
     }
 
-    /// Asks a running job to stop.
+    /// Asks a running job to stop: at once when this replica runs it, else through a
+    /// request the running replica watches for.
     pub async fn cancel(&self, tenant: &str, id: &str) -> Result<v1::Report, DifferError> {
         let report = self.report(tenant, id).await?;
-        match self.lock_running().get(id) {
+        let local = self.lock_running().get(id).cloned();
+        match local {
             Some(progress) => progress.cancelled.store(true, Ordering::Relaxed),
             None if [
                 v1::JobState::Initialized as i32,
@@ -352,9 +377,7 @@ impl Differ {
             ]
             .contains(&report.state) =>
             {
-                return Err(DifferError::Unavailable(format!(
-                    "report {id} runs in another process; cancel it there"
-                )))
+                self.inner.jobs.request_cancel(tenant, id).await?;
             }
             None => {
                 return Err(DifferError::Precondition(format!(

@@ -216,7 +216,7 @@ async fn reports_list_exactly_the_changes_between_two_points() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
+async fn a_running_report_can_be_cancelled_from_any_replica_and_frees_the_tenant() {
     use backtrack_domain::event::{AttributeChange, Change, Event, EventMeta};
     use backtrack_eventlog::{Append, EventLog, StreamSettings};
 
@@ -310,9 +310,47 @@ async fn a_running_report_can_be_cancelled_and_frees_the_tenant() {
         stopped.examined
     );
     // The lease is free again: the next report runs to the end.
-    let done = finished(&differ, &differ.create_report(request).await.unwrap()).await;
+    let done = finished(
+        &differ,
+        &differ.create_report(request.clone()).await.unwrap(),
+    )
+    .await;
     assert_eq!(done.state, v1::JobState::Successful as i32, "{done:?}");
     assert_eq!(done.changed, USERS);
+
+    // A cancel that reaches another replica (as through a Service in front of several)
+    // stops the job too. Another scope, so the finished report is not simply served again.
+    let replica = Differ::with_retention(
+        snapshotter.clone(),
+        nats.client().await.unwrap(),
+        1,
+        backtrack_differ::DEFAULT_RETENTION,
+    )
+    .await
+    .unwrap();
+    let scoped = ReportRequest {
+        scope: Scope {
+            kinds: vec![ObjectKind::User],
+            ids: Vec::new(),
+        },
+        ..request
+    };
+    let running = differ.create_report(scoped).await.unwrap();
+    assert_eq!(
+        replica.cancel("t", &running.id).await.unwrap().id,
+        running.id
+    );
+    let stopped = finished(&differ, &running).await;
+    assert_eq!(stopped.state, v1::JobState::Abandoned as i32, "{stopped:?}");
+    assert!(stopped.examined < USERS, "{stopped:?}");
+    // Once it has stopped, neither replica has anything left to cancel.
+    for d in [&differ, &replica] {
+        let refused = d.cancel("t", &running.id).await.unwrap_err();
+        assert!(
+            matches!(refused, DifferError::Precondition(_)),
+            "{refused:?}"
+        );
+    }
     // About 1.5 MB of items, stored in several chunks, all come back, in id order.
     let (_, items) = differ.items("t", &done.id).await.unwrap();
     let ids: Vec<&str> = items

@@ -183,7 +183,14 @@ pub fn tenant_digest(state: &crate::state::TenantState) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::SetHash;
+
+    /// The digest of a set holding only `fact`, computed from the definition outside Rust
+    /// (`sha256(sha256(seed ‖ 0u32le) ‖ … ‖ sha256(seed ‖ 63u32le))`, seed = `sha256("fact")`).
+    const KNOWN_FACT_DIGEST: &str =
+        "lthash16:790d87ee3857395d92e538833245e3a767cf46d3cfa715d62c92c21c58cb34ce";
 
     #[test]
     fn order_does_not_matter_and_removal_undoes() {
@@ -202,6 +209,37 @@ mod tests {
         a.remove(b"x");
         a.remove(b"y");
         assert_eq!(a.digest(), empty);
+    }
+
+    /// The lane expansion, written with whole SHA-256 digests as its definition says.
+    fn lanes_by_definition(element: &[u8]) -> Vec<u16> {
+        let seed = Sha256::digest(element);
+        let mut lanes = Vec::new();
+        for counter in 0u32..64 {
+            let mut block = seed.to_vec();
+            block.extend_from_slice(&counter.to_le_bytes());
+            let out = Sha256::digest(&block);
+            lanes.extend(
+                out.chunks_exact(2)
+                    .map(|p| u16::from_le_bytes([p[0], p[1]])),
+            );
+        }
+        lanes
+    }
+
+    #[test]
+    fn lanes_expand_as_sha256_in_counter_mode() {
+        for element in [&b""[..], b"x", b"o\n{\"id\":\"a\"}", &[0xff; 200]] {
+            let mut hash = SetHash::default();
+            hash.insert(element);
+            assert_eq!(hash.lanes.to_vec(), lanes_by_definition(element));
+            hash.remove(element);
+            assert_eq!(hash, SetHash::default());
+        }
+        // And a known answer, so the digest format cannot drift unnoticed.
+        let mut hash = SetHash::default();
+        hash.insert(b"fact");
+        assert_eq!(hash.digest(), KNOWN_FACT_DIGEST);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! split over 16 buckets by a hash of the target id, so a group of any size costs at most
 //! 16 keys, and one membership change rewrites one sixteenth of the member list.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -535,6 +536,7 @@ impl DirectoryProjection {
         TenantView {
             projection: self,
             tenant,
+            heads: RefCell::new(HashMap::new()),
         }
     }
 
@@ -647,9 +649,14 @@ fn corrupt(key: &str, reason: &str) -> StoreError {
 
 /// One tenant of the projection, readable by `decide`. Storage errors read as "absent"
 /// here; callers that must distinguish use the projection's fallible methods.
+///
+/// A view lives for one decision under the tenant's write lock, while the tenant does not
+/// change, so it remembers the heads it has read: link targets repeat (a user is a member
+/// of many groups of one import call), and each would otherwise be a RocksDB read.
 pub struct TenantView<'a> {
     projection: &'a DirectoryProjection,
     tenant: &'a str,
+    heads: RefCell<HashMap<String, Option<(ObjectKind, bool)>>>,
 }
 
 impl DirectoryView for TenantView<'_> {
@@ -658,7 +665,12 @@ impl DirectoryView for TenantView<'_> {
     }
 
     fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
-        self.projection.head(self.tenant, id).ok().flatten()
+        if let Some(head) = self.heads.borrow().get(id) {
+            return *head;
+        }
+        let head = self.projection.head(self.tenant, id).ok().flatten();
+        self.heads.borrow_mut().insert(id.to_string(), head);
+        head
     }
 
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {

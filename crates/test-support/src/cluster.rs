@@ -111,8 +111,20 @@ impl NatsCluster {
     }
 
     /// Starts node `i` again with its store and waits until the cluster answers on it.
+    /// While the node was down another process may have been given its client port (tests
+    /// run in parallel and ask the OS for free ports); then the node comes back on a new
+    /// one, which [`Self::node_url`] names and the other nodes announce to clients.
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.kill(i);
+        if std::net::TcpListener::bind(("127.0.0.1", self.nodes[i].client_port)).is_err() {
+            let node = &mut self.nodes[i];
+            let old = format!("listen: \"127.0.0.1:{}\"", node.client_port);
+            node.client_port = free_port();
+            let config = std::fs::read_to_string(&node.config).context("read a node's config")?;
+            let new = format!("listen: \"127.0.0.1:{}\"", node.client_port);
+            std::fs::write(&node.config, config.replacen(&old, &new, 1))
+                .context("write a node's config")?;
+        }
         self.spawn(i)?;
         self.wait_ready().await
     }
@@ -223,9 +235,18 @@ mod tests {
         )
         .await?;
         assert_eq!(ack.sequence, 2);
+        // Another process takes the dead node's client port meanwhile: the node comes back
+        // on another one, with its store.
+        let old_url = cluster.node_url(0);
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", cluster.nodes[0].client_port))?;
         cluster.restart(0).await?;
+        assert_ne!(cluster.node_url(0), old_url);
         let mut info = js.get_stream("R3").await?;
         assert_eq!(info.info().await?.state.messages, 2);
+        let on_node0 = async_nats::jetstream::new(async_nats::connect(cluster.node_url(0)).await?);
+        let mut stream = on_node0.get_stream("R3").await?;
+        assert_eq!(stream.info().await?.state.messages, 2);
+        drop(squatter);
         Ok(())
     }
 }

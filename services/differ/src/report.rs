@@ -16,7 +16,7 @@ pub struct Item {
     pub change_type: ChangeType,
     /// `{objectId, kind, displayName, changeType, recoveryAction, synced,
     ///   attributes: [{path, base, target}], links: [{relation, targetId, change}]}`.
-    pub json: String,
+    pub json: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -77,14 +77,13 @@ impl Item {
         };
         // Most items are a few hundred bytes: one allocation instead of a growing buffer.
         let mut json = Vec::with_capacity(384);
-        // Strings, booleans and JSON values into memory: serializing cannot fail, and the
-        // output is UTF-8.
+        // Strings, booleans and JSON values into memory: serializing cannot fail.
         let _ = serde_json::to_writer(&mut json, &shape);
         Self {
             object_id: diff.id.clone(),
             kind: diff.kind,
             change_type: diff.change_type,
-            json: String::from_utf8(json).unwrap_or_default(),
+            json,
         }
     }
 }
@@ -97,7 +96,7 @@ pub fn items_json(items: &[Item]) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(item.json.as_bytes());
+        out.extend_from_slice(&item.json);
     }
     out.push(b']');
     out
@@ -311,12 +310,12 @@ mod tests {
         };
         let written = Item::new(&diff);
         assert_eq!(
-            serde_json::from_str::<Value>(&written.json).unwrap(),
+            serde_json::from_slice::<Value>(&written.json).unwrap(),
             item()
         );
         assert!(written
             .json
-            .starts_with(r#"{"objectId":"p1","kind":"conditionalAccessPolicy""#));
+            .starts_with(br#"{"objectId":"p1","kind":"conditionalAccessPolicy""#));
         // Absent values and names are nulls, not missing keys.
         let added = Item::new(&ObjectDiff {
             display_name: None,
@@ -329,7 +328,7 @@ mod tests {
             links: Vec::new(),
             ..diff
         });
-        let value: Value = serde_json::from_str(&added.json).unwrap();
+        let value: Value = serde_json::from_slice(&added.json).unwrap();
         assert_eq!(value["displayName"], Value::Null);
         assert_eq!(
             value["attributes"][0],

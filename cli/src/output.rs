@@ -5,6 +5,56 @@ use backtrack_proto::convert::object_from_proto;
 use backtrack_proto::v1;
 use serde_json::Value;
 
+/// `println!` for a command's output: see [`write_line`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// `println!` for what `backtrack up` tells its operator: see [`announce_line`].
+macro_rules! announceln {
+    () => {
+        $crate::output::announce_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::announce_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use announceln;
+
+/// Writes one line of a command's output to stdout. When the reader has gone away
+/// (`backtrack dir list -o json | head`), the command ends there, quietly and with exit
+/// code 0: the reader asked for no more. Any other write failure ends it with code 1.
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    if let Err(e) = write_to_stdout(line) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("backtrack: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes one line of the server's banner to stdout. A server keeps running when nobody
+/// reads it (stdout closed by a supervisor, `backtrack up | head -3`).
+pub fn announce_line(line: std::fmt::Arguments<'_>) {
+    // Best effort by design: the banner is a courtesy, the service is the point.
+    let _ = write_to_stdout(line);
+}
+
+fn write_to_stdout(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 /// Prints rows as an aligned table with a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -24,7 +74,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -41,7 +91,7 @@ pub fn object_json(o: &v1::DirectoryObject) -> Value {
 }
 
 pub fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );

@@ -38,6 +38,7 @@ mod parts;
 mod seed;
 mod startup;
 
+use crate::output::announceln;
 use local_nats::{start_nats_server, stop_nats_server};
 pub use parts::Parts;
 pub use seed::demo_options;
@@ -396,30 +397,32 @@ pub(crate) async fn serve(
         seed_demo(directory, args.demo_users).await?;
     }
     if parts.all_in_one {
-        println!("Backtrack is up.");
+        announceln!("Backtrack is up.");
     } else {
-        println!("{} is up: {}", parts.name, served.join(", "));
+        announceln!("{} is up: {}", parts.name, served.join(", "));
     }
-    println!("  gRPC      http://{}", args.grpc_addr);
-    println!(
+    announceln!("  gRPC      http://{}", args.grpc_addr);
+    announceln!(
         "  health    http://{}/healthz  http://{}/readyz  metrics http://{}/metrics",
-        args.http_addr, args.http_addr, args.http_addr
+        args.http_addr,
+        args.http_addr,
+        args.http_addr
     );
     if parts.all_in_one {
-        println!(
+        announceln!(
             "  NATS      {nats_url}  (change feed: subjects bt.ev.<tenant>.> on stream BT_EVENTS)"
         );
-        println!("  data      {}", data.display());
-        println!(
+        announceln!("  data      {}", data.display());
+        announceln!(
             "  token     {}  (the CLI reads it from there)",
             data.join("admin.token").display()
         );
-        println!(
+        announceln!(
             "Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group"
         );
     } else {
-        println!("  NATS      {nats_url}");
-        println!("  data      {}", data.display());
+        announceln!("  NATS      {nats_url}");
+        announceln!("  data      {}", data.display());
     }
 
     tokio::select! {

@@ -105,6 +105,32 @@ impl Backtrack {
     }
 
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env)
+            .output()
+            .expect("the backtrack binary runs")
+    }
+
+    /// Runs a CLI command (`-o json`) whose reader stops after the first `bytes` bytes of its
+    /// output and closes the pipe, as `backtrack … | head -c N` does. Returns what was read
+    /// and the command's exit status and stderr.
+    pub fn cli_read_then_close(
+        &self,
+        args: &[&str],
+        bytes: usize,
+    ) -> anyhow::Result<(Vec<u8>, Output)> {
+        let mut child = self
+            .command(args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut head = vec![0; bytes];
+        let mut stdout = child.stdout.take().context("stdout is piped")?;
+        std::io::Read::read_exact(&mut stdout, &mut head)?;
+        drop(stdout);
+        Ok((head, child.wait_with_output()?))
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(backtrack_binary());
         cmd.args([
             "--server",
@@ -119,7 +145,7 @@ impl Backtrack {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("the backtrack binary runs")
+        cmd
     }
 
     /// Runs a CLI command that must succeed and prints JSON; returns the JSON.

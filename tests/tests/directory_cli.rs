@@ -394,3 +394,43 @@ async fn the_same_objects_import_into_two_tenants_independently() {
         "5b7f1c5e-0c1a-4c57-9f43-0f6f4bb1d001"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "piped"]).unwrap();
+    b.json(&[
+        "demo", "seed", "--tenant", "piped", "--users", "400", "--seed", "5",
+    ])
+    .unwrap();
+    // Both outputs are far larger than a pipe's buffer, so the command is still writing
+    // when its reader goes away: one JSON document, and a stream of lines.
+    let commands: [&[&str]; 2] = [
+        &["dir", "list", "--tenant", "piped"],
+        &[
+            "events",
+            "tail",
+            "--tenant",
+            "piped",
+            "--from-start",
+            "--limit",
+            "3000",
+        ],
+    ];
+    for args in commands {
+        let (head, out) = b.cli_read_then_close(args, 64).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{args:?} exited with {} after its reader left: {stderr}",
+            out.status
+        );
+        assert!(stderr.is_empty(), "{args:?} wrote to stderr: {stderr}");
+        assert!(
+            matches!(head.first(), Some(b'[' | b'{')),
+            "{args:?} printed: {}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+}

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::args::{AuditCommand, AuditQueryArgs, GlobalArgs, OutputFormat, ResultArg};
 use crate::client::audit_client;
+use crate::output::outln;
 use crate::output::{print_json, table};
 use crate::point;
 
@@ -25,7 +26,7 @@ pub async fn run(g: &GlobalArgs, command: AuditCommand) -> anyhow::Result<()> {
                 OutputFormat::Table => {
                     print_entries(&page.entries);
                     if !page.next_page_token.is_empty() {
-                        println!("more: --page-token {}", page.next_page_token);
+                        outln!("more: --page-token {}", page.next_page_token);
                     }
                 }
             }
@@ -47,7 +48,7 @@ pub async fn run(g: &GlobalArgs, command: AuditCommand) -> anyhow::Result<()> {
                 };
                 let e = item?;
                 match g.output {
-                    OutputFormat::Json => println!("{}", entry_json(&e)),
+                    OutputFormat::Json => outln!("{}", entry_json(&e)),
                     OutputFormat::Table => print_line(&e),
                 }
                 seen += 1;
@@ -73,14 +74,17 @@ pub async fn run(g: &GlobalArgs, command: AuditCommand) -> anyhow::Result<()> {
                 })),
                 OutputFormat::Table => {
                     if v.ok {
-                        println!(
+                        outln!(
                             "audit chain of {tenant} intact: {} records, head {} {}",
-                            v.checked, v.head_index, v.head_hash
+                            v.checked,
+                            v.head_index,
+                            v.head_hash
                         );
                     } else {
-                        println!(
+                        outln!(
                             "audit chain of {tenant} BROKEN at record {}: {}",
-                            v.first_bad_index, v.problem
+                            v.first_bad_index,
+                            v.problem
                         );
                     }
                 }
@@ -190,5 +194,5 @@ fn print_entries(entries: &[v1::AuditEntry]) {
 }
 
 fn print_line(e: &v1::AuditEntry) {
-    println!("{}", row(e).join("  "));
+    outln!("{}", row(e).join("  "));
 }

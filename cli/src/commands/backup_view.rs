@@ -6,6 +6,7 @@ use backtrack_proto::v1;
 use serde_json::{json, Map, Value};
 
 use crate::args::{GlobalArgs, OutputFormat};
+use crate::output::outln;
 use crate::output::{print_json, table};
 
 /// `scheduled`, `onDemand`, `preRecovery`, `baseline`, or `unspecified`.
@@ -75,7 +76,7 @@ pub fn print_backup(g: &GlobalArgs, b: &v1::Backup, verb: &str) {
         return;
     }
     if !verb.is_empty() {
-        println!("{verb} backup {}", b.id);
+        outln!("{verb} backup {}", b.id);
     }
     let fields = [
         ("id", b.id.clone()),
@@ -94,7 +95,7 @@ pub fn print_backup(g: &GlobalArgs, b: &v1::Backup, verb: &str) {
         .map(|(k, v)| vec![k.to_string(), v])
         .collect();
     table(&["FIELD", "VALUE"], &rows);
-    println!();
+    outln!();
     let mut rows: Vec<Vec<String>> = b
         .counts
         .iter()
@@ -146,7 +147,7 @@ pub fn print_backups(g: &GlobalArgs, backups: &[v1::Backup]) {
         ],
         &rows,
     );
-    println!("{} backups", backups.len());
+    outln!("{} backups", backups.len());
 }
 
 /// A verification report for scripts.
@@ -174,8 +175,8 @@ pub fn print_verification(g: &GlobalArgs, v: &v1::VerifyBackupResponse) {
     }
     let verdict = if v.ok { "ok" } else { "FAILED" };
     match &v.backup {
-        Some(b) => println!("backup {} (sequence {}): {verdict}", b.id, b.sequence),
-        None => println!("backup: {verdict}"),
+        Some(b) => outln!("backup {} (sequence {}): {verdict}", b.id, b.sequence),
+        None => outln!("backup: {verdict}"),
     }
     let rows: Vec<Vec<String>> = v
         .checks
@@ -184,12 +185,12 @@ pub fn print_verification(g: &GlobalArgs, v: &v1::VerifyBackupResponse) {
         .collect();
     table(&["SOURCE", "DIGEST", "OBJECTS"], &rows);
     if !v.mismatched_ids.is_empty() {
-        println!("mismatched objects: {}", v.mismatched_ids.join(", "));
+        outln!("mismatched objects: {}", v.mismatched_ids.join(", "));
     }
     if !v.message.is_empty() {
-        println!("{}", v.message);
+        outln!("{}", v.message);
     }
-    println!(
+    outln!(
         "replayed {} events in {:.1}s",
         v.events_replayed,
         v.elapsed_ms as f64 / 1000.0
@@ -216,7 +217,7 @@ pub fn print_policy(g: &GlobalArgs, p: &v1::BackupPolicy, verb: &str) {
         return;
     }
     if !verb.is_empty() {
-        println!("{verb} the backup policy of {}", p.tenant);
+        outln!("{verb} the backup policy of {}", p.tenant);
     }
     let schedule = if p.schedule.is_empty() {
         "off (no scheduled backups)".to_string()

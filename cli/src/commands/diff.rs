@@ -18,6 +18,7 @@ use super::diff_view::{parse_items, print_page, print_report, print_reports, sta
 use crate::args::{DiffCommand, DiffCreateArgs, DiffExportArgs, DiffShowArgs, GlobalArgs};
 use crate::args::{DiffRefArgs, OutputFormat};
 use crate::client::{diff_client, DiffClient};
+use crate::output::outln;
 use crate::output::print_json;
 use crate::point;
 
@@ -268,7 +269,7 @@ async fn export(g: &GlobalArgs, client: &mut DiffClient, a: DiffExportArgs) -> a
             "file": path.display().to_string(),
             "bytes": bytes,
         })),
-        OutputFormat::Table => println!(
+        OutputFormat::Table => outln!(
             "exported report {} as {} to {} ({bytes} bytes)",
             a.report,
             a.format.as_str(),

@@ -12,6 +12,7 @@ use backtrack_proto::v1;
 use serde_json::{json, Value};
 
 use crate::args::{GlobalArgs, OutputFormat};
+use crate::output::outln;
 use crate::output::{print_json, table};
 
 /// `initialized`, `calculating`, `successful`, `failed`, `abandoned`, or `unspecified`.
@@ -183,7 +184,7 @@ fn print_header(r: &v1::Report) {
         .collect();
     table(&["FIELD", "VALUE"], &rows);
     if !r.summary.is_empty() {
-        println!();
+        outln!();
         let (header, rows) = summary_table(&r.summary);
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
         table(&header, &rows);
@@ -231,7 +232,7 @@ pub fn print_reports(g: &GlobalArgs, reports: &[v1::Report]) {
         &["ID", "STATE", "BASE", "TARGET", "CHANGED", "CREATED"],
         &rows,
     );
-    println!("{} reports", reports.len());
+    outln!("{} reports", reports.len());
 }
 
 /// The items of a page, each parsed from its JSON text.
@@ -326,13 +327,13 @@ pub fn print_page(
     }
     print_header(r);
     for item in items {
-        println!();
+        outln!();
         for line in item_lines(item) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
-    println!();
-    println!("{}", page_footer(page.page, page.pages, page.matching));
+    outln!();
+    outln!("{}", page_footer(page.page, page.pages, page.matching));
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::time_travel;
 use crate::args::{DirCommand, GlobalArgs, LinkCommand, OutputFormat};
 use crate::client::{connect, connect_channel, Client};
 use crate::import::{self, ImportSummary};
+use crate::output::outln;
 use crate::output::{cell, object_json, print_json, table};
 
 pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
@@ -186,7 +187,7 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 .into_inner();
             match g.output {
                 OutputFormat::Json => print_json(&json!({"id": r.id, "events": r.events})),
-                OutputFormat::Table => println!("purged {} ({} events)", r.id, r.events),
+                OutputFormat::Table => outln!("purged {} ({} events)", r.id, r.events),
             }
         }
         DirCommand::Import {
@@ -312,12 +313,12 @@ fn print_summary(g: &GlobalArgs, s: &ImportSummary) {
         OutputFormat::Json => print_json(&s.to_json()),
         OutputFormat::Table => {
             let secs = s.elapsed.as_secs_f64().max(1e-9);
-            println!(
+            outln!(
                 "imported: {} created, {} already existed, {} rejected; {} events in {:.1}s ({:.0} objects/s)",
                 s.created, s.already_existed, s.rejected, s.events, secs, s.created as f64 / secs
             );
             for (n, m) in &s.problems {
-                println!("  object {n}: {m}");
+                outln!("  object {n}: {m}");
             }
         }
     }
@@ -378,7 +379,7 @@ pub(super) fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) 
         OutputFormat::Json => print_json(&value),
         OutputFormat::Table => {
             if !verb.is_empty() {
-                println!("{verb} {} {}", o.kind, o.id);
+                outln!("{verb} {} {}", o.kind, o.id);
             }
             if let Value::Object(map) = &value {
                 let rows: Vec<Vec<String>> = map
@@ -409,7 +410,7 @@ pub(super) fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
                 })
                 .collect();
             table(&["ID", "KIND", "DISPLAY NAME", "DETAIL"], &rows);
-            println!("{} objects", objects.len());
+            outln!("{} objects", objects.len());
         }
     }
 }

@@ -8,6 +8,7 @@ use backtrack_domain::event::Change;
 
 use crate::args::{EventsCommand, GlobalArgs, OutputFormat};
 use crate::client::connect;
+use crate::output::outln;
 
 pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Tail {
@@ -35,8 +36,8 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         let event = event_from_proto(event)?;
         let line = event_json(envelope.sequence, &event);
         match g.output {
-            OutputFormat::Json => println!("{line}"),
-            OutputFormat::Table => println!("{}", event_text(envelope.sequence, &event)),
+            OutputFormat::Json => outln!("{line}"),
+            OutputFormat::Table => outln!("{}", event_text(envelope.sequence, &event)),
         }
         seen += 1;
         if limit.is_some_and(|l| seen >= l) {

@@ -6,6 +6,7 @@ use backtrack_proto::v1;
 use serde_json::{json, Value};
 
 use crate::args::{GlobalArgs, OutputFormat};
+use crate::output::outln;
 use crate::output::{print_json, table};
 
 /// Operations a plan lists for people (scripts get every listed one).
@@ -95,61 +96,68 @@ pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
         return;
     }
     let point = j.point.clone().unwrap_or_default();
-    println!("recovery    {}", j.id);
-    println!("status      {}", state_name(j.state));
-    println!("tenant      {}", j.tenant);
+    outln!("recovery    {}", j.id);
+    outln!("status      {}", state_name(j.state));
+    outln!("tenant      {}", j.tenant);
     let at = if point.backup_id.is_empty() {
         format!("sequence {}", point.sequence)
     } else {
         format!("backup {} (sequence {})", point.backup_id, point.sequence)
     };
-    println!("recovers to {at}");
+    outln!("recovers to {at}");
     if !j.report_id.is_empty() {
-        println!("report      {}", j.report_id);
+        outln!("report      {}", j.report_id);
     }
     if !j.undo_of.is_empty() {
-        println!("undoes      {}", j.undo_of);
+        outln!("undoes      {}", j.undo_of);
     }
     if !j.pre_recovery_backup_id.is_empty() {
-        println!(
+        outln!(
             "safety net  backup {} (undo: backtrack recovery undo --tenant {} {})",
-            j.pre_recovery_backup_id, j.tenant, j.id
+            j.pre_recovery_backup_id,
+            j.tenant,
+            j.id
         );
     }
-    println!(
+    outln!(
         "progress    {}/{} operations",
-        j.operations_done, j.operations_total
+        j.operations_done,
+        j.operations_total
     );
-    println!(
+    outln!(
         "changed     {} object change(s), {} link change(s); {} already in place",
-        j.objects_changed, j.links_changed, j.already_satisfied
+        j.objects_changed,
+        j.links_changed,
+        j.already_satisfied
     );
-    println!(
+    outln!(
         "skipped     {}   failed {}   residual {}",
-        j.skipped, j.failed, j.residual
+        j.skipped,
+        j.failed,
+        j.residual
     );
     for w in &j.warnings {
-        println!("warning     {w}");
+        outln!("warning     {w}");
     }
     for id in &j.to_enable {
-        println!("to enable   conditionalAccessPolicy {id} (report-only now)");
+        outln!("to enable   conditionalAccessPolicy {id} (report-only now)");
     }
     if !j.approved_by.is_empty() {
-        println!("approved    by {}", j.approved_by);
+        outln!("approved    by {}", j.approved_by);
     }
     if !j.error.is_empty() {
-        println!("error       {}", j.error);
+        outln!("error       {}", j.error);
     }
     if !j.cancelled_by.is_empty() {
-        println!("cancelled   by {}", j.cancelled_by);
+        outln!("cancelled   by {}", j.cancelled_by);
     }
-    println!(
+    outln!(
         "requested   by {} at {}",
         j.requested_by,
         rfc3339_ms(j.created_at_ms)
     );
     if j.finished_at_ms != 0 {
-        println!("finished    {}", rfc3339_ms(j.finished_at_ms));
+        outln!("finished    {}", rfc3339_ms(j.finished_at_ms));
     }
 }
 
@@ -226,9 +234,12 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
         return;
     }
     let point = p.point.clone().unwrap_or_default();
-    println!(
+    outln!(
         "plan: {} operation(s) on {} object(s), {} link change(s), back to sequence {}",
-        p.operation_count, p.objects, p.links, point.sequence
+        p.operation_count,
+        p.objects,
+        p.links,
+        point.sequence
     );
     let rows: Vec<Vec<String>> = p
         .counts
@@ -252,32 +263,38 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
         })
         .collect();
     if !rows.is_empty() {
-        println!();
+        outln!();
         table(&["#", "ACTION", "KIND", "ID", "NAME", "CHANGE"], &rows);
         if p.operation_count as usize > SHOWN_OPERATIONS {
-            println!(
+            outln!(
                 "… and {} more (--output json lists them)",
                 p.operation_count as usize - SHOWN_OPERATIONS
             );
         }
     }
     for s in &p.skipped {
-        println!(
+        outln!(
             "skip   {} {} ({}): {}",
-            s.kind, s.id, s.display_name, s.reason
+            s.kind,
+            s.id,
+            s.display_name,
+            s.reason
         );
     }
     for s in &p.notes {
-        println!(
+        outln!(
             "note   {} {} ({}): {}",
-            s.kind, s.id, s.display_name, s.reason
+            s.kind,
+            s.id,
+            s.display_name,
+            s.reason
         );
     }
     for id in &p.password_resets {
-        println!("reset  user {id} is re-created without a password: reset it");
+        outln!("reset  user {id} is re-created without a password: reset it");
     }
     for id in &p.to_enable {
-        println!("enable conditionalAccessPolicy {id} comes back report-only");
+        outln!("enable conditionalAccessPolicy {id} comes back report-only");
     }
 }
 

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::args::{GlobalArgs, OutputFormat};
 use crate::client::connect;
+use crate::output::outln;
 use crate::output::{print_json, table};
 
 pub async fn run(g: &GlobalArgs, tenant: Option<String>) -> anyhow::Result<()> {
@@ -26,19 +27,23 @@ pub async fn run(g: &GlobalArgs, tenant: Option<String>) -> anyhow::Result<()> {
             "tenant": s.tenant.as_ref().map(|t| json!({"id": t.tenant, "objects": t.objects, "digest": t.digest})),
         })),
         OutputFormat::Table => {
-            println!("version   {}", s.version);
-            println!("services  {}", s.services.join(", "));
-            println!(
+            outln!("version   {}", s.version);
+            outln!("services  {}", s.services.join(", "));
+            outln!(
                 "stream    {} (last sequence {}, {} messages)",
-                s.stream, s.last_sequence, s.messages
+                s.stream,
+                s.last_sequence,
+                s.messages
             );
             if let Some(t) = &s.tenant {
-                println!(
+                outln!(
                     "tenant    {} ({} objects, {})",
-                    t.tenant, t.objects, t.digest
+                    t.tenant,
+                    t.objects,
+                    t.digest
                 );
             }
-            println!();
+            outln!();
             table(
                 &["PROJECTION", "POSITION", "LAG"],
                 &s.projections

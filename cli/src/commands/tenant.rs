@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::args::{GlobalArgs, OutputFormat, TenantCommand};
 use crate::client::connect;
+use crate::output::outln;
 use crate::output::{print_json, table};
 
 pub async fn run(g: &GlobalArgs, command: TenantCommand) -> anyhow::Result<()> {
@@ -20,7 +21,7 @@ pub async fn run(g: &GlobalArgs, command: TenantCommand) -> anyhow::Result<()> {
                 .into_inner();
             match g.output {
                 OutputFormat::Json => print_json(&tenant_json(&t)),
-                OutputFormat::Table => println!("created tenant {} ({})", t.id, t.display_name),
+                OutputFormat::Table => outln!("created tenant {} ({})", t.id, t.display_name),
             }
         }
         TenantCommand::List => {

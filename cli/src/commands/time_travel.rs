@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::dir::{print_object, print_objects};
 use crate::args::{DirCommand, GlobalArgs, OutputFormat};
 use crate::client::TimeTravelClient;
+use crate::output::outln;
 use crate::output::{print_json, table};
 use crate::point;
 
@@ -141,7 +142,7 @@ pub async fn members(
             announce(g, links.point.as_ref());
             let rows: Vec<Vec<String>> = links.target_ids.iter().map(|t| vec![t.clone()]).collect();
             table(&["TARGET ID"], &rows);
-            println!("{} {relation}", rows.len());
+            outln!("{} {relation}", rows.len());
         }
     }
     Ok(())
@@ -180,7 +181,7 @@ pub async fn history(
             "entries": entries.iter().map(|(s, t, e)| entry_json(*s, *t, e)).collect::<Vec<_>>(),
         })),
         OutputFormat::Table => {
-            println!("{} {}: {} changes", h.kind, h.id, entries.len());
+            outln!("{} {}: {} changes", h.kind, h.id, entries.len());
             let mut rows = Vec::new();
             for (sequence, time_ms, event) in &entries {
                 let mut details = entry_details(event).into_iter();

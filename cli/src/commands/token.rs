@@ -9,6 +9,7 @@ use backtrack_proto::v1;
 
 use crate::args::{GlobalArgs, TokenCommand};
 use crate::client::connect_channel;
+use crate::output::outln;
 
 pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
     let TokenCommand::Create {
@@ -39,7 +40,7 @@ pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
             .into_inner()
             .token
     };
-    println!("{token}");
+    outln!("{token}");
     Ok(())
 }
 

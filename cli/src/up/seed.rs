@@ -4,6 +4,7 @@ use backtrack_directory::writer::{ImportItem, Origin};
 use backtrack_directory::Directory;
 
 use super::DEMO_TENANT;
+use crate::output::announceln;
 
 pub(super) async fn seed_demo(directory: &Directory, users: usize) -> anyhow::Result<()> {
     let origin = Origin {
@@ -32,7 +33,7 @@ pub(super) async fn seed_demo(directory: &Directory, users: usize) -> anyhow::Re
         }
     }
     created += count_created(directory.import(DEMO_TENANT, batch, &origin).await?.0);
-    println!("Seeded demo tenant '{DEMO_TENANT}' with {created} objects.");
+    announceln!("Seeded demo tenant '{DEMO_TENANT}' with {created} objects.");
     Ok(())
 }
 

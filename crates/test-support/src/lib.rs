@@ -5,16 +5,18 @@
 //!   port and store to prove durability across a crash.
 //! - [`eventually`]: poll a condition with a deadline, so tests never sleep to wait.
 //! - [`nats_server_binary`], [`backtrack_binary`]: where the binaries under test live.
-//! - [`free_port`]: a port nobody listens on right now.
+//! - [`free_port`]: a port nobody listens on right now, never handed out twice.
 //!
 //! Everything here is for tests: failures to find a binary panic with the command that
 //! fixes them, everything else returns `anyhow::Result`.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -86,13 +88,57 @@ pub fn backtrack_binary() -> PathBuf {
     path
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago. Another process may take it before
-/// the caller binds it; [`NatsServer::start`] retries with a new port when that happens.
+/// A TCP port on 127.0.0.1 that is free now and that this process has not handed out
+/// before, so a server restarted on its port (see [`NatsServer::restart`]) finds it free
+/// again unless another process took it meanwhile.
+///
+/// Ports come from below the kernel's ephemeral range when there is room there (1024 ports
+/// or more): neither `bind(0)` nor an outgoing connection of any process takes such a
+/// port. Each process starts at its own place in that range. Another process may still
+/// bind the port explicitly before the caller does; [`NatsServer::start`] retries with a
+/// new port when that happens.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    static HANDED_OUT: Mutex<(u32, BTreeSet<u16>)> = Mutex::new((0, BTreeSet::new()));
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let (next, ports) = &mut *handed_out;
+    let (low, high) = quiet_port_range();
+    let span = u32::from(high - low);
+    if span > 0 {
+        let start = std::process::id().wrapping_mul(7919) % span;
+        while *next < span {
+            let candidate = low + u16::try_from((start + *next) % span).unwrap_or(0);
+            *next += 1;
+            if !ports.contains(&candidate) && TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+                ports.insert(candidate);
+                return candidate;
+            }
+        }
+    }
+    // No quiet range, or all of it used: let the kernel choose, still never twice.
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        if ports.insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Ports `[low, high)` below the kernel's ephemeral range (`ip_local_port_range`) and
+/// above the registered ports most services use; empty when that leaves under 1024.
+fn quiet_port_range() -> (u16, u16) {
+    const LOW: u16 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(LOW);
+    if ephemeral_low >= LOW + 1024 {
+        (LOW, ephemeral_low)
+    } else {
+        (LOW, LOW)
+    }
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, and returns that value; fails naming `what`
@@ -366,6 +412,25 @@ mod tests {
     fn free_port_is_bindable() {
         let port = free_port();
         assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+    }
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice_and_avoid_the_ephemeral_range() {
+        // Ports released at once are what `bind(0)` tends to hand out again.
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        let (low, high) = quiet_port_range();
+        if high > low {
+            assert!(
+                ports.iter().all(|p| (low..high).contains(p)),
+                "{ports:?} outside {low}..{high}"
+            );
+            // An outgoing connection's source port comes from the ephemeral range.
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            assert!(!(low..high).contains(&client.local_addr().unwrap().port()));
+        }
     }
 
     #[tokio::test]

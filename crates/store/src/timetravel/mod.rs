@@ -319,32 +319,36 @@ fn fold(
             }
         }
     };
+    // Versions hold attributes only: the change is applied without its links (versioned
+    // above, one key per target), and without copying it when it has none.
+    let without_links;
     let change = match &stored.event.change {
-        Change::Created { attributes, links } => {
+        Change::Created { attributes, links } if !links.is_empty() => {
             link_change(links, true);
-            Change::Created {
+            without_links = Change::Created {
                 attributes: attributes.clone(),
                 links: Vec::new(),
-            }
+            };
+            &without_links
         }
         Change::LinksAdded(links) => {
             link_change(links, true);
-            Change::AttributesChanged(Vec::new())
+            &NO_ATTRIBUTE_CHANGE
         }
         Change::LinksRemoved(links) => {
             link_change(links, false);
-            Change::AttributesChanged(Vec::new())
+            &NO_ATTRIBUTE_CHANGE
         }
         Change::HardDeleted { links, .. } => {
             link_change(links, false);
-            stored.event.change.clone()
+            &stored.event.change
         }
-        other => other.clone(),
+        other => other,
     };
     if slot.is_none() {
         batch.put(keys::head(tenant, id), []);
     }
-    *slot = apply_to_object(slot.take(), kind, id, &change, m.time_ms, seq);
+    *slot = apply_to_object(slot.take(), kind, id, change, m.time_ms, seq);
     match slot.as_ref() {
         Some(new) => {
             if fact_changes {
@@ -359,6 +363,10 @@ fn fold(
         None => batch.put(keys::version(tenant, id, seq), []),
     }
 }
+
+/// What a membership change does to an object's attributes: nothing (its version still
+/// moves to the event's sequence and time).
+static NO_ATTRIBUTE_CHANGE: Change = Change::AttributesChanged(Vec::new());
 
 /// The puts of one `apply`, handed to RocksDB in key order: the memtable inserts a sorted
 /// run of keys much faster than the same keys in event order. Every key is written at most

@@ -56,10 +56,12 @@ impl CheckpointState {
     }
 }
 
-/// Most events folded in one write batch.
+/// Most events the reader hands over in one chunk.
 const MAX_CHUNK: usize = 4096;
 /// Decoded chunks the reader may hold ahead of the writer.
-const READ_AHEAD_CHUNKS: usize = 4;
+const READ_AHEAD_CHUNKS: usize = 8;
+/// Chunks queued while a run is applied join the next run up to this many events.
+const MAX_RUN: usize = 8192;
 
 /// Runs until `shutdown`; resumes with backoff when the stream read fails.
 pub async fn run(
@@ -123,11 +125,7 @@ async fn follow(
             for item in chunk {
                 match item {
                     Ok(stored) => {
-                        if let Some(traceparent) = &stored.traceparent {
-                            if !traced.contains(traceparent) {
-                                traced.push(traceparent.clone());
-                            }
-                        }
+                        traced.extend(stored.traceparent);
                         events.push(SequencedEvent {
                             sequence: stored.sequence,
                             published_ms: stored.published_ms,
@@ -141,6 +139,9 @@ async fn follow(
                     }
                 }
             }
+            // The events of one traced append share its trace context.
+            traced.sort_unstable();
+            traced.dedup();
             let stop = failure.is_some();
             if sender.send((events, traced, failure)).await.is_err() || stop {
                 return;
@@ -148,7 +149,20 @@ async fn follow(
         }
     });
     let _stop_reader = AbortOnDrop(reader);
-    while let Some((events, traced, failure)) = receiver.recv().await {
+    while let Some((mut events, mut traced, mut failure)) = receiver.recv().await {
+        // The reader's chunks are as small as the consumer's pull batches (a few hundred
+        // events). Chunks that queued while the last run was applied join this one, so a
+        // store far behind the log applies long runs, each with one position and summary.
+        while failure.is_none() && events.len() < MAX_RUN {
+            let Ok((more, more_traced, more_failure)) = receiver.try_recv() else {
+                break;
+            };
+            events.extend(more);
+            traced.extend(more_traced);
+            failure = more_failure;
+        }
+        traced.sort_unstable();
+        traced.dedup();
         // One span per traced append in the chunk (a batch of events shares one), each
         // continuing its writer's trace, open until the events are applied.
         let spans: Vec<tracing::Span> = traced

@@ -28,6 +28,7 @@ pub mod error;
 pub mod log;
 pub mod metrics;
 pub mod read;
+pub mod runs;
 pub mod trace;
 
 pub use append::{Append, Appended};
@@ -35,3 +36,4 @@ pub use audit::AuditLog;
 pub use error::EventLogError;
 pub use log::{EventLog, StreamSettings, StreamState};
 pub use read::{EventStream, StoredEvent};
+pub use runs::{Run, Runs};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backtrack_eventlog::EventLog;
+use backtrack_eventlog::{EventLog, Run, Runs};
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_store::{SequencedEvent, TimeTravelStore};
 use futures::StreamExt;
@@ -55,13 +55,6 @@ impl CheckpointState {
         });
     }
 }
-
-/// Most events the reader hands over in one chunk.
-const MAX_CHUNK: usize = 4096;
-/// Decoded chunks the reader may hold ahead of the writer.
-const READ_AHEAD_CHUNKS: usize = 8;
-/// Chunks queued while a run is applied join the next run up to this many events.
-const MAX_RUN: usize = 8192;
 
 /// Runs until `shutdown`; resumes with backoff when the stream read fails.
 pub async fn run(
@@ -113,54 +106,29 @@ async fn follow(
 ) -> Result<(), String> {
     let start = store.position() + 1;
     let stream = log.follow(start).await.map_err(|e| e.to_string())?;
-    // Reading (and decoding) runs in its own task, a few chunks ahead of applying, so the
-    // two overlap instead of taking turns.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
-    let reader = tokio::spawn(async move {
-        let mut chunks = stream.ready_chunks(MAX_CHUNK);
-        while let Some(chunk) = chunks.next().await {
-            let mut events = Vec::with_capacity(chunk.len());
-            let mut traced: Vec<String> = Vec::new();
-            let mut failure = None;
-            for item in chunk {
-                match item {
-                    Ok(stored) => {
-                        traced.extend(stored.traceparent);
-                        events.push(SequencedEvent {
-                            sequence: stored.sequence,
-                            published_ms: stored.published_ms,
-                            event: stored.event,
-                            payload: Some(stored.payload.to_vec()),
-                        });
-                    }
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            // The events of one traced append share its trace context.
-            traced.sort_unstable();
-            traced.dedup();
-            let stop = failure.is_some();
-            if sender.send((events, traced, failure)).await.is_err() || stop {
-                return;
-            }
-        }
-    });
-    let _stop_reader = AbortOnDrop(reader);
-    while let Some((mut events, mut traced, mut failure)) = receiver.recv().await {
-        // The reader's chunks are as small as the consumer's pull batches (a few hundred
-        // events). Chunks that queued while the last run was applied join this one, so a
-        // store far behind the log applies long runs, each with one position and summary.
-        while failure.is_none() && events.len() < MAX_RUN {
-            let Ok((more, more_traced, more_failure)) = receiver.try_recv() else {
-                break;
+    // Reading (and decoding) runs ahead in its own task, so the two overlap instead of
+    // taking turns; what queued while a run was applied comes as the next run.
+    let mut runs = Runs::new(stream.map(|item| {
+        item.map(|stored| {
+            let event = SequencedEvent {
+                sequence: stored.sequence,
+                published_ms: stored.published_ms,
+                event: stored.event,
+                payload: Some(stored.payload.to_vec()),
             };
-            events.extend(more);
-            traced.extend(more_traced);
-            failure = more_failure;
-        }
+            (event, stored.traceparent)
+        })
+    }));
+    while let Some(Run { items, failure }) = runs.next().await {
+        let mut traced: Vec<String> = Vec::new();
+        let events: Vec<SequencedEvent> = items
+            .into_iter()
+            .map(|(event, traceparent)| {
+                traced.extend(traceparent);
+                event
+            })
+            .collect();
+        // The events of one traced append share its trace context.
         traced.sort_unstable();
         traced.dedup();
         // One span per traced append in the chunk (a batch of events shares one), each
@@ -189,17 +157,8 @@ async fn follow(
         }
         drop(spans);
         if let Some(e) = failure {
-            return Err(e);
+            return Err(e.to_string());
         }
     }
     Err("stream ended".into())
-}
-
-/// Stops the reader task when `follow` returns (on an error or at shutdown).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

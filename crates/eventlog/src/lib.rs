@@ -23,6 +23,7 @@
 
 pub mod append;
 pub mod audit;
+pub mod buckets;
 pub mod codec;
 pub mod error;
 pub mod log;

@@ -92,22 +92,14 @@ impl Audit {
             sink.validate()
                 .map_err(|e| AuditError::Invalid(format!("audit sink '{}': {e}", sink.name)))?;
         }
-        let heads = match js.get_key_value(HEADS_BUCKET).await {
-            Ok(b) => b,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: HEADS_BUCKET.into(),
-                    description: "Backtrack audit chain heads".into(),
-                    history: 1,
-                    num_replicas: config.replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| {
-                    AuditError::Unavailable(format!("create KV bucket {HEADS_BUCKET}: {e}"))
-                })?,
-        };
+        let heads = backtrack_eventlog::buckets::kv_bucket(
+            &js,
+            HEADS_BUCKET,
+            "Backtrack audit chain heads",
+            std::time::Duration::ZERO,
+            config.replicas,
+        )
+        .await?;
         std::fs::create_dir_all(&config.index_dir).map_err(|e| {
             AuditError::Internal(format!("cannot create {}: {e}", config.index_dir.display()))
         })?;

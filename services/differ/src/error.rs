@@ -25,6 +25,12 @@ impl From<backtrack_store::StoreError> for DifferError {
     }
 }
 
+impl From<backtrack_eventlog::EventLogError> for DifferError {
+    fn from(e: backtrack_eventlog::EventLogError) -> Self {
+        DifferError::Snapshotter(SnapshotterError::Log(e))
+    }
+}
+
 impl From<DifferError> for tonic::Status {
     fn from(e: DifferError) -> Self {
         use tonic::Status;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream::object_store::{self, ObjectStore};
-use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::{self, kv};
+use backtrack_eventlog::buckets::{kv_bucket, object_bucket};
 use backtrack_proto::v1;
 use futures::StreamExt;
 use prost::Message;
@@ -57,19 +57,8 @@ impl JobStore {
             replicas,
         )
         .await?;
-        let reports = match js.get_object_store(REPORTS_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: REPORTS_BUCKET.into(),
-                    description: Some("Backtrack difference reports".into()),
-                    storage: StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable("create bucket bt-reports", e))?,
-        };
+        let reports =
+            object_bucket(js, REPORTS_BUCKET, "Backtrack difference reports", replicas).await?;
         // Room for the chunk's headers and subject under the server's limit.
         let chunk_bytes =
             REPORT_CHUNK_BYTES.min(js.client().max_payload().saturating_sub(4096).max(4096));
@@ -358,28 +347,4 @@ fn report_key(tenant: &str, id: &str) -> String {
 
 fn cancel_key(tenant: &str, id: &str) -> String {
     format!("cancel.{tenant}.{id}")
-}
-
-/// Opens a KV bucket, creating it (file storage, history 1) the first time.
-pub async fn kv_bucket(
-    js: &jetstream::Context,
-    name: &str,
-    description: &str,
-    max_age: Duration,
-    replicas: usize,
-) -> Result<kv::Store, DifferError> {
-    if let Ok(bucket) = js.get_key_value(name).await {
-        return Ok(bucket);
-    }
-    js.create_key_value(kv::Config {
-        bucket: name.into(),
-        description: description.into(),
-        history: 1,
-        max_age,
-        num_replicas: replicas,
-        storage: StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| unavailable(&format!("create KV bucket {name}"), e))
 }

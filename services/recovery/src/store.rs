@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::object_store::{self, ObjectStore};
-use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::{self, kv};
 use backtrack_domain::recovery::Plan;
+use backtrack_eventlog::buckets::{kv_bucket, object_bucket};
 use backtrack_proto::v1;
 use futures::StreamExt;
 use prost::Message;
@@ -63,19 +63,7 @@ impl JobStore {
             replicas,
         )
         .await?;
-        let plans = match js.get_object_store(PLANS_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: PLANS_BUCKET.into(),
-                    description: Some("Backtrack recovery plans".into()),
-                    storage: StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable("create bucket bt-recovery-plans", e))?,
-        };
+        let plans = object_bucket(js, PLANS_BUCKET, "Backtrack recovery plans", replicas).await?;
         Ok(Self {
             jobs,
             leases,
@@ -326,14 +314,4 @@ fn failures_key(tenant: &str, id: &str) -> String {
 
 fn cancel_key(tenant: &str, id: &str) -> String {
     format!("cancel.{tenant}.{id}")
-}
-
-async fn kv_bucket(
-    js: &jetstream::Context,
-    name: &str,
-    description: &str,
-    max_age: Duration,
-    replicas: usize,
-) -> Result<kv::Store, RecoveryError> {
-    Ok(backtrack_differ::jobs::kv_bucket(js, name, description, max_age, replicas).await?)
 }

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
-use async_nats::jetstream::{self, stream::StorageType};
+use async_nats::jetstream;
+use async_nats::jetstream::object_store::{ObjectMetadata, ObjectStore};
+use backtrack_eventlog::buckets::object_bucket;
 use backtrack_store::TimeTravelStore;
 use futures::StreamExt;
 
@@ -50,19 +51,13 @@ impl Checkpoints {
         jetstream: &jetstream::Context,
         replicas: usize,
     ) -> Result<Self, SnapshotterError> {
-        let bucket = match jetstream.get_object_store(CHECKPOINT_BUCKET).await {
-            Ok(bucket) => bucket,
-            Err(_) => jetstream
-                .create_object_store(object_store::Config {
-                    bucket: CHECKPOINT_BUCKET.into(),
-                    description: Some("Backtrack time-travel store checkpoints".into()),
-                    storage: StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable("create", e))?,
-        };
+        let bucket = object_bucket(
+            jetstream,
+            CHECKPOINT_BUCKET,
+            "Backtrack time-travel store checkpoints",
+            replicas,
+        )
+        .await?;
         Ok(Self { bucket })
     }
 

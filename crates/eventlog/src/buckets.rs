@@ -1,0 +1,54 @@
+//! The JetStream buckets the services keep their jobs, leases, reports, plans and
+//! checkpoints in: opened when they exist, created with file storage the first time.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store, stream::StorageType};
+
+use crate::error::EventLogError;
+
+/// Opens a KV bucket, creating it (history 1, entries kept for `max_age`, zero = forever)
+/// the first time.
+pub async fn kv_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, EventLogError> {
+    if let Ok(bucket) = js.get_key_value(name).await {
+        return Ok(bucket);
+    }
+    js.create_key_value(kv::Config {
+        bucket: name.into(),
+        description: description.into(),
+        history: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| EventLogError::Unavailable(format!("create KV bucket {name}: {e}")))
+}
+
+/// Opens an object store bucket, creating it the first time.
+pub async fn object_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    replicas: usize,
+) -> Result<object_store::ObjectStore, EventLogError> {
+    if let Ok(bucket) = js.get_object_store(name).await {
+        return Ok(bucket);
+    }
+    js.create_object_store(object_store::Config {
+        bucket: name.into(),
+        description: Some(description.into()),
+        storage: StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| EventLogError::Unavailable(format!("create object store bucket {name}: {e}")))
+}

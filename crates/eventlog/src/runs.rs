@@ -100,9 +100,14 @@ mod tests {
         for n in 1..=backlog {
             sender.unbounded_send(Ok(n)).unwrap_or_default();
         }
-        while runs.receiver.len() < 2 {
-            tokio::task::yield_now().await;
-        }
+        // The reader queues the backlog as two chunks; fail rather than wait forever.
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while runs.receiver.len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the reader queued {} chunks", runs.receiver.len()));
         let run = runs.next().await.map(|r| r.items);
         assert_eq!(run, Some((1..=backlog).collect::<Vec<_>>()));
     }

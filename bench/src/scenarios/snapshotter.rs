@@ -82,7 +82,7 @@ pub struct StoreFigures {
     pub lookups: Throughput,
     /// Lookups that found the object (the others asked before it was created).
     pub lookup_hits: u64,
-    /// Where the listings read: the middle of the log.
+    /// Where the listings read: the middle of the large tenant's part of the log.
     pub listing_sequence: u64,
     pub listing: Throughput,
     pub listing_with_links: Throughput,
@@ -212,7 +212,9 @@ impl Built<'_> {
 
         let tenant = large_tenant::TENANT;
         let (from, to) = (self.large.first_sequence, self.last);
-        let middle = self.last.div_ceil(2);
+        // The middle of the large tenant's part of the log: the log's own middle may fall
+        // before the large tenant's first event when the imported tenant is the bigger part.
+        let middle = from + (to - from).div_ceil(2);
         let (ids, lookups, lookup_hits, listing, listing_with_links) = {
             let store = store.clone();
             let count = LOOKUPS.min(10 * self.large.shape.objects());
@@ -221,6 +223,10 @@ impl Built<'_> {
                 page_through(&store, tenant, to, false, Some(&mut ids))?;
                 let (lookups, hits) = lookups(&store, tenant, &ids, (from, to), count)?;
                 let listing = page_through(&store, tenant, middle, false, None)?;
+                anyhow::ensure!(
+                    listing.count > 0,
+                    "the listing of {tenant} at sequence {middle} found no objects to time"
+                );
                 let with_links = page_through(&store, tenant, middle, true, None)?;
                 Ok((ids, lookups, hits, listing, with_links))
             })

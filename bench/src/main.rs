@@ -7,6 +7,10 @@ use backtrack_bench::suite::{self, Sizes};
 use backtrack_platform::shutdown::terminate_signal;
 use clap::Parser;
 
+/// The allocator `backtrack` itself runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for bad flags (EX_USAGE), as every Backtrack binary uses.
 const EXIT_USAGE: u8 = 64;
 /// Exit code after SIGINT/SIGTERM (128 + SIGINT).

@@ -377,14 +377,10 @@ impl Directory {
                     outcomes.push(PlannedOutcome::Unchanged);
                 }
                 Ok(pending) => {
-                    for p in &pending {
-                        let event = Event {
-                            meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, ""),
-                            change: p.change.clone(),
-                        };
-                        overlay.apply(&event, 0);
-                    }
                     let batch = self.appends(tenant, pending, &mutation, origin, &mut versions)?;
+                    for append in &batch {
+                        overlay.apply(&append.event, 0);
+                    }
                     owners.push((outcomes.len(), batch.len()));
                     appends.extend(batch);
                     outcomes.push(PlannedOutcome::Applied { events: 0 });
@@ -488,17 +484,14 @@ impl Directory {
             match decide(&overlay, &ctx, command) {
                 Ok(pending) => {
                     let id = pending.first().map(|p| p.object_id.clone()).unwrap_or(id);
-                    for p in &pending {
-                        let event = Event {
-                            meta: meta(tenant, p.kind.as_str(), &p.object_id, origin, ""),
-                            change: p.change.clone(),
-                        };
-                        overlay.apply(&event, 0);
-                    }
                     let mutation = item
                         .mutation_id
                         .unwrap_or_else(|| Uuid::now_v7().to_string());
                     let batch = self.appends(tenant, pending, &mutation, origin, &mut versions)?;
+                    // The overlay folds the very events that will be appended.
+                    for append in &batch {
+                        overlay.apply(&append.event, 0);
+                    }
                     owners.push((outcomes.len(), batch.len()));
                     appends.extend(batch);
                     outcomes.push(ImportOutcome::Created(id));

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::canonical::to_canonical_string;
+use crate::canonical::{map_to_canonical_string, to_canonical_string};
 use crate::command::{Command, DirectoryView};
 use crate::recovery::{Operation, Step};
 
@@ -195,11 +195,9 @@ pub fn describe(
             String::new(),
             targets.len(),
         ),
-        Command::Create { attributes, .. } => (
-            String::new(),
-            to_canonical_string(&Value::Object(attributes.clone())),
-            0,
-        ),
+        Command::Create { attributes, .. } => {
+            (String::new(), map_to_canonical_string(attributes), 0)
+        }
         Command::Restore { .. } => (
             to_canonical_string(&json!({"inRecycleBin": true})),
             to_canonical_string(&json!({"inRecycleBin": false})),

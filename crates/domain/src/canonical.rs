@@ -53,22 +53,17 @@ pub fn to_canonical_string(value: &Value) -> String {
     out
 }
 
+/// Canonical JSON text of an attribute map: what [`to_canonical_string`] writes for the
+/// map as an object, without copying the map into a `Value` first.
+pub fn map_to_canonical_string(map: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_map(map, &mut out);
+    out
+}
+
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_map(map, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -79,8 +74,36 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::String(text) => write_string(text, out),
         Value::Number(n) if is_negative_zero(n) => out.push('0'),
         other => out.push_str(&other.to_string()),
+    }
+}
+
+pub(crate) fn write_map(map: &Map<String, Value>, out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    out.push('{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        write_canonical(&map[key], out);
+    }
+    out.push('}');
+}
+
+/// A JSON string literal exactly as serde_json writes it. serde_json escapes only `"`,
+/// `\` and control characters, so text without them is written as it is.
+pub(crate) fn write_string(text: &str, out: &mut String) {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&Value::String(text.to_string()).to_string());
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
     }
 }
 
@@ -124,6 +147,31 @@ pub fn looks_like_guid(s: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    proptest::proptest! {
+        /// Strings, keys and whole maps are written exactly as serde_json writes them.
+        #[test]
+        fn strings_and_maps_read_back_as_written(
+            entries in proptest::collection::btree_map("\\PC{0,12}|[a-z\"\\\\\u{0}-\u{1f}\u{7f}é]{0,8}", "\\PC{0,12}|[ -~\u{0}-\u{1f}]{0,8}", 0..8)
+        ) {
+            for (key, value) in &entries {
+                let mut out = String::new();
+                write_string(key, &mut out);
+                proptest::prop_assert_eq!(&out, &serde_json::to_string(key).unwrap());
+                out.clear();
+                write_string(value, &mut out);
+                proptest::prop_assert_eq!(&out, &serde_json::to_string(value).unwrap());
+            }
+            let map: Map<String, Value> = entries
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let text = map_to_canonical_string(&map);
+            proptest::prop_assert_eq!(&text, &to_canonical_string(&Value::Object(map.clone())));
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(parsed, Value::Object(map));
+        }
+    }
 
     #[test]
     fn keys_are_sorted_and_whitespace_dropped() {

@@ -586,7 +586,7 @@ fn checked_value(
 }
 
 fn check_object_size(attributes: &Map<String, Value>) -> Result<(), DomainError> {
-    let size = crate::canonical::to_canonical_string(&Value::Object(attributes.clone())).len();
+    let size = crate::canonical::map_to_canonical_string(attributes).len();
     if size > validate::MAX_OBJECT_BYTES {
         return Err(DomainError::invalid(format!(
             "the object's attributes take {size} bytes; the limit is {} bytes",

@@ -10,10 +10,10 @@
 //!
 //! The printed form `lthash16:<hex>` is the SHA-256 of the lanes.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::to_canonical_string;
+use crate::canonical;
 use crate::object::DirectoryObject;
 
 /// Lanes of the set hash.
@@ -28,12 +28,22 @@ pub fn object_fact(
     attributes: &Map<String, Value>,
     deleted_at_ms: Option<i64>,
 ) -> String {
-    to_canonical_string(&json!({
-        "id": id,
-        "kind": kind,
-        "attributes": attributes,
-        "deletedAtMs": deleted_at_ms,
-    }))
+    // The canonical text of {"id", "kind", "attributes", "deletedAtMs"}, keys in their
+    // sorted order, written without copying the attributes into a `Value`.
+    let mut out = String::with_capacity(128);
+    out.push_str("{\"attributes\":");
+    canonical::write_map(attributes, &mut out);
+    out.push_str(",\"deletedAtMs\":");
+    match deleted_at_ms {
+        Some(ms) => out.push_str(&ms.to_string()),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"id\":");
+    canonical::write_string(id, &mut out);
+    out.push_str(",\"kind\":");
+    canonical::write_string(kind, &mut out);
+    out.push('}');
+    out
 }
 
 /// The fact of one link.
@@ -183,9 +193,45 @@ pub fn tenant_digest(state: &crate::state::TenantState) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
     use sha2::{Digest, Sha256};
 
-    use super::SetHash;
+    use super::{object_fact, SetHash};
+    use crate::canonical::to_canonical_string;
+
+    fn attribute_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "\\PC{0,10}".prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            proptest::num::f64::NORMAL.prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+            proptest::collection::vec("[a-z\"]{0,4}", 0..3).prop_map(Value::from),
+            ("[a-z]{1,4}", "\\PC{0,6}").prop_map(|(k, v)| json!({ "z": v, k: [1, null, -0.0] })),
+        ]
+    }
+
+    proptest! {
+        /// An object's fact is the canonical text of {id, kind, attributes, deletedAtMs}:
+        /// stored digests (checkpoints, backup manifests) depend on every byte of it.
+        #[test]
+        fn an_object_fact_is_the_canonical_text_of_its_parts(
+            id in "\\PC{0,12}|[a-f0-9\"\\\\\u{1}-\u{1f}-]{0,40}",
+            kind in "[a-zA-Z]{1,12}",
+            attributes in proptest::collection::btree_map("[a-zA-Z@.\"\\\\]{1,10}", attribute_value(), 0..6),
+            deleted_at_ms in proptest::option::of(any::<i64>()),
+        ) {
+            let attributes: Map<String, Value> = attributes.into_iter().collect();
+            let expected = to_canonical_string(&json!({
+                "id": id,
+                "kind": kind,
+                "attributes": attributes,
+                "deletedAtMs": deleted_at_ms,
+            }));
+            prop_assert_eq!(object_fact(&id, &kind, &attributes, deleted_at_ms), expected);
+        }
+    }
 
     /// The digest of a set holding only `fact`, computed from the definition outside Rust
     /// (`sha256(sha256(seed ‖ 0u32le) ‖ … ‖ sha256(seed ‖ 63u32le))`, seed = `sha256("fact")`).

@@ -1,7 +1,7 @@
 //! Domain ⇄ protobuf conversions. Decoding is strict: a payload that does not describe a
 //! valid event is an error, never a silently wrong event.
 
-use backtrack_domain::canonical::to_canonical_string;
+use backtrack_domain::canonical::{map_to_canonical_string, to_canonical_string};
 use backtrack_domain::event::{AttributeChange, Change, Event, EventMeta, EVENT_SCHEMA_VERSION};
 use backtrack_domain::object::{DirectoryObject, Link};
 use serde_json::{Map, Value};
@@ -45,7 +45,7 @@ pub fn parse_object(text: &str) -> Result<Map<String, Value>, ConversionError> {
 }
 
 fn object_text(map: &Map<String, Value>) -> String {
-    to_canonical_string(&Value::Object(map.clone()))
+    map_to_canonical_string(map)
 }
 
 impl From<&Link> for v1::Link {

@@ -29,6 +29,13 @@ async fn main() -> ExitCode {
             };
         }
     };
+    // Warnings of the services under test (a job retrying, a consumer reconnecting) explain
+    // a slow figure; `BACKTRACK_LOG` widens or narrows this.
+    let filter = std::env::var(backtrack_platform::telemetry::LOG_ENV).ok();
+    backtrack_platform::telemetry::init_with_filter(
+        backtrack_platform::telemetry::LogFormat::Text,
+        Some(filter.as_deref().unwrap_or("warn")),
+    );
     // On SIGINT/SIGTERM the run is dropped, which kills its nats-server and removes
     // its temp dirs.
     let outcome = tokio::select! {

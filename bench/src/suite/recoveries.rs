@@ -72,6 +72,7 @@ fn check_recovery(run: &recovery::RecoveryRun, outcome: &mut Outcome) {
             "seconds": run.total.as_secs_f64(),
             "backup_and_plan_seconds": run.until_running.map(|d| d.as_secs_f64()),
             "job_elapsed_ms": job.finished_at_ms - job.created_at_ms,
+            "job_queued_ms": job.started_at_ms - job.created_at_ms,
             "state": backtrack_recovery::state_name(job.state),
             "operations_total": job.operations_total,
             "planned_objects": job.planned_objects,

@@ -19,17 +19,11 @@ pub fn apply_to_object(
     sequence: u64,
 ) -> Option<DirectoryObject> {
     match change {
-        Change::Created { attributes, links } => Some(DirectoryObject {
-            id: object_id.to_string(),
-            kind,
-            attributes: attributes.clone(),
-            links: group_links(links),
-            created_at_ms: time_ms,
-            updated_at_ms: time_ms,
-            deleted_at_ms: None,
-            purge_after_ms: None,
-            version: sequence,
-        }),
+        Change::Created { attributes, links } => {
+            let mut object = created(kind, object_id, attributes, time_ms, sequence);
+            object.links = group_links(links);
+            Some(object)
+        }
         Change::HardDeleted { .. } => None,
         Change::TenantCreated { .. } => slot,
         _ => {
@@ -82,6 +76,53 @@ pub fn apply_to_object(
             object.version = sequence;
             Some(object)
         }
+    }
+}
+
+/// Like [`apply_to_object`], for stores that keep links in keys of their own: the change's
+/// links are left out (a creation makes an object without links, a membership change only
+/// moves its version and update time), and nothing of the change is copied but a
+/// creation's attributes.
+pub fn apply_without_links(
+    slot: Option<DirectoryObject>,
+    kind: ObjectKind,
+    object_id: &str,
+    change: &Change,
+    time_ms: i64,
+    sequence: u64,
+) -> Option<DirectoryObject> {
+    match change {
+        Change::Created { attributes, .. } => {
+            Some(created(kind, object_id, attributes, time_ms, sequence))
+        }
+        Change::LinksAdded(_) | Change::LinksRemoved(_) => {
+            let mut object = slot?;
+            object.updated_at_ms = time_ms;
+            object.version = sequence;
+            Some(object)
+        }
+        other => apply_to_object(slot, kind, object_id, other, time_ms, sequence),
+    }
+}
+
+/// A new object without links.
+fn created(
+    kind: ObjectKind,
+    object_id: &str,
+    attributes: &serde_json::Map<String, serde_json::Value>,
+    time_ms: i64,
+    sequence: u64,
+) -> DirectoryObject {
+    DirectoryObject {
+        id: object_id.to_string(),
+        kind,
+        attributes: attributes.clone(),
+        links: BTreeMap::new(),
+        created_at_ms: time_ms,
+        updated_at_ms: time_ms,
+        deleted_at_ms: None,
+        purge_after_ms: None,
+        version: sequence,
     }
 }
 

@@ -15,7 +15,7 @@ use backtrack_domain::digest::StateDigest;
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::schema::schema;
-use backtrack_domain::state::apply_to_object;
+use backtrack_domain::state::apply_without_links;
 use backtrack_domain::ObjectKind;
 use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
@@ -138,14 +138,13 @@ impl DirectoryProjection {
     pub fn apply(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
         let position = self.position()?;
         let mut batch = SortedBatch::default();
-        // Objects touched in this run: original (as stored) and current value.
-        let mut touched: HashMap<(String, String), (Option<DirectoryObject>, Slot)> =
+        // Objects touched in this run: original (as stored), current value, and the sequence
+        // of the run's last event on it (the subject's last message).
+        let mut touched: HashMap<(String, String), (Option<DirectoryObject>, Slot, u64)> =
             HashMap::new();
         // Link buckets touched in this run, loaded on first touch.
         let mut buckets: HashMap<Vec<u8>, BTreeSet<String>> = HashMap::new();
         let mut last = position;
-        // Last sequence per object in this run (the subject's last message).
-        let mut last_of: HashMap<(String, String), u64> = HashMap::new();
         for (seq, event) in events {
             if *seq <= last {
                 continue;
@@ -168,18 +167,26 @@ impl DirectoryProjection {
                 continue;
             };
             let key = (m.tenant.clone(), m.object_id.clone());
-            last_of.insert(key.clone(), *seq);
             if !touched.contains_key(&key) {
-                let stored = self.load(&m.tenant, &m.object_id)?;
-                touched.insert(key.clone(), (stored.clone(), (kind, stored)));
+                // A creation's object is absent before it: the log takes a creation only on
+                // a subject that is new or purged (its expected last sequence).
+                let stored = match &event.change {
+                    Change::Created { .. } => None,
+                    _ => self.load(&m.tenant, &m.object_id)?,
+                };
+                touched.insert(key.clone(), (stored.clone(), (kind, stored), 0));
             }
-            let Some((_, (_, slot))) = touched.get_mut(&key) else {
+            let Some((original, (_, slot), last_seq)) = touched.get_mut(&key) else {
                 continue;
             };
+            *last_seq = *seq;
+            // An object absent before this run has no stored links: a purge removes every
+            // link of its object.
+            let stored_links = original.is_some();
             match &event.change {
                 Change::Created { links, .. } | Change::LinksAdded(links) => {
                     for l in links {
-                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l)?
+                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l, stored_links)?
                             .insert(l.target_id.clone());
                         batch.put(
                             keys::reverse(&m.tenant, &l.target_id, &m.object_id, &l.relation),
@@ -189,7 +196,7 @@ impl DirectoryProjection {
                 }
                 Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
                     for l in links {
-                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l)?
+                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l, stored_links)?
                             .remove(&l.target_id);
                         batch.delete(keys::reverse(
                             &m.tenant,
@@ -202,23 +209,21 @@ impl DirectoryProjection {
                 _ => {}
             }
             // Links live in their own keys; fold only attributes and lifecycle here.
-            let change = match &event.change {
-                Change::Created { attributes, .. } => Change::Created {
-                    attributes: attributes.clone(),
-                    links: Vec::new(),
-                },
-                Change::LinksAdded(_) | Change::LinksRemoved(_) => {
-                    Change::AttributesChanged(Vec::new())
-                }
-                other => other.clone(),
-            };
-            *slot = apply_to_object(slot.take(), kind, &m.object_id, &change, m.time_ms, *seq);
+            *slot = apply_without_links(
+                slot.take(),
+                kind,
+                &m.object_id,
+                &event.change,
+                m.time_ms,
+                *seq,
+            );
         }
-        for ((tenant, id), (original, (kind, current))) in touched {
-            match (&current, last_of.get(&(tenant.clone(), id.clone()))) {
-                (None, Some(seq)) => batch.put(keys::gone(&tenant, &id), seq.to_be_bytes()),
-                (Some(_), _) => batch.delete(keys::gone(&tenant, &id)),
-                (None, None) => {}
+        for ((tenant, id), (original, (kind, current), last_seq)) in touched {
+            // A purge's sequence stays behind the object; a later re-creation leaves it
+            // there (`subject_sequence` reads the object first), which spares every run a
+            // delete per object.
+            if current.is_none() {
+                batch.put(keys::gone(&tenant, &id), last_seq.to_be_bytes());
             }
             if let Some(o) = &original {
                 self.delete_indexes(&mut batch, &tenant, o);
@@ -258,19 +263,21 @@ impl DirectoryProjection {
         Ok(())
     }
 
-    /// The link bucket holding `link`, loaded from RocksDB the first time this run needs it.
+    /// The link bucket holding `link`, loaded from RocksDB the first time this run needs it
+    /// (empty without a read when the object has no `stored` links).
     fn bucket<'b>(
         &self,
         buckets: &'b mut HashMap<Vec<u8>, BTreeSet<String>>,
         tenant: &str,
         id: &str,
         link: &Link,
+        stored: bool,
     ) -> Result<&'b mut BTreeSet<String>, StoreError> {
         let key = keys::link_bucket(tenant, id, &link.relation, &link.target_id);
         if !buckets.contains_key(&key) {
-            let stored = match self.db.get_pinned(&key)? {
-                Some(bytes) => decode_targets(&bytes),
-                None => BTreeSet::new(),
+            let stored = match stored.then(|| self.db.get_pinned(&key)).transpose()? {
+                Some(Some(bytes)) => decode_targets(&bytes),
+                _ => BTreeSet::new(),
             };
             buckets.insert(key.clone(), stored);
         }

@@ -14,7 +14,7 @@
 //! | `h` | `h/<tenant>/<id>` | kind index and recycle-bin flag: two bytes, for link checks |
 //! | `b` | `b/<tenant>/<target>/<source>/<relation>` | (empty) reverse link: `source` links to `target`, so a purge finds its referrers without scanning the tenant |
 //! | `F` | `F` | layout version of the projection (`2`: with reverse links) |
-//! | `g` | `g/<tenant>/<id>` | stream sequence of a purged object's last event (u64, big-endian), so re-creating it can name its subject's last sequence |
+//! | `g` | `g/<tenant>/<id>` | stream sequence of a purged object's last event (u64, big-endian), so re-creating it can name its subject's last sequence; it outlives a re-creation, and is read only for an id with no `o` record |
 
 pub const POSITION: &[u8] = b"p";
 

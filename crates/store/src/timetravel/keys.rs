@@ -6,7 +6,6 @@
 //! |---|---|---|
 //! | `F` | `F` | layout version |
 //! | `P` | `P` | last applied stream sequence (u64 BE) |
-//! | `H` | `H/<tenant>/<id>` | present once the object has a version (a cheap "is it new?") |
 //! | `T` | `T/<tenant>` | tenant record (JSON) |
 //! | `A` | `A/<tenant>` | tenant summary at the position: counts per kind and set-hash lanes |
 //! | `V` | `V/<tenant>/<id>\0<!seq>` | the object (without links) from `seq` on; empty = hard-deleted |
@@ -14,6 +13,8 @@
 //! | `E` | `E/<tenant>/<id>\0<seq>` | stream time (i64 BE) + the event (protobuf) |
 //! | `C` | `C/<tenant>/<seq><id>` | kind index: objects changed at `seq` |
 //! | `S` | `S<!ms><!seq>` | the last sequence stored at stream time `ms` |
+//!
+//! Stores written by earlier builds also hold `H/<tenant>/<id>` keys, which nothing reads.
 //!
 //! `!x` is the bitwise complement in big-endian bytes, so a forward seek to `<!s>` lands on
 //! the newest version at or before `s`.
@@ -23,9 +24,6 @@ use crate::keys::join;
 pub const POSITION: &[u8] = b"P";
 pub const FORMAT: &[u8] = b"F";
 
-pub fn head(t: &str, id: &str) -> Vec<u8> {
-    join(&["H/", t, "/", id])
-}
 pub const TENANTS: &[u8] = b"T/";
 
 pub fn tenant(t: &str) -> Vec<u8> {

@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use backtrack_domain::digest::{link_fact, object_fact, tagged};
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::DirectoryObject;
-use backtrack_domain::state::apply_to_object;
+use backtrack_domain::state::apply_without_links;
 use backtrack_domain::ObjectKind;
 use prost::Message;
 use rocksdb::{BlockBasedOptions, Cache, Options, SliceTransform, WriteBatch, WriteOptions, DB};
@@ -211,7 +211,13 @@ impl TimeTravelStore {
             };
             let key = (m.tenant.clone(), m.object_id.clone());
             if !objects.contains_key(&key) {
-                let current = self.latest(&m.tenant, &m.object_id, applied.position)?;
+                // A creation's object is absent before it: the log takes a creation only
+                // on a subject that is new or purged (its expected last sequence), so the
+                // lookup is needed only for the other changes.
+                let current = match &event.change {
+                    Change::Created { .. } => None,
+                    _ => self.latest(&m.tenant, &m.object_id, applied.position)?,
+                };
                 objects.insert(key.clone(), current);
             }
             if !summaries.contains_key(&m.tenant) {
@@ -271,11 +277,6 @@ impl TimeTravelStore {
         id: &str,
         position: u64,
     ) -> Result<Option<DirectoryObject>, StoreError> {
-        // Most objects a run touches are new: the head key's bloom filter says so without
-        // the cost of an iterator.
-        if self.db.get_pinned(keys::head(tenant, id))?.is_none() {
-            return Ok(None);
-        }
         query::version_at(&self.db, tenant, id, position)
     }
 
@@ -319,36 +320,16 @@ fn fold(
             }
         }
     };
-    // Versions hold attributes only: the change is applied without its links (versioned
-    // above, one key per target), and without copying it when it has none.
-    let without_links;
-    let change = match &stored.event.change {
-        Change::Created { attributes, links } if !links.is_empty() => {
-            link_change(links, true);
-            without_links = Change::Created {
-                attributes: attributes.clone(),
-                links: Vec::new(),
-            };
-            &without_links
-        }
-        Change::LinksAdded(links) => {
-            link_change(links, true);
-            &NO_ATTRIBUTE_CHANGE
-        }
-        Change::LinksRemoved(links) => {
+    match &stored.event.change {
+        Change::Created { links, .. } | Change::LinksAdded(links) => link_change(links, true),
+        Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
             link_change(links, false);
-            &NO_ATTRIBUTE_CHANGE
         }
-        Change::HardDeleted { links, .. } => {
-            link_change(links, false);
-            &stored.event.change
-        }
-        other => other,
-    };
-    if slot.is_none() {
-        batch.put(keys::head(tenant, id), []);
+        _ => {}
     }
-    *slot = apply_to_object(slot.take(), kind, id, change, m.time_ms, seq);
+    // Versions hold attributes only: links are versioned above, one key per target.
+    let change = &stored.event.change;
+    *slot = apply_without_links(slot.take(), kind, id, change, m.time_ms, seq);
     match slot.as_ref() {
         Some(new) => {
             if fact_changes {
@@ -363,10 +344,6 @@ fn fold(
         None => batch.put(keys::version(tenant, id, seq), []),
     }
 }
-
-/// What a membership change does to an object's attributes: nothing (its version still
-/// moves to the event's sequence and time).
-static NO_ATTRIBUTE_CHANGE: Change = Change::AttributesChanged(Vec::new());
 
 /// The puts of one `apply`, handed to RocksDB in key order: the memtable inserts a sorted
 /// run of keys much faster than the same keys in event order. Every key is written at most

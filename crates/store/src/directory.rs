@@ -17,14 +17,12 @@ use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::schema::schema;
 use backtrack_domain::state::apply_without_links;
 use backtrack_domain::ObjectKind;
-use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
 use crate::StoreError;
 
-/// Block cache of the projection.
-const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
 /// Memtable size of the projection. 8 MiB folded a 100k-user replay 15–30% faster (the
 /// memtable stays in the processor's cache), but with a 1M-object tenant its many level-0
 /// files outran compaction: writes stalled and reads went to disk for filter blocks.
@@ -73,16 +71,8 @@ impl DirectoryProjection {
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
         opts.increase_parallelism(2);
         // Most lookups while importing are for ids that do not exist yet (existence and
-        // uniqueness checks); bloom filters answer those without reading any block.
-        // RocksDB's default block cache (8 MiB) is too small for the index and filter blocks
-        // of a large tenant, which would then be read again for every lookup.
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_bloom_filter(10.0, false);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        opts.set_block_based_table_factory(&table);
+        // uniqueness checks); the bloom filters answer those without reading any block.
+        opts.set_block_based_table_factory(&crate::table_options()?);
         let projection = Self {
             db: DB::open(&opts, path)?,
         };

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backtrack_eventlog::{EventLog, Run, Runs};
 use backtrack_platform::shutdown::Shutdown;
@@ -16,6 +16,10 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::checkpoint::Checkpoints;
+
+/// A run of events that takes this long to apply is logged with RocksDB's write pressure
+/// (a run is at most 8192 events, normally well under a second).
+const SLOW_RUN: Duration = Duration::from_secs(2);
 
 /// Where and how often the builder checkpoints the store.
 #[derive(Debug, Clone)]
@@ -146,10 +150,21 @@ async fn follow(
             .collect();
         if !events.is_empty() {
             let worker = store.clone();
+            let (count, started) = (events.len(), Instant::now());
             tokio::task::spawn_blocking(move || worker.apply(&events))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
+            let took = started.elapsed();
+            if took >= SLOW_RUN {
+                tracing::warn!(
+                    events = count,
+                    seconds = took.as_secs_f64(),
+                    position = store.position(),
+                    rocksdb = %store.write_pressure(),
+                    "the time-travel store took long to apply a run of events"
+                );
+            }
             progress.send_replace(store.position());
             if let Some(checkpoints) = checkpoints.as_mut() {
                 checkpoints.maybe_start(store);

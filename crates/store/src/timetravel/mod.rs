@@ -25,7 +25,7 @@ use backtrack_domain::object::DirectoryObject;
 use backtrack_domain::state::apply_without_links;
 use backtrack_domain::ObjectKind;
 use prost::Message;
-use rocksdb::{BlockBasedOptions, Cache, Options, SliceTransform, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, SliceTransform, WriteBatch, WriteOptions, DB};
 
 use crate::directory::TenantRecord;
 use crate::StoreError;
@@ -41,9 +41,6 @@ fn tracing_free_warning(path: &Path) {
         path.display()
     );
 }
-
-/// Block cache of the store.
-const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The object a key belongs to: `V/<t>/<id>\0` and `E/<t>/<id>\0` (through the NUL), or
 /// `L/<t>/<id>/` (through the third `/`). Other keys have no prefix.
@@ -110,21 +107,14 @@ impl TimeTravelStore {
         opts.set_write_buffer_size(64 * 1024 * 1024);
         opts.increase_parallelism(2);
         // Reads seek one object's keys: prefix bloom filters (the prefix is the object, see
-        // `object_prefix`) let a seek skip every file that holds nothing of it, and a block
-        // cache large enough for the index and filter blocks keeps seeks off the disk.
+        // `object_prefix`) let a seek skip every file that holds nothing of it.
         opts.set_prefix_extractor(SliceTransform::create(
             "backtrack.timetravel.object.v1",
             object_prefix,
             Some(object_prefix_in_domain),
         ));
         opts.set_memtable_prefix_bloom_ratio(0.1);
-        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_bloom_filter(10.0, false);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        opts.set_block_based_table_factory(&table);
+        opts.set_block_based_table_factory(&crate::table_options()?);
         let mut db = DB::open(&opts, path)?;
         if db.get_pinned(keys::FORMAT)?.as_deref() != Some(FORMAT_VERSION) {
             // Written by another layout (or empty): start over; the log rebuilds it all.
@@ -261,6 +251,26 @@ impl TimeTravelStore {
         applied.position_ms = last_ms;
         applied.summaries.extend(summaries);
         Ok(())
+    }
+
+    /// RocksDB's write pressure right now, for a log line when applying is slow: the rate
+    /// writes are held to (0 = not delayed), whether they are stopped, level-0 files, and
+    /// the bytes compaction is behind by.
+    pub fn write_pressure(&self) -> String {
+        let property = |name: &str| {
+            self.db
+                .property_int_value(name)
+                .ok()
+                .flatten()
+                .map_or_else(|| "?".to_string(), |v| v.to_string())
+        };
+        format!(
+            "delayed write rate {} B/s, writes stopped {}, level-0 files {}, pending compaction {} B",
+            property("rocksdb.actual-delayed-write-rate"),
+            property("rocksdb.is-write-stopped"),
+            property("rocksdb.num-files-at-level0"),
+            property("rocksdb.estimate-pending-compaction-bytes"),
+        )
     }
 
     /// Flushes memtables so the state survives a crash of this process.

@@ -44,10 +44,6 @@ pub fn parse_object(text: &str) -> Result<Map<String, Value>, ConversionError> {
     }
 }
 
-fn object_text(map: &Map<String, Value>) -> String {
-    map_to_canonical_string(map)
-}
-
 impl From<&Link> for v1::Link {
     fn from(l: &Link) -> Self {
         v1::Link {
@@ -77,7 +73,7 @@ pub fn event_to_proto(event: &Event) -> v1::DirectoryEvent {
     let m = &event.meta;
     let change = match &event.change {
         Change::Created { attributes, links } => P::Created(v1::ObjectCreated {
-            attributes_json: object_text(attributes),
+            attributes_json: map_to_canonical_string(attributes),
             links: links_to_proto(links),
         }),
         Change::AttributesChanged(changes) => P::AttributesChanged(v1::AttributesChanged {
@@ -101,7 +97,7 @@ pub fn event_to_proto(event: &Event) -> v1::DirectoryEvent {
         }),
         Change::Restored => P::Restored(v1::ObjectRestored {}),
         Change::HardDeleted { attributes, links } => P::HardDeleted(v1::ObjectHardDeleted {
-            attributes_json: object_text(attributes),
+            attributes_json: map_to_canonical_string(attributes),
             links: links_to_proto(links),
         }),
         Change::TenantCreated { display_name } => P::TenantCreated(v1::TenantCreated {
@@ -182,7 +178,7 @@ pub fn object_to_proto(o: &DirectoryObject) -> v1::DirectoryObject {
     v1::DirectoryObject {
         id: o.id.clone(),
         kind: o.kind.as_str().to_string(),
-        attributes_json: object_text(&o.attributes),
+        attributes_json: map_to_canonical_string(&o.attributes),
         links: o.link_list().iter().map(v1::Link::from).collect(),
         deleted_at_ms: o.deleted_at_ms,
         version: o.version,

@@ -265,11 +265,14 @@ impl DirectoryProjection {
     ) -> Result<&'b mut BTreeSet<String>, StoreError> {
         let key = keys::link_bucket(tenant, id, &link.relation, &link.target_id);
         if !buckets.contains_key(&key) {
-            let stored = match stored.then(|| self.db.get_pinned(&key)).transpose()? {
-                Some(Some(bytes)) => decode_targets(&bytes),
-                _ => BTreeSet::new(),
+            let targets = if stored {
+                self.db
+                    .get_pinned(&key)?
+                    .map(|bytes| decode_targets(&bytes))
+            } else {
+                None
             };
-            buckets.insert(key.clone(), stored);
+            buckets.insert(key.clone(), targets.unwrap_or_default());
         }
         Ok(buckets.entry(key).or_default())
     }

@@ -203,10 +203,12 @@ impl TimeTravelStore {
             if !objects.contains_key(&key) {
                 // A creation's object is absent before it: the log takes a creation only
                 // on a subject that is new or purged (its expected last sequence), so the
-                // lookup is needed only for the other changes.
+                // lookup is needed only for the other changes. It reads at the position,
+                // not the newest key, so a re-applied run is right even if a crash left
+                // some of its keys behind.
                 let current = match &event.change {
                     Change::Created { .. } => None,
-                    _ => self.latest(&m.tenant, &m.object_id, applied.position)?,
+                    _ => query::version_at(&self.db, &m.tenant, &m.object_id, applied.position)?,
                 };
                 objects.insert(key.clone(), current);
             }
@@ -276,18 +278,6 @@ impl TimeTravelStore {
     /// Flushes memtables so the state survives a crash of this process.
     pub fn flush(&self) -> Result<(), StoreError> {
         Ok(self.db.flush()?)
-    }
-
-    /// The object (without links) as of `position`, `None` if absent there. Reading at the
-    /// position, not the newest key, keeps a re-applied run correct even if a crash left
-    /// some of its keys behind.
-    fn latest(
-        &self,
-        tenant: &str,
-        id: &str,
-        position: u64,
-    ) -> Result<Option<DirectoryObject>, StoreError> {
-        query::version_at(&self.db, tenant, id, position)
     }
 
     pub(crate) fn db(&self) -> &DB {

@@ -1,32 +1,33 @@
 //! Rebuilding the projection from the log: the whole of `BT_EVENTS` folded into a fresh
-//! RocksDB projection exactly as the directory's projector folds it (`EventLog::read` from
-//! sequence 1, `ready_chunks(2048)`, `DirectoryProjection::apply`), then checked against
-//! the live projection by content digest.
+//! RocksDB projection by the directory's own projector code (`EventLog::read` from
+//! sequence 1 into `backtrack_directory::projector::fold`), then checked against the live
+//! projection by content digest.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use backtrack_directory::projector::fold;
 use backtrack_directory::Directory;
 use backtrack_domain::event::{Change, Event};
 use backtrack_eventlog::{EventLog, StreamSettings};
 use backtrack_store::DirectoryProjection;
-use futures::StreamExt;
 
 use super::Throughput;
 
-/// The projector's chunk size (`backtrack_directory::projector::MAX_CHUNK`).
-const CHUNK: usize = 2048;
-/// How long the replay waits for the next chunk before it calls the log stuck.
+/// How long the replay waits for the projection to move before it calls the log stuck.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How fast the log folded, and whether the result equals the live state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayRun {
     pub throughput: Throughput,
-    /// Time spent inside `DirectoryProjection::apply`; the rest of the elapsed time went
-    /// to waiting for, reading and decoding the next chunk.
+    /// Time spent inside `DirectoryProjection::apply`. The log is read and decoded ahead
+    /// while a run is applied, so the rest of the elapsed time is only what the fold had
+    /// to wait for the next run beyond that.
     pub apply: Duration,
     /// Apply time per event kind: each chunk's time shared out over its events, an event
     /// weighing one plus its links (each link is two keys to write).
@@ -57,34 +58,44 @@ pub async fn replay(
         .with_context(|| format!("open a fresh projection in {}", dir.display()))?;
 
     let started = Instant::now();
-    let mut chunks = log.read(1, "bt.ev.>").await?.ready_chunks(CHUNK);
+    let stream = log.read(1, "bt.ev.>").await?;
+    let projection = Arc::new(projection);
     let mut events = 0u64;
     let mut apply = Duration::ZERO;
     let mut apply_by_kind = BTreeMap::new();
-    while projection.position()? < last {
-        let chunk = match tokio::time::timeout(IDLE_TIMEOUT, chunks.next()).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => bail!("the log ended at {} of {last}", projection.position()?),
-            Err(_) => bail!("the replay stalled at {} of {last}", projection.position()?),
-        };
-        let mut batch = Vec::with_capacity(chunk.len());
-        for item in chunk {
-            let stored = item?;
-            batch.push((stored.sequence, stored.event));
-        }
-        events += batch.len() as u64;
-        let applying = Instant::now();
-        projection.apply(&batch)?;
-        let took = applying.elapsed();
+    let folding = fold(&projection, stream, |run, took| {
+        events += run.len() as u64;
         apply += took;
-        let weights: Vec<usize> = batch.iter().map(|(_, e)| apply_weight(e)).collect();
+        let weights: Vec<usize> = run.iter().map(|(_, e)| apply_weight(e)).collect();
         let share = took.as_secs_f64() / weights.iter().sum::<usize>().max(1) as f64;
-        for ((_, event), weight) in batch.iter().zip(weights) {
+        for ((_, event), weight) in run.iter().zip(weights) {
             *apply_by_kind.entry(event.meta.kind.clone()).or_insert(0.0) += share * weight as f64;
         }
+        match run.last() {
+            Some(&(sequence, _)) if sequence >= last => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
+    });
+    // The fold waits for the log as long as it takes; fail if it stops moving instead.
+    let watchdog = async {
+        let mut seen = projection.position()?;
+        loop {
+            tokio::time::sleep(IDLE_TIMEOUT).await;
+            let now = projection.position()?;
+            if now == seen {
+                bail!("the replay stalled at {now} of {last}");
+            }
+            seen = now;
+        }
+    };
+    tokio::select! {
+        folded = folding => folded.map_err(anyhow::Error::msg)?,
+        stalled = watchdog => return stalled,
+    }
+    if projection.position()? < last {
+        bail!("the log ended at {} of {last}", projection.position()?);
     }
     let elapsed = started.elapsed();
-    drop(chunks);
 
     let (rebuilt_digest, objects) = projection.tenant_digest(tenant)?;
     live.wait_for(last).await?;

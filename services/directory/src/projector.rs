@@ -1,20 +1,25 @@
-//! The projector: one task folds `BT_EVENTS` into the RocksDB projection in stream order.
+//! The projector: folds `BT_EVENTS` into the RocksDB projection in stream order.
 //!
 //! It starts after the projection's stored position (so a restart, or a deleted folder,
-//! catches up from the log) and then follows the stream live. Whatever messages are
-//! ready are folded together in one write batch.
+//! catches up from the log) and then follows the stream live. The stream is read and
+//! decoded ahead by its own task ([`Runs`]) while the run before is applied on a blocking
+//! thread, so RocksDB's work neither waits for the reading nor holds up the async runtime
+//! that serves requests; whatever queued up meanwhile is folded as the next run, in one
+//! write batch.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use backtrack_eventlog::EventLog;
+use backtrack_domain::event::Event;
+use backtrack_eventlog::{EventLog, Run, Runs, StoredEvent};
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_store::DirectoryProjection;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 
-/// Most events folded in one RocksDB write batch.
-const MAX_CHUNK: usize = 2048;
+/// A run that takes this long to apply is logged: the projection is falling behind.
+const SLOW_RUN: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown`; reconnects with backoff when the stream read fails.
 pub async fn run(
@@ -47,26 +52,55 @@ async fn follow(
 ) -> Result<(), String> {
     let start = projection.position().map_err(|e| e.to_string())? + 1;
     let stream = log.follow(start).await.map_err(|e| e.to_string())?;
-    let mut chunks = stream.ready_chunks(MAX_CHUNK);
-    while let Some(chunk) = chunks.next().await {
-        let mut events = Vec::with_capacity(chunk.len());
-        let mut failure = None;
-        for item in chunk {
-            match item {
-                Ok(stored) => events.push((stored.sequence, stored.event)),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    break;
-                }
-            }
+    fold(projection, stream, |run, took| {
+        if took >= SLOW_RUN {
+            tracing::warn!(
+                events = run.len(),
+                seconds = took.as_secs_f64(),
+                "the directory projection took long to apply a run of events"
+            );
         }
-        if let Some(&(last, _)) = events.last() {
-            projection.apply(&events).map_err(|e| e.to_string())?;
+        if let Some(&(last, _)) = run.last() {
             progress.send_replace(last);
         }
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Err("stream ended".into())
+}
+
+/// Folds `stream` into `projection` run by run, as the projector does: the stream is read
+/// ahead while each run is applied on a blocking thread. After each run, `applied` gets
+/// the run and the time its apply took, and says whether to go on. Returns when the
+/// stream ends or `applied` breaks; fails with the first read or apply error (the events
+/// before it are folded, and folding is idempotent by position, so a caller may resume).
+pub async fn fold<S, E>(
+    projection: &Arc<DirectoryProjection>,
+    stream: S,
+    mut applied: impl FnMut(&[(u64, Event)], Duration) -> ControlFlow<()>,
+) -> Result<(), String>
+where
+    S: Stream<Item = Result<StoredEvent, E>> + Send + Unpin + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let mut runs = Runs::new(stream.map(|item| item.map(|s| (s.sequence, s.event))));
+    while let Some(Run { items, failure }) = runs.next().await {
+        if !items.is_empty() {
+            let worker = Arc::clone(projection);
+            let (items, took) = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                worker.apply(&items).map(|()| (items, started.elapsed()))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            if applied(&items, took).is_break() {
+                return Ok(());
+            }
+        }
         if let Some(e) = failure {
-            return Err(e);
+            return Err(e.to_string());
         }
     }
-    Err("stream ended".into())
+    Ok(())
 }

@@ -145,6 +145,7 @@ impl AuditIndex {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
+        opts.set_env(&crate::background_env()?);
         opts.increase_parallelism(2);
         Ok(Self {
             db: DB::open(&opts, path)?,

@@ -69,6 +69,7 @@ impl DirectoryProjection {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        opts.set_env(&crate::background_env()?);
         opts.increase_parallelism(2);
         // Most lookups while importing are for ids that do not exist yet (existence and
         // uniqueness checks); the bloom filters answer those without reading any block.

@@ -39,6 +39,19 @@ pub(crate) fn table_options() -> Result<rocksdb::BlockBasedOptions, StoreError> 
     Ok(table)
 }
 
+/// The environment every store runs its background work in: RocksDB's process-wide
+/// default, with the compaction pool's threads at the lowest CPU priority (nice 19), so a
+/// compaction takes the cores only while nothing else wants them. On 2 cores, compactions
+/// after a burst of writes otherwise share the CPU with whatever is asked next: a
+/// difference report over 100,000 objects computed right after 200,000 appended events ran
+/// its two threads at about 58% of the wall clock beside one compaction thread. Flushes
+/// (the high-priority pool) keep their priority: writers wait for them.
+pub(crate) fn background_env() -> Result<rocksdb::Env, StoreError> {
+    let mut env = rocksdb::Env::new()?;
+    env.lower_thread_pool_cpu_priority();
+    Ok(env)
+}
+
 /// A storage failure. RocksDB errors are internal; corrupt records name their key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -105,6 +105,7 @@ impl TimeTravelStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_write_buffer_size(64 * 1024 * 1024);
+        opts.set_env(&crate::background_env()?);
         opts.increase_parallelism(2);
         // Reads seek one object's keys: prefix bloom filters (the prefix is the object, see
         // `object_prefix`) let a seek skip every file that holds nothing of it.

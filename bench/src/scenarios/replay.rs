@@ -29,7 +29,7 @@ pub struct ReplayRun {
     /// while a run is applied, so the rest of the elapsed time is only what the fold had
     /// to wait for the next run beyond that.
     pub apply: Duration,
-    /// Apply time per event kind: each chunk's time shared out over its events, an event
+    /// Apply time per event kind: each run's time shared out over its events, an event
     /// weighing one plus its links (each link is two keys to write).
     pub apply_by_kind: BTreeMap<String, f64>,
     pub rebuilt_digest: String,

@@ -29,7 +29,7 @@ pub async fn kv_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| EventLogError::Unavailable(format!("create KV bucket {name}: {e}")))
+    .map_err(|e| EventLogError::Unavailable(creation_failed("KV bucket", name, &e)))
 }
 
 /// Opens an object store bucket, creating it the first time.
@@ -50,5 +50,27 @@ pub async fn object_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| EventLogError::Unavailable(format!("create object store bucket {name}: {e}")))
+    .map_err(|e| EventLogError::Unavailable(creation_failed("object store bucket", name, &e)))
+}
+
+/// What a failed bucket creation tells the operator: which bucket, why, and what the
+/// server needs.
+pub fn creation_failed(what: &str, name: &str, error: &dyn std::fmt::Display) -> String {
+    format!(
+        "cannot create the {what} {name}: {error}; the NATS server needs JetStream enabled \
+         (`nats-server -js`) with room in its store, and this account must be allowed to \
+         create streams"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_creation_names_the_bucket_the_cause_and_the_fix() {
+        let message = creation_failed("KV bucket", "bt-jobs", &"insufficient resources");
+        assert!(message.starts_with("cannot create the KV bucket bt-jobs: insufficient resources;"));
+        assert!(message.contains("nats-server -js"), "{message}");
+    }
 }

@@ -112,7 +112,11 @@ impl Policies {
                 })
                 .await
                 .map_err(|e| {
-                    SnapshotterError::Unavailable(format!("create KV bucket {POLICY_BUCKET}: {e}"))
+                    SnapshotterError::Unavailable(backtrack_eventlog::buckets::creation_failed(
+                        "KV bucket",
+                        POLICY_BUCKET,
+                        &e,
+                    ))
                 })?,
         };
         Ok(Self {

@@ -8,9 +8,13 @@ use crate::event::{Change, Event};
 use crate::kind::ObjectKind;
 use crate::object::{group_links, DirectoryObject, Link};
 
-/// Applies a non-link change to one object slot. Link changes update `links` in place.
-/// Returns the object's new value (`None` after a hard delete).
-pub fn apply_to_object(
+/// Applies a change to one object slot, except its links: for stores that keep links in
+/// keys of their own, and the first half of the in-memory fold ([`TenantState::apply`]
+/// adds the links with [`fold_links`]). A creation makes an object without links, a
+/// membership change only moves the version and update time, and nothing of the change is
+/// copied but a creation's attributes. Returns the object's new value (`None` after a hard
+/// delete).
+pub fn apply_without_links(
     slot: Option<DirectoryObject>,
     kind: ObjectKind,
     object_id: &str,
@@ -19,10 +23,8 @@ pub fn apply_to_object(
     sequence: u64,
 ) -> Option<DirectoryObject> {
     match change {
-        Change::Created { attributes, links } => {
-            let mut object = created(kind, object_id, attributes, time_ms, sequence);
-            object.links = group_links(links);
-            Some(object)
+        Change::Created { attributes, .. } => {
+            Some(created(kind, object_id, attributes, time_ms, sequence))
         }
         Change::HardDeleted { .. } => None,
         Change::TenantCreated { .. } => slot,
@@ -41,25 +43,6 @@ pub fn apply_to_object(
                         }
                     }
                 }
-                Change::LinksAdded(links) => {
-                    for l in links {
-                        object
-                            .links
-                            .entry(l.relation.clone())
-                            .or_default()
-                            .insert(l.target_id.clone());
-                    }
-                }
-                Change::LinksRemoved(links) => {
-                    for l in links {
-                        if let Some(set) = object.links.get_mut(&l.relation) {
-                            set.remove(&l.target_id);
-                            if set.is_empty() {
-                                object.links.remove(&l.relation);
-                            }
-                        }
-                    }
-                }
                 Change::SoftDeleted { purge_after_ms } => {
                     object.deleted_at_ms = Some(time_ms);
                     object.purge_after_ms = Some(*purge_after_ms);
@@ -68,7 +51,9 @@ pub fn apply_to_object(
                     object.deleted_at_ms = None;
                     object.purge_after_ms = None;
                 }
-                Change::Created { .. }
+                Change::LinksAdded(_)
+                | Change::LinksRemoved(_)
+                | Change::Created { .. }
                 | Change::HardDeleted { .. }
                 | Change::TenantCreated { .. } => {}
             }
@@ -79,29 +64,31 @@ pub fn apply_to_object(
     }
 }
 
-/// Like [`apply_to_object`], for stores that keep links in keys of their own: the change's
-/// links are left out (a creation makes an object without links, a membership change only
-/// moves its version and update time), and nothing of the change is copied but a
-/// creation's attributes.
-pub fn apply_without_links(
-    slot: Option<DirectoryObject>,
-    kind: ObjectKind,
-    object_id: &str,
-    change: &Change,
-    time_ms: i64,
-    sequence: u64,
-) -> Option<DirectoryObject> {
+/// The second half of the in-memory fold: a change's links onto the object that
+/// [`apply_without_links`] returned for it.
+fn fold_links(object: &mut DirectoryObject, change: &Change) {
     match change {
-        Change::Created { attributes, .. } => {
-            Some(created(kind, object_id, attributes, time_ms, sequence))
+        Change::Created { links, .. } => object.links = group_links(links),
+        Change::LinksAdded(links) => {
+            for l in links {
+                object
+                    .links
+                    .entry(l.relation.clone())
+                    .or_default()
+                    .insert(l.target_id.clone());
+            }
         }
-        Change::LinksAdded(_) | Change::LinksRemoved(_) => {
-            let mut object = slot?;
-            object.updated_at_ms = time_ms;
-            object.version = sequence;
-            Some(object)
+        Change::LinksRemoved(links) => {
+            for l in links {
+                if let Some(set) = object.links.get_mut(&l.relation) {
+                    set.remove(&l.target_id);
+                    if set.is_empty() {
+                        object.links.remove(&l.relation);
+                    }
+                }
+            }
         }
-        other => apply_to_object(slot, kind, object_id, other, time_ms, sequence),
+        _ => {}
     }
 }
 
@@ -147,9 +134,10 @@ impl TenantState {
         };
         let id = &event.meta.object_id;
         let slot = self.objects.remove(id);
-        if let Some(object) =
-            apply_to_object(slot, kind, id, &event.change, event.meta.time_ms, sequence)
+        if let Some(mut object) =
+            apply_without_links(slot, kind, id, &event.change, event.meta.time_ms, sequence)
         {
+            fold_links(&mut object, &event.change);
             self.objects.insert(id.clone(), object);
         }
     }
@@ -318,5 +306,80 @@ impl DirectoryView for OverlayView<'_> {
             .flatten()
             .filter(holds)
             .or_else(|| self.base.find_unique(kind, attribute, value).filter(holds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn group_created() -> Change {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("displayName".into(), json!("Sales"));
+        Change::Created {
+            attributes,
+            links: vec![Link::new("members", "u1")],
+        }
+    }
+
+    #[test]
+    fn a_membership_change_moves_only_version_and_update_time_without_links() {
+        let created = apply_without_links(None, ObjectKind::Group, "g1", &group_created(), 10, 1);
+        let created = created.unwrap_or_else(|| panic!("a creation makes an object"));
+        assert!(created.links.is_empty(), "{:?}", created.links);
+        let added = Change::LinksAdded(vec![Link::new("members", "u2")]);
+        let after = apply_without_links(
+            Some(created.clone()),
+            ObjectKind::Group,
+            "g1",
+            &added,
+            20,
+            2,
+        );
+        let after = after.unwrap_or_else(|| panic!("a membership change keeps the object"));
+        assert_eq!((after.version, after.updated_at_ms), (2, 20));
+        assert!(after.links.is_empty(), "{:?}", after.links);
+        assert_eq!(after.attributes, created.attributes);
+        assert_eq!(after.created_at_ms, 10);
+    }
+
+    #[test]
+    fn the_in_memory_fold_adds_and_removes_links_and_moves_the_version() {
+        let mut state = TenantState::default();
+        let event = |change: Change, time_ms: i64| Event {
+            meta: crate::event::EventMeta {
+                event_id: format!("e{time_ms}"),
+                tenant: "t1".into(),
+                kind: "group".into(),
+                object_id: "g1".into(),
+                actor: "test".into(),
+                time_ms,
+                source: "test".into(),
+                correlation_id: None,
+                mutation_id: format!("m{time_ms}"),
+            },
+            change,
+        };
+        state.apply(&event(group_created(), 10), 1);
+        state.apply(
+            &event(Change::LinksAdded(vec![Link::new("members", "u2")]), 20),
+            2,
+        );
+        state.apply(
+            &event(Change::LinksRemoved(vec![Link::new("members", "u1")]), 30),
+            3,
+        );
+        let g1 = &state.objects["g1"];
+        assert_eq!(g1.link_list(), vec![Link::new("members", "u2")]);
+        assert_eq!((g1.version, g1.updated_at_ms), (3, 30));
+        state.apply(
+            &event(Change::LinksRemoved(vec![Link::new("members", "u2")]), 40),
+            4,
+        );
+        assert!(
+            state.objects["g1"].links.is_empty(),
+            "an emptied relation is dropped"
+        );
     }
 }

@@ -209,7 +209,7 @@ async fn deleting_the_projection_rebuilds_identical_state() {
     assert!(digest_before["digest"]
         .as_str()
         .unwrap()
-        .starts_with("lthash16:"));
+        .starts_with("lthash16-blake3:"));
     assert_eq!(digest_before["objects"].as_u64(), Some(before.len() as u64));
     assert_eq!(
         digest_before, digest_after,

@@ -8,7 +8,10 @@
 //! the snapshotter name the digest of any backup in O(1), and lets a replay, a projection
 //! and the time-travel store all agree on one number without sorting anything.
 //!
-//! The printed form `lthash16:<hex>` is the SHA-256 of the lanes.
+//! The expansion is named by the printed form's prefix ([`Expansion`]):
+//! `lthash16-blake3:<hex>` (BLAKE3, what every digest is written with) or `lthash16:<hex>`
+//! (SHA-256 in counter mode, eight times slower; manifests of earlier releases carry it,
+//! and `backup verify` still checks them with it).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -51,17 +54,49 @@ pub fn link_fact(id: &str, relation: &str, target: &str) -> String {
     format!("{id}\n{relation}\n{target}")
 }
 
+/// How a fact expands into lanes, and how the lanes are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expansion {
+    /// `lthash16-blake3:`: a fact's lanes are the first 2048 bytes of BLAKE3 in
+    /// key-derivation mode with context [`BLAKE3_CONTEXT`] over the fact (little-endian
+    /// pairs); printed as the BLAKE3 hash of the lanes.
+    #[default]
+    Blake3,
+    /// `lthash16:`: lanes from SHA-256 in counter mode keyed by the fact's SHA-256
+    /// (`sha256(seed ‖ counter u32 LE)`, counters 0–63); printed as the SHA-256 of the lanes.
+    Sha256Counter,
+}
+
+/// The key-derivation context of [`Expansion::Blake3`].
+pub const BLAKE3_CONTEXT: &str = "backtrack 2026-12-06 lthash16 fact lanes";
+
+impl Expansion {
+    /// The printed digest's prefix, colon included.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Blake3 => "lthash16-blake3:",
+            Self::Sha256Counter => "lthash16:",
+        }
+    }
+
+    /// The expansion a printed digest was made with, if it is one of ours.
+    pub fn of_digest(digest: &str) -> Option<Self> {
+        [Self::Blake3, Self::Sha256Counter]
+            .into_iter()
+            .find(|e| digest.starts_with(e.prefix()))
+    }
+}
+
 /// LtHash16 over a multiset of byte strings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SetHash {
     lanes: Box<[u16; LANES]>,
+    expansion: Expansion,
 }
 
 impl Default for SetHash {
     fn default() -> Self {
-        Self {
-            lanes: Box::new([0; LANES]),
-        }
+        Self::new(Expansion::default())
     }
 }
 
@@ -72,14 +107,22 @@ impl std::fmt::Debug for SetHash {
 }
 
 impl SetHash {
+    /// The hash of the empty set with `expansion`.
+    pub fn new(expansion: Expansion) -> Self {
+        Self {
+            lanes: Box::new([0; LANES]),
+            expansion,
+        }
+    }
+
     /// Adds one element.
     pub fn insert(&mut self, element: &[u8]) {
-        self.combine(element, u16::wrapping_add);
+        self.combine(element, true);
     }
 
     /// Removes one element (that was added before).
     pub fn remove(&mut self, element: &[u8]) {
-        self.combine(element, u16::wrapping_sub);
+        self.combine(element, false);
     }
 
     pub fn insert_object(&mut self, object: &DirectoryObject) {
@@ -113,9 +156,14 @@ impl SetHash {
         }
     }
 
-    /// `lthash16:<sha256 of the lanes>`.
+    /// The printed form: the expansion's prefix and the hex hash of the lanes.
     pub fn digest(&self) -> String {
-        format!("lthash16:{}", hex::encode(Sha256::digest(self.to_bytes())))
+        let bytes = self.to_bytes();
+        let hash = match self.expansion {
+            Expansion::Blake3 => blake3::hash(&bytes).to_hex().to_string(),
+            Expansion::Sha256Counter => hex::encode(Sha256::digest(bytes)),
+        };
+        format!("{}{hash}", self.expansion.prefix())
     }
 
     /// The lanes, little-endian.
@@ -123,7 +171,7 @@ impl SetHash {
         self.lanes.iter().flat_map(|l| l.to_le_bytes()).collect()
     }
 
-    /// Reads lanes written by [`SetHash::to_bytes`].
+    /// Reads lanes written by [`SetHash::to_bytes`] of a hash with the default expansion.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != SET_HASH_BYTES {
             return None;
@@ -135,17 +183,42 @@ impl SetHash {
         Some(hash)
     }
 
-    /// Expands `element` to 1024 lanes with SHA-256 in counter mode, keyed by the
-    /// element's own SHA-256, and folds them in with `op`.
-    fn combine(&mut self, element: &[u8], op: fn(u16, u16) -> u16) {
-        let seed = Sha256::digest(element);
-        let mut block = [0u8; 36];
-        block[..32].copy_from_slice(&seed);
-        for (counter, lanes) in (0u32..).zip(self.lanes.chunks_exact_mut(16)) {
-            block[32..].copy_from_slice(&counter.to_le_bytes());
-            let out = Sha256::digest(block);
-            for (lane, pair) in lanes.iter_mut().zip(out.chunks_exact(2)) {
-                *lane = op(*lane, u16::from_le_bytes([pair[0], pair[1]]));
+    /// Expands `element` to 1024 lanes and adds them to (or subtracts them from) the
+    /// lanes.
+    fn combine(&mut self, element: &[u8], add: bool) {
+        let mut out = [0u8; SET_HASH_BYTES];
+        match self.expansion {
+            Expansion::Blake3 => {
+                // The context's key is derived once; each fact clones the keyed state.
+                static DERIVING: std::sync::LazyLock<blake3::Hasher> =
+                    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(BLAKE3_CONTEXT));
+                DERIVING
+                    .clone()
+                    .update(element)
+                    .finalize_xof()
+                    .fill(&mut out);
+            }
+            Expansion::Sha256Counter => {
+                let seed = Sha256::digest(element);
+                let mut block = [0u8; 36];
+                block[..32].copy_from_slice(&seed);
+                for (counter, chunk) in (0u32..).zip(out.chunks_exact_mut(32)) {
+                    block[32..].copy_from_slice(&counter.to_le_bytes());
+                    chunk.copy_from_slice(&Sha256::digest(block));
+                }
+            }
+        }
+        // Two plain loops (no operation passed in), so each compiles to vector adds.
+        let words = out
+            .chunks_exact(2)
+            .map(|pair| u16::from_le_bytes([pair[0], pair[1]]));
+        if add {
+            for (lane, word) in self.lanes.iter_mut().zip(words) {
+                *lane = lane.wrapping_add(word);
+            }
+        } else {
+            for (lane, word) in self.lanes.iter_mut().zip(words) {
+                *lane = lane.wrapping_sub(word);
             }
         }
     }
@@ -168,6 +241,14 @@ pub struct StateDigest {
 }
 
 impl StateDigest {
+    /// An empty digest with `expansion` (the default one is what new digests use).
+    pub fn new(expansion: Expansion) -> Self {
+        Self {
+            hash: SetHash::new(expansion),
+            objects: 0,
+        }
+    }
+
     pub fn add(&mut self, object: &DirectoryObject) {
         self.hash.insert_object(object);
         self.objects += 1;
@@ -184,7 +265,13 @@ impl StateDigest {
 
 /// Digest of an in-memory tenant state.
 pub fn tenant_digest(state: &crate::state::TenantState) -> String {
-    let mut digest = StateDigest::default();
+    tenant_digest_with(state, Expansion::default())
+}
+
+/// Digest of an in-memory tenant state with a given expansion (to check a digest printed
+/// with an older one).
+pub fn tenant_digest_with(state: &crate::state::TenantState, expansion: Expansion) -> String {
+    let mut digest = StateDigest::new(expansion);
     for object in state.objects.values() {
         digest.add(object);
     }
@@ -197,7 +284,7 @@ mod tests {
     use serde_json::{json, Map, Value};
     use sha2::{Digest, Sha256};
 
-    use super::{object_fact, SetHash};
+    use super::{object_fact, Expansion, SetHash, BLAKE3_CONTEXT};
     use crate::canonical::to_canonical_string;
 
     fn attribute_value() -> impl Strategy<Value = Value> {
@@ -233,32 +320,36 @@ mod tests {
         }
     }
 
-    /// The digest of a set holding only `fact`, computed from the definition outside Rust
-    /// (`sha256(sha256(seed ‖ 0u32le) ‖ … ‖ sha256(seed ‖ 63u32le))`, seed = `sha256("fact")`).
+    /// The digests of a set holding only `fact`, computed from the definitions outside
+    /// Rust (Python's `blake3` and `hashlib`).
     const KNOWN_FACT_DIGEST: &str =
+        "lthash16-blake3:d236d592895cd5265c3f31ef7c40001b0ce71a330f44fc3410599978a302484a";
+    const KNOWN_FACT_DIGEST_SHA256: &str =
         "lthash16:790d87ee3857395d92e538833245e3a767cf46d3cfa715d62c92c21c58cb34ce";
 
     #[test]
     fn order_does_not_matter_and_removal_undoes() {
-        let mut a = SetHash::default();
-        a.insert(b"x");
-        a.insert(b"y");
-        let mut b = SetHash::default();
-        b.insert(b"y");
-        b.insert(b"x");
-        assert_eq!(a.digest(), b.digest());
-        b.insert(b"z");
-        assert_ne!(a.digest(), b.digest());
-        b.remove(b"z");
-        assert_eq!(a.digest(), b.digest());
-        let empty = SetHash::default().digest();
-        a.remove(b"x");
-        a.remove(b"y");
-        assert_eq!(a.digest(), empty);
+        for expansion in [Expansion::Blake3, Expansion::Sha256Counter] {
+            let mut a = SetHash::new(expansion);
+            a.insert(b"x");
+            a.insert(b"y");
+            let mut b = SetHash::new(expansion);
+            b.insert(b"y");
+            b.insert(b"x");
+            assert_eq!(a.digest(), b.digest());
+            b.insert(b"z");
+            assert_ne!(a.digest(), b.digest());
+            b.remove(b"z");
+            assert_eq!(a.digest(), b.digest());
+            let empty = SetHash::new(expansion).digest();
+            a.remove(b"x");
+            a.remove(b"y");
+            assert_eq!(a.digest(), empty);
+        }
     }
 
-    /// The lane expansion, written with whole SHA-256 digests as its definition says.
-    fn lanes_by_definition(element: &[u8]) -> Vec<u16> {
+    /// The SHA-256 lane expansion, written with whole digests as its definition says.
+    fn sha256_lanes_by_definition(element: &[u8]) -> Vec<u16> {
         let seed = Sha256::digest(element);
         let mut lanes = Vec::new();
         for counter in 0u32..64 {
@@ -273,19 +364,56 @@ mod tests {
         lanes
     }
 
+    /// The BLAKE3 lane expansion, through the crate's one-shot key derivation.
+    fn blake3_lanes_by_definition(element: &[u8]) -> Vec<u16> {
+        let mut out = vec![0u8; 2048];
+        let mut hasher = blake3::Hasher::new_derive_key(BLAKE3_CONTEXT);
+        hasher.update(element).finalize_xof().fill(&mut out);
+        out.chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .collect()
+    }
+
     #[test]
-    fn lanes_expand_as_sha256_in_counter_mode() {
-        for element in [&b""[..], b"x", b"o\n{\"id\":\"a\"}", &[0xff; 200]] {
-            let mut hash = SetHash::default();
-            hash.insert(element);
-            assert_eq!(hash.lanes.to_vec(), lanes_by_definition(element));
-            hash.remove(element);
-            assert_eq!(hash, SetHash::default());
+    fn lanes_expand_as_defined() {
+        for element in [
+            &b""[..],
+            b"x",
+            b"o\n{\"id\":\"a\"}",
+            &[0xff; 200],
+            &[7; 5000],
+        ] {
+            for (expansion, by_definition) in [
+                (
+                    Expansion::Blake3,
+                    blake3_lanes_by_definition as fn(&[u8]) -> Vec<u16>,
+                ),
+                (Expansion::Sha256Counter, sha256_lanes_by_definition),
+            ] {
+                let mut hash = SetHash::new(expansion);
+                hash.insert(element);
+                assert_eq!(hash.lanes.to_vec(), by_definition(element), "{expansion:?}");
+                hash.remove(element);
+                assert_eq!(hash, SetHash::new(expansion));
+            }
         }
-        // And a known answer, so the digest format cannot drift unnoticed.
+        // And known answers, so the digest formats cannot drift unnoticed.
         let mut hash = SetHash::default();
         hash.insert(b"fact");
         assert_eq!(hash.digest(), KNOWN_FACT_DIGEST);
+        let mut hash = SetHash::new(Expansion::Sha256Counter);
+        hash.insert(b"fact");
+        assert_eq!(hash.digest(), KNOWN_FACT_DIGEST_SHA256);
+    }
+
+    #[test]
+    fn a_digest_names_its_expansion() {
+        for expansion in [Expansion::Blake3, Expansion::Sha256Counter] {
+            let digest = SetHash::new(expansion).digest();
+            assert_eq!(Expansion::of_digest(&digest), Some(expansion), "{digest}");
+        }
+        assert_eq!(Expansion::of_digest("sha256:00"), None);
+        assert_eq!(Expansion::of_digest(""), None);
     }
 
     #[test]

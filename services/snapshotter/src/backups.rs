@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use backtrack_domain::digest::StateDigest;
+use backtrack_domain::digest::{Expansion, StateDigest};
 use backtrack_domain::object::group_links;
 use backtrack_domain::TenantState;
 use backtrack_proto::v1;
@@ -182,6 +182,8 @@ impl Snapshotter {
 
     /// Rebuilds the tenant's state at the backup's sequence by replaying the log, and
     /// compares its digest with the manifest's and with the time-travel store's state there.
+    /// All three digests use the expansion the manifest's digest names, so a manifest of an
+    /// earlier release (`lthash16:`) verifies as it was written.
     pub async fn verify(&self, tenant: &str, id: &str) -> Result<Verification, SnapshotterError> {
         let started = Instant::now();
         let backup = self.usable_backup(tenant, id).await?;
@@ -193,13 +195,15 @@ impl Snapshotter {
                 replayed.apply(&stored.event, stored.sequence);
             })
             .await?;
-        let replay_digest = backtrack_domain::digest::tenant_digest(&replayed);
+        let known = Expansion::of_digest(&backup.digest);
+        let expansion = known.unwrap_or_default();
+        let replay_digest = backtrack_domain::digest::tenant_digest_with(&replayed, expansion);
         let replay_objects = replayed.objects.len() as u64;
         let store = self.store().clone();
         let (tenant_owned, sequence) = (tenant.to_string(), backup.sequence);
         let (store_digest, store_objects, mismatched_ids) =
             tokio::task::spawn_blocking(move || {
-                compare_store(&store, &tenant_owned, sequence, &replayed)
+                compare_store(&store, &tenant_owned, sequence, &replayed, expansion)
             })
             .await
             .map_err(|e| SnapshotterError::Internal(e.to_string()))??;
@@ -215,6 +219,11 @@ impl Snapshotter {
         let ok = backup.digest == replay_digest && replay_digest == store_digest;
         let message = if ok {
             format!("backup {id} verified: the log replayed to sequence {} matches the manifest and the time-travel store", backup.sequence)
+        } else if known.is_none() {
+            format!(
+                "backup {id} FAILED: the manifest's digest {:?} is of no kind this release knows (lthash16-blake3: or lthash16:)",
+                backup.digest
+            )
         } else if backup.digest != replay_digest {
             format!("backup {id} FAILED: the manifest's digest differs from the log replayed to sequence {}", backup.sequence)
         } else {
@@ -255,8 +264,9 @@ fn compare_store(
     tenant: &str,
     sequence: u64,
     replayed: &TenantState,
+    expansion: Expansion,
 ) -> Result<(String, u64, Vec<String>), SnapshotterError> {
-    let mut digest = StateDigest::default();
+    let mut digest = StateDigest::new(expansion);
     let mut mismatched = BTreeSet::new();
     let mut seen = BTreeSet::new();
     store.for_each_version_at(tenant, sequence, None, |mut object| {

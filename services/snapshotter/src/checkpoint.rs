@@ -4,10 +4,11 @@
 //! Every `checkpoint_every` applied events the builder's position is checkpointed: a
 //! RocksDB checkpoint is taken, every tenant's running digest is recomputed from the
 //! checkpoint's stored state, and only if all agree is it packed into one archive and put
-//! in bucket `bt-checkpoints` as `timetravel-<position>` with the position and digests as
-//! metadata. The two newest are kept. On start with an empty folder the newest one is
-//! fetched (the object store checks its SHA-256), unpacked, and its summaries compared with
-//! the metadata before it is used; anything wrong means a full replay instead.
+//! in bucket `bt-checkpoints` as `timetravel-<position>` with the position, the digests and
+//! the store's layout version as metadata. The two newest are kept. On start with an empty
+//! folder the newest one is fetched (the object store checks its SHA-256), unpacked, and
+//! its summaries compared with the metadata before it is used; anything wrong (another
+//! layout included) means a full replay instead.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -122,6 +123,7 @@ impl Checkpoints {
             .map(|(tenant, digest)| (format!("tenant.{tenant}"), digest))
             .collect();
         metadata.insert("position".into(), position.to_string());
+        metadata.insert("layout".into(), backtrack_store::timetravel::LAYOUT.into());
         let name = format!("{PREFIX}{position:020}");
         let mut file = tokio::fs::File::open(&archive)
             .await
@@ -183,6 +185,16 @@ impl Checkpoints {
             .await
             .map_err(|e| unavailable("get", e))?;
         let info = object.info().clone();
+        let layout = info
+            .metadata
+            .get("layout")
+            .map_or("2 or older", String::as_str);
+        if layout != backtrack_store::timetravel::LAYOUT {
+            return Err(SnapshotterError::Internal(format!(
+                "the checkpoint holds store layout {layout}, this release reads layout {}",
+                backtrack_store::timetravel::LAYOUT
+            )));
+        }
         let mut file = tokio::fs::File::create(&archive)
             .await
             .map_err(|e| io("create", &archive, e))?;

@@ -404,3 +404,135 @@ async fn an_empty_folder_restores_the_newest_verified_checkpoint_and_replays_onl
         .unwrap();
     assert_eq!(early.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_of_another_store_layout_is_not_used_and_the_log_rebuilds_the_store() {
+    use tokio::io::AsyncReadExt;
+    let f = fixture().await;
+    let (s, stop) = f.snapshotter_with("first", 10).await;
+    for i in 0..15 {
+        f.run(user(
+            &format!("00000000-0000-4000-8000-0000000003{i:02}"),
+            &format!("l{i}@t.test"),
+            "D",
+        ))
+        .await;
+    }
+    s.catch_up().await.unwrap();
+    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
+    let checkpoints = Checkpoints::open(&js, 1).await.unwrap();
+    let saved = eventually("a checkpoint", Duration::from_secs(10), || async {
+        checkpoints.list().await.unwrap().into_iter().next()
+    })
+    .await
+    .unwrap();
+    drop(s);
+    stop.trigger();
+    // The same archive, newest by name, but labelled as written by an earlier layout.
+    let bucket = js.get_object_store("bt-checkpoints").await.unwrap();
+    let mut object = bucket.get(&saved.name).await.unwrap();
+    let mut metadata = object.info().metadata.clone();
+    assert_eq!(
+        metadata.get("layout").map(String::as_str),
+        Some(backtrack_store::timetravel::LAYOUT)
+    );
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.unwrap();
+    metadata.insert("layout".into(), "2".into());
+    let relabelled = format!("timetravel-{:020}", saved.position + 1000);
+    bucket
+        .put(
+            async_nats::jetstream::object_store::ObjectMetadata {
+                name: relabelled.clone(),
+                metadata,
+                ..Default::default()
+            },
+            &mut bytes.as_slice(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(checkpoints.list().await.unwrap()[0].name, relabelled);
+
+    let (rebuilt, _stop) = f.snapshotter_with("second", 10).await;
+    assert_eq!(
+        rebuilt.restored_from(),
+        None,
+        "a checkpoint of another layout must not be restored"
+    );
+    rebuilt.catch_up().await.unwrap();
+    let (_, _, summary) = rebuilt.store().tenant_summary("t");
+    assert_eq!(
+        summary.digest(),
+        f.directory.projection().tenant_digest("t").unwrap().0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_of_an_earlier_release_verifies_with_the_expansion_its_digest_names() {
+    use backtrack_domain::digest::{tenant_digest_with, Expansion};
+    let f = fixture().await;
+    let (s, _stop) = f.snapshotter("s").await;
+    f.run(user(U1, "a@t.test", "Sales")).await;
+    f.run(user(U2, "b@t.test", "Legal")).await;
+    let current = s.create_backup(on_demand("now")).await.unwrap();
+    assert!(
+        current.digest.starts_with("lthash16-blake3:"),
+        "{}",
+        current.digest
+    );
+    // The state at the backup, replayed here and digested the way earlier releases did.
+    let mut state = backtrack_domain::TenantState::default();
+    s.log()
+        .fold_range(1, current.sequence, "bt.ev.t.>", |e| {
+            state.apply(&e.event, e.sequence);
+        })
+        .await
+        .unwrap();
+    let legacy = tenant_digest_with(&state, Expansion::Sha256Counter);
+    assert!(legacy.starts_with("lthash16:"), "{legacy}");
+    let publish = |digest: String| {
+        let mut manifest = current.clone();
+        manifest.id = uuid::Uuid::now_v7().to_string();
+        manifest.digest = digest;
+        async {
+            s.catalog()
+                .publish_manifest(manifest)
+                .await
+                .unwrap()
+                .manifest
+                .id
+        }
+    };
+
+    let id = publish(legacy.clone()).await;
+    let verified = s.verify("t", &id).await.unwrap();
+    assert!(verified.ok, "{}", verified.message);
+    assert!(
+        verified.checks.iter().all(|c| c.digest == legacy),
+        "{:?}",
+        verified.checks
+    );
+
+    // An earlier-release digest that does not match still fails.
+    let mut forged = legacy.clone();
+    let last = if forged.ends_with('0') { "1" } else { "0" };
+    forged.replace_range(forged.len() - 1.., last);
+    let id = publish(forged).await;
+    let failed = s.verify("t", &id).await.unwrap();
+    assert!(!failed.ok);
+    assert!(
+        failed.message.contains("manifest's digest differs"),
+        "{}",
+        failed.message
+    );
+
+    // A digest of no known kind fails and says so.
+    let id = publish("sha1:0123".into()).await;
+    let unknown = s.verify("t", &id).await.unwrap();
+    assert!(!unknown.ok);
+    assert!(
+        unknown.message.contains("of no kind"),
+        "{}",
+        unknown.message
+    );
+}

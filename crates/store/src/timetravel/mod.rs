@@ -31,8 +31,10 @@ use crate::directory::TenantRecord;
 use crate::StoreError;
 pub use summary::{KindCount, TenantSummary};
 
-/// Layout version of the store; a store written with another one is rebuilt.
-const FORMAT_VERSION: &[u8] = b"2";
+/// Layout version of the store; a store written with another one is rebuilt. Version 3:
+/// the summaries' set hashes expand facts with BLAKE3 (`Expansion::Blake3`).
+pub const LAYOUT: &str = "3";
+const FORMAT_VERSION: &[u8] = LAYOUT.as_bytes();
 
 /// Says on stderr why a store is being rebuilt (the store crate logs nothing else).
 fn tracing_free_warning(path: &Path) {

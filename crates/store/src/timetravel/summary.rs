@@ -22,7 +22,7 @@ pub struct TenantSummary {
 }
 
 impl TenantSummary {
-    /// The content digest (`lthash16:…`), the same as a replay computes.
+    /// The content digest (`lthash16-blake3:…`), the same as a replay computes.
     pub fn digest(&self) -> String {
         self.hash.digest()
     }

@@ -241,7 +241,7 @@ impl TimeTravelStore {
             return Ok(());
         }
         for (ms, seq) in &instants {
-            batch.put(keys::instant(*ms, *seq), []);
+            batch.put(keys::instant(*ms, *seq), Vec::new());
         }
         for (tenant, summary) in &summaries {
             batch.put(keys::summary(tenant), summary.encode());
@@ -344,7 +344,7 @@ fn fold(
                 serde_json::to_vec(new).unwrap_or_default(),
             );
         }
-        None => batch.put(keys::version(tenant, id, seq), []),
+        None => batch.put(keys::version(tenant, id, seq), Vec::new()),
     }
 }
 
@@ -357,8 +357,8 @@ struct SortedWrites {
 }
 
 impl SortedWrites {
-    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl AsRef<[u8]>) {
-        self.puts.push((key.into(), value.as_ref().to_vec()));
+    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.puts.push((key.into(), value.into()));
     }
 
     fn into_write_batch(mut self) -> WriteBatch {
@@ -387,7 +387,8 @@ fn fact_of(object: &DirectoryObject) -> Vec<u8> {
 /// Stream time and the event's protobuf encoding: the bytes the log stored when the
 /// caller has them (the builder does), else encoded again.
 fn history_value(stored: &SequencedEvent) -> Vec<u8> {
-    let mut out = stored.published_ms.to_be_bytes().to_vec();
+    let mut out = Vec::with_capacity(8 + stored.payload.as_ref().map_or(0, Vec::len));
+    out.extend_from_slice(&stored.published_ms.to_be_bytes());
     match &stored.payload {
         Some(payload) => out.extend_from_slice(payload),
         None => out.extend_from_slice(

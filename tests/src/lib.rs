@@ -153,6 +153,16 @@ impl Backtrack {
         json_of(args, self.cli(args))
     }
 
+    /// `dir create --tenant T --kind K --set S...` (each `S` is `attribute=value`), which
+    /// must succeed; returns the created object as JSON.
+    pub fn create(&self, tenant: &str, kind: &str, sets: &[&str]) -> anyhow::Result<Value> {
+        let mut args = vec!["dir", "create", "--tenant", tenant, "--kind", kind];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        self.json(&args)
+    }
+
     pub fn token(&self) -> anyhow::Result<String> {
         Ok(std::fs::read_to_string(self.data_dir.join("admin.token"))?
             .trim()

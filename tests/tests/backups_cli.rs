@@ -12,20 +12,15 @@ use serde_json::Value;
 
 fn create_user(b: &Backtrack, tenant: &str, upn: &str, department: &str) -> String {
     id(&b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             tenant,
-            "--kind",
             "user",
-            "--set",
-            &format!("displayName={upn}"),
-            "--set",
-            &format!("userPrincipalName={upn}"),
-            "--set",
-            &format!("department={department}"),
-        ])
+            &[
+                &format!("displayName={upn}"),
+                &format!("userPrincipalName={upn}"),
+                &format!("department={department}"),
+            ],
+        )
         .unwrap())
 }
 
@@ -70,18 +65,7 @@ async fn backups_and_instants_show_exact_past_states_and_survive_restarts_tamper
     b.json(&["tenant", "create", "tt"]).unwrap();
     let u1 = create_user(&b, "tt", "ann@tt.test", "Sales");
     let u2 = create_user(&b, "tt", "bob@tt.test", "Ops");
-    let group = id(&b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
-            "tt",
-            "--kind",
-            "group",
-            "--set",
-            "displayName=Team",
-        ])
-        .unwrap());
+    let group = id(&b.create("tt", "group", &["displayName=Team"]).unwrap());
     b.json(&[
         "dir",
         "link",

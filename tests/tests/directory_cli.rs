@@ -11,48 +11,32 @@ async fn administrator_round_trip_through_the_cli() {
     let b = Backtrack::start(None).await.unwrap();
     b.json(&["tenant", "create", "fabrikam"]).unwrap();
     let ada = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             "fabrikam",
-            "--kind",
             "user",
-            "--set",
-            "displayName=Ada Lovelace",
-            "--set",
-            "userPrincipalName=ada@fabrikam.com",
-            "--set",
-            "accountEnabled=true",
-        ])
+            &[
+                "displayName=Ada Lovelace",
+                "userPrincipalName=ada@fabrikam.com",
+                "accountEnabled=true",
+            ],
+        )
         .unwrap();
     let alan = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             "fabrikam",
-            "--kind",
             "user",
-            "--set",
-            "displayName=Alan Turing",
-            "--set",
-            "userPrincipalName=alan@fabrikam.com",
-        ])
+            &[
+                "displayName=Alan Turing",
+                "userPrincipalName=alan@fabrikam.com",
+            ],
+        )
         .unwrap();
     let group = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             "fabrikam",
-            "--kind",
             "group",
-            "--set",
-            "displayName=Research",
-            "--set",
-            "securityEnabled=true",
-        ])
+            &["displayName=Research", "securityEnabled=true"],
+        )
         .unwrap();
     assert_eq!(ada["@kind"], "user");
     assert_eq!(ada["accountEnabled"], true);
@@ -236,18 +220,11 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
     let b = Backtrack::start(Some(nats.url())).await.unwrap();
     b.json(&["tenant", "create", "acme"]).unwrap();
     let user = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             "acme",
-            "--kind",
             "user",
-            "--set",
-            "displayName=A",
-            "--set",
-            "userPrincipalName=a@acme.test",
-        ])
+            &["displayName=A", "userPrincipalName=a@acme.test"],
+        )
         .unwrap();
     let before = last_sequence(&b).unwrap();
     let uid = id(&user);

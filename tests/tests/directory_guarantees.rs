@@ -15,22 +15,17 @@ async fn secrets_never_reach_the_stream() {
     let b = Backtrack::start(Some(nats.url())).await.unwrap();
     b.json(&["tenant", "create", "s"]).unwrap();
     let marker = "Sup3r-Secret-Marker-4242";
-    b.json(&[
-        "dir",
-        "create",
-        "--tenant",
+    b.create(
         "s",
-        "--kind",
         "user",
-        "--set",
-        "displayName=S",
-        "--set",
-        "userPrincipalName=s@s.test",
-        "--set",
-        &format!(
+        &[
+            "displayName=S",
+            "userPrincipalName=s@s.test",
+            &format!(
             "passwordProfile={{\"password\":\"{marker}\",\"forceChangePasswordNextSignIn\":true}}"
         ),
-    ])
+        ],
+    )
     .unwrap();
     let app = b
         .json(&["dir", "create", "--tenant", "s", "--kind", "application", "--set", "displayName=App", "--set", &format!("passwordCredentials=[{{\"displayName\":\"ci\",\"secretText\":\"{marker}\",\"keyId\":\"k1\"}}]"), "--set", &format!("keyCredentials=[{{\"key\":\"{marker}\",\"type\":\"AsymmetricX509Cert\"}}]")])
@@ -119,18 +114,11 @@ async fn a_plain_nats_subscriber_decodes_the_feed_with_only_the_protos() {
         .unwrap();
     let mut messages = consumer.messages().await.unwrap();
     let u = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             "feed",
-            "--kind",
             "user",
-            "--set",
-            "displayName=F",
-            "--set",
-            "userPrincipalName=f@feed.test",
-        ])
+            &["displayName=F", "userPrincipalName=f@feed.test"],
+        )
         .unwrap();
     b.json(&[
         "dir",

@@ -112,33 +112,20 @@ fn incident(b: &Backtrack) -> Incident {
     b.json(&["dir", "purge", "--tenant", T, &hard, "--yes"])
         .unwrap();
     let added_user = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             T,
-            "--kind",
             "user",
-            "--set",
-            "displayName=Intruder",
-            "--set",
-            "userPrincipalName=intruder@inc.test",
-        ])
+            &[
+                "displayName=Intruder",
+                "userPrincipalName=intruder@inc.test",
+            ],
+        )
         .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
     let added_group = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
-            T,
-            "--kind",
-            "group",
-            "--set",
-            "displayName=Shadow admins",
-        ])
+        .create(T, "group", &["displayName=Shadow admins"])
         .unwrap()["id"]
         .as_str()
         .unwrap()
@@ -528,18 +515,11 @@ async fn a_whole_tenant_recovery_waits_for_a_second_administrator() {
         .unwrap()
         .to_string();
     let user = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             T,
-            "--kind",
             "user",
-            "--set",
-            "displayName=Late",
-            "--set",
-            "userPrincipalName=late@inc.test",
-        ])
+            &["displayName=Late", "userPrincipalName=late@inc.test"],
+        )
         .unwrap()["id"]
         .as_str()
         .unwrap()

@@ -157,33 +157,20 @@ async fn a_scripted_incident_is_reported_exactly() {
     b.json(&["dir", "purge", "--tenant", "inc", &hard, "--yes"])
         .unwrap();
     let added_user = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             "inc",
-            "--kind",
             "user",
-            "--set",
-            "displayName=Intruder",
-            "--set",
-            "userPrincipalName=intruder@inc.test",
-        ])
+            &[
+                "displayName=Intruder",
+                "userPrincipalName=intruder@inc.test",
+            ],
+        )
         .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
     let added_group = b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
-            "inc",
-            "--kind",
-            "group",
-            "--set",
-            "displayName=Shadow admins",
-        ])
+        .create("inc", "group", &["displayName=Shadow admins"])
         .unwrap()["id"]
         .as_str()
         .unwrap()

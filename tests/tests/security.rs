@@ -158,18 +158,11 @@ async fn refused_calls_get_the_right_status_and_each_leaves_an_access_denied_rec
         b.json(&["tenant", "create", tenant]).unwrap();
     }
     let doomed = id(&b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             A,
-            "--kind",
             "user",
-            "--set",
-            "displayName=Doomed",
-            "--set",
-            "userPrincipalName=doomed@sa.test",
-        ])
+            &["displayName=Doomed", "userPrincipalName=doomed@sa.test"],
+        )
         .unwrap());
     let backup = id(&b.json(&["backup", "create", "--tenant", A]).unwrap());
     b.json(&["dir", "delete", "--tenant", A, &doomed]).unwrap();
@@ -443,18 +436,11 @@ async fn only_the_recovery_service_applies_recovery_batches() {
     let b = Backtrack::start(None).await.unwrap();
     b.json(&["tenant", "create", A]).unwrap();
     let user = id(&b
-        .json(&[
-            "dir",
-            "create",
-            "--tenant",
+        .create(
             A,
-            "--kind",
             "user",
-            "--set",
-            "displayName=Before",
-            "--set",
-            "userPrincipalName=before@sa.test",
-        ])
+            &["displayName=Before", "userPrincipalName=before@sa.test"],
+        )
         .unwrap());
     let key = SigningKey::load(&b.data().join("signing.key")).unwrap();
     let token = |roles: &[Role]| {

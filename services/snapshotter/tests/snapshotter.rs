@@ -11,7 +11,7 @@ use backtrack_domain::{Link, ObjectKind};
 use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
 use backtrack_proto::v1::{self, BackupTrigger};
 use backtrack_snapshotter::backups::BackupRequest;
-use backtrack_snapshotter::checkpoint::Checkpoints;
+use backtrack_snapshotter::checkpoint::{CheckpointInfo, Checkpoints};
 use backtrack_snapshotter::policy::Policy;
 use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
 use backtrack_test_support::{eventually, NatsServer};
@@ -68,6 +68,32 @@ impl Fixture {
                 .await
                 .unwrap();
         (snapshotter, trigger)
+    }
+
+    /// A snapshotter checkpointing every 10 events, after 15 users, and its first
+    /// checkpoint.
+    async fn checkpointed(
+        &self,
+        folder: &str,
+    ) -> (Snapshotter, ShutdownTrigger, Checkpoints, CheckpointInfo) {
+        let (s, stop) = self.snapshotter_with(folder, 10).await;
+        for i in 0..15 {
+            self.run(user(
+                &format!("00000000-0000-4000-8000-0000000002{i:02}"),
+                &format!("c{i}@t.test"),
+                "D",
+            ))
+            .await;
+        }
+        s.catch_up().await.unwrap();
+        let js = async_nats::jetstream::new(self.nats.client().await.unwrap());
+        let checkpoints = Checkpoints::open(&js, 1).await.unwrap();
+        let saved = eventually("a checkpoint", Duration::from_secs(10), || async {
+            checkpoints.list().await.unwrap().into_iter().next()
+        })
+        .await
+        .unwrap();
+        (s, stop, checkpoints, saved)
     }
 
     async fn run(&self, command: Command) {
@@ -352,23 +378,7 @@ async fn audit_records(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_folder_restores_the_newest_verified_checkpoint_and_replays_only_the_tail() {
     let f = fixture().await;
-    let (s, stop) = f.snapshotter_with("first", 10).await;
-    for i in 0..15 {
-        f.run(user(
-            &format!("00000000-0000-4000-8000-0000000002{i:02}"),
-            &format!("c{i}@t.test"),
-            "D",
-        ))
-        .await;
-    }
-    s.catch_up().await.unwrap();
-    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
-    let checkpoints = Checkpoints::open(&js, 1).await.unwrap();
-    let saved = eventually("a checkpoint", Duration::from_secs(10), || async {
-        checkpoints.list().await.unwrap().into_iter().next()
-    })
-    .await
-    .unwrap();
+    let (s, stop, _, saved) = f.checkpointed("first").await;
     assert!(saved.position >= 10, "checkpointed at {}", saved.position);
     for i in 15..20 {
         f.run(user(
@@ -409,26 +419,11 @@ async fn an_empty_folder_restores_the_newest_verified_checkpoint_and_replays_onl
 async fn a_checkpoint_of_another_store_layout_is_not_used_and_the_log_rebuilds_the_store() {
     use tokio::io::AsyncReadExt;
     let f = fixture().await;
-    let (s, stop) = f.snapshotter_with("first", 10).await;
-    for i in 0..15 {
-        f.run(user(
-            &format!("00000000-0000-4000-8000-0000000003{i:02}"),
-            &format!("l{i}@t.test"),
-            "D",
-        ))
-        .await;
-    }
-    s.catch_up().await.unwrap();
-    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
-    let checkpoints = Checkpoints::open(&js, 1).await.unwrap();
-    let saved = eventually("a checkpoint", Duration::from_secs(10), || async {
-        checkpoints.list().await.unwrap().into_iter().next()
-    })
-    .await
-    .unwrap();
+    let (s, stop, checkpoints, saved) = f.checkpointed("first").await;
     drop(s);
     stop.trigger();
     // The same archive, newest by name, but labelled as written by an earlier layout.
+    let js = async_nats::jetstream::new(f.nats.client().await.unwrap());
     let bucket = js.get_object_store("bt-checkpoints").await.unwrap();
     let mut object = bucket.get(&saved.name).await.unwrap();
     let mut metadata = object.info().metadata.clone();

@@ -47,6 +47,8 @@ const GRPC_WARMUP: usize = 10;
 pub const PAGE: usize = 1000;
 const SEED: u64 = 11;
 const TOKEN_TTL: Duration = Duration::from_secs(86_400);
+/// How long the store's compactions may take to finish after the build.
+const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Every figure of the time-travel scenarios.
 #[derive(Debug, Clone)]
@@ -72,8 +74,12 @@ impl TimeTravelRun {
 /// What the built store does.
 #[derive(Debug, Clone)]
 pub struct StoreFigures {
-    /// The store folder's size after a flush.
+    /// The store folder's size after a flush, once its compactions are done.
     pub bytes: u64,
+    /// The folder's size right after the build's flush, with compactions still due.
+    pub bytes_at_build_end: u64,
+    /// How long the compactions took to finish after the build.
+    pub settle: Duration,
     /// The demo tenant's digest kept by the store, and the directory's.
     pub demo_digest: String,
     pub live_digest: String,
@@ -199,6 +205,20 @@ impl Built<'_> {
     async fn measure(&self) -> anyhow::Result<StoreFigures> {
         let store = self.snapshotter.store().clone();
         store.flush()?;
+        let bytes_at_build_end = folder_bytes(self.folder)?;
+        // The size the store keeps: once the compactions the build left behind are done
+        // (until then the folder also holds their inputs). The reads below then meet the
+        // store as it stays, not one being compacted.
+        let settling = Instant::now();
+        while !store.background_work_settled() {
+            anyhow::ensure!(
+                settling.elapsed() < SETTLE_LIMIT,
+                "the time-travel store's compactions did not finish within {SETTLE_LIMIT:?}: {}",
+                store.write_pressure()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let settle = settling.elapsed();
         let bytes = folder_bytes(self.folder)?;
         let demo_digest = store.tenant_summary(import::TENANT).2.digest();
         let (live_digest, _) = self
@@ -236,6 +256,8 @@ impl Built<'_> {
             grpc_object_at(self.snapshotter, &self.shutdown, tenant, &ids, (from, to)).await?;
         Ok(StoreFigures {
             bytes,
+            bytes_at_build_end,
+            settle,
             demo_digest,
             live_digest,
             demo,

@@ -46,6 +46,14 @@ fn check_time_travel(run: &snapshotter::TimeTravelRun, outcome: &mut Outcome) {
     }
     let store = &run.store;
     report.parameter("timetravel_store_bytes", store.bytes);
+    report.parameter(
+        "timetravel_store_bytes_at_build_end",
+        store.bytes_at_build_end,
+    );
+    report.parameter(
+        "timetravel_compaction_settle_seconds",
+        store.settle.as_secs_f64(),
+    );
     report.parameter("timetravel_digest", store.demo_digest.clone());
     report.parameter("timetravel_digest_matches", store.digest_matches());
     report.parameter("object_at_lookup_hits", store.lookup_hits);

@@ -278,6 +278,16 @@ impl TimeTravelStore {
         )
     }
 
+    /// Whether RocksDB has no flush or compaction running or due: the store's files are
+    /// then what it keeps, without the inputs of a compaction in progress.
+    pub fn background_work_settled(&self) -> bool {
+        let zero = |name: &str| self.db.property_int_value(name).ok().flatten() == Some(0);
+        zero("rocksdb.compaction-pending")
+            && zero("rocksdb.num-running-compactions")
+            && zero("rocksdb.num-running-flushes")
+            && zero("rocksdb.mem-table-flush-pending")
+    }
+
     /// Flushes memtables so the state survives a crash of this process.
     pub fn flush(&self) -> Result<(), StoreError> {
         Ok(self.db.flush()?)

@@ -72,8 +72,13 @@ impl DirectoryProjection {
         opts.set_env(&crate::background_env()?);
         opts.increase_parallelism(2);
         // Most lookups while importing are for ids that do not exist yet (existence and
-        // uniqueness checks); the bloom filters answer those without reading any block.
+        // uniqueness checks); the bloom filters answer those without reading any block,
+        // and a whole-key bloom filter over the memtable (6.4 MiB at 64 MiB of memtable)
+        // without searching its skip list, where such a lookup otherwise compares keys
+        // at every level.
         opts.set_block_based_table_factory(&crate::table_options()?);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        opts.set_memtable_whole_key_filtering(true);
         let projection = Self {
             db: DB::open(&opts, path)?,
         };

@@ -144,6 +144,16 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     // The build has read the whole log: the demo tenant and the 2001 large-tenant events.
     let build_events = report.parameters["timetravel_build_events"].as_u64();
     assert!(build_events.is_some_and(|n| n > 2001), "{build_events:?}");
+    // The store's size is read once its compactions are done, and at the build's end.
+    let settle = report.parameters["timetravel_compaction_settle_seconds"].as_f64();
+    assert!(settle.is_some_and(|s| s >= 0.0), "{settle:?}");
+    for size in [
+        "timetravel_store_bytes",
+        "timetravel_store_bytes_at_build_end",
+    ] {
+        let bytes = report.parameters[size].as_u64();
+        assert!(bytes.is_some_and(|b| b > 0), "{size}: {bytes:?}");
+    }
     assert_eq!(
         report.parameters.get("diff_items_exact"),
         Some(&serde_json::json!({

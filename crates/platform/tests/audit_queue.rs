@@ -153,3 +153,84 @@ fn queued_records_outlive_a_crash_through_the_spool() {
         .unwrap();
     });
 }
+
+/// The count of refusals dropped because the queue was full outlives a crash as well: the
+/// next auditor on the folder publishes it as one summary, so every refusal is either
+/// stored or counted, once.
+#[test]
+fn the_count_of_dropped_records_outlives_a_crash_through_the_spool() {
+    const FLOOD: u64 = 12;
+    let spool = tempfile::tempdir().unwrap();
+    let main = tokio::runtime::Runtime::new().unwrap();
+    let mut server = main.block_on(NatsServer::start()).unwrap();
+    let log = main
+        .block_on(async { AuditLog::open(server.client().await.unwrap(), 1).await })
+        .unwrap();
+    server.kill();
+
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    crashed.block_on(async {
+        let auditor = Auditor::with_spool_and_capacity(log.clone(), spool.path(), 2).unwrap();
+        for _ in 0..FLOOD {
+            auditor.deny(refusal()).await;
+        }
+    });
+    drop(crashed);
+    let count = std::fs::read_to_string(spool.path().join("dropped.count")).unwrap();
+    let spooled = std::fs::read_dir(spool.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "pb")
+        })
+        .count() as u64;
+    let counted: u64 = count.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        spooled + counted,
+        FLOOD,
+        "spooled {spooled}, counted {count:?}"
+    );
+    assert!(counted > 0, "the queue of 2 overflowed");
+
+    main.block_on(async {
+        server.restart().await.unwrap();
+        let log = AuditLog::open(server.client().await.unwrap(), 1)
+            .await
+            .unwrap();
+        let _next = Auditor::with_spool(log.clone(), spool.path()).unwrap();
+        let (denied, summaries) = eventually(
+            "the spooled refusals and the dropped count to be stored",
+            Duration::from_secs(60),
+            || async {
+                let all = stored(&log).await;
+                let denied = all
+                    .iter()
+                    .filter(|r| r.action == action::ACCESS_DENIED)
+                    .count() as u64;
+                let summaries: Vec<u64> = all
+                    .iter()
+                    .filter(|r| r.action == action::DENIALS_DROPPED)
+                    .map(|r| {
+                        serde_json::from_str::<serde_json::Value>(&r.details_json).unwrap()
+                            ["dropped"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect();
+                (denied + summaries.iter().sum::<u64>() >= FLOOD).then_some((denied, summaries))
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(denied, spooled);
+        assert_eq!(summaries, vec![counted], "one summary with the count");
+        eventually("the spool to empty", Duration::from_secs(10), || async {
+            (std::fs::read_dir(spool.path()).unwrap().count() == 0).then_some(())
+        })
+        .await
+        .unwrap();
+    });
+}

@@ -122,8 +122,20 @@ impl Auditor {
     /// stream has them: records a process queued before it died are published when the
     /// next auditor on the same folder starts.
     pub fn with_spool(log: AuditLog, dir: &std::path::Path) -> std::io::Result<Self> {
+        Self::with_spool_and_capacity(log, dir, QUEUE_CAPACITY)
+    }
+
+    /// [`Auditor::with_spool`] with a queue of `capacity` records. The count of records
+    /// dropped because the queue was full is kept in the folder too, so it reaches the
+    /// stream (as one `security.accessDeniedDropped` record) even if this process dies
+    /// first.
+    pub fn with_spool_and_capacity(
+        log: AuditLog,
+        dir: &std::path::Path,
+        capacity: usize,
+    ) -> std::io::Result<Self> {
         let spool = queue::Spool::open(dir)?;
-        let queue = queue::Queue::start(log.clone(), QUEUE_CAPACITY, Some(spool));
+        let queue = queue::Queue::start(log.clone(), capacity, Some(spool));
         Ok(Self { log, queue })
     }
 

@@ -7,10 +7,13 @@
 //! With a spool folder, every queued record is also kept there as a file until the stream
 //! acknowledges it, so records queued by a process that dies (while NATS is unreachable,
 //! say) are published when it starts again; their ids make the stream store them once.
+//! The count of dropped records is kept there too (`dropped.count`: the summary's id and
+//! the count), and moves into a spooled summary record under one lock, so a count is
+//! neither lost with the process nor summarised twice.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backtrack_eventlog::audit::new_record;
@@ -64,10 +67,15 @@ impl Queue {
         match self.sender.try_send(Item { record, stored }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(item)) => {
-                if let Some(spool) = &self.spool {
-                    spool.done(&item.record.id);
+                match &self.spool {
+                    Some(spool) => {
+                        spool.count_dropped(&self.dropped);
+                        spool.done(&item.record.id);
+                    }
+                    None => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(action = %item.record.action, tenant = %item.record.tenant, "audit queue full; record counted, not stored");
                 false
             }
@@ -114,11 +122,18 @@ async fn run(
             return;
         }
         let mut records: Vec<v1::AuditRecord> = batch.iter().map(|i| i.record.clone()).collect();
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            records.push(dropped_summary(lost));
-        }
+        let summary = match &spool {
+            Some(spool) => spool.take_dropped(&dropped),
+            None => {
+                let lost = dropped.swap(0, Ordering::Relaxed);
+                (lost > 0).then(|| dropped_summary(lost, None))
+            }
+        };
+        records.extend(summary.clone());
         publish_until_stored(&log, &records).await;
+        if let (Some(spool), Some(summary)) = (&spool, &summary) {
+            spool.done(&summary.id);
+        }
         for item in batch.drain(..) {
             if let Some(spool) = &spool {
                 spool.done(&item.record.id);
@@ -150,12 +165,17 @@ async fn publish_until_stored(log: &AuditLog, records: &[v1::AuditRecord]) {
     }
 }
 
-fn dropped_summary(count: u64) -> v1::AuditRecord {
+/// The summary of `count` dropped records; `id` names it when it must keep a given id
+/// (one the spool's count file chose).
+fn dropped_summary(count: u64, id: Option<&str>) -> v1::AuditRecord {
     let mut record = new_record(
         UNAUTHENTICATED_TENANT,
         category::SECURITY,
         action::DENIALS_DROPPED,
     );
+    if let Some(id) = id {
+        record.id = id.to_string();
+    }
     record.result = Some(v1::AuditResult {
         success: false,
         reason: format!(
@@ -173,15 +193,78 @@ fn dropped_summary(count: u64) -> v1::AuditRecord {
 #[derive(Debug)]
 pub(super) struct Spool {
     dir: PathBuf,
+    /// The id the next summary of dropped records takes, chosen with the first drop it
+    /// counts; held while the count and its file change together.
+    summary_id: Mutex<Option<String>>,
 }
 
+/// The file holding the summary id and the count of dropped records not yet summarised.
+const DROPPED_FILE: &str = "dropped.count";
+
 impl Spool {
-    /// Opens (creating it if needed) the spool folder `dir`.
+    /// Opens (creating it if needed) the spool folder `dir`. A count of dropped records
+    /// left by an earlier run becomes a spooled summary record, published with the rest.
     pub(super) fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(Self {
+        let spool = Self {
             dir: dir.to_path_buf(),
-        })
+            summary_id: Mutex::new(None),
+        };
+        let left = spool.dir.join(DROPPED_FILE);
+        match std::fs::read_to_string(&left) {
+            Ok(text) => {
+                match text
+                    .split_once(' ')
+                    .and_then(|(id, n)| Some((id, n.trim().parse::<u64>().ok()?)))
+                {
+                    Some((id, count)) if count > 0 => spool.keep(&dropped_summary(count, Some(id))),
+                    Some(_) => {}
+                    None => {
+                        tracing::error!(file = %left.display(), "unreadable count of dropped audit records; set aside")
+                    }
+                }
+                // Kept as a record first: a crash in between makes the same record (same
+                // id) again, which the stream stores once.
+                std::fs::remove_file(&left)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(spool)
+    }
+
+    /// Counts one dropped record in `dropped` and in the count file.
+    fn count_dropped(&self, dropped: &AtomicU64) {
+        let mut id = self.summary_id.lock().unwrap_or_else(|e| e.into_inner());
+        let count = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = id.get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
+        let path = self.dir.join(DROPPED_FILE);
+        let partial = path.with_extension("partial");
+        let written = std::fs::write(&partial, format!("{id} {count}\n"))
+            .and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(e) = written {
+            tracing::error!(error = %e, dir = %self.dir.display(), "cannot spool the count of dropped audit records; it is kept in memory only");
+        }
+    }
+
+    /// Moves the count of dropped records into a spooled summary record (`None` when
+    /// nothing was dropped); the caller publishes it and then calls [`Spool::done`].
+    fn take_dropped(&self, dropped: &AtomicU64) -> Option<v1::AuditRecord> {
+        let mut id = self.summary_id.lock().unwrap_or_else(|e| e.into_inner());
+        let count = dropped.swap(0, Ordering::Relaxed);
+        if count == 0 {
+            return None;
+        }
+        let summary = dropped_summary(count, id.take().as_deref());
+        self.keep(&summary);
+        match std::fs::remove_file(self.dir.join(DROPPED_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove the count of dropped audit records")
+            }
+        }
+        Some(summary)
     }
 
     fn path(&self, id: &str) -> PathBuf {

@@ -32,6 +32,24 @@ async fn stored(log: &AuditLog) -> Vec<v1::AuditRecord> {
     out
 }
 
+/// Stored refusals, and the count each stored summary of dropped refusals gives.
+fn tally(records: &[v1::AuditRecord]) -> (u64, Vec<u64>) {
+    let denied = records
+        .iter()
+        .filter(|r| r.action == action::ACCESS_DENIED)
+        .count() as u64;
+    let summaries = records
+        .iter()
+        .filter(|r| r.action == action::DENIALS_DROPPED)
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.details_json).unwrap()["dropped"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    (denied, summaries)
+}
+
 fn refusal() -> v1::AuditRecord {
     denial_record(
         None,
@@ -73,21 +91,8 @@ async fn a_flood_while_the_stream_is_down_is_bounded_and_counted() {
         "the queued refusals and the summary to be stored",
         Duration::from_secs(60),
         || async {
-            let all = stored(&log).await;
-            let denied = all
-                .iter()
-                .filter(|r| r.action == action::ACCESS_DENIED)
-                .count()
-                - 1;
-            let dropped: u64 = all
-                .iter()
-                .filter(|r| r.action == action::DENIALS_DROPPED)
-                .map(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.details_json).unwrap()["dropped"]
-                        .as_u64()
-                        .unwrap()
-                })
-                .sum();
+            let (denied, summaries) = tally(&stored(&log).await);
+            let (denied, dropped) = (denied as usize - 1, summaries.iter().sum::<u64>());
             (denied + dropped as usize == FLOOD).then_some((denied, dropped))
         },
     )
@@ -100,10 +105,14 @@ async fn a_flood_while_the_stream_is_down_is_bounded_and_counted() {
     assert!(dropped > 0);
 }
 
-/// Records queued while the stream is down outlive the process that queued them: they wait
-/// in the spool folder, and the next auditor on that folder publishes them, once each.
-#[test]
-fn queued_records_outlive_a_crash_through_the_spool() {
+/// A spool folder, the test's own runtime, a nats-server already killed, and the audit
+/// stream it held.
+fn stream_gone() -> (
+    tempfile::TempDir,
+    tokio::runtime::Runtime,
+    NatsServer,
+    AuditLog,
+) {
     let spool = tempfile::tempdir().unwrap();
     let main = tokio::runtime::Runtime::new().unwrap();
     let mut server = main.block_on(NatsServer::start()).unwrap();
@@ -111,6 +120,14 @@ fn queued_records_outlive_a_crash_through_the_spool() {
         .block_on(async { AuditLog::open(server.client().await.unwrap(), 1).await })
         .unwrap();
     server.kill();
+    (spool, main, server, log)
+}
+
+/// Records queued while the stream is down outlive the process that queued them: they wait
+/// in the spool folder, and the next auditor on that folder publishes them, once each.
+#[test]
+fn queued_records_outlive_a_crash_through_the_spool() {
+    let (spool, main, mut server, log) = stream_gone();
 
     // The process that queues the refusals dies with them: its runtime and tasks go away.
     let crashed = tokio::runtime::Runtime::new().unwrap();
@@ -160,13 +177,7 @@ fn queued_records_outlive_a_crash_through_the_spool() {
 #[test]
 fn the_count_of_dropped_records_outlives_a_crash_through_the_spool() {
     const FLOOD: u64 = 12;
-    let spool = tempfile::tempdir().unwrap();
-    let main = tokio::runtime::Runtime::new().unwrap();
-    let mut server = main.block_on(NatsServer::start()).unwrap();
-    let log = main
-        .block_on(async { AuditLog::open(server.client().await.unwrap(), 1).await })
-        .unwrap();
-    server.kill();
+    let (spool, main, mut server, log) = stream_gone();
 
     let crashed = tokio::runtime::Runtime::new().unwrap();
     crashed.block_on(async {
@@ -205,21 +216,7 @@ fn the_count_of_dropped_records_outlives_a_crash_through_the_spool() {
             "the spooled refusals and the dropped count to be stored",
             Duration::from_secs(60),
             || async {
-                let all = stored(&log).await;
-                let denied = all
-                    .iter()
-                    .filter(|r| r.action == action::ACCESS_DENIED)
-                    .count() as u64;
-                let summaries: Vec<u64> = all
-                    .iter()
-                    .filter(|r| r.action == action::DENIALS_DROPPED)
-                    .map(|r| {
-                        serde_json::from_str::<serde_json::Value>(&r.details_json).unwrap()
-                            ["dropped"]
-                            .as_u64()
-                            .unwrap()
-                    })
-                    .collect();
+                let (denied, summaries) = tally(&stored(&log).await);
                 (denied + summaries.iter().sum::<u64>() >= FLOOD).then_some((denied, summaries))
             },
         )

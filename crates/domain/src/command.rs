@@ -75,6 +75,9 @@ pub trait DirectoryView {
     fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
         self.object(id).map(|o| (o.kind, o.is_deleted()))
     }
+    /// A hint that [`DirectoryView::head`] is about to be asked for each of `ids` (a
+    /// mutation's link targets), so a view over storage can read them in one batch.
+    fn prefetch_heads(&self, _ids: &[&str]) {}
     /// Whether `id` links to `target` through `relation`.
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool;
     /// Every link the object holds.
@@ -162,6 +165,7 @@ fn create(
     if links.len() > validate::MAX_LINKS_PER_MUTATION {
         return Err(too_many_links(links.len()));
     }
+    prefetch_targets(view, links.iter().map(|l| l.target_id.as_str()));
     let mut seen = BTreeSet::new();
     let mut checked = Vec::with_capacity(links.len());
     for link in links {
@@ -272,6 +276,7 @@ fn add_links(
             object.kind, relation.name
         )));
     }
+    prefetch_targets(view, targets.iter().map(String::as_str));
     let mut added = BTreeSet::new();
     for target in targets {
         let target = validate::any_object_id(&target)?;
@@ -459,6 +464,17 @@ fn relation<'a>(
             )
         })
     })
+}
+
+/// Hands the view the valid ones of `targets` (as `check_target` will ask for them).
+fn prefetch_targets<'t>(view: &dyn DirectoryView, targets: impl Iterator<Item = &'t str>) {
+    let ids: Vec<String> = targets
+        .filter_map(|t| validate::any_object_id(t).ok())
+        .collect();
+    if ids.len() > 1 {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        view.prefetch_heads(&ids);
+    }
 }
 
 fn check_target(

@@ -266,6 +266,15 @@ impl DirectoryView for OverlayView<'_> {
         self.pending.head(id).or_else(|| self.base.head(id))
     }
 
+    fn prefetch_heads(&self, ids: &[&str]) {
+        let outside: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.pending.objects.contains_key(*id))
+            .collect();
+        self.base.prefetch_heads(&outside);
+    }
+
     fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
         if self.pending.objects.contains_key(id) {
             self.pending.has_link(id, relation, target)

@@ -79,8 +79,12 @@ impl DirectoryProjection {
         opts.set_block_based_table_factory(&crate::table_options()?);
         opts.set_memtable_prefix_bloom_ratio(0.1);
         opts.set_memtable_whole_key_filtering(true);
+        // Opened with the default column family described (with these very options: a
+        // name alone would give it default ones), so batched reads have its handle.
+        let default =
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
         let projection = Self {
-            db: DB::open(&opts, path)?,
+            db: DB::open_cf_descriptors(&opts, path, [default])?,
         };
         projection.upgrade_layout()?;
         Ok(projection)
@@ -386,6 +390,29 @@ impl DirectoryProjection {
         }
     }
 
+    /// Heads of many objects (as [`DirectoryProjection::head`]), read in one batch.
+    pub fn heads(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Option<(ObjectKind, bool)>>, StoreError> {
+        let cf = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| corrupt("default", "the default column family has no handle"))?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| keys::head(tenant, id)).collect();
+        let values = self.db.batched_multi_get_cf(cf, &keys, false);
+        keys.iter()
+            .zip(values)
+            .map(|(key, value)| match value? {
+                Some(bytes) => decode_head(&bytes)
+                    .map(Some)
+                    .ok_or_else(|| corrupt(&String::from_utf8_lossy(key), "bad head record")),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     /// An object with its links filled in.
     pub fn object_with_links(
         &self,
@@ -664,6 +691,28 @@ pub struct TenantView<'a> {
 impl DirectoryView for TenantView<'_> {
     fn object(&self, id: &str) -> Option<DirectoryObject> {
         self.projection.object(self.tenant, id).ok().flatten()
+    }
+
+    fn prefetch_heads(&self, ids: &[&str]) {
+        let mut missing: Vec<&str> = {
+            let heads = self.heads.borrow();
+            ids.iter()
+                .copied()
+                .filter(|id| !heads.contains_key(*id))
+                .collect()
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.len() < 2 {
+            return;
+        }
+        // On a storage error nothing is remembered: `head` reads each one again.
+        if let Ok(found) = self.projection.heads(self.tenant, &missing) {
+            let mut heads = self.heads.borrow_mut();
+            for (id, head) in missing.into_iter().zip(found) {
+                heads.insert(id.to_string(), head);
+            }
+        }
     }
 
     fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {

@@ -41,6 +41,17 @@ proptest! {
         let (digest, _) = projection.tenant_digest("t1").unwrap();
         prop_assert_eq!(&digest, &tenant_digest(&state));
 
+        // Heads read in one batch (in any order, with an id that does not exist) are the
+        // heads read one by one, and the reference's.
+        let missing = "00000000-0000-4000-8000-00000000ffff".to_string();
+        let asked: Vec<&str> = state.objects.keys().rev().chain([&missing]).map(String::as_str).collect();
+        let batched = projection.heads("t1", &asked).unwrap();
+        prop_assert_eq!(batched.len(), asked.len());
+        for (id, head) in asked.iter().zip(batched) {
+            prop_assert_eq!(head, projection.head("t1", id).unwrap());
+            prop_assert_eq!(head, state.objects.get(*id).map(|o| (o.kind, o.is_deleted())));
+        }
+
         // A fresh projection fed the same log in chunks ends identical.
         let dir2 = tempfile::tempdir().unwrap();
         let rebuilt = DirectoryProjection::open(dir2.path()).unwrap();

@@ -123,6 +123,19 @@ fn stream_gone() -> (
     (spool, main, server, log)
 }
 
+/// The server restarted, its audit stream, and the next auditor on the spool folder.
+async fn back_on_the_spool(
+    server: &mut NatsServer,
+    spool: &std::path::Path,
+) -> (AuditLog, Auditor) {
+    server.restart().await.unwrap();
+    let log = AuditLog::open(server.client().await.unwrap(), 1)
+        .await
+        .unwrap();
+    let auditor = Auditor::with_spool(log.clone(), spool).unwrap();
+    (log, auditor)
+}
+
 /// Records queued while the stream is down outlive the process that queued them: they wait
 /// in the spool folder, and the next auditor on that folder publishes them, once each.
 #[test]
@@ -143,11 +156,7 @@ fn queued_records_outlive_a_crash_through_the_spool() {
     assert_eq!(spooled, queued.len(), "one file per queued record");
 
     main.block_on(async {
-        server.restart().await.unwrap();
-        let log = AuditLog::open(server.client().await.unwrap(), 1)
-            .await
-            .unwrap();
-        let _next = Auditor::with_spool(log.clone(), spool.path()).unwrap();
+        let (log, _next) = back_on_the_spool(&mut server, spool.path()).await;
         let stored = eventually(
             "the spooled records to be stored",
             Duration::from_secs(60),
@@ -207,11 +216,7 @@ fn the_count_of_dropped_records_outlives_a_crash_through_the_spool() {
     assert!(counted > 0, "the queue of 2 overflowed");
 
     main.block_on(async {
-        server.restart().await.unwrap();
-        let log = AuditLog::open(server.client().await.unwrap(), 1)
-            .await
-            .unwrap();
-        let _next = Auditor::with_spool(log.clone(), spool.path()).unwrap();
+        let (log, _next) = back_on_the_spool(&mut server, spool.path()).await;
         let (denied, summaries) = eventually(
             "the spooled refusals and the dropped count to be stored",
             Duration::from_secs(60),

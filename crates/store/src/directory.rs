@@ -6,11 +6,9 @@
 //! split over 16 buckets by a hash of the target id, so a group of any size costs at most
 //! 16 keys, and one membership change rewrites one sixteenth of the member list.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use backtrack_domain::command::DirectoryView;
 use backtrack_domain::digest::StateDigest;
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::{DirectoryObject, Link};
@@ -21,6 +19,7 @@ use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::view::TenantView;
 use crate::StoreError;
 
 /// Memtable size of the projection. 8 MiB folded a 100k-user replay 15–30% faster (the
@@ -570,11 +569,7 @@ impl DirectoryProjection {
 
     /// A read view of one tenant for `decide`.
     pub fn view<'a>(&'a self, tenant: &'a str) -> TenantView<'a> {
-        TenantView {
-            projection: self,
-            tenant,
-            heads: RefCell::new(HashMap::new()),
-        }
+        TenantView::new(self, tenant)
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
@@ -673,77 +668,5 @@ fn corrupt(key: &str, reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: key.to_string(),
         reason: reason.to_string(),
-    }
-}
-
-/// One tenant of the projection, readable by `decide`. Storage errors read as "absent"
-/// here; callers that must distinguish use the projection's fallible methods.
-///
-/// A view lives for one decision under the tenant's write lock, while the tenant does not
-/// change, so it remembers the heads it has read: link targets repeat (a user is a member
-/// of many groups of one import call), and each would otherwise be a RocksDB read.
-pub struct TenantView<'a> {
-    projection: &'a DirectoryProjection,
-    tenant: &'a str,
-    heads: RefCell<HashMap<String, Option<(ObjectKind, bool)>>>,
-}
-
-impl DirectoryView for TenantView<'_> {
-    fn object(&self, id: &str) -> Option<DirectoryObject> {
-        self.projection.object(self.tenant, id).ok().flatten()
-    }
-
-    fn prefetch_heads(&self, ids: &[&str]) {
-        let mut missing: Vec<&str> = {
-            let heads = self.heads.borrow();
-            ids.iter()
-                .copied()
-                .filter(|id| !heads.contains_key(*id))
-                .collect()
-        };
-        missing.sort_unstable();
-        missing.dedup();
-        if missing.len() < 2 {
-            return;
-        }
-        // On a storage error nothing is remembered: `head` reads each one again.
-        if let Ok(found) = self.projection.heads(self.tenant, &missing) {
-            let mut heads = self.heads.borrow_mut();
-            for (id, head) in missing.into_iter().zip(found) {
-                heads.insert(id.to_string(), head);
-            }
-        }
-    }
-
-    fn head(&self, id: &str) -> Option<(ObjectKind, bool)> {
-        if let Some(head) = self.heads.borrow().get(id) {
-            return *head;
-        }
-        let head = self.projection.head(self.tenant, id).ok().flatten();
-        self.heads.borrow_mut().insert(id.to_string(), head);
-        head
-    }
-
-    fn has_link(&self, id: &str, relation: &str, target: &str) -> bool {
-        self.projection
-            .has_link(self.tenant, id, relation, target)
-            .unwrap_or(false)
-    }
-
-    fn links_of(&self, id: &str) -> Vec<Link> {
-        self.projection.links(self.tenant, id).unwrap_or_default()
-    }
-
-    fn referrers(&self, target: &str) -> Vec<(String, ObjectKind, String)> {
-        self.projection
-            .referrers(self.tenant, target)
-            .unwrap_or_default()
-    }
-
-    fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {
-        self.projection
-            .find_unique(self.tenant, kind, attribute, value)
-            .ok()
-            .flatten()
     }
 }

@@ -15,9 +15,11 @@ pub mod audit;
 pub mod directory;
 mod keys;
 pub mod timetravel;
+mod view;
 
-pub use directory::{DirectoryProjection, ListQuery, TenantRecord, TenantView};
+pub use directory::{DirectoryProjection, ListQuery, TenantRecord};
 pub use timetravel::{SequencedEvent, TenantSummary, TimeTravelStore};
+pub use view::TenantView;
 
 /// Block cache of each store, for data blocks.
 const BLOCK_CACHE_BYTES: usize = 256 * 1024 * 1024;

@@ -268,16 +268,16 @@ async fn backups_and_instants_show_exact_past_states_and_survive_restarts_tamper
     let store_dir = b.data().join("snapshotter");
     {
         let store = backtrack_store::TimeTravelStore::open(&store_dir).unwrap();
-        let (key, value) = store
+        // The creation of u1 (the oldest of its versions) is its version at the first
+        // backup. Same length: the value stays well formed.
+        let (key, mut forged) = store
             .scan_raw(format!("V/tt/{u1}\0").as_bytes())
             .unwrap()
-            .into_iter()
-            .find(|(_, v)| String::from_utf8_lossy(v).contains("Sales"))
+            .pop()
             .unwrap();
-        let forged = String::from_utf8(value)
-            .unwrap()
-            .replace("Sales", "Marketing");
-        store.put_raw(&key, forged.as_bytes()).unwrap();
+        let at = forged.windows(5).position(|w| w == b"Sales").unwrap();
+        forged[at..at + 5].copy_from_slice(b"Fraud");
+        store.put_raw(&key, &forged).unwrap();
         store.flush().unwrap();
     }
     b.launch().await.unwrap();
@@ -291,7 +291,7 @@ async fn backups_and_instants_show_exact_past_states_and_survive_restarts_tamper
     assert_eq!(report["mismatchedIds"], serde_json::json!([u1]));
     assert_eq!(
         department(&b, "tt", &u1, &first_id),
-        "Marketing",
+        "Fraud",
         "the tampered value is what the store serves"
     );
 

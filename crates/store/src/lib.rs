@@ -18,7 +18,7 @@ pub mod timetravel;
 mod view;
 
 pub use directory::{DirectoryProjection, ListQuery, TenantRecord};
-pub use timetravel::{SequencedEvent, TenantSummary, TimeTravelStore};
+pub use timetravel::{Carry, Prepared, SequencedEvent, TenantSummary, TimeTravelStore};
 pub use view::TenantView;
 
 /// Block cache of each store, for data blocks.
@@ -61,4 +61,6 @@ pub enum StoreError {
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt record at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("a run prepared on position {prepared_on} cannot be written at position {position}: runs must be written in the order they were prepared")]
+    OutOfOrder { position: u64, prepared_on: u64 },
 }

@@ -9,7 +9,7 @@ use backtrack_domain::digest::{tenant_digest, StateDigest};
 use backtrack_domain::event::Event;
 use backtrack_domain::TenantState;
 use backtrack_store::timetravel::query::ListAt;
-use backtrack_store::{SequencedEvent, TimeTravelStore};
+use backtrack_store::{Prepared, SequencedEvent, StoreError, TimeTravelStore};
 use proptest::prelude::*;
 
 mod common;
@@ -189,6 +189,45 @@ proptest! {
         }
     }
 
+    /// Runs prepared one ahead of their writes (as the builder does: a run is folded
+    /// while the one before it is still being written, starting from that run's carry)
+    /// read like the reference fold at every sequence, with the digest and history of
+    /// one `apply`.
+    #[test]
+    fn runs_prepared_while_the_run_before_is_written_read_like_the_reference_fold(commands in proptest::collection::vec(command_strategy(), 1..50), chunk in 1usize..6) {
+        let (events, states) = history(commands);
+        let dir = tempfile::tempdir().unwrap();
+        let store = TimeTravelStore::open(dir.path()).unwrap();
+        let mut writing: Option<Prepared> = None;
+        for part in events.chunks(chunk) {
+            let carry = writing.as_ref().map(Prepared::carry);
+            let prepared = store.prepare(part, carry.as_deref()).unwrap();
+            // The run before is written only now, after this one was prepared.
+            if let Some(before) = writing.take() {
+                let position = before.position();
+                store.commit(before).unwrap();
+                prop_assert_eq!(store.position(), position);
+            }
+            writing = prepared;
+        }
+        store.commit(writing.take().unwrap()).unwrap();
+        let last = events.last().unwrap().sequence;
+        let (at, _, summary) = store.tenant_summary("t1");
+        prop_assert_eq!(at, last);
+        prop_assert_eq!(summary.digest(), tenant_digest(&states[last as usize]));
+        let ids: BTreeSet<String> = states.iter().flat_map(|s| s.objects.keys().cloned()).collect();
+        for (n, state) in states.iter().enumerate() {
+            for id in &ids {
+                prop_assert_eq!(store.object_at("t1", id, n as u64).unwrap(), state.objects.get(id).cloned(), "object {} at {}", id, n);
+            }
+        }
+        for id in &ids {
+            let history: Vec<u64> = store.history("t1", id).unwrap().iter().map(|h| h.sequence).collect();
+            let want: Vec<u64> = events.iter().filter(|e| &e.event.meta.object_id == id && e.event.meta.kind != "tenant").map(|e| e.sequence).collect();
+            prop_assert_eq!(history, want);
+        }
+    }
+
     /// History lists each object's events in order; the change index between two
     /// sequences names exactly the objects whose events lie in that range.
     #[test]
@@ -260,4 +299,42 @@ proptest! {
         prop_assert_eq!(reopened.position(), events.len() as u64);
         prop_assert_eq!(reopened.tenant_summary("t1").2.digest(), expected);
     }
+}
+
+/// A run prepared on a position the store has moved past is refused, and nothing of it
+/// is written: runs are written in the order they were prepared, each once.
+#[test]
+fn a_run_prepared_on_an_old_position_is_not_written() {
+    let (events, _) = history(Vec::new());
+    let more: Vec<SequencedEvent> = (2..=3)
+        .map(|seq| {
+            let mut e = events[0].clone();
+            e.sequence = seq;
+            e.event.meta.tenant = format!("t{seq}");
+            e.payload = None;
+            e
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = TimeTravelStore::open(dir.path()).unwrap();
+    store.apply(&events).unwrap();
+    let first = store.prepare(&more[..1], None).unwrap().unwrap();
+    let stale = store.prepare(&more, None).unwrap().unwrap();
+    store.commit(first).unwrap();
+    assert_eq!(store.position(), 2);
+    let refused = store.commit(stale).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::OutOfOrder {
+                position: 2,
+                prepared_on: 1
+            }
+        ),
+        "{refused}"
+    );
+    assert_eq!(store.position(), 2);
+    assert!(store.tenant("t3").unwrap().is_none());
+    // Nothing is left to prepare at or below the position.
+    assert!(store.prepare(&more[..1], None).unwrap().is_none());
 }

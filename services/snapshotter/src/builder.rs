@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use backtrack_eventlog::{EventLog, Run, Runs};
 use backtrack_platform::shutdown::Shutdown;
-use backtrack_store::{SequencedEvent, TimeTravelStore};
+use backtrack_store::{Carry, SequencedEvent, StoreError, TimeTravelStore};
 use futures::StreamExt;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::checkpoint::Checkpoints;
 
@@ -102,6 +103,17 @@ pub async fn run(
     }
 }
 
+/// The run being written while the next one is prepared.
+struct Writing {
+    commit: JoinHandle<Result<(), StoreError>>,
+    events: usize,
+    /// How long the run took to prepare, and when its write started.
+    prepared_in: Duration,
+    started: Instant,
+    /// The run's trace spans, open until it is written.
+    spans: Vec<tracing::Span>,
+}
+
 async fn follow(
     log: &EventLog,
     store: &Arc<TimeTravelStore>,
@@ -123,7 +135,29 @@ async fn follow(
             (event, stored.traceparent)
         })
     }));
-    while let Some(Run { items, failure }) = runs.next().await {
+    // A run is folded into writes (`prepare`) while the run before it is being written
+    // (`commit`), each on a blocking thread: far behind the log, the fold and RocksDB's
+    // inserts then use both cores. One run is written at a time, in order.
+    let mut carry: Option<Arc<Carry>> = None;
+    let mut writing: Option<Writing> = None;
+    let outcome = loop {
+        let next = match writing.as_mut() {
+            Some(w) => tokio::select! {
+                written = &mut w.commit => {
+                    if let Some(w) = writing.take() {
+                        if let Err(e) = written_out(w, written, store, progress, checkpoints) {
+                            break Err(e);
+                        }
+                    }
+                    continue;
+                }
+                run = runs.next() => run,
+            },
+            None => runs.next().await,
+        };
+        let Some(Run { items, failure }) = next else {
+            break Err("stream ended".to_string());
+        };
         let mut traced: Vec<String> = Vec::new();
         let events: Vec<SequencedEvent> = items
             .into_iter()
@@ -136,7 +170,7 @@ async fn follow(
         traced.sort_unstable();
         traced.dedup();
         // One span per traced append in the chunk (a batch of events shares one), each
-        // continuing its writer's trace, open until the events are applied.
+        // continuing its writer's trace, open until the events are written.
         let spans: Vec<tracing::Span> = traced
             .iter()
             .map(|traceparent| {
@@ -149,31 +183,77 @@ async fn follow(
             })
             .collect();
         if !events.is_empty() {
-            let worker = store.clone();
+            let (worker, after) = (store.clone(), carry.clone());
             let (count, started) = (events.len(), Instant::now());
-            tokio::task::spawn_blocking(move || worker.apply(&events))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let took = started.elapsed();
-            if took >= SLOW_RUN {
-                tracing::warn!(
-                    events = count,
-                    seconds = took.as_secs_f64(),
-                    position = store.position(),
-                    rocksdb = %store.write_pressure(),
-                    "the time-travel store took long to apply a run of events"
-                );
+            let prepared = match tokio::task::spawn_blocking(move || {
+                worker.prepare(&events, after.as_deref())
+            })
+            .await
+            {
+                Ok(Ok(prepared)) => prepared,
+                Ok(Err(e)) => break Err(e.to_string()),
+                Err(e) => break Err(e.to_string()),
+            };
+            let prepared_in = started.elapsed();
+            // The run before is written before this one is handed over.
+            if let Some(mut w) = writing.take() {
+                let written = (&mut w.commit).await;
+                if let Err(e) = written_out(w, written, store, progress, checkpoints) {
+                    break Err(e);
+                }
             }
-            progress.send_replace(store.position());
-            if let Some(checkpoints) = checkpoints.as_mut() {
-                checkpoints.maybe_start(store);
+            if let Some(prepared) = prepared {
+                carry = Some(prepared.carry());
+                let worker = store.clone();
+                writing = Some(Writing {
+                    commit: tokio::task::spawn_blocking(move || worker.commit(prepared)),
+                    events: count,
+                    prepared_in,
+                    started: Instant::now(),
+                    spans,
+                });
             }
         }
-        drop(spans);
         if let Some(e) = failure {
-            return Err(e.to_string());
+            break Err(e.to_string());
         }
+    };
+    // Whatever ended the loop, the run being written is finished first: a new follower
+    // starts from the store's position.
+    if let Some(mut w) = writing.take() {
+        let written = (&mut w.commit).await;
+        written_out(w, written, store, progress, checkpoints)?;
     }
-    Err("stream ended".into())
+    outcome
+}
+
+/// Reports a run whose write finished: progress, a warning when it was slow, and the
+/// next checkpoint when one is due.
+fn written_out(
+    w: Writing,
+    written: Result<Result<(), StoreError>, tokio::task::JoinError>,
+    store: &Arc<TimeTravelStore>,
+    progress: &watch::Sender<u64>,
+    checkpoints: &mut Option<CheckpointState>,
+) -> Result<(), String> {
+    written
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let took = w.prepared_in + w.started.elapsed();
+    if took >= SLOW_RUN {
+        tracing::warn!(
+            events = w.events,
+            seconds = took.as_secs_f64(),
+            prepare_seconds = w.prepared_in.as_secs_f64(),
+            position = store.position(),
+            rocksdb = %store.write_pressure(),
+            "the time-travel store took long to apply a run of events"
+        );
+    }
+    progress.send_replace(store.position());
+    if let Some(checkpoints) = checkpoints.as_mut() {
+        checkpoints.maybe_start(store);
+    }
+    drop(w.spans);
+    Ok(())
 }

@@ -233,16 +233,17 @@ async fn backups_name_exact_past_states_and_verify_until_the_store_is_tampered_w
     assert!(verified.ok, "{}", verified.message);
     assert!(verified.events_replayed >= 3);
 
-    // Tamper: rewrite the stored version of U1 at the first backup behind the service.
-    let (key, value) = s
+    // Tamper: rewrite the stored version of U1 at the first backup (its creation, the
+    // oldest of its versions) behind the service. Same length: the value stays well formed.
+    let (key, mut forged) = s
         .store()
         .scan_raw(format!("V/t/{U1}\0").as_bytes())
         .unwrap()
-        .into_iter()
-        .find(|(_, v)| String::from_utf8_lossy(v).contains("Sales"))
+        .pop()
         .unwrap();
-    let forged = String::from_utf8(value).unwrap().replace("Sales", "Forged");
-    s.store().put_raw(&key, forged.as_bytes()).unwrap();
+    let at = forged.windows(5).position(|w| w == b"Sales").unwrap();
+    forged[at..at + 5].copy_from_slice(b"Fraud");
+    s.store().put_raw(&key, &forged).unwrap();
     let tampered = s.verify("t", &first.id).await.unwrap();
     assert!(!tampered.ok);
     assert_eq!(tampered.mismatched_ids, vec![U1.to_string()]);

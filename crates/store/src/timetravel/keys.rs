@@ -8,13 +8,12 @@
 //! | `P` | `P` | last applied stream sequence (u64 BE) |
 //! | `T` | `T/<tenant>` | tenant record (JSON) |
 //! | `A` | `A/<tenant>` | tenant summary at the position: counts per kind and set-hash lanes |
-//! | `V` | `V/<tenant>/<id>\0<!seq>` | the object (without links) from `seq` on; empty = hard-deleted |
+//! | `V` | `V/<tenant>/<id>\0<!seq>` | the event at `seq` and the object (without links) from `seq` on (see `version`) |
 //! | `L` | `L/<tenant>/<id>/<relation>/<target>\0<!seq>` | `1` linked / `0` unlinked from `seq` on |
-//! | `E` | `E/<tenant>/<id>\0<seq>` | stream time (i64 BE) + the event (protobuf) |
 //! | `C` | `C/<tenant>/<seq><id>` | kind index: objects changed at `seq` |
 //! | `S` | `S<!ms><!seq>` | the last sequence stored at stream time `ms` |
 //!
-//! Stores written by earlier builds also hold `H/<tenant>/<id>` keys, which nothing reads.
+//! Stores of earlier layouts (which also held `E` history and `H` keys) are rebuilt.
 //!
 //! `!x` is the bitwise complement in big-endian bytes, so a forward seek to `<!s>` lands on
 //! the newest version at or before `s`.
@@ -59,15 +58,6 @@ pub fn links_of_relation(t: &str, id: &str, relation: &str) -> Vec<u8> {
 pub fn link(t: &str, id: &str, relation: &str, target: &str, seq: u64) -> Vec<u8> {
     let mut key = join(&["L/", t, "/", id, "/", relation, "/", target, "\0"]);
     key.extend_from_slice(&(!seq).to_be_bytes());
-    key
-}
-
-pub fn history(t: &str, id: &str) -> Vec<u8> {
-    join(&["E/", t, "/", id, "\0"])
-}
-pub fn history_entry(t: &str, id: &str, seq: u64) -> Vec<u8> {
-    let mut key = history(t, id);
-    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 

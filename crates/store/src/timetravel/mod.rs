@@ -14,10 +14,11 @@ pub mod checkpoint;
 pub mod keys;
 pub mod query;
 pub mod summary;
+mod version;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use backtrack_domain::digest::{link_fact, object_fact, tagged};
 use backtrack_domain::event::{Change, Event};
@@ -32,8 +33,10 @@ use crate::StoreError;
 pub use summary::{KindCount, TenantSummary};
 
 /// Layout version of the store; a store written with another one is rebuilt. Version 3:
-/// the summaries' set hashes expand facts with BLAKE3 (`Expansion::Blake3`).
-pub const LAYOUT: &str = "3";
+/// the summaries' set hashes expand facts with BLAKE3 (`Expansion::Blake3`). Version 4:
+/// a version's value holds its event, and there are no separate history keys (see
+/// [`version`]).
+pub const LAYOUT: &str = "4";
 const FORMAT_VERSION: &[u8] = LAYOUT.as_bytes();
 
 /// Says on stderr why a store is being rebuilt (the store crate logs nothing else).
@@ -78,6 +81,47 @@ pub struct SequencedEvent {
     /// The event's protobuf encoding as the log stores it, when the caller has it; the
     /// history keeps these bytes instead of encoding the event again.
     pub payload: Option<Vec<u8>>,
+}
+
+/// A run of events folded into writes, not yet written: [`TimeTravelStore::prepare`]
+/// makes it, [`TimeTravelStore::commit`] writes it.
+pub struct Prepared {
+    /// The position the run was folded on.
+    base: u64,
+    writes: SortedWrites,
+    carry: Arc<Carry>,
+}
+
+impl Prepared {
+    /// What the next run's preparation starts from.
+    pub fn carry(&self) -> Arc<Carry> {
+        Arc::clone(&self.carry)
+    }
+
+    /// The position once this run is written.
+    pub fn position(&self) -> u64 {
+        self.carry.position
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("base", &self.base)
+            .field("position", &self.carry.position)
+            .field("writes", &self.writes.puts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a prepared run leaves the store: its position and stream time, the summaries
+/// of the tenants it touched and the objects it changed (`None`: absent).
+#[derive(Debug)]
+pub struct Carry {
+    position: u64,
+    position_ms: i64,
+    summaries: HashMap<String, TenantSummary>,
+    objects: HashMap<(String, String), Option<DirectoryObject>>,
 }
 
 /// What the store has applied: its position and the summaries of every tenant there.
@@ -169,15 +213,41 @@ impl TimeTravelStore {
     }
 
     /// Folds events in ascending sequence order; events at or below the position are
-    /// skipped, so re-delivery is harmless.
+    /// skipped, so re-delivery is harmless. The same as [`TimeTravelStore::prepare`]
+    /// followed by [`TimeTravelStore::commit`].
     pub fn apply(&self, events: &[SequencedEvent]) -> Result<(), StoreError> {
-        let mut applied = self.lock();
+        match self.prepare(events, None)? {
+            Some(prepared) => self.commit(prepared),
+            None => Ok(()),
+        }
+    }
+
+    /// Folds a run of events into the writes that store it, without writing them: a
+    /// follower far behind the log prepares the next run while the previous one is being
+    /// written (see [`TimeTravelStore::commit`]), so the fold and RocksDB's inserts run on
+    /// two cores.
+    ///
+    /// `after` is the run prepared just before this one when it may not be committed yet:
+    /// the fold then starts from its position, summaries and objects instead of the
+    /// store's. Events at or below the starting position are skipped; `None` when no event
+    /// is left.
+    pub fn prepare(
+        &self,
+        events: &[SequencedEvent],
+        after: Option<&Carry>,
+    ) -> Result<Option<Prepared>, StoreError> {
+        let (base, base_ms, mut summaries) = match after {
+            Some(carry) => (carry.position, carry.position_ms, carry.summaries.clone()),
+            None => {
+                let applied = self.lock();
+                (applied.position, applied.position_ms, HashMap::new())
+            }
+        };
         let mut batch = SortedWrites::default();
         let mut objects: HashMap<(String, String), Option<DirectoryObject>> = HashMap::new();
-        let mut summaries: HashMap<String, TenantSummary> = HashMap::new();
         let mut instants: BTreeMap<i64, u64> = BTreeMap::new();
-        let mut last = applied.position;
-        let mut last_ms = applied.position_ms;
+        let mut last = base;
+        let mut last_ms = base_ms;
         for stored in events {
             let (seq, event) = (stored.sequence, &stored.event);
             if seq <= last {
@@ -206,17 +276,20 @@ impl TimeTravelStore {
             if !objects.contains_key(&key) {
                 // A creation's object is absent before it: the log takes a creation only
                 // on a subject that is new or purged (its expected last sequence), so the
-                // lookup is needed only for the other changes. It reads at the position,
-                // not the newest key, so a re-applied run is right even if a crash left
-                // some of its keys behind.
-                let current = match &event.change {
-                    Change::Created { .. } => None,
-                    _ => query::version_at(&self.db, &m.tenant, &m.object_id, applied.position)?,
+                // lookup is needed only for the other changes. An object the run before
+                // changed is as that run left it (its writes may still be on their way);
+                // any other is read at the starting position, not the newest key, so a
+                // re-applied run is right even if a crash left some of its keys behind.
+                let current = match (&event.change, after.and_then(|c| c.objects.get(&key))) {
+                    (Change::Created { .. }, _) => None,
+                    (_, Some(carried)) => carried.clone(),
+                    _ => query::version_at(&self.db, &m.tenant, &m.object_id, base)?,
                 };
                 objects.insert(key.clone(), current);
             }
             if !summaries.contains_key(&m.tenant) {
-                let summary = applied
+                let summary = self
+                    .lock()
                     .summaries
                     .get(&m.tenant)
                     .cloned()
@@ -229,16 +302,12 @@ impl TimeTravelStore {
             };
             fold(&mut batch, summary, slot, kind, stored);
             batch.put(
-                keys::history_entry(&m.tenant, &m.object_id, seq),
-                history_value(stored),
-            );
-            batch.put(
                 keys::change(&m.tenant, seq, &m.object_id),
                 [kind_index(kind)],
             );
         }
-        if last == applied.position {
-            return Ok(());
+        if last == base {
+            return Ok(None);
         }
         for (ms, seq) in &instants {
             batch.put(keys::instant(*ms, *seq), Vec::new());
@@ -247,14 +316,39 @@ impl TimeTravelStore {
             batch.put(keys::summary(tenant), summary.encode());
         }
         batch.put(keys::POSITION, last.to_be_bytes());
-        // No write-ahead log: the store is rebuilt from the log, and the position is in
-        // the same batch as the state it describes.
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        self.db.write_opt(batch.into_write_batch(), &options)?;
-        applied.position = last;
-        applied.position_ms = last_ms;
-        applied.summaries.extend(summaries);
+        Ok(Some(Prepared {
+            base,
+            writes: batch,
+            carry: Arc::new(Carry {
+                position: last,
+                position_ms: last_ms,
+                summaries,
+                objects,
+            }),
+        }))
+    }
+
+    /// Writes a prepared run in one batch with its position and the summaries of the
+    /// tenants it touched. Fails without writing when the store's position is not the
+    /// one the run was prepared on (a run was skipped or written twice).
+    pub fn commit(&self, prepared: Prepared) -> Result<(), StoreError> {
+        let mut applied = self.lock();
+        if applied.position != prepared.base {
+            return Err(StoreError::OutOfOrder {
+                position: applied.position,
+                prepared_on: prepared.base,
+            });
+        }
+        prepared.writes.write(&self.db)?;
+        let carry = &prepared.carry;
+        applied.position = carry.position;
+        applied.position_ms = carry.position_ms;
+        applied.summaries.extend(
+            carry
+                .summaries
+                .iter()
+                .map(|(tenant, summary)| (tenant.clone(), summary.clone())),
+        );
         Ok(())
     }
 
@@ -340,25 +434,39 @@ fn fold(
         }
         _ => {}
     }
-    // Versions hold attributes only: links are versioned above, one key per target.
+    // Versions hold attributes only: links are versioned above, one key per target. The
+    // version's value holds the event too (it is the object's history); a creation's
+    // object is rebuilt from the event when read instead of being stored twice.
     let change = &stored.event.change;
+    let created = slot.is_none() && matches!(change, Change::Created { .. });
     *slot = apply_without_links(slot.take(), kind, id, change, m.time_ms, seq);
-    match slot.as_ref() {
+    let encoded;
+    let event: &[u8] = match &stored.payload {
+        Some(payload) => payload,
+        None => {
+            encoded = backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec();
+            &encoded
+        }
+    };
+    let value = match slot.as_ref() {
         Some(new) => {
             if fact_changes {
                 summary.count(new, true);
                 summary.hash.insert(&fact_of(new));
             }
-            batch.put(
-                keys::version(tenant, id, seq),
-                serde_json::to_vec(new).unwrap_or_default(),
-            );
+            if created {
+                version::encode(version::CREATED, stored.published_ms, event, None)
+            } else {
+                let object = serde_json::to_vec(new).unwrap_or_default();
+                version::encode(version::STORED, stored.published_ms, event, Some(&object))
+            }
         }
-        None => batch.put(keys::version(tenant, id, seq), Vec::new()),
-    }
+        None => version::encode(version::ABSENT, stored.published_ms, event, None),
+    };
+    batch.put(keys::version(tenant, id, seq), value);
 }
 
-/// The puts of one `apply`, handed to RocksDB in key order: the memtable inserts a sorted
+/// The puts of one run, handed to RocksDB in key order: the memtable inserts a sorted
 /// run of keys much faster than the same keys in event order. Every key is written at most
 /// once per run (keys carry their sequence), so sorting changes no outcome.
 #[derive(Default)]
@@ -371,13 +479,17 @@ impl SortedWrites {
         self.puts.push((key.into(), value.into()));
     }
 
-    fn into_write_batch(mut self) -> WriteBatch {
+    /// Writes every put in one batch, with the position among them. No write-ahead log:
+    /// the store is rebuilt from the log.
+    fn write(mut self, db: &DB) -> Result<(), StoreError> {
         self.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut batch = WriteBatch::default();
         for (key, value) in self.puts {
             batch.put(key, value);
         }
-        batch
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        Ok(db.write_opt(batch, &options)?)
     }
 }
 
@@ -392,20 +504,6 @@ fn fact_of(object: &DirectoryObject) -> Vec<u8> {
             object.deleted_at_ms,
         ),
     )
-}
-
-/// Stream time and the event's protobuf encoding: the bytes the log stored when the
-/// caller has them (the builder does), else encoded again.
-fn history_value(stored: &SequencedEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + stored.payload.as_ref().map_or(0, Vec::len));
-    out.extend_from_slice(&stored.published_ms.to_be_bytes());
-    match &stored.payload {
-        Some(payload) => out.extend_from_slice(payload),
-        None => out.extend_from_slice(
-            &backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec(),
-        ),
-    }
-    out
 }
 
 pub(crate) fn kind_index(kind: ObjectKind) -> u8 {

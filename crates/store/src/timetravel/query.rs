@@ -4,10 +4,9 @@
 use backtrack_domain::event::Event;
 use backtrack_domain::object::{group_links, DirectoryObject, Link};
 use backtrack_domain::ObjectKind;
-use prost::Message;
 use rocksdb::{DBRawIterator, Direction, IteratorMode, ReadOptions, DB};
 
-use super::{corrupt, keys, TimeTravelStore};
+use super::{corrupt, keys, version, TimeTravelStore};
 use crate::directory::TenantRecord;
 use crate::StoreError;
 
@@ -257,8 +256,7 @@ impl TimeTravelStore {
                 continue;
             }
             let value = it.value().unwrap_or_default();
-            if !value.is_empty() {
-                let object = decode_object(key, value)?;
+            if let Some(object) = version::object(key, value, !inverted)? {
                 if !f(object)? {
                     return Ok(());
                 }
@@ -269,30 +267,20 @@ impl TimeTravelStore {
         Ok(())
     }
 
-    /// Every event of one object, oldest first.
+    /// Every event of one object, oldest first: the events its versions hold.
     pub fn history(&self, tenant: &str, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let prefix = keys::history(tenant, id);
+        let prefix = keys::versions(tenant, id);
         let mut out = Vec::new();
-        for (key, value) in scan(self.db(), &prefix)? {
-            let (seq, rest) = key[prefix.len()..]
-                .split_at_checked(8)
-                .unwrap_or((&[], &[]));
-            let (ms, payload) = value.split_at_checked(8).unwrap_or((&[], &[]));
-            let (Ok(seq), Ok(ms), true) = (
-                <[u8; 8]>::try_from(seq),
-                <[u8; 8]>::try_from(ms),
-                rest.is_empty(),
-            ) else {
-                return Err(corrupt(&key, "bad history entry"));
-            };
-            let proto = backtrack_proto::v1::DirectoryEvent::decode(payload)
-                .map_err(|e| corrupt(&key, &e.to_string()))?;
-            let event = backtrack_proto::convert::event_from_proto(proto)
-                .map_err(|e| corrupt(&key, &e.to_string()))?;
+        // Versions come newest first.
+        for (key, value) in scan(self.db(), &prefix)?.into_iter().rev() {
+            let inverted: [u8; 8] = key[prefix.len()..]
+                .try_into()
+                .map_err(|_| corrupt(&key, "bad version key"))?;
+            let parts = version::parts(&key, &value)?;
             out.push(HistoryEntry {
-                sequence: u64::from_be_bytes(seq),
-                published_ms: i64::from_be_bytes(ms),
-                event,
+                sequence: !u64::from_be_bytes(inverted),
+                published_ms: parts.published_ms,
+                event: version::event(&key, &parts)?,
             });
         }
         Ok(out)
@@ -391,11 +379,10 @@ pub(crate) fn version_at(
     it.seek(&start);
     match (it.key(), it.value()) {
         (Some(key), Some(value)) if key.starts_with(&prefix) => {
-            if value.is_empty() {
-                Ok(None)
-            } else {
-                decode_object(key, value).map(Some)
-            }
+            let inverted: [u8; 8] = key[prefix.len()..]
+                .try_into()
+                .map_err(|_| corrupt(key, "bad version key"))?;
+            version::object(key, value, !u64::from_be_bytes(inverted))
         }
         _ => {
             it.status()?;
@@ -409,10 +396,6 @@ fn past_versions(tenant: &str, id: &str) -> Vec<u8> {
     let mut key = keys::versions(tenant, id);
     key.extend_from_slice(&[0xff; 9]);
     key
-}
-
-fn decode_object(key: &[u8], value: &[u8]) -> Result<DirectoryObject, StoreError> {
-    serde_json::from_slice(value).map_err(|e| corrupt(key, &e.to_string()))
 }
 
 /// The newest entry of the instant index.
@@ -537,11 +520,7 @@ impl TwoPointReader<'_> {
                 .try_into()
                 .map_err(|_| corrupt(key, "bad version key"))?;
             let sequence = !u64::from_be_bytes(inverted);
-            let object = if value.is_empty() {
-                None
-            } else {
-                Some(decode_object(key, value)?)
-            };
+            let object = version::object(key, value, sequence)?;
             match at_high.take() {
                 // The newest version at or before `high`; if it is at or before `low`
                 // too, the object did not change in between.

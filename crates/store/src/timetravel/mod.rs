@@ -47,8 +47,8 @@ fn tracing_free_warning(path: &Path) {
     );
 }
 
-/// The object a key belongs to: `V/<t>/<id>\0` and `E/<t>/<id>\0` (through the NUL), or
-/// `L/<t>/<id>/` (through the third `/`). Other keys have no prefix.
+/// The object a key belongs to: `V/<t>/<id>\0` (and the `E` keys of older layouts) through
+/// the NUL, or `L/<t>/<id>/` through the third `/`. Other keys have no prefix.
 pub(crate) fn object_prefix(key: &[u8]) -> &[u8] {
     match key.first() {
         Some(b'V' | b'E') => match key.iter().position(|b| *b == 0) {

@@ -273,12 +273,10 @@ impl TimeTravelStore {
         let mut out = Vec::new();
         // Versions come newest first.
         for (key, value) in scan(self.db(), &prefix)?.into_iter().rev() {
-            let inverted: [u8; 8] = key[prefix.len()..]
-                .try_into()
-                .map_err(|_| corrupt(&key, "bad version key"))?;
+            let sequence = version_sequence(&key, &prefix)?;
             let parts = version::parts(&key, &value)?;
             out.push(HistoryEntry {
-                sequence: !u64::from_be_bytes(inverted),
+                sequence,
                 published_ms: parts.published_ms,
                 event: version::event(&key, &parts)?,
             });
@@ -379,16 +377,22 @@ pub(crate) fn version_at(
     it.seek(&start);
     match (it.key(), it.value()) {
         (Some(key), Some(value)) if key.starts_with(&prefix) => {
-            let inverted: [u8; 8] = key[prefix.len()..]
-                .try_into()
-                .map_err(|_| corrupt(key, "bad version key"))?;
-            version::object(key, value, !u64::from_be_bytes(inverted))
+            version::object(key, value, version_sequence(key, &prefix)?)
         }
         _ => {
             it.status()?;
             Ok(None)
         }
     }
+}
+
+/// The sequence of a version key of the object whose versions start with `prefix`.
+fn version_sequence(key: &[u8], prefix: &[u8]) -> Result<u64, StoreError> {
+    let inverted: [u8; 8] = key
+        .get(prefix.len()..)
+        .and_then(|rest| rest.try_into().ok())
+        .ok_or_else(|| corrupt(key, "bad version key"))?;
+    Ok(!u64::from_be_bytes(inverted))
 }
 
 /// The first key after every version of `id`.
@@ -516,10 +520,7 @@ impl TwoPointReader<'_> {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let inverted: [u8; 8] = key[prefix.len()..]
-                .try_into()
-                .map_err(|_| corrupt(key, "bad version key"))?;
-            let sequence = !u64::from_be_bytes(inverted);
+            let sequence = version_sequence(key, &prefix)?;
             let object = version::object(key, value, sequence)?;
             match at_high.take() {
                 // The newest version at or before `high`; if it is at or before `low`

@@ -1,9 +1,10 @@
 //! Following a stream in runs: a task reads (and decodes) ahead while the caller applies
 //! the run before, and whatever queued up meanwhile comes out as the next run.
 //!
-//! A follower far behind the log (a rebuild, a restart after downtime) then applies long
-//! runs, each with one write of its position, while reading costs it no time; at the tail
-//! of the log runs are as short as what has arrived.
+//! A follower whose applying is slower than reading then applies long runs, each with one
+//! write of its position, while reading costs it no time; one that keeps up with reading
+//! (at the tail of the log, or the time-travel builder in a rebuild, see
+//! docs/architecture.md) gets runs as short as what has arrived.
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;

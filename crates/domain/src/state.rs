@@ -23,9 +23,13 @@ pub fn apply_without_links(
     sequence: u64,
 ) -> Option<DirectoryObject> {
     match change {
-        Change::Created { attributes, .. } => {
-            Some(created(kind, object_id, attributes, time_ms, sequence))
-        }
+        Change::Created { attributes, .. } => Some(created_object(
+            kind,
+            object_id,
+            attributes.clone(),
+            time_ms,
+            sequence,
+        )),
         Change::HardDeleted { .. } => None,
         Change::TenantCreated { .. } => slot,
         _ => {
@@ -93,17 +97,19 @@ fn fold_links(object: &mut DirectoryObject, change: &Change) {
 }
 
 /// A new object without links.
-fn created(
+/// The object a creation makes (without links), for a fold that owns the event and can
+/// hand over its attributes; [`apply_without_links`] copies them.
+pub fn created_object(
     kind: ObjectKind,
     object_id: &str,
-    attributes: &serde_json::Map<String, serde_json::Value>,
+    attributes: serde_json::Map<String, serde_json::Value>,
     time_ms: i64,
     sequence: u64,
 ) -> DirectoryObject {
     DirectoryObject {
         id: object_id.to_string(),
         kind,
-        attributes: attributes.clone(),
+        attributes,
         links: BTreeMap::new(),
         created_at_ms: time_ms,
         updated_at_ms: time_ms,

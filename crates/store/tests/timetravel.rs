@@ -40,7 +40,9 @@ fn sequenced(sequence: u64, event: Event) -> SequencedEvent {
     // over), the rest without (the history encodes those itself).
     let payload = sequence.is_multiple_of(2).then(|| {
         use prost::Message as _;
-        backtrack_proto::convert::event_to_proto(&event).encode_to_vec()
+        backtrack_proto::convert::event_to_proto(&event)
+            .encode_to_vec()
+            .into()
     });
     SequencedEvent {
         sequence,
@@ -201,7 +203,7 @@ proptest! {
         let mut writing: Option<Prepared> = None;
         for part in events.chunks(chunk) {
             let carry = writing.as_ref().map(Prepared::carry);
-            let prepared = store.prepare(part, carry.as_deref()).unwrap();
+            let prepared = store.prepare(part.to_vec(), carry.as_deref()).unwrap();
             // The run before is written only now, after this one was prepared.
             if let Some(before) = writing.take() {
                 let position = before.position();
@@ -318,8 +320,8 @@ fn a_run_prepared_on_an_old_position_is_not_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = TimeTravelStore::open(dir.path()).unwrap();
     store.apply(&events).unwrap();
-    let first = store.prepare(&more[..1], None).unwrap().unwrap();
-    let stale = store.prepare(&more, None).unwrap().unwrap();
+    let first = store.prepare(more[..1].to_vec(), None).unwrap().unwrap();
+    let stale = store.prepare(more.clone(), None).unwrap().unwrap();
     store.commit(first).unwrap();
     assert_eq!(store.position(), 2);
     let refused = store.commit(stale).unwrap_err();
@@ -336,5 +338,5 @@ fn a_run_prepared_on_an_old_position_is_not_written() {
     assert_eq!(store.position(), 2);
     assert!(store.tenant("t3").unwrap().is_none());
     // Nothing is left to prepare at or below the position.
-    assert!(store.prepare(&more[..1], None).unwrap().is_none());
+    assert!(store.prepare(more[..1].to_vec(), None).unwrap().is_none());
 }

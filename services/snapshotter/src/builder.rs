@@ -130,7 +130,7 @@ async fn follow(
                 sequence: stored.sequence,
                 published_ms: stored.published_ms,
                 event: stored.event,
-                payload: Some(stored.payload.to_vec()),
+                payload: Some(stored.payload),
             };
             (event, stored.traceparent)
         })
@@ -185,15 +185,14 @@ async fn follow(
         if !events.is_empty() {
             let (worker, after) = (store.clone(), carry.clone());
             let (count, started) = (events.len(), Instant::now());
-            let prepared = match tokio::task::spawn_blocking(move || {
-                worker.prepare(&events, after.as_deref())
-            })
-            .await
-            {
-                Ok(Ok(prepared)) => prepared,
-                Ok(Err(e)) => break Err(e.to_string()),
-                Err(e) => break Err(e.to_string()),
-            };
+            let prepared =
+                match tokio::task::spawn_blocking(move || worker.prepare(events, after.as_deref()))
+                    .await
+                {
+                    Ok(Ok(prepared)) => prepared,
+                    Ok(Err(e)) => break Err(e.to_string()),
+                    Err(e) => break Err(e.to_string()),
+                };
             let prepared_in = started.elapsed();
             // The run before is written before this one is handed over.
             if let Some(mut w) = writing.take() {

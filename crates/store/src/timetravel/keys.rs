@@ -10,7 +10,7 @@
 //! | `A` | `A/<tenant>` | tenant summary at the position: counts per kind and set-hash lanes |
 //! | `V` | `V/<tenant>/<id>\0<!seq>` | the event at `seq` and the object (without links) from `seq` on (see `version`) |
 //! | `L` | `L/<tenant>/<id>/<relation>/<target>\0<!seq>` | `1` linked / `0` unlinked from `seq` on |
-//! | `C` | `C/<tenant>/<seq><id>` | kind index: objects changed at `seq` |
+//! | `C` | `C/<tenant>/<seq>` | the objects of the tenant changed by the run of events that ends at `seq` (see [`encode_changes`]) |
 //! | `S` | `S<!ms><!seq>` | the last sequence stored at stream time `ms` |
 //!
 //! Stores of earlier layouts (which also held `E` history and `H` keys) are rebuilt.
@@ -64,11 +64,36 @@ pub fn link(t: &str, id: &str, relation: &str, target: &str, seq: u64) -> Vec<u8
 pub fn changes(t: &str) -> Vec<u8> {
     join(&["C/", t, "/"])
 }
-pub fn change(t: &str, seq: u64, id: &str) -> Vec<u8> {
+/// The change index of the run of events that ends at `last` (the run's last sequence,
+/// whatever tenant it touched last): one key per tenant per run instead of one per event.
+pub fn changes_up_to(t: &str, last: u64) -> Vec<u8> {
     let mut key = changes(t);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(&last.to_be_bytes());
     key
+}
+
+/// Appends one changed object to a `C` value: sequence (u64 BE), kind index (u8), id
+/// length (u32 BE) and id. Entries follow in sequence order.
+pub fn encode_change(value: &mut Vec<u8>, seq: u64, kind: u8, id: &str) {
+    value.extend_from_slice(&seq.to_be_bytes());
+    value.push(kind);
+    value.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    value.extend_from_slice(id.as_bytes());
+}
+
+/// The entries of a `C` value: (sequence, kind index, id); `None` when it is malformed.
+pub fn decode_changes(mut value: &[u8]) -> Option<Vec<(u64, u8, &[u8])>> {
+    let mut out = Vec::new();
+    while !value.is_empty() {
+        let (seq, rest) = value.split_at_checked(8)?;
+        let (&kind, rest) = rest.split_first()?;
+        let (len, rest) = rest.split_at_checked(4)?;
+        let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
+        let (id, rest) = rest.split_at_checked(len)?;
+        out.push((u64::from_be_bytes(seq.try_into().ok()?), kind, id));
+        value = rest;
+    }
+    Some(out)
 }
 
 pub const INSTANTS: &[u8] = b"S";
@@ -116,6 +141,21 @@ mod tests {
         assert!(b < c && c < a);
         assert_eq!(parse_instant(&a), Some((1_000, 5)));
         assert!(instant_seek(1_500) > b && instant_seek(1_500) < a);
+    }
+
+    #[test]
+    fn change_entries_read_back_and_a_cut_value_is_malformed() {
+        let mut value = Vec::new();
+        encode_change(&mut value, 7, 2, "a");
+        encode_change(&mut value, 9, 0, "group-Ü");
+        let entries = decode_changes(&value).unwrap();
+        assert_eq!(
+            entries,
+            vec![(7, 2, &b"a"[..]), (9, 0, "group-Ü".as_bytes())]
+        );
+        assert!(decode_changes(&value[..value.len() - 1]).is_none());
+        assert_eq!(decode_changes(&[]), Some(Vec::new()));
+        assert!(changes_up_to("t", 2) < changes_up_to("t", 256));
     }
 
     #[test]

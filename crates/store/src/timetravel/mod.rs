@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use backtrack_domain::digest::{link_fact, object_fact, tagged};
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::DirectoryObject;
-use backtrack_domain::state::apply_without_links;
+use backtrack_domain::state::{apply_without_links, created_object};
 use backtrack_domain::ObjectKind;
 use prost::Message;
 use rocksdb::{Options, SliceTransform, WriteBatch, WriteOptions, DB};
@@ -35,8 +35,8 @@ pub use summary::{KindCount, TenantSummary};
 /// Layout version of the store; a store written with another one is rebuilt. Version 3:
 /// the summaries' set hashes expand facts with BLAKE3 (`Expansion::Blake3`). Version 4:
 /// a version's value holds its event, and there are no separate history keys (see
-/// [`version`]).
-pub const LAYOUT: &str = "4";
+/// [`version`]). Version 5: one change-index key per tenant per run of events.
+pub const LAYOUT: &str = "5";
 const FORMAT_VERSION: &[u8] = LAYOUT.as_bytes();
 
 /// Says on stderr why a store is being rebuilt (the store crate logs nothing else).
@@ -80,7 +80,7 @@ pub struct SequencedEvent {
     pub event: Event,
     /// The event's protobuf encoding as the log stores it, when the caller has it; the
     /// history keeps these bytes instead of encoding the event again.
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<bytes::Bytes>,
 }
 
 /// A run of events folded into writes, not yet written: [`TimeTravelStore::prepare`]
@@ -216,7 +216,7 @@ impl TimeTravelStore {
     /// skipped, so re-delivery is harmless. The same as [`TimeTravelStore::prepare`]
     /// followed by [`TimeTravelStore::commit`].
     pub fn apply(&self, events: &[SequencedEvent]) -> Result<(), StoreError> {
-        match self.prepare(events, None)? {
+        match self.prepare(events.to_vec(), None)? {
             Some(prepared) => self.commit(prepared),
             None => Ok(()),
         }
@@ -233,7 +233,7 @@ impl TimeTravelStore {
     /// is left.
     pub fn prepare(
         &self,
-        events: &[SequencedEvent],
+        events: Vec<SequencedEvent>,
         after: Option<&Carry>,
     ) -> Result<Option<Prepared>, StoreError> {
         let (base, base_ms, mut summaries) = match after {
@@ -246,9 +246,11 @@ impl TimeTravelStore {
         let mut batch = SortedWrites::default();
         let mut objects: HashMap<(String, String), Option<DirectoryObject>> = HashMap::new();
         let mut instants: BTreeMap<i64, u64> = BTreeMap::new();
+        // The run's change index, per tenant (see `keys::changes_up_to`).
+        let mut changes: HashMap<String, Vec<u8>> = HashMap::new();
         let mut last = base;
         let mut last_ms = base_ms;
-        for stored in events {
+        for mut stored in events {
             let (seq, event) = (stored.sequence, &stored.event);
             if seq <= last {
                 continue;
@@ -264,8 +266,8 @@ impl TimeTravelStore {
                     created_at_ms: m.time_ms,
                 };
                 batch.put(
-                    keys::tenant(&m.tenant),
-                    serde_json::to_vec(&record).unwrap_or_default(),
+                    &keys::tenant(&m.tenant),
+                    &serde_json::to_vec(&record).unwrap_or_default(),
                 );
                 continue;
             }
@@ -300,22 +302,26 @@ impl TimeTravelStore {
             else {
                 continue;
             };
-            fold(&mut batch, summary, slot, kind, stored);
-            batch.put(
-                keys::change(&m.tenant, seq, &m.object_id),
-                [kind_index(kind)],
-            );
+            let index = match changes.get_mut(&m.tenant) {
+                Some(index) => index,
+                None => changes.entry(m.tenant.clone()).or_default(),
+            };
+            keys::encode_change(index, seq, kind_index(kind), &m.object_id);
+            fold(&mut batch, summary, slot, kind, &mut stored);
         }
         if last == base {
             return Ok(None);
         }
         for (ms, seq) in &instants {
-            batch.put(keys::instant(*ms, *seq), Vec::new());
+            batch.put(&keys::instant(*ms, *seq), &[]);
         }
         for (tenant, summary) in &summaries {
-            batch.put(keys::summary(tenant), summary.encode());
+            batch.put(&keys::summary(tenant), &summary.encode());
         }
-        batch.put(keys::POSITION, last.to_be_bytes());
+        for (tenant, index) in changes {
+            batch.put(&keys::changes_up_to(&tenant, last), &index);
+        }
+        batch.put(keys::POSITION, &last.to_be_bytes());
         Ok(Some(Prepared {
             base,
             writes: batch,
@@ -393,13 +399,14 @@ impl TimeTravelStore {
 }
 
 /// Applies one event to an object slot, writing its new version, its link versions and
-/// its facts' change to the tenant's summary.
+/// its facts' change to the tenant's summary. A creation's attributes are moved out of
+/// the event into the object.
 fn fold(
     batch: &mut SortedWrites,
     summary: &mut TenantSummary,
     slot: &mut Option<DirectoryObject>,
     kind: ObjectKind,
-    stored: &SequencedEvent,
+    stored: &mut SequencedEvent,
 ) {
     let (seq, m) = (stored.sequence, &stored.event.meta);
     let (tenant, id) = (m.tenant.as_str(), m.object_id.as_str());
@@ -416,8 +423,8 @@ fn fold(
     let mut link_change = |links: &[backtrack_domain::Link], add: bool| {
         for l in links {
             batch.put(
-                keys::link(tenant, id, &l.relation, &l.target_id, seq),
-                [u8::from(add)],
+                &keys::link(tenant, id, &l.relation, &l.target_id, seq),
+                &[u8::from(add)],
             );
             let fact = tagged(b'l', &link_fact(id, &l.relation, &l.target_id));
             if add {
@@ -437,9 +444,7 @@ fn fold(
     // Versions hold attributes only: links are versioned above, one key per target. The
     // version's value holds the event too (it is the object's history); a creation's
     // object is rebuilt from the event when read instead of being stored twice.
-    let change = &stored.event.change;
-    let created = slot.is_none() && matches!(change, Change::Created { .. });
-    *slot = apply_without_links(slot.take(), kind, id, change, m.time_ms, seq);
+    let created = slot.is_none() && matches!(stored.event.change, Change::Created { .. });
     let encoded;
     let event: &[u8] = match &stored.payload {
         Some(payload) => payload,
@@ -447,6 +452,16 @@ fn fold(
             encoded = backtrack_proto::convert::event_to_proto(&stored.event).encode_to_vec();
             &encoded
         }
+    };
+    *slot = match &mut stored.event.change {
+        Change::Created { attributes, .. } => Some(created_object(
+            kind,
+            id,
+            std::mem::take(attributes),
+            m.time_ms,
+            seq,
+        )),
+        change => apply_without_links(slot.take(), kind, id, change, m.time_ms, seq),
     };
     let value = match slot.as_ref() {
         Some(new) => {
@@ -463,34 +478,81 @@ fn fold(
         }
         None => version::encode(version::ABSENT, stored.published_ms, event, None),
     };
-    batch.put(keys::version(tenant, id, seq), value);
+    batch.put(&keys::version(tenant, id, seq), &value);
 }
 
 /// The puts of one run, handed to RocksDB in key order: the memtable inserts a sorted
 /// run of keys much faster than the same keys in event order. Every key is written at most
 /// once per run (keys carry their sequence), so sorting changes no outcome.
+///
+/// Keys and values sit back to back in one buffer, and the batch is handed to RocksDB
+/// already serialized ([`batch_data`]): a run of thousands of puts makes no allocation per
+/// put and RocksDB's batch does not grow put by put.
 #[derive(Default)]
 struct SortedWrites {
-    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: Vec<u8>,
+    /// Where each put's key starts in `bytes`, and its key and value lengths.
+    puts: Vec<(usize, u32, u32)>,
 }
 
 impl SortedWrites {
-    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.puts.push((key.into(), value.into()));
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.puts
+            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    /// The puts as (key, value), sorted by key.
+    fn sorted(&mut self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let bytes = &self.bytes;
+        let key = |&(at, k, _): &(usize, u32, u32)| &bytes[at..at + k as usize];
+        self.puts.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        self.puts.iter().map(move |&(at, k, v)| {
+            let (k, v) = (k as usize, v as usize);
+            (&bytes[at..at + k], &bytes[at + k..at + k + v])
+        })
     }
 
     /// Writes every put in one batch, with the position among them. No write-ahead log:
     /// the store is rebuilt from the log.
     fn write(mut self, db: &DB) -> Result<(), StoreError> {
-        self.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut batch = WriteBatch::default();
-        for (key, value) in self.puts {
-            batch.put(key, value);
-        }
+        let count = self.puts.len();
+        let size = self.bytes.len() + 11 * count;
+        let batch = WriteBatch::from_data(&batch_data(self.sorted(), count, size));
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         Ok(db.write_opt(batch, &options)?)
     }
+}
+
+/// RocksDB's serialized write batch of `puts` (as `WriteBatch::data` has it): a 12-byte
+/// header (sequence 0 as fixed64, then the count as fixed32, little-endian), then per put
+/// the value tag `1` and the key and the value, each preceded by its length as a varint32.
+/// `size` is a capacity hint.
+fn batch_data<'a>(
+    puts: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    count: usize,
+    size: usize,
+) -> Vec<u8> {
+    fn varint32(out: &mut Vec<u8>, mut n: u32) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut data = Vec::with_capacity(12 + size);
+    data.extend_from_slice(&0u64.to_le_bytes());
+    data.extend_from_slice(&(count as u32).to_le_bytes());
+    for (key, value) in puts {
+        data.push(1);
+        varint32(&mut data, key.len() as u32);
+        data.extend_from_slice(key);
+        varint32(&mut data, value.len() as u32);
+        data.extend_from_slice(value);
+    }
+    data
 }
 
 /// The tagged object fact the set hash holds for an object (links apart).
@@ -525,5 +587,35 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serialized_batch_is_the_one_rocksdb_builds_from_the_same_sorted_puts() {
+        let long_value = vec![7u8; 300];
+        let long_key = vec![b'k'; 200];
+        let mut writes = SortedWrites::default();
+        writes.put(b"b", b"2");
+        writes.put(&long_key, &long_value);
+        writes.put(b"a", b"");
+        writes.put(b"ab", &long_value);
+        let mut reference = WriteBatch::default();
+        for (key, value) in [
+            (&b"a"[..], &b""[..]),
+            (b"ab", &long_value),
+            (b"b", b"2"),
+            (&long_key, &long_value),
+        ] {
+            reference.put(key, value);
+        }
+        let count = writes.puts.len();
+        let size = writes.bytes.len() + 11 * count;
+        let data = batch_data(writes.sorted(), count, size);
+        assert_eq!(data, reference.data());
+        assert_eq!(WriteBatch::from_data(&data).len(), 4);
     }
 }

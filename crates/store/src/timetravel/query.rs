@@ -284,7 +284,10 @@ impl TimeTravelStore {
         Ok(out)
     }
 
-    /// Objects changed after `from` up to and including `to`, in sequence order.
+    /// Objects changed after `from` up to and including `to`, in sequence order. Each
+    /// `C` key holds one run's changes and is named by the run's last sequence: the scan
+    /// starts at the first run that ends after `from` and stops after the first one that
+    /// reaches `to`.
     pub fn changed_between(
         &self,
         tenant: &str,
@@ -292,7 +295,7 @@ impl TimeTravelStore {
         to: u64,
     ) -> Result<Vec<ChangedObject>, StoreError> {
         let prefix = keys::changes(tenant);
-        let start = keys::change(tenant, from.saturating_add(1), "");
+        let start = keys::changes_up_to(tenant, from.saturating_add(1));
         let mut out = Vec::new();
         for item in self.db().iterator_opt(
             IteratorMode::From(&start, Direction::Forward),
@@ -302,23 +305,28 @@ impl TimeTravelStore {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let rest = &key[prefix.len()..];
-            let (seq, id) = rest
-                .split_at_checked(8)
-                .ok_or_else(|| corrupt(&key, "bad change key"))?;
-            let seq = u64::from_be_bytes(seq.try_into().map_err(|_| corrupt(&key, "bad seq"))?);
-            if seq > to {
+            let last = key[prefix.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| corrupt(&key, "bad change key"))?;
+            let entries =
+                keys::decode_changes(&value).ok_or_else(|| corrupt(&key, "bad change list"))?;
+            for (seq, kind, id) in entries {
+                if seq <= from || seq > to {
+                    continue;
+                }
+                let kind = ObjectKind::ALL
+                    .get(usize::from(kind))
+                    .ok_or_else(|| corrupt(&key, "bad kind"))?;
+                out.push(ChangedObject {
+                    sequence: seq,
+                    id: String::from_utf8_lossy(id).into_owned(),
+                    kind: *kind,
+                });
+            }
+            if last >= to {
                 break;
             }
-            let kind = value
-                .first()
-                .and_then(|i| ObjectKind::ALL.get(usize::from(*i)))
-                .ok_or_else(|| corrupt(&key, "bad kind"))?;
-            out.push(ChangedObject {
-                sequence: seq,
-                id: String::from_utf8_lossy(id).into_owned(),
-                kind: *kind,
-            });
         }
         Ok(out)
     }

@@ -65,6 +65,7 @@ const TIMETRAVEL_OBJECTS: usize = 2000;
 fn time_travel_rows(demo_objects: u64) -> Vec<String> {
     let demo = demo_objects.to_string();
     vec![
+        "raw_read_log".into(),
         "timetravel_build".into(),
         format!("backup_create_p50_{demo}_objects"),
         format!("backup_create_p99_{demo}_objects"),
@@ -138,9 +139,11 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     let import = &report.rows[3];
     assert_eq!(import.baseline.as_deref(), Some("raw_publish"));
     assert!(import.ratio.is_some_and(|r| r > 0.0) && import.pass.is_some());
-    let build = &report.rows[ROWS.len()];
-    assert_eq!(build.baseline.as_deref(), Some("raw_read"));
+    let build = &report.rows[ROWS.len() + 1];
+    assert_eq!(build.baseline.as_deref(), Some("raw_read_log"));
     assert!(build.ratio.is_some_and(|r| r > 0.0) && build.pass.is_some());
+    let short_ratio = report.parameters["timetravel_build_ratio_to_raw_read"].as_f64();
+    assert!(short_ratio.is_some_and(|r| r > 0.0), "{short_ratio:?}");
     // The build has read the whole log: the demo tenant and the 2001 large-tenant events.
     let build_events = report.parameters["timetravel_build_events"].as_u64();
     assert!(build_events.is_some_and(|n| n > 2001), "{build_events:?}");

@@ -1,7 +1,8 @@
 //! One module per scenario; each returns plain numbers and leaves judging them to
 //! [`crate::report`].
 //!
-//! - [`raw`]: the JetStream baselines (`raw_publish`, `raw_read`) and the event shape they copy.
+//! - [`raw`]: the JetStream baselines (`raw_publish`, `raw_read`, and `raw_read_log` of the
+//!   log itself before the time-travel build) and the event shape they copy.
 //! - [`import`]: `bulk_import`, the demo tenant over gRPC.
 //! - [`replay`]: the log folded into a fresh projection, digest-checked.
 //! - [`feed`]: `UpdateObject` → change-feed subscriber latency.

@@ -6,7 +6,8 @@
 //! messages of that shape to a stream of its own (`BENCH_RAW`, file storage, as many
 //! replicas as the log it is compared with), pipelined
 //! like the event log (up to [`backtrack_eventlog::append::MAX_IN_FLIGHT`] acks in flight);
-//! [`raw_read`] reads them back through an ordered pull consumer.
+//! [`raw_read`] reads them back through an ordered pull consumer. [`raw_read_log`] reads
+//! the event log itself the same way, the baseline of the time-travel build.
 
 use std::time::{Duration, Instant};
 
@@ -152,12 +153,36 @@ pub async fn raw_publish(
 /// Reads every message of [`RAW_STREAM`] from the start through an ordered pull consumer;
 /// fails unless it finds `count`.
 pub async fn raw_read(client: async_nats::Client, count: u64) -> anyhow::Result<Throughput> {
+    read_stream(client, RAW_STREAM, "bench.raw.>", count).await
+}
+
+/// Reads the event log's first `count` messages as they are stored, through an ordered
+/// pull consumer and nothing else (no decoding): the same messages a time-travel build
+/// reads, the baseline its rate is compared with.
+pub async fn raw_read_log(log: &EventLog, count: u64) -> anyhow::Result<Throughput> {
+    let filter = log
+        .settings()
+        .subjects
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ">".to_string());
+    read_stream(log.client().clone(), log.stream_name(), &filter, count).await
+}
+
+/// Reads `count` messages of `stream` over `filter` from the start, through an ordered
+/// pull consumer; fails unless it finds them.
+async fn read_stream(
+    client: async_nats::Client,
+    stream: &str,
+    filter: &str,
+    count: u64,
+) -> anyhow::Result<Throughput> {
     let context = jetstream::new(client);
     let started = Instant::now();
-    let stream = context.get_stream(RAW_STREAM).await?;
+    let stream = context.get_stream(stream).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: "bench.raw.>".to_string(),
+            filter_subject: filter.to_string(),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })

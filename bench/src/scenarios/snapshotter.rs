@@ -2,9 +2,11 @@
 //! reads of the past, in the same process and on the same log as the directory.
 //!
 //! [`run`] appends the large tenant ([`super::large_tenant`]) behind the demo tenant, lets
-//! the directory project it (so the build has the machine to itself), then starts a fresh
-//! snapshotter on an empty folder (checkpoints off) and times it from `start` until it has
-//! applied the log's tail, noting the process's peak memory meanwhile. On the built store it then times
+//! the directory project it (so the build has the machine to itself), reads the whole log
+//! raw (the build's baseline: the same messages through the same kind of consumer), then
+//! starts a fresh snapshotter on an empty folder (checkpoints off) and times it from
+//! `start` until it has applied the log's tail, noting the process's peak memory
+//! meanwhile. On the built store it then times
 //! on-demand backups and their verification for both tenants, random `object_at` lookups,
 //! paging through the large tenant at the middle of the log, and `GetObjectAt` calls over
 //! gRPC (the `backtrack dir get --at` path). The store's running digest of the demo tenant
@@ -56,6 +58,9 @@ pub struct TimeTravelRun {
     pub large: LargeTenant,
     /// How long the directory took to project the large tenant after it was appended.
     pub directory_catch_up: Duration,
+    /// The log's messages read raw (ordered consumer, no decoding) just before the build:
+    /// the same messages the build reads.
+    pub raw_log_read: Throughput,
     /// Events applied by the fresh snapshotter (the whole log) and the time to its tail.
     pub build: Throughput,
     /// `VmHWM` reset just before the build (so: resident memory then) and read after it.
@@ -137,8 +142,13 @@ pub async fn run(
     directory_reaches(&bed.directory, last).await?;
     let directory_catch_up = projecting.elapsed();
     progress(&format!(
-        "projected in {:.1}s; building a fresh time-travel store from {last} events",
+        "projected in {:.1}s; reading the {last} messages of the log raw",
         directory_catch_up.as_secs_f64()
+    ));
+    let raw_log_read = super::raw::raw_read_log(&log, last).await?;
+    progress(&format!(
+        "read in {:.1}s; building a fresh time-travel store from {last} events",
+        raw_log_read.elapsed.as_secs_f64()
     ));
 
     let folder = bed.scratch_dir("timetravel")?;
@@ -184,6 +194,7 @@ pub async fn run(
         store: store?,
         large,
         directory_catch_up,
+        raw_log_read,
         build,
         rss_before_build_mib,
         build_peak_rss_mib,

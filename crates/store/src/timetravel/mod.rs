@@ -38,6 +38,8 @@ pub use summary::{KindCount, TenantSummary};
 /// [`version`]). Version 5: one change-index key per tenant per run of events.
 pub const LAYOUT: &str = "5";
 const FORMAT_VERSION: &[u8] = LAYOUT.as_bytes();
+/// The most buffer memory a run's writes may hold to be kept for the next run.
+const SPARE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Says on stderr why a store is being rebuilt (the store crate logs nothing else).
 fn tracing_free_warning(path: &Path) {
@@ -137,6 +139,9 @@ pub(crate) struct Applied {
 pub struct TimeTravelStore {
     db: DB,
     applied: Mutex<Applied>,
+    /// The buffers of written runs, emptied, for the runs prepared next: a rebuild
+    /// otherwise maps fresh memory (and the kernel zeroes it) for every run.
+    spare: Mutex<Vec<SortedWrites>>,
 }
 
 impl std::fmt::Debug for TimeTravelStore {
@@ -189,6 +194,7 @@ impl TimeTravelStore {
         Ok(Self {
             db,
             applied: Mutex::new(applied),
+            spare: Mutex::default(),
         })
     }
 
@@ -243,7 +249,12 @@ impl TimeTravelStore {
                 (applied.position, applied.position_ms, HashMap::new())
             }
         };
-        let mut batch = SortedWrites::default();
+        let mut batch = self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
         let mut objects: HashMap<(String, String), Option<DirectoryObject>> = HashMap::new();
         let mut instants: BTreeMap<i64, u64> = BTreeMap::new();
         // The run's change index, per tenant (see `keys::changes_up_to`).
@@ -345,8 +356,11 @@ impl TimeTravelStore {
                 prepared_on: prepared.base,
             });
         }
-        prepared.writes.write(&self.db)?;
-        let carry = &prepared.carry;
+        let Prepared {
+            mut writes, carry, ..
+        } = prepared;
+        writes.write(&self.db)?;
+        self.keep(writes);
         applied.position = carry.position;
         applied.position_ms = carry.position_ms;
         applied.summaries.extend(
@@ -356,6 +370,20 @@ impl TimeTravelStore {
                 .map(|(tenant, summary)| (tenant.clone(), summary.clone())),
         );
         Ok(())
+    }
+
+    /// Keeps a written run's buffers for a later run: two (one run is prepared while
+    /// another is written), unless they grew past [`SPARE_BYTES`] for an unusually large
+    /// run.
+    fn keep(&self, mut writes: SortedWrites) {
+        if writes.capacity_bytes() > SPARE_BYTES {
+            return;
+        }
+        writes.clear();
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < 2 {
+            spare.push(writes);
+        }
     }
 
     /// RocksDB's write pressure right now, for a log line when applying is slow: the rate
@@ -493,6 +521,8 @@ struct SortedWrites {
     bytes: Vec<u8>,
     /// Where each put's key starts in `bytes`, and its key and value lengths.
     puts: Vec<(usize, u32, u32)>,
+    /// The serialized batch, when written.
+    data: Vec<u8>,
 }
 
 impl SortedWrites {
@@ -516,25 +546,39 @@ impl SortedWrites {
 
     /// Writes every put in one batch, with the position among them. No write-ahead log:
     /// the store is rebuilt from the log.
-    fn write(mut self, db: &DB) -> Result<(), StoreError> {
+    fn write(&mut self, db: &DB) -> Result<(), StoreError> {
         let count = self.puts.len();
-        let size = self.bytes.len() + 11 * count;
-        let batch = WriteBatch::from_data(&batch_data(self.sorted(), count, size));
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        data.reserve(12 + self.bytes.len() + 11 * count);
+        batch_data(&mut data, self.sorted(), count);
+        let batch = WriteBatch::from_data(&data);
+        self.data = data;
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         Ok(db.write_opt(batch, &options)?)
+    }
+
+    /// Empties the buffers, keeping their memory.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.puts.clear();
+        self.data.clear();
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity() + self.data.capacity() + self.puts.capacity() * 16
     }
 }
 
 /// RocksDB's serialized write batch of `puts` (as `WriteBatch::data` has it): a 12-byte
 /// header (sequence 0 as fixed64, then the count as fixed32, little-endian), then per put
 /// the value tag `1` and the key and the value, each preceded by its length as a varint32.
-/// `size` is a capacity hint.
 fn batch_data<'a>(
+    data: &mut Vec<u8>,
     puts: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     count: usize,
-    size: usize,
-) -> Vec<u8> {
+) {
     fn varint32(out: &mut Vec<u8>, mut n: u32) {
         while n >= 0x80 {
             out.push((n as u8) | 0x80);
@@ -542,17 +586,15 @@ fn batch_data<'a>(
         }
         out.push(n as u8);
     }
-    let mut data = Vec::with_capacity(12 + size);
     data.extend_from_slice(&0u64.to_le_bytes());
     data.extend_from_slice(&(count as u32).to_le_bytes());
     for (key, value) in puts {
         data.push(1);
-        varint32(&mut data, key.len() as u32);
+        varint32(data, key.len() as u32);
         data.extend_from_slice(key);
-        varint32(&mut data, value.len() as u32);
+        varint32(data, value.len() as u32);
         data.extend_from_slice(value);
     }
-    data
 }
 
 /// The tagged object fact the set hash holds for an object (links apart).
@@ -613,8 +655,8 @@ mod tests {
             reference.put(key, value);
         }
         let count = writes.puts.len();
-        let size = writes.bytes.len() + 11 * count;
-        let data = batch_data(writes.sorted(), count, size);
+        let mut data = Vec::new();
+        batch_data(&mut data, writes.sorted(), count);
         assert_eq!(data, reference.data());
         assert_eq!(WriteBatch::from_data(&data).len(), 4);
     }

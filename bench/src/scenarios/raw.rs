@@ -160,12 +160,7 @@ pub async fn raw_read(client: async_nats::Client, count: u64) -> anyhow::Result<
 /// pull consumer and nothing else (no decoding): the same messages a time-travel build
 /// reads, the baseline its rate is compared with.
 pub async fn raw_read_log(log: &EventLog, count: u64) -> anyhow::Result<Throughput> {
-    let filter = log
-        .settings()
-        .subjects
-        .first()
-        .cloned()
-        .unwrap_or_else(|| ">".to_string());
+    let filter = log.whole_stream();
     read_stream(log.client().clone(), log.stream_name(), &filter, count).await
 }
 

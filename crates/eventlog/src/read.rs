@@ -268,19 +268,22 @@ impl EventLog {
         self.event_stream(consumer, from_sequence).await
     }
 
+    /// The subject filter that covers the whole stream (its first subject, e.g. `bt.ev.>`).
+    pub fn whole_stream(&self) -> String {
+        self.settings()
+            .subjects
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ">".to_string())
+    }
+
     /// Like [`EventLog::read`] over the whole stream, for the projections that follow it,
     /// watched for stalls ([`StallWatched`]).
     pub async fn follow(
         &self,
         from_sequence: u64,
     ) -> Result<StallWatched<EventStream>, EventLogError> {
-        let filter = self
-            .settings()
-            .subjects
-            .first()
-            .cloned()
-            .unwrap_or_else(|| ">".to_string());
-        let stream = self.read(from_sequence, &filter).await?;
+        let stream = self.read(from_sequence, &self.whole_stream()).await?;
         Ok(StallWatched::new(
             stream,
             self.jetstream.clone(),

@@ -10,7 +10,7 @@
 //! | `A` | `A/<tenant>` | tenant summary at the position: counts per kind and set-hash lanes |
 //! | `V` | `V/<tenant>/<id>\0<!seq>` | the event at `seq` and the object (without links) from `seq` on (see `version`) |
 //! | `L` | `L/<tenant>/<id>/<relation>/<target>\0<!seq>` | `1` linked / `0` unlinked from `seq` on |
-//! | `C` | `C/<tenant>/<seq>` | the objects of the tenant changed by the run of events that ends at `seq` (see [`encode_changes`]) |
+//! | `C` | `C/<tenant>/<seq>` | the objects of the tenant changed by the run of events that ends at `seq` (see [`encode_change`]) |
 //! | `S` | `S<!ms><!seq>` | the last sequence stored at stream time `ms` |
 //!
 //! Stores of earlier layouts (which also held `E` history and `H` keys) are rebuilt.

@@ -567,7 +567,9 @@ impl SortedWrites {
     }
 
     fn capacity_bytes(&self) -> usize {
-        self.bytes.capacity() + self.data.capacity() + self.puts.capacity() * 16
+        self.bytes.capacity()
+            + self.data.capacity()
+            + self.puts.capacity() * std::mem::size_of::<(usize, u32, u32)>()
     }
 }
 

@@ -74,7 +74,9 @@ pub fn item(mut object: Value) -> anyhow::Result<v1::ImportItem> {
     })
 }
 
-/// Sends `objects` in batches of `batch` items (and at most 8 MiB).
+/// Sends `objects` in batches of `batch` items (and at most 8 MiB). One call is in
+/// flight at a time, so a batch is decided only after the batches before it (its objects
+/// may link to theirs); the next batch is built while the call runs.
 pub async fn run(
     client: &mut Client,
     tenant: &str,
@@ -94,6 +96,7 @@ pub async fn run(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut summary = ImportSummary::default();
+    let mut in_flight: Option<InFlight> = None;
     let mut pending = Vec::with_capacity(batch);
     let mut bytes = 0;
     let mut number = 0u64;
@@ -104,55 +107,81 @@ pub async fn run(
         bytes += item.attributes_json.len() + item.links.len() * 48;
         pending.push(item);
         if pending.len() >= batch.max(1) || bytes >= MAX_BATCH_BYTES {
-            send(
+            if let Some(previous) = in_flight.take() {
+                previous.finish(&mut summary, &bar).await?;
+            }
+            in_flight = Some(InFlight::send(
                 client,
                 tenant,
                 std::mem::take(&mut pending),
                 first_of_batch,
-                &mut summary,
-            )
-            .await?;
-            bar.set_position(number);
+                number,
+            ));
             first_of_batch = number + 1;
             bytes = 0;
         }
     }
+    if let Some(previous) = in_flight.take() {
+        previous.finish(&mut summary, &bar).await?;
+    }
     if !pending.is_empty() {
-        send(client, tenant, pending, first_of_batch, &mut summary).await?;
-        bar.set_position(number);
+        InFlight::send(client, tenant, pending, first_of_batch, number)
+            .finish(&mut summary, &bar)
+            .await?;
     }
     bar.finish_and_clear();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-async fn send(
-    client: &mut Client,
-    tenant: &str,
-    items: Vec<v1::ImportItem>,
+/// One `ImportObjects` call running on its own task.
+struct InFlight {
+    call: tokio::task::JoinHandle<Result<v1::ImportObjectsResponse, tonic::Status>>,
+    /// Numbers (1-based) of the batch's first and last object.
     first: u64,
-    summary: &mut ImportSummary,
-) -> anyhow::Result<()> {
-    let response = client
-        .import_objects(v1::ImportObjectsRequest {
+    last: u64,
+}
+
+impl InFlight {
+    fn send(
+        client: &Client,
+        tenant: &str,
+        items: Vec<v1::ImportItem>,
+        first: u64,
+        last: u64,
+    ) -> Self {
+        let mut client = client.clone();
+        let request = v1::ImportObjectsRequest {
             tenant: tenant.to_string(),
             items,
             correlation_id: String::new(),
-        })
-        .await?
-        .into_inner();
-    summary.created += response.created;
-    summary.already_existed += response.already_existed;
-    summary.rejected += response.rejected;
-    summary.events += response.events;
-    for p in response.problems {
-        if p.outcome == v1::import_item_result::Outcome::Rejected as i32
-            && summary.problems.len() < 20
-        {
-            summary
-                .problems
-                .push((first + u64::from(p.index), p.message));
-        }
+        };
+        let call = tokio::spawn(async move {
+            client
+                .import_objects(request)
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        Self { call, first, last }
     }
-    Ok(())
+
+    /// Waits for the call and adds its outcome to `summary`.
+    async fn finish(self, summary: &mut ImportSummary, bar: &ProgressBar) -> anyhow::Result<()> {
+        let response = self.call.await.context("the import call's task failed")??;
+        summary.created += response.created;
+        summary.already_existed += response.already_existed;
+        summary.rejected += response.rejected;
+        summary.events += response.events;
+        for p in response.problems {
+            if p.outcome == v1::import_item_result::Outcome::Rejected as i32
+                && summary.problems.len() < 20
+            {
+                summary
+                    .problems
+                    .push((self.first + u64::from(p.index), p.message));
+            }
+        }
+        bar.set_position(self.last);
+        Ok(())
+    }
 }

@@ -10,7 +10,7 @@ use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::ErrorCode;
 use backtrack_domain::event::Event;
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
 use crate::codec::{self, EncodedEvent};
 use crate::error::EventLogError;
@@ -62,9 +62,22 @@ impl EventLog {
     /// [`EventLogError::Unavailable`] — the append may have happened, so retry with the
     /// same msg id.
     pub async fn append(&self, batch: Vec<Append>) -> Vec<Result<Appended, EventLogError>> {
-        let started = Instant::now();
         let span = tracing::info_span!("eventlog.append", events = batch.len());
-        let results = self.append_all(batch).instrument(span).await;
+        self.append_stream(futures::stream::iter(batch))
+            .instrument(span)
+            .await
+    }
+
+    /// [`EventLog::append`] for items that arrive while earlier ones are in flight (an
+    /// import decides its objects while the first ones are being stored). Items are sent
+    /// in the order the stream yields them; the results come back in that order once the
+    /// stream has ended and every ack is in.
+    pub async fn append_stream(
+        &self,
+        items: impl Stream<Item = Append> + Unpin,
+    ) -> Vec<Result<Appended, EventLogError>> {
+        let started = Instant::now();
+        let results = self.append_all(items).await;
         let stored = results
             .iter()
             .filter(|r| matches!(r, Ok(appended) if !appended.duplicate))
@@ -74,11 +87,16 @@ impl EventLog {
         results
     }
 
-    async fn append_all(&self, batch: Vec<Append>) -> Vec<Result<Appended, EventLogError>> {
+    async fn append_all(
+        &self,
+        mut items: impl Stream<Item = Append> + Unpin,
+    ) -> Vec<Result<Appended, EventLogError>> {
         let mut results: Vec<Option<Result<Appended, EventLogError>>> =
-            std::iter::repeat_with(|| None).take(batch.len()).collect();
+            Vec::with_capacity(items.size_hint().0);
         let mut in_flight = FuturesOrdered::new();
-        for (index, item) in batch.into_iter().enumerate() {
+        while let Some(item) = items.next().await {
+            let index = results.len();
+            results.push(None);
             if in_flight.len() >= MAX_IN_FLIGHT {
                 if let Some((done, result)) = in_flight.next().await {
                     results[done] = Some(result);

@@ -6,8 +6,11 @@
 //! split over 16 buckets by a hash of the target id, so a group of any size costs at most
 //! 16 keys, and one membership change rewrites one sixteenth of the member list.
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use backtrack_domain::digest::StateDigest;
 use backtrack_domain::event::{Change, Event};
@@ -15,9 +18,10 @@ use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::schema::schema;
 use backtrack_domain::state::apply_without_links;
 use backtrack_domain::ObjectKind;
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::SortedWrites;
 use crate::keys;
 use crate::view::TenantView;
 use crate::StoreError;
@@ -26,6 +30,8 @@ use crate::StoreError;
 /// memtable stays in the processor's cache), but with a 1M-object tenant its many level-0
 /// files outran compaction: writes stalled and reads went to disk for filter blocks.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Largest write buffer kept from one run for the next.
+const SPARE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A tenant as the projection knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +55,8 @@ pub struct ListQuery {
 /// RocksDB-backed current state of every tenant.
 pub struct DirectoryProjection {
     db: DB,
+    /// The last run's write buffer, emptied, for the next run.
+    spare: Mutex<Option<SortedWrites>>,
 }
 
 impl std::fmt::Debug for DirectoryProjection {
@@ -58,7 +66,6 @@ impl std::fmt::Debug for DirectoryProjection {
     }
 }
 
-type Slot = (ObjectKind, Option<DirectoryObject>);
 /// A raw key/value pair read from RocksDB.
 type Entry = (Box<[u8]>, Box<[u8]>);
 
@@ -84,6 +91,7 @@ impl DirectoryProjection {
             rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
         let projection = Self {
             db: DB::open_cf_descriptors(&opts, path, [default])?,
+            spare: Mutex::new(None),
         };
         projection.upgrade_layout()?;
         Ok(projection)
@@ -136,13 +144,12 @@ impl DirectoryProjection {
     /// below the current position are skipped, so re-delivery is harmless.
     pub fn apply(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
         let position = self.position()?;
-        let mut batch = SortedBatch::default();
-        // Objects touched in this run: original (as stored), current value, and the sequence
-        // of the run's last event on it (the subject's last message).
-        let mut touched: HashMap<(String, String), (Option<DirectoryObject>, Slot, u64)> =
-            HashMap::new();
-        // Link buckets touched in this run, loaded on first touch.
-        let mut buckets: HashMap<Vec<u8>, BTreeSet<String>> = HashMap::new();
+        let mut writes = self.take_writes();
+        // Objects touched in this run, by (tenant, id).
+        let mut touched: HashMap<(&str, &str), Touched> = HashMap::new();
+        // Link buckets touched in this run, by (tenant, id, relation, bucket), loaded on
+        // first touch; targets borrow from the events where they can.
+        let mut buckets: Buckets<'_> = HashMap::new();
         let mut last = position;
         for (seq, event) in events {
             if *seq <= last {
@@ -150,8 +157,9 @@ impl DirectoryProjection {
             }
             last = *seq;
             let m = &event.meta;
+            let tenant = m.tenant.as_str();
             if !m.mutation_id.is_empty() {
-                batch.put(keys::mutation(&m.tenant, &m.mutation_id), seq.to_be_bytes());
+                writes.put_parts(&["m/", tenant, "/", &m.mutation_id], &seq.to_be_bytes());
             }
             if let Change::TenantCreated { display_name } = &event.change {
                 let record = TenantRecord {
@@ -159,151 +167,178 @@ impl DirectoryProjection {
                     display_name: display_name.clone(),
                     created_at_ms: m.time_ms,
                 };
-                batch.put(keys::tenant(&m.tenant), to_json(&record));
+                writes.put(&keys::tenant(tenant), &to_json(&record));
                 continue;
             }
             let Ok(kind) = m.kind.parse::<ObjectKind>() else {
                 continue;
             };
-            let key = (m.tenant.clone(), m.object_id.clone());
-            if !touched.contains_key(&key) {
-                // A creation's object is absent before it: the log takes a creation only on
-                // a subject that is new or purged (its expected last sequence).
-                let stored = match &event.change {
-                    Change::Created { .. } => None,
-                    _ => self.load(&m.tenant, &m.object_id)?,
-                };
-                touched.insert(key.clone(), (stored.clone(), (kind, stored), 0));
-            }
-            let Some((original, (_, slot), last_seq)) = touched.get_mut(&key) else {
-                continue;
+            let id = m.object_id.as_str();
+            let object = match touched.entry((tenant, id)) {
+                MapEntry::Occupied(entry) => entry.into_mut(),
+                MapEntry::Vacant(entry) => {
+                    // A creation's object is absent before it: the log takes a creation
+                    // only on a subject that is new or purged (its expected last sequence).
+                    let stored = match &event.change {
+                        Change::Created { .. } => None,
+                        _ => self.load(tenant, id)?,
+                    };
+                    entry.insert(Touched {
+                        before: stored
+                            .as_ref()
+                            .map(|o| index_records(tenant, o))
+                            .unwrap_or_default(),
+                        had_links: stored.is_some(),
+                        current: stored,
+                        last_seq: 0,
+                    })
+                }
             };
-            *last_seq = *seq;
+            object.last_seq = *seq;
             // An object absent before this run has no stored links: a purge removes every
             // link of its object.
-            let stored_links = original.is_some();
+            let stored_links = object.had_links;
             match &event.change {
                 Change::Created { links, .. } | Change::LinksAdded(links) => {
                     for l in links {
-                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l, stored_links)?
-                            .insert(l.target_id.clone());
-                        batch.put(
-                            keys::reverse(&m.tenant, &l.target_id, &m.object_id, &l.relation),
+                        self.bucket(&mut buckets, tenant, id, l, stored_links)?
+                            .insert(Cow::Borrowed(l.target_id.as_str()));
+                        writes.put_parts(
+                            &["b/", tenant, "/", &l.target_id, "/", id, "/", &l.relation],
                             b"",
                         );
                     }
                 }
                 Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
                     for l in links {
-                        self.bucket(&mut buckets, &m.tenant, &m.object_id, l, stored_links)?
-                            .remove(&l.target_id);
-                        batch.delete(keys::reverse(
-                            &m.tenant,
+                        self.bucket(&mut buckets, tenant, id, l, stored_links)?
+                            .remove(l.target_id.as_str());
+                        writes.delete_parts(&[
+                            "b/",
+                            tenant,
+                            "/",
                             &l.target_id,
-                            &m.object_id,
+                            "/",
+                            id,
+                            "/",
                             &l.relation,
-                        ));
+                        ]);
                     }
                 }
                 _ => {}
             }
             // Links live in their own keys; fold only attributes and lifecycle here.
-            *slot = apply_without_links(
-                slot.take(),
+            object.current = apply_without_links(
+                object.current.take(),
                 kind,
-                &m.object_id,
+                id,
                 &event.change,
                 m.time_ms,
                 *seq,
             );
         }
-        for ((tenant, id), (original, (kind, current), last_seq)) in touched {
-            // A purge's sequence stays behind the object; a later re-creation leaves it
-            // there (`subject_sequence` reads the object first), which spares every run a
-            // delete per object.
-            if current.is_none() {
-                batch.put(keys::gone(&tenant, &id), last_seq.to_be_bytes());
-            }
-            if let Some(o) = &original {
-                self.delete_indexes(&mut batch, &tenant, o);
-            }
-            match current {
-                Some(o) => {
-                    self.put_indexes(&mut batch, &tenant, &o);
-                    batch.put(
-                        keys::head(&tenant, &id),
-                        encode_head(o.kind, o.is_deleted()),
-                    );
-                    batch.put(keys::object(&tenant, &id), to_json(&o));
+        for ((tenant, id), object) in touched {
+            let after = object
+                .current
+                .as_ref()
+                .map(|o| index_records(tenant, o))
+                .unwrap_or_default();
+            // Only what changed: an attribute change rewrites the object, not its indexes.
+            for (key, _) in &object.before {
+                if !after.iter().any(|(k, _)| k == key) {
+                    writes.delete(key);
                 }
+            }
+            for record in &after {
+                if !object.before.contains(record) {
+                    writes.put(&record.0, &record.1);
+                }
+            }
+            match &object.current {
+                Some(o) => writes.put_parts(&["o/", tenant, "/", id], &to_json(o)),
                 None => {
-                    batch.delete(keys::head(&tenant, &id));
-                    batch.delete(keys::object(&tenant, &id));
-                    let _ = kind;
+                    // A purge's sequence stays behind the object; a later re-creation
+                    // leaves it there (`subject_sequence` reads the object first), which
+                    // spares every run a delete per object.
+                    writes.put_parts(&["g/", tenant, "/", id], &object.last_seq.to_be_bytes());
+                    writes.delete_parts(&["h/", tenant, "/", id]);
+                    writes.delete_parts(&["o/", tenant, "/", id]);
                 }
             }
         }
-        for (key, targets) in buckets {
+        let mut encoded = Vec::new();
+        for ((tenant, id, relation, bucket), targets) in buckets {
+            let mut token = [0; 4];
+            let key = [
+                "l/",
+                tenant,
+                "/",
+                id,
+                "/",
+                relation,
+                "/",
+                bucket.encode_utf8(&mut token),
+            ];
             if targets.is_empty() {
-                batch.delete(key);
+                writes.delete_parts(&key);
             } else {
-                batch.put(key, encode_targets(&targets));
+                encoded.clear();
+                encode_targets(&mut encoded, targets.iter().map(|t| t.as_ref()));
+                writes.put_parts(&key, &encoded);
             }
         }
         if last > position {
-            batch.put(keys::POSITION, last.to_be_bytes());
+            writes.put(keys::POSITION, &last.to_be_bytes());
         }
         // No write-ahead log: the projection is rebuilt from the event log, and the new
         // position is in the same batch as the state it describes, so after a crash the
         // last flushed state and its position agree and the projector replays the rest.
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        self.db.write_opt(batch.into_write_batch(), &options)?;
-        Ok(())
+        let written = writes.write(&self.db);
+        self.keep_writes(writes);
+        written
+    }
+
+    /// The write buffer of the last run, emptied, or a new one.
+    fn take_writes(&self) -> SortedWrites {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default()
+    }
+
+    /// Keeps a run's write buffer for the next run (a replay otherwise maps and zeroes
+    /// fresh memory for every run), unless an unusually large run grew it past
+    /// [`SPARE_BYTES`].
+    fn keep_writes(&self, mut writes: SortedWrites) {
+        if writes.capacity_bytes() <= SPARE_BYTES {
+            writes.clear();
+            *self.spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(writes);
+        }
     }
 
     /// The link bucket holding `link`, loaded from RocksDB the first time this run needs it
     /// (empty without a read when the object has no `stored` links).
-    fn bucket<'b>(
+    fn bucket<'b, 'e>(
         &self,
-        buckets: &'b mut HashMap<Vec<u8>, BTreeSet<String>>,
-        tenant: &str,
-        id: &str,
-        link: &Link,
+        buckets: &'b mut Buckets<'e>,
+        tenant: &'e str,
+        id: &'e str,
+        link: &'e Link,
         stored: bool,
-    ) -> Result<&'b mut BTreeSet<String>, StoreError> {
-        let key = keys::link_bucket(tenant, id, &link.relation, &link.target_id);
-        if !buckets.contains_key(&key) {
-            let targets = if stored {
-                self.db
-                    .get_pinned(&key)?
-                    .map(|bytes| decode_targets(&bytes))
-            } else {
-                None
-            };
-            buckets.insert(key.clone(), targets.unwrap_or_default());
-        }
-        Ok(buckets.entry(key).or_default())
-    }
-
-    fn delete_indexes(&self, batch: &mut SortedBatch, tenant: &str, o: &DirectoryObject) {
-        batch.delete(keys::by_kind(tenant, o.kind.as_str(), &o.id));
-        batch.delete(keys::deleted(tenant, &o.id));
-        if let Some((attr, value)) = unique_value(o) {
-            batch.delete(keys::unique(tenant, o.kind.as_str(), attr, value));
-        }
-    }
-
-    fn put_indexes(&self, batch: &mut SortedBatch, tenant: &str, o: &DirectoryObject) {
-        if o.is_deleted() {
-            batch.put(keys::deleted(tenant, &o.id), b"");
-        } else {
-            batch.put(keys::by_kind(tenant, o.kind.as_str(), &o.id), b"");
-            if let Some((attr, value)) = unique_value(o) {
-                batch.put(
-                    keys::unique(tenant, o.kind.as_str(), attr, value),
-                    o.id.as_bytes(),
-                );
+    ) -> Result<&'b mut BTreeSet<Cow<'e, str>>, StoreError> {
+        let bucket = keys::bucket_token(&link.target_id);
+        match buckets.entry((tenant, id, link.relation.as_str(), bucket)) {
+            MapEntry::Occupied(entry) => Ok(entry.into_mut()),
+            MapEntry::Vacant(entry) => {
+                let mut targets = BTreeSet::new();
+                if stored {
+                    let key = keys::link_bucket(tenant, id, &link.relation, &link.target_id);
+                    if let Some(bytes) = self.db.get_pinned(&key)? {
+                        targets.extend(decode_targets(&bytes).into_iter().map(Cow::Owned));
+                    }
+                }
+                Ok(entry.insert(targets))
             }
         }
     }
@@ -588,15 +623,14 @@ impl DirectoryProjection {
     }
 }
 
-fn encode_targets(targets: &BTreeSet<String>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(targets.len() * 37);
-    for (i, t) in targets.iter().enumerate() {
+/// Link targets as stored in a bucket: sorted, `\n`-separated.
+fn encode_targets<'t>(out: &mut Vec<u8>, targets: impl Iterator<Item = &'t str>) {
+    for (i, t) in targets.enumerate() {
         if i > 0 {
             out.push(b'\n');
         }
         out.extend_from_slice(t.as_bytes());
     }
-    out
 }
 
 fn decode_targets(bytes: &[u8]) -> BTreeSet<String> {
@@ -607,36 +641,41 @@ fn decode_targets(bytes: &[u8]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The writes of one `apply`, handed to RocksDB in key order: the memtable inserts a
-/// sorted run of keys much faster than the same keys in event order, since each insert
-/// starts its search where the previous one ended. The sort is stable, so writes to one
-/// key (an index deleted, then put again) keep their order.
-#[derive(Default)]
-struct SortedBatch {
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+/// The link buckets one run touches, by (tenant, id, relation, bucket token).
+type Buckets<'e> = HashMap<(&'e str, &'e str, &'e str, char), BTreeSet<Cow<'e, str>>>;
+
+/// An object one run touches.
+struct Touched {
+    /// Its head and index records before the run (none: absent).
+    before: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether it existed before the run (and so may have stored links).
+    had_links: bool,
+    /// Its value as the run leaves it (links apart).
+    current: Option<DirectoryObject>,
+    /// Sequence of the run's last event on it (its subject's last message).
+    last_seq: u64,
 }
 
-impl SortedBatch {
-    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl AsRef<[u8]>) {
-        self.writes
-            .push((key.into(), Some(value.as_ref().to_vec())));
-    }
-
-    fn delete(&mut self, key: impl Into<Vec<u8>>) {
-        self.writes.push((key.into(), None));
-    }
-
-    fn into_write_batch(mut self) -> WriteBatch {
-        self.writes.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut batch = WriteBatch::default();
-        for (key, value) in self.writes {
-            match value {
-                Some(v) => batch.put(key, v),
-                None => batch.delete(key),
-            }
+/// The head and index records (key, value) an object has: its head; live, its kind index
+/// and unique value; in the recycle bin, its recycle-bin entry.
+fn index_records(tenant: &str, o: &DirectoryObject) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(3);
+    out.push((
+        keys::head(tenant, &o.id),
+        encode_head(o.kind, o.is_deleted()).to_vec(),
+    ));
+    if o.is_deleted() {
+        out.push((keys::deleted(tenant, &o.id), Vec::new()));
+    } else {
+        out.push((keys::by_kind(tenant, o.kind.as_str(), &o.id), Vec::new()));
+        if let Some((attr, value)) = unique_value(o) {
+            out.push((
+                keys::unique(tenant, o.kind.as_str(), attr, value),
+                o.id.as_bytes().to_vec(),
+            ));
         }
-        batch
     }
+    out
 }
 
 fn encode_head(kind: ObjectKind, deleted: bool) -> [u8; 2] {

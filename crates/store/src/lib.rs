@@ -4,7 +4,8 @@
 //! Modules:
 //! - [`audit`]: the audit index — each tenant's records hash-chained in stream order, with
 //!   indexes by actor, action, target, result, correlation id and time.
-//! - [`keys`]: the key layout (one prefix per record type, `/`-separated tokens).
+//! - `keys`: the key layout (one prefix per record type, `/`-separated tokens).
+//! - `batch`: a run's writes, sorted and handed to RocksDB as one serialized batch.
 //! - [`directory`]: the directory's current-state projection — objects, links, the
 //!   recycle bin, unique-attribute and reverse-link indexes — and the read API the
 //!   directory service and `decide` use.
@@ -12,6 +13,7 @@
 //!   link, so any object, membership or object list at any stream sequence is a seek.
 
 pub mod audit;
+mod batch;
 pub mod directory;
 mod keys;
 pub mod timetravel;

@@ -63,6 +63,11 @@ proptest! {
         prop_assert_eq!(rebuilt.tenant_digest("t1").unwrap().0, digest);
         prop_assert_eq!(rebuilt.position().unwrap(), log.len() as u64);
 
+        // The indexes (by kind, recycle bin) list what the reference holds, whichever way
+        // the log was chunked.
+        check_listings(&projection, &state)?;
+        check_listings(&rebuilt, &state)?;
+
         // Referrers (the reverse links) match the reference, also after a projection of
         // the older layout, without reverse links, is opened and upgraded.
         check_referrers(&projection, &state)?;
@@ -81,6 +86,40 @@ proptest! {
         let upgraded = DirectoryProjection::open(dir2.path()).unwrap();
         check_referrers(&upgraded, &state)?;
     }
+}
+
+/// Every kind's listing and the recycle bin hold exactly the reference's objects.
+fn check_listings(
+    projection: &DirectoryProjection,
+    state: &TenantState,
+) -> Result<(), TestCaseError> {
+    let listed = |kind: Option<ObjectKind>, deleted: bool| -> Vec<String> {
+        let query = ListQuery {
+            kind,
+            deleted,
+            after: None,
+            limit: usize::MAX,
+        };
+        let objects = projection.list("t1", &query).unwrap();
+        objects.into_iter().map(|o| o.id).collect()
+    };
+    for kind in ObjectKind::ALL {
+        let want: Vec<String> = state
+            .objects
+            .values()
+            .filter(|o| o.kind == kind && !o.is_deleted())
+            .map(|o| o.id.clone())
+            .collect();
+        prop_assert_eq!(listed(Some(kind), false), want, "live {}", kind.as_str());
+    }
+    let in_bin: Vec<String> = state
+        .objects
+        .values()
+        .filter(|o| o.is_deleted())
+        .map(|o| o.id.clone())
+        .collect();
+    prop_assert_eq!(listed(None, true), in_bin, "recycle bin");
+    Ok(())
 }
 
 fn check_referrers(

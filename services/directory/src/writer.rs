@@ -19,8 +19,17 @@ use backtrack_store::DirectoryProjection;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
 use crate::config::DirectoryConfig;
 use crate::error::DirectoryError;
+
+/// Decided import events handed to the log at a time: small enough that the first ones
+/// are stored (and projected) while the rest are still being decided.
+const DECIDE_CHUNK: usize = 128;
+/// Decided chunks that may wait for the log before deciding pauses.
+const DECIDED_AHEAD: usize = 64;
 
 /// Who asks and why: stamped on every event of a mutation.
 #[derive(Debug, Clone)]
@@ -393,6 +402,11 @@ impl Directory {
 
     /// Creates many objects with many appends in flight. Each item is decided against
     /// the tenant plus the items before it, so links may point at earlier items.
+    ///
+    /// Deciding and storing overlap: the items are decided on a blocking thread, and each
+    /// chunk of decided events is published while the next chunk is decided (and the
+    /// projector folds the first ones meanwhile). The tenant stays locked until every
+    /// event is acknowledged and projected, as for any other write.
     pub async fn import(
         &self,
         tenant: &str,
@@ -402,8 +416,24 @@ impl Directory {
         self.require_tenant(tenant)?;
         let lock = self.lock(tenant);
         let _guard = lock.lock().await;
-        let (mut outcomes, appends, owners) = self.decide_import(tenant, items, origin)?;
-        let results = self.inner.log.append(appends).await;
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Append>>(DECIDED_AHEAD);
+        let decider = {
+            let directory = self.clone();
+            let tenant = tenant.to_string();
+            let origin = origin.clone();
+            tokio::task::spawn_blocking(move || {
+                directory.decide_import(&tenant, items, &origin, &mut |chunk| {
+                    sender.blocking_send(chunk).is_ok()
+                })
+            })
+        };
+        let decided = ReceiverStream::new(receiver).flat_map(futures::stream::iter);
+        let results = self.inner.log.append_stream(decided).await;
+        // Events decided before a failure were stored all the same (and are reported as
+        // stored on a retry with the same mutation ids); the rest were never sent.
+        let (mut outcomes, owners) = decider.await.map_err(|e| {
+            DirectoryError::Unavailable(format!("the import stopped while deciding: {e}"))
+        })??;
         let mut results = results.into_iter();
         let mut last = 0;
         let mut events = 0;
@@ -442,22 +472,26 @@ impl Directory {
         Ok((outcomes, events))
     }
 
-    /// Decides every import item against the tenant plus the items before it. Kept apart
-    /// from the async part: the overlay borrows the projection and is not `Send`.
+    /// Decides every import item against the tenant plus the items before it, handing
+    /// the appends to `emit` a chunk at a time (in item order) as soon as a chunk is
+    /// decided; stops early if `emit` says nobody takes them any more. Returns each item's
+    /// outcome and which appends belong to which item: (outcome index, append count), in
+    /// the order the appends were emitted. Kept apart from the async part: the overlay
+    /// borrows the projection and is not `Send`.
     #[allow(clippy::type_complexity)]
     fn decide_import(
         &self,
         tenant: &str,
         items: Vec<ImportItem>,
         origin: &Origin,
-    ) -> Result<(Vec<ImportOutcome>, Vec<Append>, Vec<(usize, usize)>), DirectoryError> {
+        emit: &mut dyn FnMut(Vec<Append>) -> bool,
+    ) -> Result<(Vec<ImportOutcome>, Vec<(usize, usize)>), DirectoryError> {
         let ctx = self.context();
         let projection = &self.inner.projection;
         let base = projection.view(tenant);
         let mut overlay = OverlayView::new(&base);
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut appends = Vec::new();
-        // Which append results belong to which item: (outcome index, append count).
+        let mut chunk = Vec::with_capacity(DECIDE_CHUNK);
         let mut owners = Vec::new();
         let mut versions = HashMap::new();
         for item in items {
@@ -493,7 +527,7 @@ impl Directory {
                         overlay.apply(&append.event, 0);
                     }
                     owners.push((outcomes.len(), batch.len()));
-                    appends.extend(batch);
+                    chunk.extend(batch);
                     outcomes.push(ImportOutcome::Created(id));
                 }
                 Err(DomainError::AlreadyExists(m)) if m.contains(&id) => {
@@ -501,8 +535,19 @@ impl Directory {
                 }
                 Err(e) => outcomes.push(ImportOutcome::Rejected(e.to_string())),
             }
+            if chunk.len() >= DECIDE_CHUNK
+                && !emit(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(DECIDE_CHUNK),
+                ))
+            {
+                return Ok((outcomes, owners));
+            }
         }
-        Ok((outcomes, appends, owners))
+        if !chunk.is_empty() {
+            emit(chunk);
+        }
+        Ok((outcomes, owners))
     }
 
     /// Turns decided events into appends: ids, mutation ids (`<mutation>:<n>`) and the

@@ -190,3 +190,76 @@ async fn concurrent_writers_cannot_both_claim_a_user_principal_name() {
         "exactly one create wins: {results:?}"
     );
 }
+
+/// An import larger than one decided chunk: an item links to an item decided in an earlier
+/// chunk (still being stored while it is decided), a rejected item and an item already
+/// stored sit in between, and every outcome lands on its own item.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_import_links_across_chunks_and_reports_each_item() {
+    use backtrack_directory::writer::{ImportItem, ImportOutcome};
+    let f = fixture(Duration::from_secs(3600)).await;
+    let d = &f.directory;
+    d.execute("t", user(U1, "existing@t.test"), None, &origin())
+        .await
+        .unwrap();
+    let id = |n: usize| format!("00000000-0000-4000-8000-{n:012x}");
+    let attributes = |upn: String| {
+        json!({"displayName": upn, "userPrincipalName": upn})
+            .as_object()
+            .cloned()
+            .unwrap()
+    };
+    let user_item = |n: usize| ImportItem {
+        kind: ObjectKind::User,
+        id: Some(id(0x100 + n)),
+        attributes: attributes(format!("u{n}@t.test")),
+        links: vec![],
+        mutation_id: Some(format!("m-{n}")),
+    };
+    let users = 1000;
+    let mut items: Vec<ImportItem> = (0..users).map(user_item).collect();
+    // A duplicate user principal name: rejected, in the middle of the import.
+    items[500].attributes = attributes("existing@t.test".into());
+    // An object that is already there.
+    items[600].id = Some(U1.into());
+    items[600].attributes = attributes("existing@t.test".into());
+    items.push(ImportItem {
+        kind: ObjectKind::Group,
+        id: Some(G1.into()),
+        attributes: json!({"displayName": "All"}).as_object().cloned().unwrap(),
+        links: (0..users)
+            .filter(|n| ![500, 600].contains(n))
+            .map(|n| Link::new("members", id(0x100 + n)))
+            .collect(),
+        mutation_id: Some("m-group".into()),
+    });
+    let (outcomes, events) = d.import("t", items, &origin()).await.unwrap();
+    assert_eq!(outcomes.len(), users + 1);
+    for (n, outcome) in outcomes.iter().enumerate() {
+        match n {
+            500 => assert!(
+                matches!(outcome, ImportOutcome::Rejected(m) if m.contains("existing@t.test")),
+                "{outcome:?}"
+            ),
+            600 => assert_eq!(outcome, &ImportOutcome::AlreadyExists(U1.into())),
+            _ if n == users => assert_eq!(outcome, &ImportOutcome::Created(G1.into())),
+            _ => assert_eq!(outcome, &ImportOutcome::Created(id(0x100 + n))),
+        }
+    }
+    assert_eq!(events, users as u64 - 1);
+    // Projected before the call returned: the group holds every member it named.
+    let group = d.projection().object_with_links("t", G1).unwrap().unwrap();
+    assert_eq!(group.links["members"].len(), users - 2);
+    assert!(d
+        .projection()
+        .object("t", &id(0x100 + 999))
+        .unwrap()
+        .is_some());
+    // The same import again creates nothing.
+    let again: Vec<ImportItem> = (0..3).map(user_item).collect();
+    let (outcomes, events) = d.import("t", again, &origin()).await.unwrap();
+    assert_eq!(events, 0);
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, ImportOutcome::AlreadyExists(_))));
+}

@@ -26,8 +26,9 @@ use backtrack_domain::object::DirectoryObject;
 use backtrack_domain::state::{apply_without_links, created_object};
 use backtrack_domain::ObjectKind;
 use prost::Message;
-use rocksdb::{Options, SliceTransform, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, SliceTransform, DB};
 
+use crate::batch::SortedWrites;
 use crate::directory::TenantRecord;
 use crate::StoreError;
 pub use summary::{KindCount, TenantSummary};
@@ -35,7 +36,7 @@ pub use summary::{KindCount, TenantSummary};
 /// Layout version of the store; a store written with another one is rebuilt. Version 3:
 /// the summaries' set hashes expand facts with BLAKE3 (`Expansion::Blake3`). Version 4:
 /// a version's value holds its event, and there are no separate history keys (see
-/// [`version`]). Version 5: one change-index key per tenant per run of events.
+/// `version`). Version 5: one change-index key per tenant per run of events.
 pub const LAYOUT: &str = "5";
 const FORMAT_VERSION: &[u8] = LAYOUT.as_bytes();
 /// The most buffer memory a run's writes may hold to be kept for the next run.
@@ -111,7 +112,7 @@ impl std::fmt::Debug for Prepared {
         f.debug_struct("Prepared")
             .field("base", &self.base)
             .field("position", &self.carry.position)
-            .field("writes", &self.writes.puts.len())
+            .field("writes", &self.writes.len())
             .finish_non_exhaustive()
     }
 }
@@ -509,96 +510,6 @@ fn fold(
     batch.put(&keys::version(tenant, id, seq), &value);
 }
 
-/// The puts of one run, handed to RocksDB in key order: the memtable inserts a sorted
-/// run of keys much faster than the same keys in event order. Every key is written at most
-/// once per run (keys carry their sequence), so sorting changes no outcome.
-///
-/// Keys and values sit back to back in one buffer, and the batch is handed to RocksDB
-/// already serialized ([`batch_data`]): a run of thousands of puts makes no allocation per
-/// put and RocksDB's batch does not grow put by put.
-#[derive(Default)]
-struct SortedWrites {
-    bytes: Vec<u8>,
-    /// Where each put's key starts in `bytes`, and its key and value lengths.
-    puts: Vec<(usize, u32, u32)>,
-    /// The serialized batch, when written.
-    data: Vec<u8>,
-}
-
-impl SortedWrites {
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.puts
-            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
-        self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(value);
-    }
-
-    /// The puts as (key, value), sorted by key.
-    fn sorted(&mut self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let bytes = &self.bytes;
-        let key = |&(at, k, _): &(usize, u32, u32)| &bytes[at..at + k as usize];
-        self.puts.sort_unstable_by(|a, b| key(a).cmp(key(b)));
-        self.puts.iter().map(move |&(at, k, v)| {
-            let (k, v) = (k as usize, v as usize);
-            (&bytes[at..at + k], &bytes[at + k..at + k + v])
-        })
-    }
-
-    /// Writes every put in one batch, with the position among them. No write-ahead log:
-    /// the store is rebuilt from the log.
-    fn write(&mut self, db: &DB) -> Result<(), StoreError> {
-        let count = self.puts.len();
-        let mut data = std::mem::take(&mut self.data);
-        data.clear();
-        data.reserve(12 + self.bytes.len() + 11 * count);
-        batch_data(&mut data, self.sorted(), count);
-        let batch = WriteBatch::from_data(&data);
-        self.data = data;
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        Ok(db.write_opt(batch, &options)?)
-    }
-
-    /// Empties the buffers, keeping their memory.
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.puts.clear();
-        self.data.clear();
-    }
-
-    fn capacity_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + self.data.capacity()
-            + self.puts.capacity() * std::mem::size_of::<(usize, u32, u32)>()
-    }
-}
-
-/// RocksDB's serialized write batch of `puts` (as `WriteBatch::data` has it): a 12-byte
-/// header (sequence 0 as fixed64, then the count as fixed32, little-endian), then per put
-/// the value tag `1` and the key and the value, each preceded by its length as a varint32.
-fn batch_data<'a>(
-    data: &mut Vec<u8>,
-    puts: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-    count: usize,
-) {
-    fn varint32(out: &mut Vec<u8>, mut n: u32) {
-        while n >= 0x80 {
-            out.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-    }
-    data.extend_from_slice(&0u64.to_le_bytes());
-    data.extend_from_slice(&(count as u32).to_le_bytes());
-    for (key, value) in puts {
-        data.push(1);
-        varint32(data, key.len() as u32);
-        data.extend_from_slice(key);
-        varint32(data, value.len() as u32);
-        data.extend_from_slice(value);
-    }
-}
-
 /// The tagged object fact the set hash holds for an object (links apart).
 fn fact_of(object: &DirectoryObject) -> Vec<u8> {
     tagged(
@@ -631,35 +542,5 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: reason.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_serialized_batch_is_the_one_rocksdb_builds_from_the_same_sorted_puts() {
-        let long_value = vec![7u8; 300];
-        let long_key = vec![b'k'; 200];
-        let mut writes = SortedWrites::default();
-        writes.put(b"b", b"2");
-        writes.put(&long_key, &long_value);
-        writes.put(b"a", b"");
-        writes.put(b"ab", &long_value);
-        let mut reference = WriteBatch::default();
-        for (key, value) in [
-            (&b"a"[..], &b""[..]),
-            (b"ab", &long_value),
-            (b"b", b"2"),
-            (&long_key, &long_value),
-        ] {
-            reference.put(key, value);
-        }
-        let count = writes.puts.len();
-        let mut data = Vec::new();
-        batch_data(&mut data, writes.sorted(), count);
-        assert_eq!(data, reference.data());
-        assert_eq!(WriteBatch::from_data(&data).len(), 4);
     }
 }

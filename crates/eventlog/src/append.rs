@@ -62,10 +62,7 @@ impl EventLog {
     /// [`EventLogError::Unavailable`] — the append may have happened, so retry with the
     /// same msg id.
     pub async fn append(&self, batch: Vec<Append>) -> Vec<Result<Appended, EventLogError>> {
-        let span = tracing::info_span!("eventlog.append", events = batch.len());
-        self.append_stream(futures::stream::iter(batch))
-            .instrument(span)
-            .await
+        self.append_stream(futures::stream::iter(batch)).await
     }
 
     /// [`EventLog::append`] for items that arrive while earlier ones are in flight (an
@@ -76,8 +73,10 @@ impl EventLog {
         &self,
         items: impl Stream<Item = Append> + Unpin,
     ) -> Vec<Result<Appended, EventLogError>> {
+        let span = tracing::info_span!("eventlog.append", events = tracing::field::Empty);
         let started = Instant::now();
-        let results = self.append_all(items).await;
+        let results = self.append_all(items).instrument(span.clone()).await;
+        span.record("events", results.len());
         let stored = results
             .iter()
             .filter(|r| matches!(r, Ok(appended) if !appended.duplicate))

@@ -185,9 +185,12 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
         "publishing {raw_count} raw messages ({} B payload, {} headers, {} B of headers)",
         shape.payload_bytes, shape.headers, shape.header_bytes
     ));
-    let published = raw::raw_publish(nats.clone(), &shape, raw_count, 1).await?;
+    let published = raw::raw_publish(nats.clone(), &shape, raw_count, 1, raw::Guards::None).await?;
     progress("reading them back");
     let read = raw::raw_read(nats.clone(), raw_count).await?;
+    progress("publishing them again with the event log's Nats-Msg-Id and expected last subject sequence, one subject each");
+    let guarded =
+        raw::raw_publish(nats.clone(), &shape, raw_count, 1, raw::Guards::EventLog).await?;
 
     progress("writing as many values of that size to a plain RocksDB");
     let rocks = raw::raw_rocksdb_write(
@@ -246,6 +249,11 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
 
     let report = &mut outcome.report;
     report.record("raw_publish", published.per_second(), "messages/s");
+    report.record("raw_publish_guarded", guarded.per_second(), "messages/s");
+    report.parameter(
+        "bulk_import_ratio_to_guarded_publish",
+        imported.events_per_second() / guarded.per_second(),
+    );
     report.record("raw_read", read.per_second(), "messages/s");
     report.record("raw_rocksdb_write", rocks.per_second(), "puts/s");
     report.record_against(

@@ -10,6 +10,7 @@ use serde_json::Value;
 /// The directory's rows, in order; the time-travel rows follow them.
 const ROWS: &[&str] = &[
     "raw_publish",
+    "raw_publish_guarded",
     "raw_read",
     "raw_rocksdb_write",
     "bulk_import",
@@ -136,9 +137,11 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
             row.value
         );
     }
-    let import = &report.rows[3];
+    let import = &report.rows[4];
     assert_eq!(import.baseline.as_deref(), Some("raw_publish"));
     assert!(import.ratio.is_some_and(|r| r > 0.0) && import.pass.is_some());
+    let guarded_ratio = report.parameters["bulk_import_ratio_to_guarded_publish"].as_f64();
+    assert!(guarded_ratio.is_some_and(|r| r > 0.0), "{guarded_ratio:?}");
     let build = &report.rows[ROWS.len() + 1];
     assert_eq!(build.baseline.as_deref(), Some("raw_read_log"));
     assert!(build.ratio.is_some_and(|r| r > 0.0) && build.pass.is_some());

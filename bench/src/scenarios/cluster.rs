@@ -46,7 +46,7 @@ pub async fn run(objects: usize) -> anyhow::Result<ClusterRun> {
         elapsed: tenant.elapsed,
     };
     let shape = raw::event_shape(&log).await?;
-    let raw = raw::raw_publish(client, &shape, tenant.events, REPLICAS).await?;
+    let raw = raw::raw_publish(client, &shape, tenant.events, REPLICAS, raw::Guards::None).await?;
 
     // The node leading BT_EVENTS dies (the worst case: a new leader must be elected); the
     // other two replicas keep a quorum.

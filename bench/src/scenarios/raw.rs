@@ -18,7 +18,7 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::{Config, StorageType};
 use async_nats::jetstream::{self, ContextBuilder};
 use backtrack_eventlog::append::{MAX_IN_FLIGHT, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MSG_ID};
-use backtrack_eventlog::{codec, EventLog};
+use backtrack_eventlog::{codec, EventLog, StreamSettings};
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 
@@ -26,6 +26,9 @@ use super::Throughput;
 
 /// The baseline stream.
 pub const RAW_STREAM: &str = "BENCH_RAW";
+/// The stream of the guarded baseline: every message with the two headers the event log
+/// sets for JetStream to act on.
+pub const GUARDED_STREAM: &str = "BENCH_RAW_GUARDED";
 /// Distinct subjects the baseline cycles through (`bench.raw.<n % RAW_SUBJECTS>`).
 const RAW_SUBJECTS: u64 = 100_000;
 /// Windows of the log sampled by [`event_shape`], and events per window.
@@ -95,30 +98,59 @@ fn synthetic_headers(shape: &MessageShape) -> HeaderMap {
     headers
 }
 
-/// Publishes `count` messages of `shape` to [`RAW_STREAM`] (created here, file storage),
-/// each on its own subject, keeping up to `MAX_IN_FLIGHT` acks outstanding.
+/// Which checks JetStream runs on each baseline message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guards {
+    /// None: headers of the events' count and size, none special to JetStream.
+    None,
+    /// The event log's own: a `Nats-Msg-Id` (deduplicated within the event log's
+    /// duplicate window) and `Nats-Expected-Last-Subject-Sequence: 0`, each message on a
+    /// subject of its own, as an import's creations are.
+    EventLog,
+}
+
+/// Publishes `count` messages of `shape` to [`RAW_STREAM`] (or, guarded, to
+/// [`GUARDED_STREAM`]; created here, file storage), keeping up to `MAX_IN_FLIGHT` acks
+/// outstanding.
 pub async fn raw_publish(
     client: async_nats::Client,
     shape: &MessageShape,
     count: u64,
     replicas: usize,
+    guards: Guards,
 ) -> anyhow::Result<Throughput> {
     // The same context settings as the event log: many permits, no back-pressure wait.
     let context = ContextBuilder::new()
         .max_ack_inflight(1 << 20)
         .backpressure_on_inflight(false)
         .build(client);
+    let (stream, prefix) = match guards {
+        Guards::None => (RAW_STREAM, "bench.raw"),
+        Guards::EventLog => (GUARDED_STREAM, "bench.rawg"),
+    };
     context
         .create_stream(Config {
-            name: RAW_STREAM.to_string(),
-            subjects: vec!["bench.raw.>".to_string()],
+            name: stream.to_string(),
+            subjects: vec![format!("{prefix}.>")],
             storage: StorageType::File,
             num_replicas: replicas,
+            duplicate_window: StreamSettings::default().duplicate_window,
             ..Default::default()
         })
         .await
         .context("create the baseline stream")?;
-    let headers = synthetic_headers(shape);
+    let synthetic = match guards {
+        Guards::None => *shape,
+        // Two of the headers are the real ones.
+        Guards::EventLog => MessageShape {
+            headers: shape.headers.saturating_sub(2),
+            header_bytes: shape
+                .header_bytes
+                .saturating_sub(NATS_MSG_ID.len() + NATS_EXPECTED_LAST_SUBJECT_SEQUENCE.len() + 40),
+            ..*shape
+        },
+    };
+    let headers = synthetic_headers(&synthetic);
     let payload = Bytes::from(
         (0..shape.payload_bytes)
             .map(|i| (i % 251) as u8)
@@ -132,22 +164,33 @@ pub async fn raw_publish(
                 ack?;
             }
         }
+        let (subject, headers) = match guards {
+            Guards::None => (format!("{prefix}.{}", n % RAW_SUBJECTS), headers.clone()),
+            Guards::EventLog => {
+                let mut guarded = headers.clone();
+                guarded.insert(NATS_MSG_ID, format!("raw-{n:036}").as_str());
+                guarded.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+                (format!("{prefix}.{n}"), guarded)
+            }
+        };
         let ack = context
-            .publish_with_headers(
-                format!("bench.raw.{}", n % RAW_SUBJECTS),
-                headers.clone(),
-                payload.clone(),
-            )
+            .publish_with_headers(subject, headers, payload.clone())
             .await?;
         in_flight.push_back(async move { ack.await });
     }
     while let Some(ack) = in_flight.next().await {
         ack?;
     }
-    Ok(Throughput {
-        count,
-        elapsed: started.elapsed(),
-    })
+    let elapsed = started.elapsed();
+    if guards == Guards::EventLog {
+        // Nothing reads it back; its subjects and message ids would only weigh on the
+        // server for the scenarios after it.
+        context
+            .delete_stream(stream)
+            .await
+            .context("delete the guarded baseline stream")?;
+    }
+    Ok(Throughput { count, elapsed })
 }
 
 /// Reads every message of [`RAW_STREAM`] from the start through an ordered pull consumer;

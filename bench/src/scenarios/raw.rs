@@ -29,6 +29,9 @@ pub const RAW_STREAM: &str = "BENCH_RAW";
 /// The stream of the guarded baseline: every message with the two headers the event log
 /// sets for JetStream to act on.
 pub const GUARDED_STREAM: &str = "BENCH_RAW_GUARDED";
+/// Length of the guarded baseline's message ids (`raw-` and the number, zero-padded), about
+/// an event's (`<tenant>:<mutation id>:<n>`).
+const GUARD_ID_BYTES: usize = 40;
 /// Distinct subjects the baseline cycles through (`bench.raw.<n % RAW_SUBJECTS>`).
 const RAW_SUBJECTS: u64 = 100_000;
 /// Windows of the log sampled by [`event_shape`], and events per window.
@@ -141,12 +144,12 @@ pub async fn raw_publish(
         .context("create the baseline stream")?;
     let synthetic = match guards {
         Guards::None => *shape,
-        // Two of the headers are the real ones.
+        // Two of the headers are the real ones (values: the message id, and "0").
         Guards::EventLog => MessageShape {
             headers: shape.headers.saturating_sub(2),
-            header_bytes: shape
-                .header_bytes
-                .saturating_sub(NATS_MSG_ID.len() + NATS_EXPECTED_LAST_SUBJECT_SEQUENCE.len() + 40),
+            header_bytes: shape.header_bytes.saturating_sub(
+                NATS_MSG_ID.len() + GUARD_ID_BYTES + NATS_EXPECTED_LAST_SUBJECT_SEQUENCE.len() + 1,
+            ),
             ..*shape
         },
     };
@@ -168,7 +171,8 @@ pub async fn raw_publish(
             Guards::None => (format!("{prefix}.{}", n % RAW_SUBJECTS), headers.clone()),
             Guards::EventLog => {
                 let mut guarded = headers.clone();
-                guarded.insert(NATS_MSG_ID, format!("raw-{n:036}").as_str());
+                let id = format!("raw-{n:0width$}", width = GUARD_ID_BYTES - 4);
+                guarded.insert(NATS_MSG_ID, id.as_str());
                 guarded.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
                 (format!("{prefix}.{n}"), guarded)
             }

@@ -34,7 +34,12 @@ pub fn tenant(t: &str) -> Vec<u8> {
 pub const TENANTS: &[u8] = b"T/";
 
 pub fn object(t: &str, id: &str) -> Vec<u8> {
-    join(&["o/", t, "/", id])
+    join(&object_parts(t, id))
+}
+/// The parts of [`object`]'s key, for a writer that assembles keys in its own buffer;
+/// the other `*_parts` functions are the same for their keys.
+pub(crate) fn object_parts<'a>(t: &'a str, id: &'a str) -> [&'a str; 4] {
+    ["o/", t, "/", id]
 }
 pub fn objects(t: &str) -> Vec<u8> {
     join(&["o/", t, "/"])
@@ -61,17 +66,22 @@ pub fn bucket_token(target: &str) -> char {
     char::from_digit(hash % 16, 16).unwrap_or('0')
 }
 pub fn link_bucket(t: &str, id: &str, rel: &str, target: &str) -> Vec<u8> {
-    let mut bucket = [0; 4];
-    join(&[
-        "l/",
+    let mut token = [0; 4];
+    join(&link_bucket_parts(
         t,
-        "/",
         id,
-        "/",
         rel,
-        "/",
-        bucket_token(target).encode_utf8(&mut bucket),
-    ])
+        bucket_token(target).encode_utf8(&mut token),
+    ))
+}
+/// `token`: the bucket's [`bucket_token`] as text.
+pub(crate) fn link_bucket_parts<'a>(
+    t: &'a str,
+    id: &'a str,
+    rel: &'a str,
+    token: &'a str,
+) -> [&'a str; 8] {
+    ["l/", t, "/", id, "/", rel, "/", token]
 }
 pub fn links_prefix(t: &str, id: &str) -> Vec<u8> {
     join(&["l/", t, "/", id, "/"])
@@ -89,16 +99,33 @@ pub fn unique(t: &str, kind: &str, attribute: &str, value: &str) -> Vec<u8> {
     ])
 }
 pub fn mutation(t: &str, mutation_id: &str) -> Vec<u8> {
-    join(&["m/", t, "/", mutation_id])
+    join(&mutation_parts(t, mutation_id))
+}
+pub(crate) fn mutation_parts<'a>(t: &'a str, mutation_id: &'a str) -> [&'a str; 4] {
+    ["m/", t, "/", mutation_id]
 }
 pub fn head(t: &str, id: &str) -> Vec<u8> {
-    join(&["h/", t, "/", id])
+    join(&head_parts(t, id))
+}
+pub(crate) fn head_parts<'a>(t: &'a str, id: &'a str) -> [&'a str; 4] {
+    ["h/", t, "/", id]
 }
 pub fn gone(t: &str, id: &str) -> Vec<u8> {
-    join(&["g/", t, "/", id])
+    join(&gone_parts(t, id))
+}
+pub(crate) fn gone_parts<'a>(t: &'a str, id: &'a str) -> [&'a str; 4] {
+    ["g/", t, "/", id]
 }
 pub fn reverse(t: &str, target: &str, source: &str, relation: &str) -> Vec<u8> {
-    join(&["b/", t, "/", target, "/", source, "/", relation])
+    join(&reverse_parts(t, target, source, relation))
+}
+pub(crate) fn reverse_parts<'a>(
+    t: &'a str,
+    target: &'a str,
+    source: &'a str,
+    relation: &'a str,
+) -> [&'a str; 8] {
+    ["b/", t, "/", target, "/", source, "/", relation]
 }
 pub fn reverse_prefix(t: &str, target: &str) -> Vec<u8> {
     join(&["b/", t, "/", target, "/"])

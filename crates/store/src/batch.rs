@@ -8,7 +8,9 @@
 //! RocksDB's batch does not grow write by write. Writes to the same key keep the order
 //! they were made in (a reverse link added and removed again in one run ends removed).
 
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::path::Path;
+
+use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions, DB};
 
 use crate::StoreError;
 
@@ -95,6 +97,40 @@ impl SortedWrites {
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         Ok(db.write_opt(batch, &options)?)
+    }
+
+    /// Writes everything as one table file that RocksDB ingests whole, bypassing the
+    /// memtable. The file's records get a sequence number above every earlier write, so
+    /// it overrides them as a batch would, and it is taken whole or not at all. `options`
+    /// are the ones the database was opened with (table format and filters); `file` is
+    /// created and moved into the database.
+    pub(crate) fn ingest(
+        &mut self,
+        db: &DB,
+        options: &Options,
+        file: &Path,
+    ) -> Result<(), StoreError> {
+        let mut table = SstFileWriter::create(options);
+        table.open(file)?;
+        let mut sorted = self.sorted().peekable();
+        while let Some((key, value)) = sorted.next() {
+            // Of several writes to one key, the last one made is the one that stays.
+            if sorted.peek().is_some_and(|(next, _)| *next == key) {
+                continue;
+            }
+            match value {
+                Some(value) => table.put(key, value)?,
+                None => table.delete(key)?,
+            }
+        }
+        table.finish()?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        let ingested = db.ingest_external_file_opts(&ingest, vec![file]);
+        if ingested.is_err() {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(ingested?)
     }
 
     /// Empties the buffers, keeping their memory.

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
 use backtrack_domain::event::{Change, Event};
@@ -20,6 +21,10 @@ use crate::StoreError;
 
 /// Largest write buffer kept from one run for the next.
 const SPARE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The table file a large run is written to before RocksDB takes it (in the projection's
+/// folder; RocksDB moves it in).
+pub(super) const INGEST_FILE: &str = "run-to-ingest.sst";
 
 impl DirectoryProjection {
     /// Folds events given as (sequence, event) in ascending sequence order. Events at or
@@ -168,7 +173,15 @@ impl DirectoryProjection {
         // No write-ahead log: the projection is rebuilt from the event log, and the new
         // position is in the same batch as the state it describes, so after a crash the
         // last flushed state and its position agree and the projector replays the rest.
-        let written = writes.write(&self.db);
+        let ingest_from = self.ingest_writes.load(Ordering::Relaxed);
+        let written = if writes.len() >= ingest_from.max(1) {
+            let file = self.db.path().join(INGEST_FILE);
+            // Left behind by a crash between writing and ingesting; its run was not taken.
+            let _ = std::fs::remove_file(&file);
+            writes.ingest(&self.db, &self.options, &file)
+        } else {
+            writes.write(&self.db)
+        };
         self.keep_writes(writes);
         written
     }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use backtrack_domain::digest::StateDigest;
@@ -28,6 +29,10 @@ use crate::StoreError;
 /// memtable stays in the processor's cache), but with a 1M-object tenant its many level-0
 /// files outran compaction: writes stalled and reads went to disk for filter blocks.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs with at least this many writes go to RocksDB as one table file instead of
+/// through the memtable (see [`DirectoryProjection::ingest_runs_from`]).
+pub const INGEST_WRITES: usize = 100_000;
 
 /// A tenant as the projection knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +56,11 @@ pub struct ListQuery {
 /// RocksDB-backed current state of every tenant.
 pub struct DirectoryProjection {
     db: DB,
+    /// The options it was opened with (a large run is written as a table file in its
+    /// format).
+    options: Options,
+    /// Runs with at least this many writes are ingested as a table file.
+    ingest_writes: AtomicUsize,
     /// The last run's write buffer, emptied, for the next run.
     spare: Mutex<Option<SortedWrites>>,
 }
@@ -87,8 +97,12 @@ impl DirectoryProjection {
             rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
         let projection = Self {
             db: DB::open_cf_descriptors(&opts, path, [default])?,
+            options: opts,
+            ingest_writes: AtomicUsize::new(INGEST_WRITES),
             spare: Mutex::new(None),
         };
+        // A table file written for a run that a crash kept from being ingested.
+        let _ = std::fs::remove_file(path.join(apply::INGEST_FILE));
         projection.upgrade_layout()?;
         Ok(projection)
     }
@@ -122,6 +136,16 @@ impl DirectoryProjection {
         batch.put(keys::LAYOUT, keys::LAYOUT_VERSION);
         self.db.write(batch)?;
         Ok(())
+    }
+
+    /// Runs of at least `writes` writes are from now on written as one table file that
+    /// RocksDB ingests whole, instead of through the memtable ([`INGEST_WRITES`] by
+    /// default). A rebuild from the log, or a projector far behind it, folds runs of
+    /// thousands of events and hundreds of thousands of writes; sorted once and written
+    /// out as a table, they cost a fraction of inserting each into the memtable's skip
+    /// list and flushing it later. Either way a run is taken whole or not at all.
+    pub fn ingest_runs_from(&self, writes: usize) {
+        self.ingest_writes.store(writes, Ordering::Relaxed);
     }
 
     /// The last stream sequence folded into the projection (0 = none).

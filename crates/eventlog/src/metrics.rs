@@ -107,6 +107,15 @@ pub const RPC_SECONDS: Histogram = Histogram(Desc {
     kind: Kind::Histogram(LATENCY_BUCKETS),
 });
 
+/// Connection events of this process's NATS clients; label `event` (`connected`,
+/// `disconnected`, `slow_consumer`, `server_error`, `client_error`, `lame_duck`,
+/// `draining`, `closed`).
+pub const NATS_CLIENT_EVENTS: Counter = Counter(Desc {
+    name: "backtrack_nats_client_events_total",
+    help: "Connection events of this process's NATS clients (label event); slow_consumer means the client dropped messages it could not hand over fast enough.",
+    kind: Kind::Counter,
+});
+
 /// Every metric above, in exposition order.
 pub const CATALOGUE: &[Desc] = &[
     EVENTS_APPENDED.0,
@@ -122,6 +131,7 @@ pub const CATALOGUE: &[Desc] = &[
     AUDIT_SINK_ERRORS.0,
     AUDIT_SINK_BACKLOG.0,
     RPC_SECONDS.0,
+    NATS_CLIENT_EVENTS.0,
 ];
 
 /// What a metric is called, what it means and how it is kept.

@@ -23,7 +23,9 @@ pub struct NatsOptions {
 /// Connects once; fails fast (no retry loop) if the server cannot be reached at start-up.
 /// Once connected, the client reconnects by itself.
 pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, PlatformError> {
-    let mut options = async_nats::ConnectOptions::new().name(&opts.name);
+    let mut options = async_nats::ConnectOptions::new()
+        .name(&opts.name)
+        .event_callback(|event| async move { note_event(&event) });
     if let Some(creds) = &opts.creds {
         options = options.credentials_file(creds).await.map_err(|source| {
             PlatformError::NatsCredentials {
@@ -69,6 +71,30 @@ pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, PlatformE
             url: opts.url.clone(),
             reason: source.to_string(),
         })
+}
+
+/// Logs a client's connection event and counts it (`backtrack_nats_client_events_total`).
+/// A slow consumer is the one to watch: the client dropped messages of a subscription
+/// whose reader fell behind (an ordered consumer then restarts from the last one it saw).
+fn note_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    let name = match event {
+        Event::Connected => "connected",
+        Event::Disconnected => "disconnected",
+        Event::LameDuckMode => "lame_duck",
+        Event::Draining => "draining",
+        Event::Closed => "closed",
+        Event::SlowConsumer(_) => "slow_consumer",
+        Event::ServerError(_) => "server_error",
+        Event::ClientError(_) => "client_error",
+    };
+    crate::metrics::NATS_CLIENT_EVENTS.inc_by(&[("event", name)], 1);
+    match event {
+        Event::Connected | Event::Draining | Event::Closed => {
+            tracing::info!(event = %event, "NATS connection");
+        }
+        _ => tracing::warn!(event = %event, "NATS connection"),
+    }
 }
 
 #[cfg(test)]

@@ -425,8 +425,16 @@ impl EventLog {
                 start_sequence: from_sequence,
             }
         };
+        // A filter equal to the stream's only subject selects every message; passed as no
+        // filter, the server does not match it against each subject the stream holds when
+        // it creates the consumer (about 20 ms at 200,000 objects, against 1–2 ms).
+        let whole_stream = self.settings.subjects.len() == 1 && self.settings.subjects[0] == filter;
         let config = OrderedConfig {
-            filter_subject: filter.to_string(),
+            filter_subject: if whole_stream {
+                String::new()
+            } else {
+                filter.to_string()
+            },
             deliver_policy,
             ..Default::default()
         };

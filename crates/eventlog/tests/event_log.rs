@@ -318,6 +318,38 @@ async fn read_delivers_events_appended_after_it_started() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+async fn a_whole_stream_reader_asks_the_server_for_no_filter_and_a_tenant_reader_for_its_own(
+) -> anyhow::Result<()> {
+    let server = NatsServer::start().await?;
+    let log = open(&server).await?;
+    append_ok(
+        &log,
+        vec![append(new_user(0)), append(user_event("t2", "x", 1))],
+    )
+    .await?;
+    let mut whole = log.read(1, &log.whole_stream()).await?;
+    let mut tenant = log.read(1, "bt.ev.t2.>").await?;
+    let first = tokio::time::timeout(WAIT, whole.next())
+        .await?
+        .context("stream ended")??;
+    assert_eq!(first.sequence, 1);
+    let only = tokio::time::timeout(WAIT, tenant.next())
+        .await?
+        .context("stream ended")??;
+    assert_eq!((only.sequence, only.event.meta.tenant.as_str()), (2, "t2"));
+
+    let js = jetstream::new(server.client().await?);
+    let mut filters = Vec::new();
+    let mut consumers = js.get_stream("BT_EVENTS").await?.consumers();
+    while let Some(info) = consumers.next().await {
+        filters.push(info?.config.filter_subject);
+    }
+    filters.sort();
+    assert_eq!(filters, vec![String::new(), "bt.ev.t2.>".to_string()]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn read_range_stops_at_its_end_and_at_the_tail() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let log = open(&server).await?;

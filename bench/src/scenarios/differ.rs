@@ -266,9 +266,10 @@ async fn caught_up(
 /// Asks for a report of `tenant` from `base` to `target` (`None`: now), waits until it is
 /// successful and counts its items.
 ///
-/// The record is polled straight from `bt-jobs`: `Differ::report` can overwrite a report
-/// that finishes between its read of the record and its look at the lease with "the job was
-/// interrupted" (a race in the differ, seen about once in four smoke runs).
+/// The record is polled straight from `bt-jobs`, which is all the poll needs. (Through
+/// `Differ::report`, a replica other than the one running the report could, in the few
+/// milliseconds between the job releasing the tenant's lease and storing its final record,
+/// answer "the job was interrupted" once; the stored record ends successful.)
 async fn timed_report(
     (differ, jobs): &(Differ, JobStore),
     tenant: &str,

@@ -16,11 +16,10 @@ use backtrack_domain::state::OverlayView;
 use backtrack_domain::{validate, DirectoryObject, DomainError, ObjectKind};
 use backtrack_eventlog::{Append, EventLog, EventLogError};
 use backtrack_store::DirectoryProjection;
-use tokio::sync::watch;
-use uuid::Uuid;
-
 use futures::StreamExt;
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
 
 use crate::config::DirectoryConfig;
 use crate::error::DirectoryError;

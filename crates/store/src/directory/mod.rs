@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::SortedWrites;
 use crate::keys;
-
-mod apply;
 use crate::view::TenantView;
 use crate::StoreError;
+
+mod apply;
 
 /// Memtable size of the projection. 8 MiB folded a 100k-user replay 15–30% faster (the
 /// memtable stays in the processor's cache), but with a 1M-object tenant its many level-0

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::error::DifferError;
+use crate::lease;
 use crate::report::{items_json, Item};
 
 pub const JOBS_BUCKET: &str = "bt-jobs";
@@ -25,6 +26,10 @@ pub const REPORTS_BUCKET: &str = "bt-reports";
 pub const REPORT_CHUNK_BYTES: usize = 512 * 1024;
 /// A lease not refreshed for this long is free again (its holder died).
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// By default, an unfinished report record unwritten for this long, whose job holds no
+/// lease, belongs to a job whose process stopped.
+pub const RECORD_QUIET: Duration = Duration::from_secs(2);
 
 /// The three buckets.
 #[derive(Clone)]
@@ -97,12 +102,15 @@ impl JobStore {
         }
     }
 
-    /// Marks an unfinished job failed, unless its record changed since `seen` (the job
-    /// finished meanwhile); returns the record as it now stands.
+    /// Marks an unfinished job failed, unless its record was written in the last `quiet`
+    /// (a running job writes it twice a second; a finishing one may have handed its lease
+    /// on a moment before storing its final record) or changes meanwhile; returns the
+    /// record as it now stands.
     pub async fn fail_if_unchanged(
         &self,
         report: &v1::Report,
         reason: &str,
+        quiet: Duration,
     ) -> Result<v1::Report, DifferError> {
         let key = report_key(&report.tenant, &report.id);
         let entry = self
@@ -120,7 +128,10 @@ impl JobStore {
             v1::JobState::Initialized as i32,
             v1::JobState::Calculating as i32,
         ];
-        if !unfinished.contains(&current.state) {
+        let written_ms =
+            i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let quiet_ms = backtrack_platform::clock::now_ms().saturating_sub(written_ms);
+        if !unfinished.contains(&current.state) || quiet_ms < quiet.as_millis() as i64 {
             return Ok(current);
         }
         let failed = v1::Report {
@@ -266,6 +277,12 @@ impl JobStore {
         {
             Ok(_) => Ok(Ok(())),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                if lease::take_over_marked(&self.leases, tenant, job)
+                    .await
+                    .is_some()
+                {
+                    return Ok(Ok(()));
+                }
                 let holder = self
                     .leases
                     .get(tenant)
@@ -289,6 +306,16 @@ impl JobStore {
         {
             tracing::warn!(tenant, job, error = %e, "could not refresh the job lease");
         }
+    }
+
+    /// Marks `job`'s lease finishing (see [`crate::lease`]); the revision to release.
+    pub async fn mark_finishing(&self, tenant: &str, job: &str) -> Option<u64> {
+        lease::mark_finishing(&self.leases, tenant, job).await
+    }
+
+    /// Deletes the lease if it is still at `revision` (see [`lease::release_at`]).
+    pub async fn release_at(&self, tenant: &str, revision: Option<u64>) {
+        lease::release_at(&self.leases, tenant, revision).await
     }
 
     pub async fn release(&self, tenant: &str) {

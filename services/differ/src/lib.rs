@@ -8,12 +8,13 @@
 //! `bt-reports`; a second report over the same two sequences and scope is the first one.
 //!
 //! Modules: [`compute`] (the work), [`report`] (item shape, summary, filters, CSV),
-//! [`jobs`] (the buckets), [`api`] (the gRPC `DiffService`), [`error`].
+//! [`jobs`] (the buckets), [`lease`] (handing the tenant's lease on), [`api`] (the gRPC `DiffService`), [`error`].
 
 pub mod api;
 pub mod compute;
 pub mod error;
 pub mod jobs;
+pub mod lease;
 pub mod report;
 
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ struct Inner {
     snapshotter: Snapshotter,
     jobs: JobStore,
     retention: Duration,
+    /// See [`Differ::open`].
+    record_quiet: Duration,
     /// Jobs running in this process.
     running: Mutex<HashMap<String, Arc<Progress>>>,
 }
@@ -85,6 +88,18 @@ impl Differ {
         replicas: usize,
         retention: Duration,
     ) -> Result<Self, DifferError> {
+        Self::open(snapshotter, nats, replicas, retention, jobs::RECORD_QUIET).await
+    }
+
+    /// Like [`Differ::with_retention`]; an unfinished report whose job holds no lease and
+    /// whose record has not been written for `record_quiet` reads as interrupted.
+    pub async fn open(
+        snapshotter: Snapshotter,
+        nats: async_nats::Client,
+        replicas: usize,
+        retention: Duration,
+        record_quiet: Duration,
+    ) -> Result<Self, DifferError> {
         let js = async_nats::jetstream::new(nats);
         let jobs = JobStore::open(&js, replicas).await?;
         Ok(Self {
@@ -92,6 +107,7 @@ impl Differ {
                 snapshotter,
                 jobs,
                 retention,
+                record_quiet,
                 running: Mutex::default(),
             }),
         })
@@ -250,12 +266,13 @@ impl Differ {
         metrics::REPORTS_FINISHED.inc_by(&[("state", state_name(report.state))], 1);
         metrics::REPORT_SECONDS.observe_duration(&[], started.elapsed());
         report.finished_at_ms = now_ms();
-        // Free the tenant before the final state is visible, so whoever sees the report
-        // finished can start the next job at once.
-        self.inner.jobs.release(&tenant).await;
+        // The lease stays held (marked finishing, so the next job may take it over) until
+        // the final record is stored: no reader sees this job unfinished and unheld.
+        let marked = self.inner.jobs.mark_finishing(&tenant, &job).await;
         if let Err(e) = self.inner.jobs.put_report(&report).await {
             tracing::error!(report = %report.id, error = %e, "could not store the finished report");
         }
+        self.inner.jobs.release_at(&tenant, marked).await;
         self.lock_running().remove(&report.id);
     }
 
@@ -281,8 +298,12 @@ impl Differ {
             let local = self.lock_running().get(id).cloned();
             if let Some(progress) = local {
                 fill_progress(&mut report, &progress);
-            } else if self.inner.jobs.lease_holder(tenant).await.as_deref()
-                != Some(&format!("report {id}"))
+            } else if !self
+                .inner
+                .jobs
+                .lease_holder(tenant)
+                .await
+                .is_some_and(|held| lease::held_by(&held, &format!("report {id}")))
             {
                 report = self
                     .inner
@@ -290,6 +311,7 @@ impl Differ {
                     .fail_if_unchanged(
                         &report,
                         "the job was interrupted (its process stopped); create the report again",
+                        self.inner.record_quiet,
                     )
                     .await?;
             }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use backtrack_differ::jobs::JobStore;
+use backtrack_differ::lease;
 use backtrack_differ::{Differ, DifferError, ReportRequest, Scope};
 use backtrack_directory::writer::Origin;
 use backtrack_directory::DirectoryConfig;
@@ -420,4 +421,89 @@ async fn reports_past_their_retention_are_gone_and_swept() {
         .unwrap();
     assert!(jobs.report("t", &report.id).await.unwrap().is_none());
     assert!(jobs.items("t", &report.id).await.is_err());
+}
+
+/// A report record as a job writes it while it runs.
+fn calculating(id: &str) -> v1::Report {
+    v1::Report {
+        id: id.into(),
+        tenant: "t".into(),
+        state: v1::JobState::Calculating as i32,
+        expires_at_ms: backtrack_platform::clock::now_ms() + 3_600_000,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finishing_report_still_holds_the_tenant_for_readers_and_hands_it_on_at_once() {
+    use lease::FINISHING;
+
+    let Stack {
+        nats,
+        snapshotter,
+        differ,
+        directory: _,
+        _dir,
+        _trigger,
+    } = stack(backtrack_differ::DEFAULT_RETENTION).await;
+    // Another replica that calls a job interrupted as soon as its lease is not its own.
+    let eager = Differ::open(
+        snapshotter.clone(),
+        nats.client().await.unwrap(),
+        1,
+        backtrack_differ::DEFAULT_RETENTION,
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let jobs = JobStore::open(&async_nats::jetstream::new(nats.client().await.unwrap()), 1)
+        .await
+        .unwrap();
+
+    // Job x has done its work and marked its lease; its final record is not stored yet.
+    let x = "00000000-0000-7000-8000-000000000001";
+    jobs.put_report(&calculating(x)).await.unwrap();
+    jobs.acquire("t", &format!("report {x}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(jobs.mark_finishing("t", "report someone-else").await, None);
+    let marked = jobs.mark_finishing("t", &format!("report {x}")).await;
+    assert!(marked.is_some());
+    assert_eq!(
+        jobs.lease_holder("t").await.unwrap(),
+        format!("report {x}{FINISHING}")
+    );
+    // Readers still count it as held: it is not called interrupted.
+    let seen = eager.report("t", x).await.unwrap();
+    assert_eq!(seen.state, v1::JobState::Calculating as i32, "{seen:?}");
+
+    // The next job takes the marked lease over at once; x's release then leaves it alone.
+    jobs.acquire("t", "report next").await.unwrap().unwrap();
+    jobs.release_at("t", marked).await;
+    assert_eq!(jobs.lease_holder("t").await.unwrap(), "report next");
+    // An unmarked lease is not taken over.
+    assert_eq!(
+        jobs.acquire("t", "report third").await.unwrap(),
+        Err("report next".to_string())
+    );
+
+    // x's record was written a moment ago: the default replica does not call it
+    // interrupted yet (x may be storing its final record right now) ...
+    let seen = differ.report("t", x).await.unwrap();
+    assert_eq!(seen.state, v1::JobState::Calculating as i32, "{seen:?}");
+    // ... while a record nobody holds, quiet past the limit, is.
+    let failed = eager.report("t", x).await.unwrap();
+    assert_eq!(failed.state, v1::JobState::Failed as i32, "{failed:?}");
+    assert!(failed.error.contains("interrupted"), "{failed:?}");
+    // The job's own final record, stored after all, is what stands.
+    jobs.put_report(&v1::Report {
+        state: v1::JobState::Successful as i32,
+        ..calculating(x)
+    })
+    .await
+    .unwrap();
+    let done = eager.report("t", x).await.unwrap();
+    assert_eq!(done.state, v1::JobState::Successful as i32, "{done:?}");
+    jobs.release("t").await;
 }

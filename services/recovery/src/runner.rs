@@ -64,6 +64,8 @@ pub fn mutation_id(id: &str, index: usize) -> String {
 
 /// Keeps a lease alive; `lost` turns true when another runner holds it.
 struct LeaseKeeper {
+    /// The lease value it keeps.
+    value: String,
     lost: Arc<AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -79,6 +81,7 @@ impl LeaseKeeper {
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let flag = lost.clone();
+        let kept = value.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -101,7 +104,15 @@ impl LeaseKeeper {
                 }
             }
         });
-        Self { lost, stop }
+        Self {
+            value: kept,
+            lost,
+            stop,
+        }
+    }
+
+    fn value(&self) -> &str {
+        &self.value
     }
 
     fn lost(&self) -> bool {
@@ -163,10 +174,15 @@ impl Recovery {
                         &e.to_string(),
                     );
                     let _ = self.inner.audit.publish(&[record]).await;
-                    self.inner.jobs.release(&job.tenant).await;
+                    let marked = self
+                        .inner
+                        .jobs
+                        .mark_finishing(&job.tenant, lease.value())
+                        .await;
                     if let Err(e) = self.inner.jobs.put_job(&job).await {
                         tracing::error!(job = %job.id, error = %e, "could not store the failed job");
                     }
+                    self.inner.jobs.release_at(&job.tenant, marked).await;
                     break;
                 }
             }
@@ -284,7 +300,7 @@ impl Recovery {
                 if lease.lost() {
                     return Ok(true);
                 }
-                self.finish(job).await?;
+                self.finish(job, lease.value()).await?;
                 Ok(true)
             }
             _ => Ok(true),
@@ -509,7 +525,7 @@ impl Recovery {
     }
 
     /// Diffs the scope against the point once more, then records the outcome.
-    async fn finish(&self, job: &mut v1::RecoveryJob) -> Result<(), RecoveryError> {
+    async fn finish(&self, job: &mut v1::RecoveryJob, value: &str) -> Result<(), RecoveryError> {
         let cancelled = !job.cancelled_by.is_empty();
         if !cancelled {
             let now = self.snapshotter().catch_up().await?;
@@ -577,11 +593,12 @@ impl Recovery {
         };
         let record = records::job_record(job, action, "finished", true, &reason);
         self.inner.audit.publish(&[record]).await?;
-        // Free the tenant before the final state is visible, so whoever sees the job
-        // finished can start the next one at once.
-        self.inner.jobs.release(&job.tenant).await;
-        self.inner.jobs.put_job(job).await?;
-        Ok(())
+        // The lease stays held (marked finishing, so the next job may take it over) until
+        // the final record is stored: no resumer sees this job unfinished and unheld.
+        let marked = self.inner.jobs.mark_finishing(&job.tenant, value).await;
+        let stored = self.inner.jobs.put_job(job).await;
+        self.inner.jobs.release_at(&job.tenant, marked).await;
+        stored
     }
 
     /// Resumes every unfinished job no live runner holds, every `resume_every`, until
@@ -618,6 +635,25 @@ impl Recovery {
                 )
                 .await?
             {
+                // The listing may predate the job's last record: it may have finished
+                // (and let its lease go) since.
+                let job = match self.inner.jobs.job(&job.tenant, &job.id).await {
+                    Ok(Some(now)) if !is_finished(now.state) => now,
+                    Ok(_) => {
+                        self.inner
+                            .jobs
+                            .release_at(&job.tenant, Some(revision))
+                            .await;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.inner
+                            .jobs
+                            .release_at(&job.tenant, Some(revision))
+                            .await;
+                        return Err(e);
+                    }
+                };
                 tracing::info!(job = %job.id, tenant = %job.tenant, done = job.operations_done, "resuming an interrupted recovery job");
                 self.spawn(job, revision, value);
                 resumed += 1;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use async_nats::jetstream::{self, kv};
+use backtrack_differ::lease;
 use backtrack_domain::recovery::Plan;
 use backtrack_eventlog::buckets::{kv_bucket, object_bucket};
 use backtrack_proto::v1;
@@ -219,8 +220,9 @@ impl JobStore {
     }
 
     /// Takes the tenant's lease with `value` (which starts with `holder`, e.g.
-    /// `recovery <id>`): when free, or when held by the same job but not refreshed for
-    /// `stale_after` (its runner died). Returns the lease's revision, or the current holder.
+    /// `recovery <id>`): when free, when another job has marked it finishing, or when held
+    /// by the same job but not refreshed for `stale_after` (its runner died). Returns the
+    /// lease's revision, or the current holder.
     pub async fn acquire(
         &self,
         tenant: &str,
@@ -251,6 +253,12 @@ impl JobStore {
         let age_ms = backtrack_platform::clock::now_ms().saturating_sub(written_ms);
         let stale = age_ms > i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
         let same_job = current == holder || current.starts_with(&format!("{holder} "));
+        // Marked by a job that has done its work: the next job may have it at once.
+        if !same_job && lease::is_marked(&current) {
+            return Ok(lease::take_over_marked(&self.leases, tenant, value)
+                .await
+                .ok_or(current));
+        }
         if same_job && stale {
             return match self
                 .leases
@@ -286,6 +294,17 @@ impl JobStore {
             .update(tenant, value.to_string().into_bytes().into(), revision)
             .await
             .ok()
+    }
+
+    /// Marks the job's lease `value` finishing (see [`backtrack_differ::lease`]); the
+    /// revision to release.
+    pub async fn mark_finishing(&self, tenant: &str, value: &str) -> Option<u64> {
+        lease::mark_finishing(&self.leases, tenant, value).await
+    }
+
+    /// Deletes the lease if it is still at `revision` (see [`lease::release_at`]).
+    pub async fn release_at(&self, tenant: &str, revision: Option<u64>) {
+        lease::release_at(&self.leases, tenant, revision).await
     }
 
     pub async fn release(&self, tenant: &str) {

@@ -17,6 +17,7 @@ use backtrack_recovery::{Recovery, RecoveryConfig, RecoveryError, RecoveryReques
 use backtrack_snapshotter::backups::BackupRequest;
 use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
 use backtrack_test_support::{eventually, NatsServer};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 const U1: &str = "00000000-0000-4000-8000-000000000001";
@@ -37,7 +38,7 @@ fn attrs(v: Value) -> serde_json::Map<String, Value> {
 }
 
 struct Stack {
-    _nats: NatsServer,
+    nats: NatsServer,
     _dir: tempfile::TempDir,
     _trigger: ShutdownTrigger,
     directory: Directory,
@@ -81,7 +82,7 @@ async fn stack(batch_size: usize) -> Stack {
     .unwrap();
     directory.create_tenant("t", "T", &origin()).await.unwrap();
     Stack {
-        _nats: nats,
+        nats,
         _dir: dir,
         _trigger: trigger,
         directory,
@@ -407,6 +408,123 @@ async fn one_job_per_tenant_and_cancel_keeps_what_was_applied() {
         3000,
         "{next:?} {done:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_job_hands_the_tenant_on_only_after_storing_its_final_record() {
+    use async_nats::jetstream::kv;
+    use backtrack_differ::lease;
+    use backtrack_recovery::store::{JobStore, LEASES_BUCKET};
+
+    let s = stack(50).await;
+    let backup = s.backup().await;
+    let js = async_nats::jetstream::new(s.nats.client().await.unwrap());
+    let reports = backtrack_differ::jobs::JobStore::open(&js, 1)
+        .await
+        .unwrap();
+    let recoveries = JobStore::open(&js, 1).await.unwrap();
+    // Whenever the tenant's lease stops naming a job (deleted, or taken by the next one),
+    // that job's final record must already be stored: otherwise a recovery resumer on
+    // another replica would see it unfinished and unheld and run it again, and a reader of
+    // a report would call it interrupted.
+    let mut watch = js
+        .get_key_value(LEASES_BUCKET)
+        .await
+        .unwrap()
+        .watch("t")
+        .await
+        .unwrap();
+    let (r, j) = (reports.clone(), recoveries.clone());
+    let handovers = tokio::spawn(async move {
+        let (mut holder, mut checked, mut unfinished) = (None::<String>, 0, Vec::new());
+        while let Some(Ok(entry)) = watch.next().await {
+            let value = String::from_utf8_lossy(&entry.value).into_owned();
+            let now = (entry.operation == kv::Operation::Put).then_some(value);
+            if let Some(before) = holder.take() {
+                if !now.as_deref().is_some_and(|v| lease::held_by(v, &before)) {
+                    let finished = if let Some(id) = before.strip_prefix("report ") {
+                        let report = r.report("t", id).await.unwrap().unwrap();
+                        report.state != v1::JobState::Initialized as i32
+                            && report.state != v1::JobState::Calculating as i32
+                    } else {
+                        let id = before.split(' ').nth(1).unwrap();
+                        let job = j.job("t", id).await.unwrap().unwrap();
+                        backtrack_recovery::runner::is_finished(job.state)
+                    };
+                    checked += 1;
+                    if !finished {
+                        unfinished.push(before);
+                    }
+                }
+            }
+            holder = now.map(|v| v.strip_suffix(lease::FINISHING).unwrap_or(&v).to_string());
+            if checked == 6 {
+                break;
+            }
+        }
+        (checked, unfinished)
+    });
+    // Recovery, report, recovery, ...: each started the moment the last is seen finished.
+    for (n, id) in [U1, U2, G1].into_iter().enumerate() {
+        s.user(id, &format!("u{n}@t.test"), json!({})).await;
+        let job = s
+            .recovery
+            .start_job(s.request(Source::Point(from(&backup))))
+            .await
+            .unwrap();
+        let done = s.finished(&job).await;
+        assert_eq!(done.objects_changed, 1, "{done:?}");
+        assert_eq!(s.report(&backup).await.changed, 0);
+    }
+    let (checked, unfinished) = tokio::time::timeout(Duration::from_secs(20), handovers)
+        .await
+        .expect("every job's lease to go")
+        .unwrap();
+    assert_eq!(checked, 6);
+    assert!(
+        unfinished.is_empty(),
+        "leases gone before the final record: {unfinished:?}"
+    );
+
+    // A job whose runner marked its lease but has not stored its final record yet is not
+    // resumed by another replica; another job, though, may have the lease at once.
+    let x = "00000000-0000-7000-8000-0000000000e1".to_string();
+    let stuck = v1::RecoveryJob {
+        id: x.clone(),
+        tenant: "t".into(),
+        state: v1::RecoveryState::RecoveryInitialized as i32,
+        ..Default::default()
+    };
+    recoveries.put_job(&stuck).await.unwrap();
+    let value = format!("recovery {x} (runner a)");
+    let stale_after = Duration::from_secs(60);
+    recoveries
+        .acquire("t", &value, &format!("recovery {x}"), stale_after)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(recoveries.mark_finishing("t", &value).await.is_some());
+    assert_eq!(s.recovery.resume_interrupted().await.unwrap(), 0);
+    recoveries
+        .acquire("t", "recovery y (runner b)", "recovery y", stale_after)
+        .await
+        .unwrap()
+        .expect("a marked lease is free for another job");
+    assert_eq!(
+        recoveries
+            .acquire("t", "recovery z (runner c)", "recovery z", stale_after)
+            .await
+            .unwrap(),
+        Err("recovery y (runner b)".to_string())
+    );
+    recoveries
+        .put_job(&v1::RecoveryJob {
+            state: v1::RecoveryState::RecoveryFailed as i32,
+            ..stuck
+        })
+        .await
+        .unwrap();
+    recoveries.release("t").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

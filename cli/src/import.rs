@@ -40,6 +40,28 @@ impl ImportSummary {
     }
 }
 
+/// Removes the `@links` annotation (`{"<relation>": ["<target id>", ...]}`) from a
+/// Graph-style object and returns its links.
+pub fn take_links(map: &mut serde_json::Map<String, Value>) -> anyhow::Result<Vec<v1::Link>> {
+    let shape = || format!("\"{LINKS_KEY}\" must look like {{\"members\": [\"<id>\", ...]}}");
+    let rels = match map.remove(LINKS_KEY) {
+        None => return Ok(Vec::new()),
+        Some(Value::Object(rels)) => rels,
+        Some(_) => anyhow::bail!(shape()),
+    };
+    let mut links = Vec::new();
+    for (relation, targets) in rels {
+        let targets = targets.as_array().with_context(shape)?;
+        for target in targets {
+            links.push(v1::Link {
+                relation: relation.clone(),
+                target_id: target.as_str().with_context(shape)?.to_string(),
+            });
+        }
+    }
+    Ok(links)
+}
+
 /// Converts one Graph-style object into an import item.
 pub fn item(mut object: Value) -> anyhow::Result<v1::ImportItem> {
     let map = object
@@ -49,19 +71,7 @@ pub fn item(mut object: Value) -> anyhow::Result<v1::ImportItem> {
         Some(Value::String(k)) => k,
         _ => anyhow::bail!("each object needs \"{KIND_KEY}\": \"<kind>\""),
     };
-    let mut links = Vec::new();
-    if let Some(Value::Object(rels)) = map.remove(LINKS_KEY) {
-        for (relation, targets) in rels {
-            for t in targets.as_array().into_iter().flatten() {
-                if let Some(t) = t.as_str() {
-                    links.push(v1::Link {
-                        relation: relation.clone(),
-                        target_id: t.to_string(),
-                    });
-                }
-            }
-        }
-    }
+    let links = take_links(map)?;
     let mutation_id = match map.get("id") {
         Some(Value::String(id)) => format!("import-{kind}-{id}"),
         _ => String::new(),

@@ -3,7 +3,31 @@
 
 use backtrack_e2e::{id, last_sequence, Backtrack};
 use backtrack_test_support::NatsServer;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// The first `limit` events of `tenant`'s change feed, as `events tail --output json`
+/// prints them.
+fn feed(b: &Backtrack, tenant: &str, limit: usize) -> Vec<Value> {
+    let limit = limit.to_string();
+    let tail = b.cli(&[
+        "events",
+        "tail",
+        "--tenant",
+        tenant,
+        "--from-start",
+        "--limit",
+        &limit,
+    ]);
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
+    String::from_utf8_lossy(&tail.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn administrator_round_trip_through_the_cli() {
@@ -147,24 +171,7 @@ async fn administrator_round_trip_through_the_cli() {
     assert_eq!(gone.status.code(), Some(4), "NOT_FOUND after purge");
 
     // The change feed: every event in order, with old and new values.
-    let tail = b.cli(&[
-        "events",
-        "tail",
-        "--tenant",
-        "fabrikam",
-        "--from-start",
-        "--limit",
-        "12",
-    ]);
-    assert!(
-        tail.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tail.stderr)
-    );
-    let events: Vec<Value> = String::from_utf8_lossy(&tail.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = feed(&b, "fabrikam", 12);
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["change"].as_str().unwrap())
@@ -212,6 +219,29 @@ async fn administrator_round_trip_through_the_cli() {
         (dept["old"].as_str(), dept["new"].clone()),
         (Some("Research"), Value::Null)
     );
+
+    // A Graph-style document's "@links" become links of the new object, not an attribute.
+    let doc = json!({"displayName": "Analysts", "@links": {"members": [id(&ada)]}});
+    let team = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "fabrikam",
+            "--kind",
+            "group",
+            "--json",
+            &doc.to_string(),
+        ])
+        .unwrap();
+    assert_eq!(team["@links"]["members"], json!([id(&ada)]));
+    let created = feed(&b, "fabrikam", 13).pop().unwrap();
+    assert_eq!(created["objectId"], team["id"]);
+    assert_eq!(
+        created["links"],
+        json!([{"relation": "members", "targetId": id(&ada)}])
+    );
+    assert!(created["attributes"].get("@links").is_none(), "{created}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,6 +273,10 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
         ("dir list --tenant Bad.Tenant".to_string(), 2, "invalid tenant id"),
         ("dir list --tenant nosuch".to_string(), 4, "does not exist"),
         ("tenant create acme".to_string(), 2, "already exists"),
+        ("dir create --tenant acme --kind group --set displayName=G --set @links={\"members\":[]}".to_string(), 2, "'@links' is an annotation, not an attribute"),
+        (format!("dir update --tenant acme {uid} --set @kind=\"group\""), 2, "'@kind' is an annotation"),
+        ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@links\":{\"members\":\"x\"}}".to_string(), 1, "\"@links\" must look like"),
+        ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@kind\":\"user\"}".to_string(), 1, "but --kind is group"),
     ];
     let huge = format!("description={}", "x".repeat(70 * 1024));
     cases.push((

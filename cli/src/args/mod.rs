@@ -280,7 +280,8 @@ pub enum DirCommand {
         kind: String,
         #[arg(long = "set", value_name = "ATTR=VALUE")]
         set: Vec<String>,
-        /// A whole Graph-style JSON document (merged under --set).
+        /// A whole Graph-style JSON document (merged under --set); links go under
+        /// "@links", e.g. '{"@links": {"members": ["<id>"]}}'.
         #[arg(long)]
         json: Option<String>,
     },

@@ -4,6 +4,7 @@
 use std::io::BufRead;
 
 use anyhow::{bail, Context};
+use backtrack_domain::graph::KIND_KEY;
 use backtrack_proto::v1;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -36,13 +37,21 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 }
                 None => Map::new(),
             };
+            let links = import::take_links(&mut attrs)?;
+            match attrs.remove(KIND_KEY) {
+                Some(Value::String(k)) if k == kind => {}
+                None => {}
+                Some(other) => {
+                    bail!("--json says \"{KIND_KEY}\": {other}, but --kind is {kind}")
+                }
+            }
             attrs.extend(parse_assignments(&set)?);
             let o = client
                 .create_object(v1::CreateObjectRequest {
                     tenant,
                     kind,
                     attributes_json: Value::Object(attrs).to_string(),
-                    links: vec![],
+                    links,
                     mutation_id: String::new(),
                 })
                 .await?

@@ -525,7 +525,7 @@ fn refuse_read_only(schema: &KindSchema, name: &str) -> Result<(), DomainError> 
     }
     if schema.relation(name).is_some() {
         return Err(DomainError::invalid(format!(
-            "'{name}' is a link of a {}: change it with the link operations, not as an attribute",
+            "'{name}' is a link of a {}: change it with the link operations (`backtrack dir link add|remove --relation {name}`), not as an attribute",
             schema.kind
         )));
     }
@@ -542,7 +542,7 @@ fn checked_value(
     validate::attribute_name(name)?;
     if schema.relation(name).is_some() {
         return Err(DomainError::invalid(format!(
-            "'{name}' is a link of a {}: give it as a link, not as an attribute",
+            "'{name}' is a link of a {}: give it as a link (in Graph JSON: \"@links\": {{\"{name}\": [\"<id>\", ...]}}), not as an attribute",
             schema.kind
         )));
     }

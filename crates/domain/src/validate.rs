@@ -98,14 +98,20 @@ pub fn attribute_name(name: &str) -> Result<(), DomainError> {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(format!(
+    if !ok {
+        return Err(DomainError::invalid(format!(
             "invalid attribute name '{}': use Graph camelCase names such as displayName",
             printable(name)
-        )))
+        )));
     }
+    // `@kind` and `@links` are our annotations of rendered objects; stored as attributes
+    // they would pass for a kind or for links that the directory does not know of.
+    if name.starts_with('@') && !name.starts_with("@odata.") {
+        return Err(DomainError::invalid(format!(
+            "'{name}' is an annotation, not an attribute (of those only @odata.* ones are kept): give links in the request's links (Graph JSON read by the CLI: \"@links\": {{\"members\": [\"<id>\"]}}) and the kind as its kind"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks one attribute value's nesting depth and size.

@@ -152,6 +152,22 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The channel that reaches the gRPC service `service` (e.g.
+    /// `backtrack.v1.BackupService`): its own address if given one, else `--server`.
+    pub fn channel_of(&self, service: &str) -> Channel {
+        let route = match service.rsplit('.').next().unwrap_or(service) {
+            "DirectoryService" | "TokenService" => &self.routes.directory,
+            "BackupService" | "TimeTravelService" => &self.routes.snapshotter,
+            "DiffService" => &self.routes.differ,
+            "RecoveryService" => &self.routes.recovery,
+            "AuditService" => &self.routes.audit,
+            _ => &None,
+        };
+        self.route(route)
+    }
+}
+
 /// Connects to the server named by `--server` with the token from [`token`].
 pub async fn connect_channel(global: &GlobalArgs) -> anyhow::Result<Connection> {
     let token = token(global)?;

@@ -331,8 +331,15 @@ pub(crate) async fn serve(
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(grpc_health_service);
     let mut served: Vec<&'static str> = Vec::new();
+    let served_for_status = Arc::new(std::sync::OnceLock::new());
     if let (Some(directory), true) = (&directory, parts.directory_api) {
-        let api = DirectoryApi::new(directory.clone(), auditor.clone()).into_server();
+        let process = crate::up_metrics::ProcessStatus {
+            scraped: scraped.clone(),
+            served: served_for_status.clone(),
+        };
+        let api = DirectoryApi::new(directory.clone(), auditor.clone())
+            .with_process(Arc::new(process))
+            .into_server();
         served.push(named(&api));
         routes.add_service(InterceptedService::new(api, interceptor.clone()));
         let tokens = TokenApi::new(key.clone(), auditor.clone()).into_server();
@@ -365,6 +372,7 @@ pub(crate) async fn serve(
         served.push(named(&audit_api));
         routes.add_service(InterceptedService::new(audit_api, interceptor.clone()));
     }
+    let _ = served_for_status.set(served.iter().map(|s| s.to_string()).collect());
     let incoming = backtrack_platform::grpc::incoming(grpc);
     let grpc_shutdown = shutdown.clone();
     let mut grpc_task = tokio::spawn(

@@ -1,5 +1,8 @@
 //! `GET /metrics` of `backtrack up` and `backtrack serve`: the process-wide registry, with the gauges that are
-//! cheaper to read on scrape than to keep current — projection lag and audit sink state.
+//! cheaper to read on scrape than to keep current — projection lag and audit sink state;
+//! and the same view of the process for `backtrack status`.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::header;
@@ -7,8 +10,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use backtrack_audit::Audit;
+use backtrack_directory::api::ProcessView;
 use backtrack_directory::Directory;
 use backtrack_platform::metrics;
+use backtrack_proto::v1;
 use backtrack_snapshotter::Snapshotter;
 
 /// What a scrape reads besides the registry: the parts this process runs.
@@ -38,8 +43,40 @@ async fn scrape(State(scraped): State<Scraped>) -> impl IntoResponse {
 /// Sets the scrape-time gauges; returns each projection's lag (events), where the
 /// stream could be read.
 pub async fn refresh(scraped: &Scraped) -> Vec<(&'static str, u64)> {
-    let mut lags = Vec::new();
-    // A stream that cannot be read leaves the last value in place rather than a made-up one.
+    let lags: Vec<(&'static str, u64)> = projections(scraped)
+        .await
+        .into_iter()
+        .map(|p| (p.name, p.lag))
+        .collect();
+    if let Some(audit) = &scraped.audit {
+        for (sink, stats) in audit.sink_stats() {
+            let labels = [("sink", sink.as_str())];
+            metrics::AUDIT_SINK_DELIVERED.set_total(&labels, stats.delivered());
+            metrics::AUDIT_SINK_ERRORS.set_total(&labels, stats.errors());
+            metrics::AUDIT_SINK_BACKLOG.set(&labels, stats.backlog() as f64);
+        }
+    }
+    for (projection, lag) in &lags {
+        metrics::PROJECTION_LAG.set(&[("projection", projection)], *lag as f64);
+    }
+    lags
+}
+
+/// Where a projection this process keeps stands against its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    pub name: &'static str,
+    /// The stream it follows.
+    pub stream: String,
+    pub position: u64,
+    pub lag: u64,
+}
+
+/// The projections this process keeps (`directory` and `timetravel` on the event
+/// stream, `audit` on the audit stream), where their stream could be read.
+pub async fn projections(scraped: &Scraped) -> Vec<Projection> {
+    let mut out = Vec::new();
+    // A stream that cannot be read leaves the projection out rather than a made-up lag.
     let events = match (&scraped.directory, &scraped.snapshotter) {
         (Some(directory), _) => Some(directory.log()),
         (None, Some(snapshotter)) => Some(snapshotter.log()),
@@ -59,9 +96,14 @@ pub async fn refresh(scraped: &Scraped) -> Vec<(&'static str, u64)> {
                         scraped.snapshotter.as_ref().map(|s| s.position()),
                     ),
                 ];
-                for (projection, position) in positions {
+                for (name, position) in positions {
                     if let Some(position) = position {
-                        lags.push((projection, last.saturating_sub(position)));
+                        out.push(Projection {
+                            name,
+                            stream: log.stream_name().to_string(),
+                            position,
+                            lag: last.saturating_sub(position),
+                        });
                     }
                 }
             }
@@ -70,18 +112,41 @@ pub async fn refresh(scraped: &Scraped) -> Vec<(&'static str, u64)> {
     }
     if let Some(audit) = &scraped.audit {
         match audit.log().last_sequence().await {
-            Ok(last) => lags.push(("audit", last.saturating_sub(audit.position()))),
+            Ok(last) => out.push(Projection {
+                name: "audit",
+                stream: backtrack_eventlog::audit::AUDIT_STREAM.to_string(),
+                position: audit.position(),
+                lag: last.saturating_sub(audit.position()),
+            }),
             Err(e) => tracing::debug!(error = %e, "metrics: audit stream state unavailable"),
         }
-        for (sink, stats) in audit.sink_stats() {
-            let labels = [("sink", sink.as_str())];
-            metrics::AUDIT_SINK_DELIVERED.set_total(&labels, stats.delivered());
-            metrics::AUDIT_SINK_ERRORS.set_total(&labels, stats.errors());
-            metrics::AUDIT_SINK_BACKLOG.set(&labels, stats.backlog() as f64);
-        }
     }
-    for (projection, lag) in &lags {
-        metrics::PROJECTION_LAG.set(&[("projection", projection)], *lag as f64);
+    out
+}
+
+/// `backtrack status`'s view of this process: the gRPC services it serves (known once all
+/// are added) and the projections it keeps.
+pub struct ProcessStatus {
+    pub scraped: Scraped,
+    pub served: Arc<OnceLock<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl ProcessView for ProcessStatus {
+    fn services(&self) -> Vec<String> {
+        self.served.get().cloned().unwrap_or_default()
     }
-    lags
+
+    async fn projections(&self) -> Vec<v1::ProjectionStatus> {
+        projections(&self.scraped)
+            .await
+            .into_iter()
+            .map(|p| v1::ProjectionStatus {
+                name: p.name.to_string(),
+                stream: p.stream,
+                position: p.position,
+                lag: p.lag,
+            })
+            .collect()
+    }
 }

@@ -445,3 +445,68 @@ async fn a_reader_that_stops_early_ends_the_command_quietly() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_reports_every_service_and_projection_of_the_process() {
+    let b = Backtrack::start(None).await.unwrap();
+    b.json(&["tenant", "create", "acme"]).unwrap();
+    let status = backtrack_test_support::eventually(
+        "every projection to reach the stream's end",
+        std::time::Duration::from_secs(20),
+        || async {
+            let s = b.json(&["status"]).unwrap();
+            let last = s["lastSequence"].as_u64().unwrap();
+            let events_caught_up = s["projections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["stream"] == "BT_EVENTS")
+                .all(|p| p["position"] == last && p["lag"] == 0);
+            (last >= 1 && events_caught_up).then_some(s)
+        },
+    )
+    .await
+    .unwrap();
+    let projections: Vec<(&str, &str)> = status["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["stream"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        projections,
+        vec![
+            ("directory", "BT_EVENTS"),
+            ("timetravel", "BT_EVENTS"),
+            ("audit", "BT_AUDIT")
+        ]
+    );
+    let services = |s: &Value| -> Vec<(String, String)> {
+        s["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                let name = x["name"].as_str().unwrap();
+                (name.to_string(), x["state"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let all = services(&status);
+    assert_eq!(all.len(), 7, "{all:?}");
+    assert!(all.iter().all(|(_, state)| state == "serving"), "{all:?}");
+
+    // A service given an address where nothing listens is reported as such; the others
+    // are still asked at --server.
+    let split = b
+        .json(&["--snapshotter-server", "http://127.0.0.1:1", "status"])
+        .unwrap();
+    for (name, state) in services(&split) {
+        let snapshotter = name.ends_with("BackupService") || name.ends_with("TimeTravelService");
+        assert_eq!(
+            state.starts_with("unreachable"),
+            snapshotter,
+            "{name}: {state}"
+        );
+    }
+}

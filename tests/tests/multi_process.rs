@@ -92,6 +92,12 @@ async fn services_in_separate_processes_recover_through_a_nats_node_crash_and_a_
         );
     }
 
+    // `backtrack status` asks every service at its own process's address.
+    let status = d.json(&["status"]).unwrap();
+    let services = status["services"].as_array().unwrap();
+    assert_eq!(services.len(), 7, "{status}");
+    assert!(services.iter().all(|s| s["state"] == "serving"), "{status}");
+
     // Seed through the directory process; the stream is replicated three times.
     d.json(&["tenant", "create", T]).unwrap();
     let group = d

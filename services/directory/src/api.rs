@@ -3,6 +3,7 @@
 //! the answer; hard deletion is a protected action of global administrators.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use backtrack_domain::command::Command;
 use backtrack_domain::validate;
@@ -37,6 +38,16 @@ pub struct DirectoryApi {
     directory: Directory,
     auditor: Auditor,
     version: String,
+    process: Option<Arc<dyn ProcessView>>,
+}
+
+/// What the process around the directory service adds to `Status`: the gRPC services it
+/// serves and the projections it keeps besides the directory's own (the time-travel
+/// store, the audit trail).
+#[tonic::async_trait]
+pub trait ProcessView: Send + Sync + 'static {
+    fn services(&self) -> Vec<String>;
+    async fn projections(&self) -> Vec<v1::ProjectionStatus>;
 }
 
 impl DirectoryApi {
@@ -45,7 +56,14 @@ impl DirectoryApi {
             directory,
             auditor,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            process: None,
         }
+    }
+
+    /// `Status` also reports what `process` serves and keeps.
+    pub fn with_process(mut self, process: Arc<dyn ProcessView>) -> Self {
+        self.process = Some(process);
+        self
     }
 
     /// The tonic service, ready to be wrapped by the auth interceptor.
@@ -573,17 +591,32 @@ impl DirectoryService for DirectoryApi {
         let log = self.directory.log();
         let state = log.state().await.map_err(crate::DirectoryError::from)?;
         let position = self.directory.position();
+        let mut projections = vec![v1::ProjectionStatus {
+            name: "directory".into(),
+            stream: log.stream_name().to_string(),
+            position,
+            lag: state.last_sequence.saturating_sub(position),
+        }];
+        let services = match &self.process {
+            Some(process) => {
+                projections.extend(
+                    process
+                        .projections()
+                        .await
+                        .into_iter()
+                        .filter(|p| p.name != "directory"),
+                );
+                process.services()
+            }
+            None => vec![v1::directory_service_server::SERVICE_NAME.to_string()],
+        };
         Ok(Response::new(v1::StatusResponse {
             version: self.version.clone(),
-            services: vec!["directory".into()],
+            services,
             stream: log.stream_name().to_string(),
             last_sequence: state.last_sequence,
             messages: state.messages,
-            projections: vec![v1::ProjectionStatus {
-                name: "directory".into(),
-                position,
-                lag: state.last_sequence.saturating_sub(position),
-            }],
+            projections,
             tenant,
         }))
     }

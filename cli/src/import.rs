@@ -23,7 +23,9 @@ pub struct ImportSummary {
     pub rejected: u64,
     pub events: u64,
     pub elapsed: Duration,
-    /// (item number, message) of the first rejections.
+    /// What numbers the objects: `line` (of an import file) or `object` (in order).
+    pub unit: &'static str,
+    /// (number, message) of the first rejections.
     pub problems: Vec<(u64, String)>,
 }
 
@@ -35,7 +37,7 @@ impl ImportSummary {
             "rejected": self.rejected,
             "events": self.events,
             "seconds": self.elapsed.as_secs_f64(),
-            "problems": self.problems.iter().map(|(n, m)| serde_json::json!({"item": n, "message": m})).collect::<Vec<_>>(),
+            "problems": self.problems.iter().map(|(n, m)| serde_json::json!({self.unit: n, "message": m})).collect::<Vec<_>>(),
         })
     }
 }
@@ -84,13 +86,15 @@ pub fn item(mut object: Value) -> anyhow::Result<v1::ImportItem> {
     })
 }
 
-/// Sends `objects` in batches of `batch` items (and at most 8 MiB). One call is in
-/// flight at a time, so a batch is decided only after the batches before it (its objects
-/// may link to theirs); the next batch is built while the call runs.
+/// Sends `objects` (each with its number: its line, or its place in order, as `unit`
+/// says) in batches of `batch` items (and at most 8 MiB). One call is in flight at a time,
+/// so a batch is decided only after the batches before it (its objects may link to
+/// theirs); the next batch is built while the call runs.
 pub async fn run(
     client: &mut Client,
     tenant: &str,
-    objects: impl Iterator<Item = anyhow::Result<Value>>,
+    objects: impl Iterator<Item = anyhow::Result<(u64, Value)>>,
+    unit: &'static str,
     total: Option<u64>,
     batch: usize,
     show_progress: bool,
@@ -105,17 +109,20 @@ pub async fn run(
         ProgressStyle::with_template("{bar:40} {pos}/{len} objects  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut summary = ImportSummary::default();
+    let mut summary = ImportSummary {
+        unit,
+        ..ImportSummary::default()
+    };
     let mut in_flight: Option<InFlight> = None;
     let mut pending = Vec::with_capacity(batch);
+    let mut numbers = Vec::with_capacity(batch);
     let mut bytes = 0;
-    let mut number = 0u64;
-    let mut first_of_batch = 1u64;
     for object in objects {
-        number += 1;
-        let item = item(object?).with_context(|| format!("object {number}"))?;
+        let (number, object) = object?;
+        let item = item(object).with_context(|| format!("{unit} {number}"))?;
         bytes += item.attributes_json.len() + item.links.len() * 48;
         pending.push(item);
+        numbers.push(number);
         if pending.len() >= batch.max(1) || bytes >= MAX_BATCH_BYTES {
             if let Some(previous) = in_flight.take() {
                 previous.finish(&mut summary, &bar).await?;
@@ -124,10 +131,8 @@ pub async fn run(
                 client,
                 tenant,
                 std::mem::take(&mut pending),
-                first_of_batch,
-                number,
+                std::mem::take(&mut numbers),
             ));
-            first_of_batch = number + 1;
             bytes = 0;
         }
     }
@@ -135,7 +140,7 @@ pub async fn run(
         previous.finish(&mut summary, &bar).await?;
     }
     if !pending.is_empty() {
-        InFlight::send(client, tenant, pending, first_of_batch, number)
+        InFlight::send(client, tenant, pending, numbers)
             .finish(&mut summary, &bar)
             .await?;
     }
@@ -147,19 +152,12 @@ pub async fn run(
 /// One `ImportObjects` call running on its own task.
 struct InFlight {
     call: tokio::task::JoinHandle<Result<v1::ImportObjectsResponse, tonic::Status>>,
-    /// Numbers (1-based) of the batch's first and last object.
-    first: u64,
-    last: u64,
+    /// The number of each of the batch's objects.
+    numbers: Vec<u64>,
 }
 
 impl InFlight {
-    fn send(
-        client: &Client,
-        tenant: &str,
-        items: Vec<v1::ImportItem>,
-        first: u64,
-        last: u64,
-    ) -> Self {
+    fn send(client: &Client, tenant: &str, items: Vec<v1::ImportItem>, numbers: Vec<u64>) -> Self {
         let mut client = client.clone();
         let request = v1::ImportObjectsRequest {
             tenant: tenant.to_string(),
@@ -172,7 +170,7 @@ impl InFlight {
                 .await
                 .map(tonic::Response::into_inner)
         });
-        Self { call, first, last }
+        Self { call, numbers }
     }
 
     /// Waits for the call and adds its outcome to `summary`.
@@ -186,12 +184,11 @@ impl InFlight {
             if p.outcome == v1::import_item_result::Outcome::Rejected as i32
                 && summary.problems.len() < 20
             {
-                summary
-                    .problems
-                    .push((self.first + u64::from(p.index), p.message));
+                let number = self.numbers.get(p.index as usize).copied().unwrap_or(0);
+                summary.problems.push((number, p.message));
             }
         }
-        bar.set_position(self.last);
+        bar.set_position(self.numbers.last().copied().unwrap_or(0));
         Ok(())
     }
 }

@@ -407,6 +407,58 @@ async fn the_same_objects_import_into_two_tenants_independently() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_import_fixed_and_run_again_creates_nothing_twice() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "t"]).unwrap();
+    let file = b.data().join("objects.jsonl");
+    let ada = "5b7f1c5e-0c1a-4c57-9f43-0f6f4bb1d0a1";
+    let group =
+        format!(r#"{{"@kind":"group","displayName":"Team","@links":{{"members":["{ada}"]}}}}"#);
+    let user = format!(
+        r#"{{"@kind":"user","id":"{ada}","displayName":"Ada","userPrincipalName":"ada@t.test"}}"#
+    );
+    let other = r#"{"@kind":"group","displayName":"Other"}"#;
+    let import = || {
+        b.json(&["dir", "import", "--tenant", "t", file.to_str().unwrap()])
+            .unwrap()
+    };
+    // The group comes before the member it links to (rejected, reported by its line), two
+    // identical groups without ids, a blank line.
+    std::fs::write(&file, [group.as_str(), other, "", other, &user].join("\n")).unwrap();
+    let first = import();
+    assert_eq!(
+        (first["created"].as_u64(), first["rejected"].as_u64()),
+        (Some(3), Some(1)),
+        "{first}"
+    );
+    assert_eq!(first["problems"][0]["line"], 1, "{first}");
+    // Fixed by moving the user first (and spaced differently): only the group is new.
+    let spaced = r#"{ "displayName": "Other", "@kind": "group" }"#;
+    std::fs::write(&file, [user.as_str(), other, spaced, &group].join("\n")).unwrap();
+    let second = import();
+    assert_eq!(
+        (
+            second["created"].as_u64(),
+            second["alreadyExisted"].as_u64()
+        ),
+        (Some(1), Some(3)),
+        "{second}"
+    );
+    let groups = b
+        .json(&["dir", "list", "--tenant", "t", "--kind", "group"])
+        .unwrap();
+    let mut names: Vec<&str> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["displayName"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Other", "Other", "Team"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_reader_that_stops_early_ends_the_command_quietly() {
     let nats = NatsServer::start().await.unwrap();
     let b = Backtrack::start(Some(nats.url())).await.unwrap();

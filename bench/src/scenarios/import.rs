@@ -111,14 +111,15 @@ pub async fn bulk_import(
             if runs.last().is_none_or(|(last, _)| last != kind) {
                 runs.push((kind.to_string(), index as u64));
             }
-            Ok(object)
+            Ok((index as u64 + 1, object))
         });
 
     let base = bed.directory.position();
     let (stop, watcher) = watch_projection(bed.directory.clone());
     bed.record_arrivals();
     let summary =
-        backtrack_cli::import::run(client, TENANT, objects, Some(total), BATCH, false).await;
+        backtrack_cli::import::run(client, TENANT, objects, "object", Some(total), BATCH, false)
+            .await;
     let end_ms = wall_ms();
     let arrivals = bed.take_arrivals();
     let _ = stop.send(());

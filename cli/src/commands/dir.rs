@@ -204,7 +204,6 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             file,
             batch,
         } => {
-            let digest = file_digest(&file)?;
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?,
@@ -213,6 +212,7 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 .lines()
                 .count() as u64;
             let tenant_for_ids = tenant.clone();
+            let mut ids = ImportIds::default();
             let objects = reader.lines().enumerate().filter_map(move |(n, line)| {
                 let line = match line {
                     Ok(l) => l,
@@ -221,12 +221,13 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 if line.trim().is_empty() {
                     return None;
                 }
-                Some(parse_line(&line, n + 1, &tenant_for_ids, &digest))
+                Some(parse_line(&line, n + 1, &tenant_for_ids, &mut ids).map(|v| (n as u64 + 1, v)))
             });
             let summary = import::run(
                 &mut client,
                 &tenant,
                 objects,
+                "line",
                 Some(total),
                 batch,
                 g.output == OutputFormat::Table,
@@ -238,11 +239,16 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One JSON-lines object; objects without an id get one derived from the file's digest
-/// and the line number, so importing the same file twice creates nothing twice.
-fn parse_line(line: &str, number: usize, tenant: &str, digest: &str) -> anyhow::Result<Value> {
-    let mut value: Value =
-        serde_json::from_str(line).with_context(|| format!("line {number} is not valid JSON"))?;
+/// One JSON-lines object; objects without an id get one from `ids`.
+fn parse_line(
+    line: &str,
+    number: usize,
+    tenant: &str,
+    ids: &mut ImportIds,
+) -> anyhow::Result<Value> {
+    let mut value: Value = serde_json::from_str(line).with_context(|| {
+        format!("line {number} is not valid JSON (the lines before it were imported; fix it and run the import again: objects already there are recognised, not created twice)")
+    })?;
     let map = value
         .as_object_mut()
         .with_context(|| format!("line {number} is not a JSON object"))?;
@@ -254,23 +260,35 @@ fn parse_line(line: &str, number: usize, tenant: &str, digest: &str) -> anyhow::
     if !map.contains_key("id") {
         let id = match singleton {
             Some(fixed) => fixed.to_string(),
-            None => uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_URL,
-                format!("{tenant}/{digest}/{number}").as_bytes(),
-            )
-            .to_string(),
+            None => ids.derive(tenant, map),
         };
         map.insert("id".into(), Value::String(id));
     }
     Ok(value)
 }
 
-fn file_digest(path: &std::path::Path) -> anyhow::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(&hasher.finalize()[..8]))
+/// Ids for import lines that carry none, derived from the tenant and the line's content
+/// (canonical JSON: key order and spacing do not matter), and for the n-th line with the
+/// same content from n as well. Running an import again — after a crash, or after fixing,
+/// adding or reordering lines — finds the objects it created before instead of creating
+/// them twice; identical lines in one file stay distinct objects.
+#[derive(Default)]
+struct ImportIds {
+    seen: std::collections::HashMap<[u8; 32], u32>,
+}
+
+impl ImportIds {
+    fn derive(&mut self, tenant: &str, object: &Map<String, Value>) -> String {
+        let content = backtrack_domain::canonical::map_to_canonical_string(object);
+        let digest: [u8; 32] = Sha256::digest(content.as_bytes()).into();
+        let occurrence = self.seen.entry(digest).or_insert(0);
+        *occurrence += 1;
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("{tenant}/{}/{occurrence}", hex::encode(digest)).as_bytes(),
+        )
+        .to_string()
+    }
 }
 
 /// `backtrack demo seed`: creates the tenant when missing, then imports the demo objects.
@@ -303,11 +321,14 @@ pub async fn seed(
         opts.apps = n;
     }
     let total = opts.total_objects() as u64;
-    let objects = crate::demo::demo_objects(&opts).map(Ok);
+    let objects = crate::demo::demo_objects(&opts)
+        .zip(1u64..)
+        .map(|(object, n)| Ok((n, object)));
     let summary = import::run(
         &mut client,
         tenant,
         objects,
+        "object",
         Some(total),
         batch,
         g.output == OutputFormat::Table,
@@ -327,7 +348,7 @@ fn print_summary(g: &GlobalArgs, s: &ImportSummary) {
                 s.created, s.already_existed, s.rejected, s.events, secs, s.created as f64 / secs
             );
             for (n, m) in &s.problems {
-                outln!("  object {n}: {m}");
+                outln!("  {} {n}: {m}", s.unit);
             }
         }
     }

@@ -247,7 +247,7 @@ fn parse_line(
     ids: &mut ImportIds,
 ) -> anyhow::Result<Value> {
     let mut value: Value = serde_json::from_str(line).with_context(|| {
-        format!("line {number} is not valid JSON (the lines before it were imported; fix it and run the import again: objects already there are recognised, not created twice)")
+        format!("line {number} is not valid JSON (objects of earlier lines may already be imported: fix the line and run the import again; objects already there are recognised, not created twice)")
     })?;
     let map = value
         .as_object_mut()

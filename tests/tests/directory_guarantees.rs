@@ -27,9 +27,31 @@ async fn secrets_never_reach_the_stream() {
         ],
     )
     .unwrap();
-    let app = b
-        .json(&["dir", "create", "--tenant", "s", "--kind", "application", "--set", "displayName=App", "--set", &format!("passwordCredentials=[{{\"displayName\":\"ci\",\"secretText\":\"{marker}\",\"keyId\":\"k1\"}}]"), "--set", &format!("keyCredentials=[{{\"key\":\"{marker}\",\"type\":\"AsymmetricX509Cert\"}}]")])
-        .unwrap();
+    let passwords = format!("passwordCredentials=[{{\"displayName\":\"ci\",\"secretText\":\"{marker}\",\"keyId\":\"k1\"}}]");
+    let keys = format!("keyCredentials=[{{\"key\":\"{marker}\",\"type\":\"AsymmetricX509Cert\"}}]");
+    let args = [
+        "dir",
+        "create",
+        "--tenant",
+        "s",
+        "--kind",
+        "application",
+        "--set",
+        "displayName=App",
+        "--set",
+        &passwords,
+        "--set",
+        &keys,
+    ];
+    let out = b.cli(&args);
+    // The caller is told what was dropped (naming the places, never the values).
+    let told = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        told.contains("not stored: passwordCredentials[].secretText, keyCredentials[].key"),
+        "{told}"
+    );
+    assert!(!told.contains(marker));
+    let app = backtrack_e2e::json_of(&args, out).unwrap();
     assert_eq!(
         app["passwordCredentials"][0]["keyId"], "k1",
         "credential metadata is kept"

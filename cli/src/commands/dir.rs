@@ -54,8 +54,8 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     links,
                     mutation_id: String::new(),
                 })
-                .await?
-                .into_inner();
+                .await?;
+            let o = tell_dropped_secrets(o);
             print_object(g, &o, "created");
         }
         DirCommand::Get {
@@ -134,8 +134,8 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     unset,
                     mutation_id: String::new(),
                 })
-                .await?
-                .into_inner();
+                .await?;
+            let o = tell_dropped_secrets(o);
             print_object(g, &o, "updated");
         }
         DirCommand::Link(LinkCommand::Add(a)) => {
@@ -352,6 +352,23 @@ fn print_summary(g: &GlobalArgs, s: &ImportSummary) {
             }
         }
     }
+}
+
+/// The object of a create or update answer, after telling the user (on stderr) which
+/// secrets the directory dropped from the request.
+fn tell_dropped_secrets(answer: tonic::Response<v1::DirectoryObject>) -> v1::DirectoryObject {
+    let dropped = answer
+        .metadata()
+        .get(backtrack_directory::api::SECRETS_DROPPED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(dropped) = dropped {
+        eprintln!(
+            "note: not stored: {}. Backtrack never keeps secrets (passwords, client secrets, keys): they never reach the event log.",
+            dropped.replace(',', ", ")
+        );
+    }
+    answer.into_inner()
 }
 
 /// `--set attr=value`: the value is JSON when it parses as JSON, else a string.

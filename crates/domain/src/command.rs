@@ -510,6 +510,34 @@ fn check_target(
     Ok(())
 }
 
+/// The secrets `attributes` carries for an object of `kind` (`passwordProfile`,
+/// `passwordCredentials[].secretText`, ...), which [`decide`] drops before anything is
+/// stored, so a caller can be told.
+pub fn secrets_in(kind: ObjectKind, attributes: &Map<String, Value>) -> Vec<String> {
+    let schema = schema(kind);
+    let mut found = Vec::new();
+    for secret in schema.secrets {
+        for (name, value) in attributes
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(secret.attribute))
+        {
+            match secret.item_field {
+                None => found.push(name.clone()),
+                Some(field) => {
+                    let carried = value.as_array().into_iter().flatten().any(|item| {
+                        item.as_object()
+                            .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(field)))
+                    });
+                    if carried {
+                        found.push(format!("{name}[].{field}"));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 fn is_secret(schema: &KindSchema, name: &str) -> bool {
     schema
         .secrets

@@ -119,6 +119,16 @@ const CREDENTIAL_SECRETS: &[SecretPath] = &[
 const COMMON: &[(&str, AttributeType)] = &[("displayName", T::String), ("description", T::String)];
 
 /// The schema of `kind`.
+/// Whether `name` is a secret attribute of some kind (names match whatever their case).
+pub fn may_be_secret(name: &str) -> bool {
+    ObjectKind::ALL.iter().any(|kind| {
+        schema(*kind)
+            .secrets
+            .iter()
+            .any(|s| s.attribute.eq_ignore_ascii_case(name))
+    })
+}
+
 pub fn schema(kind: ObjectKind) -> KindSchema {
     let base = KindSchema {
         kind,

@@ -204,6 +204,43 @@ fn application_credentials_keep_everything_but_the_secret() {
 }
 
 #[test]
+fn the_secrets_a_request_carries_are_named_by_place() {
+    use backtrack_domain::command::secrets_in;
+    let attributes = |v: serde_json::Value| v.as_object().cloned().unwrap();
+    assert_eq!(
+        secrets_in(
+            ObjectKind::Application,
+            &attributes(json!({
+                "displayName": "App",
+                "passwordCredentials": [{"keyId": "k1"}, {"keyId": "k2", "SecretText": "x"}],
+                "keyCredentials": [{"keyId": "k3"}],
+            }))
+        ),
+        vec!["passwordCredentials[].secretText".to_string()]
+    );
+    assert_eq!(
+        secrets_in(
+            ObjectKind::User,
+            &attributes(json!({"PasswordProfile": {"password": "x"}, "jobTitle": "Dev"}))
+        ),
+        vec!["PasswordProfile".to_string()]
+    );
+    // Not a secret of a group; credential metadata without the secret field is none.
+    assert!(secrets_in(
+        ObjectKind::Group,
+        &attributes(json!({"passwordProfile": {"password": "x"}}))
+    )
+    .is_empty());
+    assert!(secrets_in(
+        ObjectKind::ServicePrincipal,
+        &attributes(json!({"keyCredentials": [{"keyId": "k"}], "passwordCredentials": "x"}))
+    )
+    .is_empty());
+    assert!(backtrack_domain::schema::may_be_secret("keycredentials"));
+    assert!(!backtrack_domain::schema::may_be_secret("displayName"));
+}
+
+#[test]
 fn wrong_attribute_type_is_invalid_and_names_the_attribute() {
     let mut t = Tenant::given();
     let msg = invalid(t.when(create(

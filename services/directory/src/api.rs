@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use backtrack_domain::command::Command;
+use backtrack_domain::command::{secrets_in, Command};
 use backtrack_domain::validate;
 use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
 use backtrack_platform::auth::{caller, Caller, Role};
@@ -28,7 +28,8 @@ mod recovery_batch;
 mod request;
 
 use listing::list;
-use request::{attributes, checked_mutation_id, found, kind, new_object_id};
+pub use request::SECRETS_DROPPED_HEADER;
+use request::{attributes, checked_mutation_id, found, kind, new_object_id, note_dropped_secrets};
 
 const WRITERS: &[Role] = &[Role::DirectoryWriter, Role::GlobalAdministrator];
 
@@ -219,6 +220,7 @@ impl DirectoryService for DirectoryApi {
             Some(_) => return Err(Status::invalid_argument("'id' must be a string")),
         };
         let id = new_object_id(kind, given, &r.tenant, &r.mutation_id);
+        let secrets = secrets_in(kind, &attrs);
         let command = Command::Create {
             kind,
             id: id.clone(),
@@ -234,7 +236,9 @@ impl DirectoryService for DirectoryApi {
                 "creating objects",
             )
             .await?;
-        found(object, &id)
+        let mut response = found(object, &id)?;
+        note_dropped_secrets(&mut response, &secrets);
+        Ok(response)
     }
 
     async fn get_object(
@@ -274,6 +278,12 @@ impl DirectoryService for DirectoryApi {
                 "nothing to change: give attributes to set or unset",
             ));
         }
+        // The object's kind, and so which attributes are secrets, is known once it is found.
+        let secret_names: serde_json::Map<String, serde_json::Value> = set
+            .iter()
+            .filter(|(name, _)| backtrack_domain::schema::may_be_secret(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         let command = Command::Update {
             id: r.id.clone(),
             set,
@@ -288,7 +298,11 @@ impl DirectoryService for DirectoryApi {
                 "changing objects",
             )
             .await?;
-        found(object, &r.id)
+        let mut response = found(object, &r.id)?;
+        if let Ok(kind) = response.get_ref().kind.parse() {
+            note_dropped_secrets(&mut response, &secrets_in(kind, &secret_names));
+        }
+        Ok(response)
     }
 
     async fn add_links(

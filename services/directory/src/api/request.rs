@@ -73,3 +73,20 @@ pub(super) fn new_object_id(
         .to_string()
     }
 }
+
+/// The response header naming the secrets a request carried and the directory dropped
+/// (comma-separated paths such as `passwordProfile`), so a client can say so.
+pub const SECRETS_DROPPED_HEADER: &str = "backtrack-secrets-dropped";
+
+/// Adds [`SECRETS_DROPPED_HEADER`] to `response` when the request carried `secrets` (see
+/// [`backtrack_domain::command::secrets_in`]).
+pub(super) fn note_dropped_secrets<T>(response: &mut Response<T>, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    if let Ok(value) = secrets.join(",").parse() {
+        response
+            .metadata_mut()
+            .insert(SECRETS_DROPPED_HEADER, value);
+    }
+}

@@ -8,6 +8,7 @@ pub enum AuditCommand {
     Query(AuditQueryArgs),
     /// Follow a tenant's audit records as they are chained.
     Tail {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Start from the first record instead of only new ones.
@@ -19,6 +20,7 @@ pub enum AuditCommand {
     },
     /// Recompute a tenant's audit hash chain; exits non-zero when it is broken.
     Verify {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
     },
@@ -32,6 +34,7 @@ pub enum ResultArg {
 
 #[derive(Debug, Args)]
 pub struct AuditQueryArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Records at or after this time (RFC 3339, or relative: -2h, -3d).

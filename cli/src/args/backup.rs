@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 pub enum BackupCommand {
     /// Take a backup now: names the log's current sequence; costs the same for any tenant size.
     Create {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         #[arg(long, default_value = "")]
@@ -13,6 +14,7 @@ pub enum BackupCommand {
     },
     /// List the tenant's usable backups.
     List {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Include expired backups.
@@ -34,6 +36,7 @@ pub enum BackupCommand {
 
 #[derive(Debug, Args)]
 pub struct BackupRefArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Backup id.
@@ -44,6 +47,7 @@ pub struct BackupRefArgs {
 pub enum PolicyCommand {
     /// Show the backup policy.
     Get {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
     },
@@ -53,6 +57,7 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct PolicySetArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Cron expression with seconds, UTC: "sec min hour day-of-month month day-of-week"; '' turns scheduled backups off.

@@ -10,6 +10,7 @@ pub enum DiffCommand {
     Create(DiffCreateArgs),
     /// List the tenant's reports.
     List {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
     },
@@ -23,6 +24,7 @@ pub enum DiffCommand {
 
 #[derive(Debug, Args)]
 pub struct DiffCreateArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// The base point (what the directory looked like before).
@@ -44,6 +46,7 @@ pub struct DiffCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffRefArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Report id.
@@ -52,6 +55,7 @@ pub struct DiffRefArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffShowArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Report id.
@@ -81,6 +85,7 @@ pub struct DiffShowArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffExportArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Report id.

@@ -32,6 +32,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// gRPC address of a running Backtrack.
     #[arg(
@@ -274,10 +275,13 @@ pub enum TenantCommand {
 pub enum DirCommand {
     /// Create an object: --set attr=value (JSON values allowed: --set accountEnabled=true).
     Create {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
+        /// The object kind: user, group, application, servicePrincipal, ...
         #[arg(long)]
         kind: String,
+        /// An attribute to set (repeatable); a value that parses as JSON is JSON.
         #[arg(long = "set", value_name = "ATTR=VALUE")]
         set: Vec<String>,
         /// A whole Graph-style JSON document (merged under --set); links go under
@@ -287,6 +291,7 @@ pub enum DirCommand {
     },
     /// Show one object, now or (with --at) as it was at a point of the log.
     Get {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
@@ -297,6 +302,7 @@ pub enum DirCommand {
     },
     /// List live objects, now or (with --at) as they were at a point of the log.
     List {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         #[arg(long)]
@@ -312,6 +318,7 @@ pub enum DirCommand {
     },
     /// Every change of one object, oldest first: who, when, from where, and what.
     History {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
@@ -320,6 +327,7 @@ pub enum DirCommand {
     },
     /// The targets of one relation of an object (a group's members), now or at a point.
     Members {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
@@ -332,13 +340,16 @@ pub enum DirCommand {
     },
     /// Change attributes.
     Update {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
         #[arg(allow_hyphen_values = true)]
         id: String,
+        /// An attribute to set (repeatable); a value that parses as JSON is JSON.
         #[arg(long = "set", value_name = "ATTR=VALUE")]
         set: Vec<String>,
+        /// An attribute to remove (repeatable).
         #[arg(long = "unset", value_name = "ATTR")]
         unset: Vec<String>,
     },
@@ -347,6 +358,7 @@ pub enum DirCommand {
     Link(LinkCommand),
     /// Soft delete: move to the recycle bin.
     Delete {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
@@ -355,6 +367,7 @@ pub enum DirCommand {
     },
     /// List the recycle bin.
     Deleted {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         #[arg(long)]
@@ -362,6 +375,7 @@ pub enum DirCommand {
     },
     /// Restore from the recycle bin.
     Restore {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
@@ -370,6 +384,7 @@ pub enum DirCommand {
     },
     /// Hard delete an object that is in the recycle bin. Cannot be undone in the directory.
     Purge {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Object id (Graph ids may start with '-').
@@ -381,6 +396,7 @@ pub enum DirCommand {
     },
     /// Import Graph-style objects from a JSON-lines file (one object per line).
     Import {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         file: PathBuf,
@@ -398,6 +414,7 @@ pub enum LinkCommand {
 
 #[derive(Debug, Args)]
 pub struct LinkArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     #[arg(allow_hyphen_values = true)]
@@ -434,6 +451,7 @@ pub enum DemoCommand {
 pub enum EventsCommand {
     /// Follow the change feed of a tenant.
     Tail {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
         /// Start at the first event instead of only new ones.

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["report", "from"])))]
 pub struct RecoverArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Recover to this report's base, over its scope (recommended: review it first).
@@ -46,6 +47,7 @@ pub enum OnConflictArg {
 pub enum RecoveryCommand {
     /// List the tenant's recovery jobs.
     List {
+        /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
     },
@@ -70,6 +72,7 @@ pub enum RecoveryCommand {
 
 #[derive(Debug, Args)]
 pub struct RecoveryRefArgs {
+    /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
     /// Job id.

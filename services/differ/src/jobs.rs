@@ -313,9 +313,9 @@ impl JobStore {
         lease::mark_finishing(&self.leases, tenant, job).await
     }
 
-    /// Deletes the lease if it is still at `revision` (see [`lease::release_at`]).
-    pub async fn release_at(&self, tenant: &str, revision: Option<u64>) {
-        lease::release_at(&self.leases, tenant, revision).await
+    /// Deletes `job`'s lease (see [`lease::release_at`]).
+    pub async fn release_at(&self, tenant: &str, revision: Option<u64>, job: &str) {
+        lease::release_at(&self.leases, tenant, revision, job).await
     }
 
     pub async fn release(&self, tenant: &str) {

@@ -59,10 +59,22 @@ pub async fn mark_finishing(leases: &kv::Store, tenant: &str, value: &str) -> Op
     None
 }
 
-/// Deletes the lease if it is still at `revision` (for a marked lease: unless the next job
-/// has taken it over).
-pub async fn release_at(leases: &kv::Store, tenant: &str, revision: Option<u64>) {
-    let Some(revision) = revision else { return };
+/// Deletes the lease `value` holds: the one at `revision` (a marked lease: unless the next
+/// job has taken it over since), or, when marking it failed (`None`), whichever revision
+/// still names `value`. A lease that cannot be deleted expires by itself.
+pub async fn release_at(leases: &kv::Store, tenant: &str, revision: Option<u64>, value: &str) {
+    let revision = match revision {
+        Some(revision) => revision,
+        None => match leases.entry(tenant).await {
+            Ok(Some(entry))
+                if entry.operation == kv::Operation::Put
+                    && held_by(&String::from_utf8_lossy(&entry.value), value) =>
+            {
+                entry.revision
+            }
+            _ => return,
+        },
+    };
     if let Err(e) = leases.purge_expect_revision(tenant, Some(revision)).await {
         // Taken over by the next job, or unreachable (then it expires by itself).
         tracing::debug!(tenant, error = %e, "the finished job's lease was not deleted");

@@ -272,7 +272,7 @@ impl Differ {
         if let Err(e) = self.inner.jobs.put_report(&report).await {
             tracing::error!(report = %report.id, error = %e, "could not store the finished report");
         }
-        self.inner.jobs.release_at(&tenant, marked).await;
+        self.inner.jobs.release_at(&tenant, marked, &job).await;
         self.lock_running().remove(&report.id);
     }
 

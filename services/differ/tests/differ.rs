@@ -480,7 +480,7 @@ async fn a_finishing_report_still_holds_the_tenant_for_readers_and_hands_it_on_a
 
     // The next job takes the marked lease over at once; x's release then leaves it alone.
     jobs.acquire("t", "report next").await.unwrap().unwrap();
-    jobs.release_at("t", marked).await;
+    jobs.release_at("t", marked, &format!("report {x}")).await;
     assert_eq!(jobs.lease_holder("t").await.unwrap(), "report next");
     // An unmarked lease is not taken over.
     assert_eq!(
@@ -505,5 +505,10 @@ async fn a_finishing_report_still_holds_the_tenant_for_readers_and_hands_it_on_a
     .unwrap();
     let done = eager.report("t", x).await.unwrap();
     assert_eq!(done.state, v1::JobState::Successful as i32, "{done:?}");
-    jobs.release("t").await;
+
+    // A job that could not mark its lease still deletes it (and only its own).
+    jobs.release_at("t", None, "report third").await;
+    assert_eq!(jobs.lease_holder("t").await.unwrap(), "report next");
+    jobs.release_at("t", None, "report next").await;
+    assert_eq!(jobs.lease_holder("t").await, None);
 }

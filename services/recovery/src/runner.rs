@@ -182,7 +182,10 @@ impl Recovery {
                     if let Err(e) = self.inner.jobs.put_job(&job).await {
                         tracing::error!(job = %job.id, error = %e, "could not store the failed job");
                     }
-                    self.inner.jobs.release_at(&job.tenant, marked).await;
+                    self.inner
+                        .jobs
+                        .release_at(&job.tenant, marked, lease.value())
+                        .await;
                     break;
                 }
             }
@@ -597,7 +600,7 @@ impl Recovery {
         // the final record is stored: no resumer sees this job unfinished and unheld.
         let marked = self.inner.jobs.mark_finishing(&job.tenant, value).await;
         let stored = self.inner.jobs.put_job(job).await;
-        self.inner.jobs.release_at(&job.tenant, marked).await;
+        self.inner.jobs.release_at(&job.tenant, marked, value).await;
         stored
     }
 
@@ -642,14 +645,14 @@ impl Recovery {
                     Ok(_) => {
                         self.inner
                             .jobs
-                            .release_at(&job.tenant, Some(revision))
+                            .release_at(&job.tenant, Some(revision), &value)
                             .await;
                         continue;
                     }
                     Err(e) => {
                         self.inner
                             .jobs
-                            .release_at(&job.tenant, Some(revision))
+                            .release_at(&job.tenant, Some(revision), &value)
                             .await;
                         return Err(e);
                     }

@@ -302,9 +302,9 @@ impl JobStore {
         lease::mark_finishing(&self.leases, tenant, value).await
     }
 
-    /// Deletes the lease if it is still at `revision` (see [`lease::release_at`]).
-    pub async fn release_at(&self, tenant: &str, revision: Option<u64>) {
-        lease::release_at(&self.leases, tenant, revision).await
+    /// Deletes the lease `value` holds (see [`lease::release_at`]).
+    pub async fn release_at(&self, tenant: &str, revision: Option<u64>, value: &str) {
+        lease::release_at(&self.leases, tenant, revision, value).await
     }
 
     pub async fn release(&self, tenant: &str) {

@@ -9,6 +9,7 @@ pub enum BackupCommand {
         /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
+        /// What the backup is for ("before the migration").
         #[arg(long, default_value = "")]
         description: String,
     },

@@ -90,6 +90,7 @@ pub struct DiffExportArgs {
     pub tenant: String,
     /// Report id.
     pub report: String,
+    /// json or csv.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Write here instead of stdout (replaced only once the export is complete).

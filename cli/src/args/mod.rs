@@ -264,6 +264,7 @@ pub enum TenantCommand {
     Create {
         /// Tenant id: a-z, 0-9 and '-'.
         name: String,
+        /// A display name for the tenant.
         #[arg(long, default_value = "")]
         display_name: String,
     },
@@ -305,6 +306,7 @@ pub enum DirCommand {
         /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
+        /// Only objects of this kind (user, group, application, ...).
         #[arg(long)]
         kind: Option<String>,
         /// Stop after this many objects (0 = all).
@@ -333,6 +335,7 @@ pub enum DirCommand {
         /// Object id (Graph ids may start with '-').
         #[arg(allow_hyphen_values = true)]
         id: String,
+        /// The relation whose targets to list (members, owners, manager, ...).
         #[arg(long, default_value = "members")]
         relation: String,
         #[arg(long, value_name = "POINT", allow_hyphen_values = true, help = AT_HELP)]
@@ -370,6 +373,7 @@ pub enum DirCommand {
         /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
+        /// Only objects of this kind (user, group, application, ...).
         #[arg(long)]
         kind: Option<String>,
     },
@@ -417,10 +421,13 @@ pub struct LinkArgs {
     /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
+    /// The id of the object that holds the links.
     #[arg(allow_hyphen_values = true)]
     pub id: String,
+    /// The relation: members, owners, manager, ...
     #[arg(long)]
     pub relation: String,
+    /// The ids of the objects to link to or unlink from.
     #[arg(required = true, allow_hyphen_values = true)]
     pub targets: Vec<String>,
 }
@@ -432,16 +439,22 @@ const AT_HELP: &str = "Point of the log: an RFC 3339 time (2026-11-22T05:00:00Z)
 pub enum DemoCommand {
     /// Create (if needed) and fill a realistic, deterministic tenant.
     Seed {
+        /// The tenant to seed (created when missing).
         #[arg(long, default_value = "contoso")]
         tenant: String,
+        /// Users to create.
         #[arg(long, default_value_t = 500)]
         users: usize,
+        /// Groups to create (default: scaled to the users).
         #[arg(long)]
         groups: Option<usize>,
+        /// Applications (each with its service principal; default: scaled to the users).
         #[arg(long)]
         apps: Option<usize>,
+        /// Seed of the generator: the same seed makes the same tenant.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Objects per import call.
         #[arg(long, default_value_t = 2000)]
         batch: usize,
     },

@@ -56,6 +56,8 @@ const DIFF_ROWS: &[&str] = &[
     "diff_0_changes_seconds_2k_objects",
     "diff_peer_seconds_2k_objects",
     "diff_all_changed_seconds_2k_objects",
+    "diff_all_changed_compute_seconds_2k_objects",
+    "diff_all_changed_store_seconds_2k_objects",
     "differ_1pct_rss_growth",
 ];
 

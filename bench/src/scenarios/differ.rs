@@ -75,6 +75,9 @@ pub struct TimedReport {
     pub wall: Duration,
     /// What the report says it took.
     pub elapsed_ms: u64,
+    /// Its time computing the items and storing them (`backtrack_report_phase_seconds`).
+    pub compute: Duration,
+    pub store: Duration,
     pub base: u64,
     pub target: u64,
     pub items: usize,
@@ -184,10 +187,12 @@ async fn measure(
     let no_changes = timed_report(&differ, tenant, one_percent.target, Some(now), 0).await?;
     let all_changed = timed_report(&differ, CHURN_TENANT, churn_base, None, churn_objects).await?;
     progress(&format!(
-        "no-change report in {:.3}s; all-changed report ({} items) in {:.3}s; exporting both states for the peer",
+        "no-change report in {:.3}s; all-changed report ({} items) in {:.3}s (computing {:.3}s, storing {:.3}s); exporting both states for the peer",
         no_changes.wall.as_secs_f64(),
         all_changed.items,
-        all_changed.wall.as_secs_f64()
+        all_changed.wall.as_secs_f64(),
+        all_changed.compute.as_secs_f64(),
+        all_changed.store.as_secs_f64()
     ));
     let folder = bed.scratch_dir("diff-peer")?;
     let points = (churn_base, all_changed.target);
@@ -287,6 +292,7 @@ async fn timed_report(
         scope: Scope::default(),
         requested_by: ACTOR.into(),
     };
+    let phases_before = report_phase_sums();
     let started = Instant::now();
     let mut report = differ.create_report(request).await?;
     while report.state != v1::JobState::Successful as i32 {
@@ -303,15 +309,34 @@ async fn timed_report(
             .context("the report's record disappeared")?;
     }
     let wall = started.elapsed();
+    let phases = report_phase_sums();
     let (report, items) = differ.items(tenant, &report.id).await?;
     Ok(TimedReport {
         wall,
         elapsed_ms: report.elapsed_ms,
+        compute: Duration::from_secs_f64((phases.0 - phases_before.0).max(0.0)),
+        store: Duration::from_secs_f64((phases.1 - phases_before.1).max(0.0)),
         base: report.base.map_or(0, |p| p.sequence),
         target: report.target.map_or(0, |p| p.sequence),
         items: items.len(),
         expected,
     })
+}
+
+/// The seconds all reports so far spent computing and storing, from this process's
+/// `backtrack_report_phase_seconds` (one report runs at a time here, so differences
+/// belong to it).
+fn report_phase_sums() -> (f64, f64) {
+    let scrape = backtrack_platform::metrics::render();
+    let sum = |phase: &str| {
+        let name = format!("backtrack_report_phase_seconds_sum{{phase=\"{phase}\"}} ");
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (sum("compute"), sum("store"))
 }
 
 /// The ids and departments of the tenant's first `wanted` users at `sequence`.

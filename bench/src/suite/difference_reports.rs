@@ -73,6 +73,17 @@ pub(super) async fn difference_reports(
         Some(&peer),
         Some(Target::FasterAtLeast(10.0)),
     );
+    // Where that time went: comparing the objects, and writing the items.
+    report.record(
+        &format!("diff_all_changed_compute_seconds_{churn}_objects"),
+        seconds(run.all_changed.compute),
+        "seconds",
+    );
+    report.record(
+        &format!("diff_all_changed_store_seconds_{churn}_objects"),
+        seconds(run.all_changed.store),
+        "seconds",
+    );
     // The differ shares this process with the directory, the snapshotter and the data
     // generators, so its own footprint is the growth of the peak during the report; the
     // process's absolute peak is kept as a parameter.

@@ -82,6 +82,13 @@ pub const REPORT_SECONDS: Histogram = Histogram(Desc {
     help: "Duration of difference reports this process finished.",
     kind: Kind::Histogram(JOB_BUCKETS),
 });
+/// Time spent in each phase of a difference report; label `phase` (`compute`: reading
+/// and comparing the changed objects, `store`: writing the items to the object store).
+pub const REPORT_PHASE_SECONDS: Histogram = Histogram(Desc {
+    name: "backtrack_report_phase_seconds",
+    help: "Time difference reports spent computing their items and storing them (label phase: compute, store).",
+    kind: Kind::Histogram(JOB_BUCKETS),
+});
 /// Audit records a sink delivered; label `sink`.
 pub const AUDIT_SINK_DELIVERED: Counter = Counter(Desc {
     name: "backtrack_audit_sink_delivered_total",
@@ -127,6 +134,7 @@ pub const CATALOGUE: &[Desc] = &[
     RECOVERY_JOB_SECONDS.0,
     REPORTS_FINISHED.0,
     REPORT_SECONDS.0,
+    REPORT_PHASE_SECONDS.0,
     AUDIT_SINK_DELIVERED.0,
     AUDIT_SINK_ERRORS.0,
     AUDIT_SINK_BACKLOG.0,

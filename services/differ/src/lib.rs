@@ -212,7 +212,11 @@ impl Differ {
         };
         let (t, p) = (tenant.clone(), progress.clone());
         let mut work = tokio::task::spawn_blocking(move || {
-            compute::compute(&store, &t, base, target, &scope, &p)
+            let computing = Instant::now();
+            let items = compute::compute(&store, &t, base, target, &scope, &p);
+            metrics::REPORT_PHASE_SECONDS
+                .observe_duration(&[("phase", "compute")], computing.elapsed());
+            items
         });
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let outcome = loop {
@@ -230,7 +234,7 @@ impl Differ {
         }
         fill_progress(&mut report, &progress);
         match outcome {
-            Ok(items) => match self.inner.jobs.put_items(&tenant, &report.id, &items).await {
+            Ok(items) => match self.store_items(&tenant, &report.id, &items).await {
                 Ok(()) => {
                     report.state = v1::JobState::Successful as i32;
                     report.changed = items.len() as u64;
@@ -274,6 +278,19 @@ impl Differ {
         }
         self.inner.jobs.release_at(&tenant, marked, &job).await;
         self.lock_running().remove(&report.id);
+    }
+
+    /// Stores a finished report's items, timing it.
+    async fn store_items(
+        &self,
+        tenant: &str,
+        id: &str,
+        items: &[report::Item],
+    ) -> Result<(), DifferError> {
+        let storing = Instant::now();
+        let stored = self.inner.jobs.put_items(tenant, id, items).await;
+        metrics::REPORT_PHASE_SECONDS.observe_duration(&[("phase", "store")], storing.elapsed());
+        stored
     }
 
     /// A report record. A job that no process runs any more (its holder died) reads as

@@ -171,6 +171,13 @@ async fn reports_list_exactly_the_changes_between_two_points() {
         "{}",
         report.error
     );
+
+    // The report's two phases are timed for /metrics.
+    let scrape = backtrack_platform::metrics::render();
+    for phase in ["compute", "store"] {
+        let count = format!("backtrack_report_phase_seconds_count{{phase=\"{phase}\"}}");
+        assert!(scrape.contains(&count), "{phase} not timed:\n{scrape}");
+    }
     assert_eq!(
         report.total, 3,
         "only the objects changed in the range are examined"

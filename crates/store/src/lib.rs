@@ -20,7 +20,9 @@ pub mod timetravel;
 mod view;
 
 pub use directory::{DirectoryProjection, ListQuery, TenantRecord};
-pub use timetravel::{Carry, Prepared, SequencedEvent, TenantSummary, TimeTravelStore};
+pub use timetravel::{
+    Carry, Prepared, SequencedEvent, TenantSummary, TimeTravelStore, TwoPointReader,
+};
 pub use view::TenantView;
 
 /// Block cache of each store, for data blocks.

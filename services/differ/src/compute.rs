@@ -1,11 +1,12 @@
 //! Computing a report: only the objects the change index names between the two
 //! sequences are read, so the cost follows the changes, not the tenant's size.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use backtrack_domain::diff::diff_objects;
 use backtrack_domain::ObjectKind;
-use backtrack_store::TimeTravelStore;
+use backtrack_store::{TimeTravelStore, TwoPointReader};
 
 use crate::error::DifferError;
 use crate::report::Item;
@@ -27,6 +28,10 @@ pub struct Progress {
     pub cancelled: AtomicBool,
 }
 
+/// Candidates per piece: workers take the pieces in order, and each finished piece is
+/// handed on, in order, while later ones are computed.
+const PIECE: usize = 4096;
+
 /// The changed objects between `base` and `target` within `scope`, ordered by kind and
 /// id, each as a report item (written as JSON by the worker that found it). Stops with
 /// `Precondition` when `progress.cancelled` is set.
@@ -38,8 +43,28 @@ pub fn compute(
     scope: &Scope,
     progress: &Progress,
 ) -> Result<Vec<Item>, DifferError> {
+    let mut items = Vec::new();
+    compute_each(store, tenant, base, target, scope, progress, |piece| {
+        items.extend(piece);
+        Ok(())
+    })?;
+    Ok(items)
+}
+
+/// Like [`compute`], handing the items to `emit` piece by piece, in kind and id order, as
+/// soon as each piece and the ones before it are done. An error from `emit` stops the
+/// work and is returned.
+pub fn compute_each(
+    store: &TimeTravelStore,
+    tenant: &str,
+    base: u64,
+    target: u64,
+    scope: &Scope,
+    progress: &Progress,
+    mut emit: impl FnMut(Vec<Item>) -> Result<(), DifferError>,
+) -> Result<(), DifferError> {
     let (low, high) = (base.min(target), base.max(target));
-    let mut candidates: Vec<String> = Vec::new();
+    let mut candidates: Vec<(ObjectKind, String)> = Vec::new();
     for changed in store.changed_between(tenant, low, high)? {
         if !scope.kinds.is_empty() && !scope.kinds.contains(&changed.kind) {
             continue;
@@ -47,51 +72,79 @@ pub fn compute(
         if !scope.ids.is_empty() && scope.ids.binary_search(&changed.id).is_err() {
             continue;
         }
-        candidates.push(changed.id);
+        candidates.push((changed.kind, changed.id));
     }
-    // In id order, the order of the store's keys: each worker walks its share forward.
+    // In the items' order; within a kind, the order of the store's keys, so a worker's
+    // reader walks each piece forward.
     candidates.sort_unstable();
-    candidates.dedup();
+    candidates.dedup_by(|a, b| a.1 == b.1);
     progress
         .total
         .store(candidates.len() as u64, Ordering::Relaxed);
+    let pieces: Vec<&[(ObjectKind, String)]> = candidates.chunks(PIECE).collect();
     // Lookups are independent: split them over the cores.
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = candidates.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<Item>, DifferError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = candidates
-            .chunks(chunk)
-            .map(|ids| scope.spawn(move || diff_some(store, tenant, base, target, ids, progress)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(DifferError::Internal("a diff worker panicked".into())))
+        .clamp(1, 8)
+        .min(pieces.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel();
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let done = done.clone();
+                let (pieces, next, stop) = (&pieces, &next, &stop);
+                scope.spawn(move || {
+                    let mut reader = store.two_point_reader(tenant);
+                    while !stop.load(Ordering::Relaxed) {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(piece) = pieces.get(index) else {
+                            return;
+                        };
+                        let items = diff_some(&mut reader, base, target, piece, progress);
+                        if done.send((index, items)).is_err() {
+                            return;
+                        }
+                    }
+                })
             })
-            .collect()
-    });
-    let mut items = Vec::new();
-    for part in parts {
-        items.extend(part?);
-    }
-    items.sort_unstable_by(|a, b| (a.kind, &a.object_id).cmp(&(b.kind, &b.object_id)));
-    Ok(items)
+            .collect();
+        drop(done);
+        // Pieces finish in any order; they are handed on in theirs.
+        let mut waiting = BTreeMap::new();
+        let mut due = 0;
+        let mut outcome = Ok(());
+        'receive: for (index, items) in finished.iter() {
+            waiting.insert(index, items);
+            while let Some(items) = waiting.remove(&due) {
+                due += 1;
+                if let Err(e) = items.and_then(&mut emit) {
+                    outcome = Err(e);
+                    break 'receive;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        drop(finished);
+        let panicked = handles.into_iter().any(|h| h.join().is_err());
+        outcome?;
+        if panicked || due != pieces.len() {
+            return Err(DifferError::Internal("a diff worker panicked".into()));
+        }
+        Ok(())
+    })
 }
 
 fn diff_some(
-    store: &TimeTravelStore,
-    tenant: &str,
+    reader: &mut TwoPointReader<'_>,
     base: u64,
     target: u64,
-    ids: &[String],
+    candidates: &[(ObjectKind, String)],
     progress: &Progress,
 ) -> Result<Vec<Item>, DifferError> {
     let mut items = Vec::new();
-    let mut reader = store.two_point_reader(tenant);
-    for (i, id) in ids.iter().enumerate() {
+    for (i, (_, id)) in candidates.iter().enumerate() {
         if i % 256 == 0 && progress.cancelled.load(Ordering::Relaxed) {
             return Err(DifferError::Precondition("the report was cancelled".into()));
         }

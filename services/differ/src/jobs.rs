@@ -352,6 +352,42 @@ impl JobStore {
         Ok(())
     }
 
+    /// Stores a report's items as they are computed: `pieces` (in order) become the same
+    /// JSON array [`JobStore::put_items`] stores, written chunk by chunk while later
+    /// pieces are still being computed. Returns the items that went in, without their
+    /// JSON. When the sender stops early (the computation failed or was cancelled), the
+    /// items so far are stored all the same: delete them with [`JobStore::delete_items`].
+    pub async fn put_items_streamed(
+        &self,
+        tenant: &str,
+        id: &str,
+        pieces: tokio::sync::mpsc::Receiver<Vec<Item>>,
+    ) -> Result<Vec<Item>, DifferError> {
+        let meta = object_store::ObjectMetadata {
+            name: format!("{tenant}/{id}.json"),
+            chunk_size: Some(self.chunk_bytes),
+            ..Default::default()
+        };
+        let mut reader = PiecesReader::new(pieces, self.chunk_bytes);
+        self.reports
+            .put(meta, &mut reader)
+            .await
+            .map_err(|e| unavailable("store the report's items", e))?;
+        Ok(reader.stored)
+    }
+
+    /// Deletes a report's stored items, if any.
+    pub async fn delete_items(&self, tenant: &str, id: &str) -> Result<(), DifferError> {
+        let name = format!("{tenant}/{id}.json");
+        if self.reports.info(&name).await.is_ok() {
+            self.reports
+                .delete(&name)
+                .await
+                .map_err(|e| unavailable("delete a report's items", e))?;
+        }
+        Ok(())
+    }
+
     pub async fn items(&self, tenant: &str, id: &str) -> Result<Vec<Value>, DifferError> {
         let mut object = self
             .reports
@@ -374,4 +410,78 @@ fn report_key(tenant: &str, id: &str) -> String {
 
 fn cancel_key(tenant: &str, id: &str) -> String {
     format!("cancel.{tenant}.{id}")
+}
+
+/// The items arriving on a channel as the bytes of one JSON array, handed out in pieces
+/// of at least `chunk` bytes (the object store publishes each read as one chunk).
+struct PiecesReader {
+    pieces: tokio::sync::mpsc::Receiver<Vec<Item>>,
+    chunk: usize,
+    buffer: Vec<u8>,
+    /// How much of `buffer` has been read.
+    read: usize,
+    started: bool,
+    closed: bool,
+    /// The items that went in, their JSON dropped.
+    stored: Vec<Item>,
+}
+
+impl PiecesReader {
+    fn new(pieces: tokio::sync::mpsc::Receiver<Vec<Item>>, chunk: usize) -> Self {
+        Self {
+            pieces,
+            chunk: chunk.max(1),
+            buffer: Vec::with_capacity(chunk.max(1) * 2),
+            read: 0,
+            started: false,
+            closed: false,
+            stored: Vec::new(),
+        }
+    }
+
+    fn append(&mut self, items: Vec<Item>) {
+        for mut item in items {
+            self.buffer.push(if self.started { b',' } else { b'[' });
+            self.started = true;
+            self.buffer.extend_from_slice(&item.json);
+            item.json = Vec::new();
+            self.stored.push(item);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for PiecesReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            let ready = this.buffer.len() - this.read;
+            if ready >= this.chunk || (this.closed && ready > 0) {
+                let n = ready.min(out.remaining());
+                out.put_slice(&this.buffer[this.read..this.read + n]);
+                this.read += n;
+                if this.read == this.buffer.len() {
+                    this.buffer.clear();
+                    this.read = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.closed {
+                return Poll::Ready(Ok(()));
+            }
+            match this.pieces.poll_recv(cx) {
+                Poll::Ready(Some(items)) => this.append(items),
+                Poll::Ready(None) => {
+                    this.closed = true;
+                    this.buffer
+                        .extend_from_slice(if this.started { b"]" } else { b"[]" });
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }

@@ -210,13 +210,24 @@ impl Differ {
                 None
             }
         };
+        // The items are stored while they are computed: each finished piece goes to the
+        // object store as the next ones are worked on.
+        let (pieces, arriving) = tokio::sync::mpsc::channel(4);
+        let storing = {
+            let (jobs, tenant, id) = (self.inner.jobs.clone(), tenant.clone(), report.id.clone());
+            tokio::spawn(async move { jobs.put_items_streamed(&tenant, &id, arriving).await })
+        };
         let (t, p) = (tenant.clone(), progress.clone());
         let mut work = tokio::task::spawn_blocking(move || {
             let computing = Instant::now();
-            let items = compute::compute(&store, &t, base, target, &scope, &p);
+            let outcome = compute::compute_each(&store, &t, base, target, &scope, &p, |piece| {
+                pieces.blocking_send(piece).map_err(|_| {
+                    DifferError::Unavailable("storing the report's items stopped".into())
+                })
+            });
             metrics::REPORT_PHASE_SECONDS
                 .observe_duration(&[("phase", "compute")], computing.elapsed());
-            items
+            outcome
         });
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let outcome = loop {
@@ -233,30 +244,43 @@ impl Differ {
             watch.abort();
         }
         fill_progress(&mut report, &progress);
+        // What is left of storing once the computation is done (it ended the stream).
+        let waiting = Instant::now();
+        let stored = storing
+            .await
+            .map_err(|e| DifferError::Internal(format!("storing the report's items: {e}")))
+            .and_then(|r| r);
+        metrics::REPORT_PHASE_SECONDS.observe_duration(&[("phase", "store")], waiting.elapsed());
+        let outcome = match (outcome, stored) {
+            (Ok(()), stored) => stored,
+            // The items stored so far are of no use; a store that failed is the cause.
+            (Err(e), stored) => {
+                if stored.is_ok() {
+                    if let Err(e) = self.inner.jobs.delete_items(&tenant, &report.id).await {
+                        tracing::warn!(report = %report.id, error = %e, "could not delete the items of an unfinished report");
+                    }
+                }
+                Err(stored.err().unwrap_or(e))
+            }
+        };
         match outcome {
-            Ok(items) => match self.store_items(&tenant, &report.id, &items).await {
-                Ok(()) => {
-                    report.state = v1::JobState::Successful as i32;
-                    report.changed = items.len() as u64;
-                    report.summary = report::summary(&items)
-                        .into_iter()
-                        .map(|((kind, change_type), count)| v1::ChangeCount {
-                            kind,
-                            change_type,
-                            count,
-                        })
-                        .collect();
-                    let _ = self
-                        .inner
-                        .jobs
-                        .remember(&tenant, &fingerprint, &report.id)
-                        .await;
-                }
-                Err(e) => {
-                    report.state = v1::JobState::Failed as i32;
-                    report.error = e.to_string();
-                }
-            },
+            Ok(items) => {
+                report.state = v1::JobState::Successful as i32;
+                report.changed = items.len() as u64;
+                report.summary = report::summary(&items)
+                    .into_iter()
+                    .map(|((kind, change_type), count)| v1::ChangeCount {
+                        kind,
+                        change_type,
+                        count,
+                    })
+                    .collect();
+                let _ = self
+                    .inner
+                    .jobs
+                    .remember(&tenant, &fingerprint, &report.id)
+                    .await;
+            }
             Err(_) if progress.cancelled.load(Ordering::Relaxed) => {
                 report.state = v1::JobState::Abandoned as i32;
                 report.error = "cancelled".into();
@@ -278,19 +302,6 @@ impl Differ {
         }
         self.inner.jobs.release_at(&tenant, marked, &job).await;
         self.lock_running().remove(&report.id);
-    }
-
-    /// Stores a finished report's items, timing it.
-    async fn store_items(
-        &self,
-        tenant: &str,
-        id: &str,
-        items: &[report::Item],
-    ) -> Result<(), DifferError> {
-        let storing = Instant::now();
-        let stored = self.inner.jobs.put_items(tenant, id, items).await;
-        metrics::REPORT_PHASE_SECONDS.observe_duration(&[("phase", "store")], storing.elapsed());
-        stored
     }
 
     /// A report record. A job that no process runs any more (its holder died) reads as

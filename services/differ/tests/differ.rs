@@ -317,6 +317,11 @@ async fn a_running_report_can_be_cancelled_from_any_replica_and_frees_the_tenant
         "it stopped early ({} examined)",
         stopped.examined
     );
+    // Items are stored while they are computed; a cancelled report's are deleted.
+    let store = JobStore::open(&async_nats::jetstream::new(nats.client().await.unwrap()), 1)
+        .await
+        .unwrap();
+    assert!(store.items("t", &running.id).await.is_err());
     // The lease is free again: the next report runs to the end.
     let done = finished(
         &differ,

@@ -31,6 +31,7 @@ use rocksdb::{Options, SliceTransform, DB};
 use crate::batch::SortedWrites;
 use crate::directory::TenantRecord;
 use crate::StoreError;
+pub use query::TwoPointReader;
 pub use summary::{KindCount, TenantSummary};
 
 /// Layout version of the store; a store written with another one is rebuilt. Version 3:

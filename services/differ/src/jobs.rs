@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::DifferError;
 use crate::lease;
-use crate::report::{items_json, Item};
+use crate::report::Item;
 
 pub const JOBS_BUCKET: &str = "bt-jobs";
 pub const LEASES_BUCKET: &str = "bt-leases";
@@ -333,28 +333,9 @@ impl JobStore {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
-    pub async fn put_items(
-        &self,
-        tenant: &str,
-        id: &str,
-        items: &[Item],
-    ) -> Result<(), DifferError> {
-        let bytes = items_json(items);
-        let meta = object_store::ObjectMetadata {
-            name: format!("{tenant}/{id}.json"),
-            chunk_size: Some(self.chunk_bytes),
-            ..Default::default()
-        };
-        self.reports
-            .put(meta, &mut bytes.as_slice())
-            .await
-            .map_err(|e| unavailable("store the report's items", e))?;
-        Ok(())
-    }
-
-    /// Stores a report's items as they are computed: `pieces` (in order) become the same
-    /// JSON array [`JobStore::put_items`] stores, written chunk by chunk while later
-    /// pieces are still being computed. Returns the items that went in, without their
+    /// Stores a report's items as they are computed: `pieces` (in order) become one JSON
+    /// array of the items' texts, written chunk by chunk while later pieces are still
+    /// being computed. Returns the items that went in, without their
     /// JSON. When the sender stops early (the computation failed or was cancelled), the
     /// items so far are stored all the same: delete them with [`JobStore::delete_items`].
     pub async fn put_items_streamed(
@@ -483,5 +464,74 @@ impl tokio::io::AsyncRead for PiecesReader {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_domain::diff::ChangeType;
+    use backtrack_domain::ObjectKind;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    fn item(n: u32) -> Item {
+        Item {
+            object_id: n.to_string(),
+            kind: ObjectKind::User,
+            change_type: ChangeType::Modified,
+            json: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(20)).into_bytes(),
+        }
+    }
+
+    /// Everything `pieces` turn into, read as the object store reads: whole chunks.
+    async fn read_all(pieces: Vec<Vec<Item>>, chunk: usize) -> (Vec<Vec<u8>>, Vec<Item>) {
+        let (send, receive) = tokio::sync::mpsc::channel(8);
+        for piece in pieces {
+            send.send(piece).await.unwrap();
+        }
+        drop(send);
+        let mut reader = PiecesReader::new(receive, chunk);
+        let mut reads = Vec::new();
+        loop {
+            let mut buffer = vec![0u8; chunk];
+            let n = reader.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buffer.truncate(n);
+            reads.push(buffer);
+        }
+        (reads, reader.stored)
+    }
+
+    #[tokio::test]
+    async fn pieces_become_one_json_array_in_whole_chunks() {
+        let (reads, stored) =
+            read_all(vec![vec![item(1), item(2)], vec![], vec![item(3)]], 16).await;
+        let bytes: Vec<u8> = reads.concat();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let numbers: Vec<u64> = value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        let (last, whole) = reads.split_last().unwrap();
+        assert!(whole.iter().all(|r| r.len() == 16), "{reads:?}");
+        assert!(!last.is_empty() && last.len() <= 16);
+        assert_eq!(
+            stored
+                .iter()
+                .map(|i| i.object_id.as_str())
+                .collect::<Vec<_>>(),
+            ["1", "2", "3"]
+        );
+        assert!(stored.iter().all(|i| i.json.is_empty()));
+
+        let (reads, stored) = read_all(Vec::new(), 16).await;
+        assert_eq!(reads.concat(), b"[]");
+        assert!(stored.is_empty());
     }
 }

@@ -28,8 +28,9 @@ pub fn held_by(current: &str, value: &str) -> bool {
 }
 
 /// Marks the lease finishing if `value` still holds it; returns the marked lease's
-/// revision, or `None` when the job no longer holds it (or the bucket cannot be reached:
-/// the lease then expires by itself).
+/// revision, or `None` when the job no longer holds it or the bucket cannot be reached
+/// ([`release_at`] with `None` then deletes it if it still names the job; failing that,
+/// it expires by itself).
 pub async fn mark_finishing(leases: &kv::Store, tenant: &str, value: &str) -> Option<u64> {
     let marked = format!("{value}{FINISHING}");
     // A refresh still in flight can move the revision under us once; try again then.

@@ -277,21 +277,18 @@ impl JobStore {
         {
             Ok(_) => Ok(Ok(())),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                if lease::take_over_marked(&self.leases, tenant, job)
+                let current = match self.leases.entry(tenant).await {
+                    Ok(Some(entry)) if entry.operation == kv::Operation::Put => entry,
+                    // Released meanwhile: asking again is the caller's choice.
+                    _ => return Ok(Err("another job".into())),
+                };
+                if lease::take_over_marked(&self.leases, tenant, &current, job)
                     .await
                     .is_some()
                 {
                     return Ok(Ok(()));
                 }
-                let holder = self
-                    .leases
-                    .get(tenant)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_else(|| "another job".into());
-                Ok(Err(holder))
+                Ok(Err(String::from_utf8_lossy(&current.value).into_owned()))
             }
             Err(e) => Err(unavailable("take the tenant's job lease", e)),
         }

@@ -82,18 +82,25 @@ pub async fn release_at(leases: &kv::Store, tenant: &str, revision: Option<u64>,
     }
 }
 
-/// Takes over a lease its job has marked finishing: the lease becomes `value`. Returns the
-/// new revision, or `None` if the lease is not marked (or someone else was faster).
-pub async fn take_over_marked(leases: &kv::Store, tenant: &str, value: &str) -> Option<u64> {
-    let entry = leases.entry(tenant).await.ok()??;
-    if entry.operation != kv::Operation::Put || !is_marked(&String::from_utf8_lossy(&entry.value)) {
+/// Takes over `current`, the tenant's lease as just read, if its job has marked it
+/// finishing: the lease becomes `value`. Returns the new revision, or `None` if it is not
+/// marked (or someone else was faster).
+pub async fn take_over_marked(
+    leases: &kv::Store,
+    tenant: &str,
+    current: &kv::Entry,
+    value: &str,
+) -> Option<u64> {
+    if current.operation != kv::Operation::Put
+        || !is_marked(&String::from_utf8_lossy(&current.value))
+    {
         return None;
     }
     leases
         .update(
             tenant,
             value.to_string().into_bytes().into(),
-            entry.revision,
+            current.revision,
         )
         .await
         .ok()

@@ -255,7 +255,7 @@ impl JobStore {
         let same_job = current == holder || current.starts_with(&format!("{holder} "));
         // Marked by a job that has done its work: the next job may have it at once.
         if !same_job && lease::is_marked(&current) {
-            return Ok(lease::take_over_marked(&self.leases, tenant, value)
+            return Ok(lease::take_over_marked(&self.leases, tenant, &entry, value)
                 .await
                 .ok_or(current));
         }

@@ -6,10 +6,16 @@
 //! order does not matter and GUIDs compare without case ([`crate::canonical::equivalent`]).
 //! Lists are compared as whole values: their order is meaningful.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::canonical::equivalent;
-use crate::object::DirectoryObject;
+use crate::object::{DirectoryObject, Link};
+use crate::schema::SYNCED_FLAG;
 use crate::ObjectKind;
 
 /// What happened to an object between base and target.
@@ -130,17 +136,10 @@ pub fn diff_objects(
     base: Option<&DirectoryObject>,
     target: Option<&DirectoryObject>,
 ) -> Option<ObjectDiff> {
-    let change_type = match (base, target) {
-        (None, None) => return None,
-        (None, Some(t)) if t.is_deleted() => return None,
-        (None, Some(_)) => ChangeType::Added,
-        (Some(_), None) => ChangeType::HardDeleted,
-        (Some(b), Some(t)) => match (b.is_deleted(), t.is_deleted()) {
-            (false, true) => ChangeType::SoftDeleted,
-            (true, false) => ChangeType::Restored,
-            _ => ChangeType::Modified,
-        },
-    };
+    let change_type = change_type(
+        base.map(DirectoryObject::is_deleted),
+        target.map(DirectoryObject::is_deleted),
+    )?;
     let empty = Map::new();
     let mut attributes = Vec::new();
     diff_maps(
@@ -149,22 +148,233 @@ pub fn diff_objects(
         target.map_or(&empty, |o| &o.attributes),
         &mut attributes,
     );
-    let links = diff_links(base, target);
-    if change_type == ChangeType::Modified && attributes.is_empty() && links.is_empty() {
+    let list = |o: Option<&DirectoryObject>| o.map(DirectoryObject::link_list).unwrap_or_default();
+    let links = diff_links(&list(base), &list(target));
+    let object = target.or(base)?;
+    finish(
+        Found {
+            change_type,
+            id: &object.id,
+            kind: object.kind,
+            display_name: target
+                .and_then(DirectoryObject::display_name)
+                .or_else(|| base.and_then(DirectoryObject::display_name))
+                .map(str::to_string),
+            synced: base.is_some_and(DirectoryObject::is_synced)
+                || target.is_some_and(DirectoryObject::is_synced),
+        },
+        attributes,
+        links,
+    )
+}
+
+/// An object as its stored JSON holds it: each top-level attribute stays JSON text, so
+/// comparing two versions decodes only the attributes whose text differs. Comparing two
+/// of these ([`diff_texts`]) gives what [`diff_objects`] gives for the decoded objects.
+#[derive(Debug, Clone)]
+pub struct ObjectText<'a> {
+    pub id: Cow<'a, str>,
+    pub kind: ObjectKind,
+    pub deleted: bool,
+    attributes: BTreeMap<Name<'a>, &'a RawValue>,
+    /// Sorted, as [`DirectoryObject::link_list`] gives them.
+    pub links: Vec<Link>,
+}
+
+/// An attribute name, borrowed from the JSON unless it holds escapes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Name<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The parts of a [`DirectoryObject`]'s JSON a comparison needs; the rest is skipped.
+#[derive(Deserialize)]
+struct StoredParts<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    kind: ObjectKind,
+    #[serde(borrow)]
+    attributes: BTreeMap<Name<'a>, &'a RawValue>,
+    #[serde(default)]
+    deleted_at_ms: Option<i64>,
+}
+
+impl<'a> ObjectText<'a> {
+    /// An object from the JSON of a [`DirectoryObject`], without links.
+    pub fn from_json(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let parts: StoredParts<'a> = serde_json::from_slice(json)?;
+        Ok(Self {
+            id: parts.id,
+            kind: parts.kind,
+            deleted: parts.deleted_at_ms.is_some(),
+            attributes: parts.attributes,
+            links: Vec::new(),
+        })
+    }
+
+    /// The object a creation makes: its attributes as the creation's JSON object text
+    /// (empty text = no attributes), without links.
+    pub fn created(
+        kind: ObjectKind,
+        id: &'a str,
+        attributes_json: &'a str,
+    ) -> Result<Self, serde_json::Error> {
+        let attributes = if attributes_json.is_empty() {
+            BTreeMap::new()
+        } else {
+            serde_json::from_str(attributes_json)?
+        };
+        Ok(Self {
+            id: Cow::Borrowed(id),
+            kind,
+            deleted: false,
+            attributes,
+            links: Vec::new(),
+        })
+    }
+
+    /// An attribute's value, decoded.
+    fn attribute(&self, name: &str) -> Result<Option<Value>, serde_json::Error> {
+        self.attributes
+            .get(&Name(Cow::Borrowed(name)))
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+    }
+
+    fn display_name(&self) -> Result<Option<String>, serde_json::Error> {
+        Ok(match self.attribute("displayName")? {
+            Some(Value::String(name)) => Some(name),
+            _ => None,
+        })
+    }
+
+    fn is_synced(&self) -> Result<bool, serde_json::Error> {
+        Ok(self.attribute(SYNCED_FLAG)? == Some(Value::Bool(true)))
+    }
+}
+
+/// [`diff_objects`] for objects as JSON text: attributes whose text is the same on both
+/// sides are equal and are not decoded. Fails only on text that is not JSON.
+pub fn diff_texts(
+    base: Option<&ObjectText<'_>>,
+    target: Option<&ObjectText<'_>>,
+) -> Result<Option<ObjectDiff>, serde_json::Error> {
+    let Some(change_type) = change_type(base.map(|o| o.deleted), target.map(|o| o.deleted)) else {
+        return Ok(None);
+    };
+    let empty = BTreeMap::new();
+    let base_attributes = base.map_or(&empty, |o| &o.attributes);
+    let target_attributes = target.map_or(&empty, |o| &o.attributes);
+    let mut names: Vec<&Name<'_>> = base_attributes
+        .keys()
+        .chain(target_attributes.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    let decode = |raw: Option<&&RawValue>| {
+        raw.map(|raw| serde_json::from_str::<Value>(raw.get()))
+            .transpose()
+    };
+    let mut attributes = Vec::new();
+    for name in names {
+        let (b, t) = (base_attributes.get(name), target_attributes.get(name));
+        if let (Some(b), Some(t)) = (b, t) {
+            if b.get() == t.get() {
+                continue;
+            }
+        }
+        diff_entry(
+            "",
+            &name.0,
+            decode(b)?.as_ref(),
+            decode(t)?.as_ref(),
+            &mut attributes,
+        );
+    }
+    let no_links = Vec::new();
+    let links = diff_links(
+        base.map_or(&no_links, |o| &o.links),
+        target.map_or(&no_links, |o| &o.links),
+    );
+    let Some(object) = target.or(base) else {
+        return Ok(None);
+    };
+    let display_name = match target.map(ObjectText::display_name).transpose()?.flatten() {
+        Some(name) => Some(name),
+        None => base.map(ObjectText::display_name).transpose()?.flatten(),
+    };
+    let synced = base.map(ObjectText::is_synced).transpose()? == Some(true)
+        || target.map(ObjectText::is_synced).transpose()? == Some(true);
+    Ok(finish(
+        Found {
+            change_type,
+            id: &object.id,
+            kind: object.kind,
+            display_name,
+            synced,
+        },
+        attributes,
+        links,
+    ))
+}
+
+/// What happened to an object, from whether it is in the recycle bin at base and at
+/// target (`None` = absent there); `None` when nothing users could see happened.
+fn change_type(base: Option<bool>, target: Option<bool>) -> Option<ChangeType> {
+    Some(match (base, target) {
+        (None, None) | (None, Some(true)) => return None,
+        (None, Some(false)) => ChangeType::Added,
+        (Some(_), None) => ChangeType::HardDeleted,
+        (Some(false), Some(true)) => ChangeType::SoftDeleted,
+        (Some(true), Some(false)) => ChangeType::Restored,
+        (Some(_), Some(_)) => ChangeType::Modified,
+    })
+}
+
+/// The facts about the object an [`ObjectDiff`] carries besides its differences.
+struct Found<'o> {
+    change_type: ChangeType,
+    id: &'o str,
+    kind: ObjectKind,
+    display_name: Option<String>,
+    synced: bool,
+}
+
+fn finish(
+    found: Found<'_>,
+    attributes: Vec<AttributeDiff>,
+    links: Vec<LinkDiff>,
+) -> Option<ObjectDiff> {
+    if found.change_type == ChangeType::Modified && attributes.is_empty() && links.is_empty() {
         return None;
     }
-    let object = target.or(base)?;
     Some(ObjectDiff {
-        id: object.id.clone(),
-        kind: object.kind,
-        display_name: target
-            .and_then(DirectoryObject::display_name)
-            .or_else(|| base.and_then(DirectoryObject::display_name))
-            .map(str::to_string),
-        change_type,
-        recovery_action: change_type.recovery_action(),
-        synced: base.is_some_and(DirectoryObject::is_synced)
-            || target.is_some_and(DirectoryObject::is_synced),
+        id: found.id.to_string(),
+        kind: found.kind,
+        display_name: found.display_name,
+        change_type: found.change_type,
+        recovery_action: found.change_type.recovery_action(),
+        synced: found.synced,
         attributes,
         links,
     })
@@ -179,29 +389,39 @@ fn diff_maps(
     let mut keys: Vec<&String> = base.keys().chain(target.keys()).collect();
     keys.sort();
     keys.dedup();
-    let path = |key: &str| {
+    for key in keys {
+        diff_entry(prefix, key, base.get(key), target.get(key), out);
+    }
+}
+
+/// The differences under one key of a document at `prefix` (empty at the top).
+fn diff_entry(
+    prefix: &str,
+    key: &str,
+    base: Option<&Value>,
+    target: Option<&Value>,
+    out: &mut Vec<AttributeDiff>,
+) {
+    let path = || {
         if prefix.is_empty() {
             key.to_string()
         } else {
             format!("{prefix}.{key}")
         }
     };
-    for key in keys {
-        match (base.get(key), target.get(key)) {
-            (Some(Value::Object(b)), Some(Value::Object(t))) => diff_maps(&path(key), b, t, out),
-            (b, t) if !equivalent(b, t) => out.push(AttributeDiff {
-                path: path(key),
-                base: b.cloned().and_then(crate::canonical::canonicalize),
-                target: t.cloned().and_then(crate::canonical::canonicalize),
-            }),
-            _ => {}
-        }
+    match (base, target) {
+        (Some(Value::Object(b)), Some(Value::Object(t))) => diff_maps(&path(), b, t, out),
+        (b, t) if !equivalent(b, t) => out.push(AttributeDiff {
+            path: path(),
+            base: b.cloned().and_then(crate::canonical::canonicalize),
+            target: t.cloned().and_then(crate::canonical::canonicalize),
+        }),
+        _ => {}
     }
 }
 
-fn diff_links(base: Option<&DirectoryObject>, target: Option<&DirectoryObject>) -> Vec<LinkDiff> {
-    let list = |o: Option<&DirectoryObject>| o.map(DirectoryObject::link_list).unwrap_or_default();
-    let (base, target) = (list(base), list(target));
+/// Links in one sorted list and not the other.
+fn diff_links(base: &[Link], target: &[Link]) -> Vec<LinkDiff> {
     let removed = base
         .iter()
         .filter(|l| target.binary_search(l).is_err())
@@ -225,6 +445,7 @@ fn diff_links(base: Option<&DirectoryObject>, target: Option<&DirectoryObject>) 
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -342,5 +563,114 @@ mod tests {
             ]
         );
         assert!(diff.attributes.is_empty());
+    }
+
+    /// Values where text and meaning part ways: GUIDs in either case, null against
+    /// missing and empty lists, nested documents, escapes in names and strings.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..3).prop_map(Value::from),
+            Just(json!(1.5)),
+            prop_oneof![
+                Just("aa000000-0000-4000-8000-000000000001"),
+                Just("AA000000-0000-4000-8000-000000000001"),
+                Just("x\"y"),
+                Just("é"),
+                Just(""),
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map("[ab\"]{1,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn attributes() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::btree_map(
+            prop_oneof![
+                Just("displayName".to_string()),
+                Just(SYNCED_FLAG.to_string()),
+                "[a-c\\\"]{1,3}",
+            ],
+            value(),
+            0..5,
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    fn links() -> impl Strategy<Value = Vec<Link>> {
+        proptest::collection::btree_set(("[mo]", "[u][1-3]"), 0..4)
+            .prop_map(|set| set.into_iter().map(|(r, t)| Link::new(r, t)).collect())
+    }
+
+    /// An object's attributes, links and whether it is in the recycle bin; `None` = absent.
+    type Side = Option<(Map<String, Value>, Vec<Link>, bool)>;
+
+    fn side() -> impl Strategy<Value = Side> {
+        proptest::option::of((attributes(), links(), any::<bool>()))
+    }
+
+    fn decoded(side: &Side) -> Option<DirectoryObject> {
+        side.as_ref()
+            .map(|(attributes, links, deleted)| DirectoryObject {
+                id: "p1".into(),
+                kind: ObjectKind::Group,
+                attributes: attributes.clone(),
+                links: group_links(links),
+                created_at_ms: 1,
+                updated_at_ms: 2,
+                deleted_at_ms: deleted.then_some(5),
+                purge_after_ms: deleted.then_some(9),
+                version: 3,
+            })
+    }
+
+    proptest! {
+        /// Comparing the stored texts reports exactly what comparing the decoded objects
+        /// does, whether a side was stored as a whole object or as a creation's attributes.
+        #[test]
+        fn texts_differ_exactly_as_decoded_objects_do(base in side(), target in side(), created in any::<bool>()) {
+            let (base_object, target_object) = (decoded(&base), decoded(&target));
+            let json = |o: &Option<DirectoryObject>| o.as_ref().map(|o| serde_json::to_vec(o).unwrap());
+            let (base_json, target_json) = (json(&base_object), json(&target_object));
+            let attributes_json = base.as_ref().map(|(a, _, _)| serde_json::to_string(a).unwrap());
+            fn text<'j>(json: &'j Option<Vec<u8>>, side: &Side) -> Option<ObjectText<'j>> {
+                json.as_ref().map(|j| {
+                    let mut text = ObjectText::from_json(j).unwrap();
+                    text.links = side.as_ref().unwrap().1.clone();
+                    text
+                })
+            }
+            let mut base_text = text(&base_json, &base);
+            // A creation is never in the recycle bin.
+            if created && base.as_ref().is_some_and(|(_, _, deleted)| !deleted) {
+                let mut text = ObjectText::created(ObjectKind::Group, "p1", attributes_json.as_deref().unwrap()).unwrap();
+                text.links = base.as_ref().unwrap().1.clone();
+                base_text = Some(text);
+            }
+            let target_text = text(&target_json, &target);
+            prop_assert_eq!(
+                diff_texts(base_text.as_ref(), target_text.as_ref()).unwrap(),
+                diff_objects(base_object.as_ref(), target_object.as_ref())
+            );
+        }
+    }
+
+    #[test]
+    fn a_creation_without_attributes_and_text_that_is_not_json() {
+        let empty = ObjectText::created(ObjectKind::User, "u1", "").unwrap();
+        let named =
+            ObjectText::created(ObjectKind::User, "u1", r#"{"displayName":"Ann"}"#).unwrap();
+        let diff = diff_texts(Some(&empty), Some(&named)).unwrap().unwrap();
+        assert_eq!(diff.display_name.as_deref(), Some("Ann"));
+        assert_eq!(diff.attributes[0].path, "displayName");
+        assert!(ObjectText::created(ObjectKind::User, "u1", "[1]").is_err());
+        assert!(ObjectText::from_json(br#"{"id":"u1""#).is_err());
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use backtrack_domain::diff::diff_objects;
 use backtrack_domain::ObjectKind;
 use backtrack_store::{TimeTravelStore, TwoPointReader};
 
@@ -148,13 +147,7 @@ fn diff_some(
         if i % 256 == 0 && progress.cancelled.load(Ordering::Relaxed) {
             return Err(DifferError::Precondition("the report was cancelled".into()));
         }
-        let (at_low, at_high) = reader.object_at_both(id, base, target)?;
-        let (before, after) = if base <= target {
-            (at_low, at_high)
-        } else {
-            (at_high, at_low)
-        };
-        if let Some(diff) = diff_objects(before.as_ref(), after.as_ref()) {
+        if let Some(diff) = reader.diff(id, base, target)? {
             items.push(Item::new(&diff));
             progress.changed.fetch_add(1, Ordering::Relaxed);
         }

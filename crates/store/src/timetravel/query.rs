@@ -1,6 +1,7 @@
 //! Reads of the time-travel store: an object, a relation's targets, a tenant's objects,
 //! an object's history and the changes between two sequences — each at any sequence.
 
+use backtrack_domain::diff::{diff_texts, ObjectDiff};
 use backtrack_domain::event::Event;
 use backtrack_domain::object::{group_links, DirectoryObject, Link};
 use backtrack_domain::ObjectKind;
@@ -56,6 +57,44 @@ pub struct TwoPointReader<'a> {
     tenant: String,
     versions: Cursor<'a>,
     links: Cursor<'a>,
+    /// The versions found for the higher and the lower sequence (buffers reused).
+    high: Held,
+    low: Held,
+}
+
+/// A version copied out of the cursor: its key, value and sequence.
+#[derive(Default)]
+struct Held {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    sequence: u64,
+}
+
+impl Held {
+    fn hold(&mut self, key: &[u8], value: &[u8], sequence: u64) {
+        self.key.clear();
+        self.key.extend_from_slice(key);
+        self.value.clear();
+        self.value.extend_from_slice(value);
+        self.sequence = sequence;
+    }
+
+    fn object(&self) -> Result<Option<DirectoryObject>, StoreError> {
+        version::object(&self.key, &self.value, self.sequence)
+    }
+}
+
+/// Which versions answer for two sequences (see [`TwoPointReader::find_versions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// No version at or before the higher sequence: the object did not exist at either.
+    Neither,
+    /// A version at or before the higher sequence only.
+    High,
+    /// One version answers for both.
+    Same,
+    /// Each has its own.
+    Both,
 }
 
 impl std::fmt::Debug for TwoPointReader<'_> {
@@ -140,6 +179,8 @@ impl TimeTravelStore {
             tenant: tenant.to_string(),
             versions: Cursor::new(self.db(), &keys::versions_of_tenant(tenant)),
             links: Cursor::new(self.db(), &keys::links_of_tenant(tenant)),
+            high: Held::default(),
+            low: Held::default(),
         }
     }
 
@@ -490,8 +531,14 @@ impl TwoPointReader<'_> {
         high: u64,
     ) -> Result<(Option<DirectoryObject>, Option<DirectoryObject>), StoreError> {
         let (low, high) = (low.min(high), low.max(high));
-        let Some((at_low, at_high)) = self.versions_at_both(id, low, high)? else {
-            return Ok((None, None));
+        let (at_low, at_high) = match self.find_versions(id, low, high)? {
+            Found::Neither => return Ok((None, None)),
+            Found::High => (None, self.high.object()?),
+            Found::Same => {
+                let object = self.high.object()?;
+                (object.clone(), object)
+            }
+            Found::Both => (self.low.object()?, self.high.object()?),
         };
         let (links_low, links_high) = self.links_at_both(id, low, high)?;
         let with_links = |object: Option<DirectoryObject>, links: &[Link]| {
@@ -506,20 +553,57 @@ impl TwoPointReader<'_> {
         ))
     }
 
-    /// The newest versions at or before `high` and `low`; `None` when the object has no
-    /// version at or before `high`.
-    #[allow(clippy::type_complexity)]
-    fn versions_at_both(
+    /// What differs about the object `id` from right after `base` to right after
+    /// `target` (either may be the higher): the same as [`backtrack_domain::diff::diff_objects`] of
+    /// [`Self::object_at_both`]'s objects, but attributes stored alike at both are not
+    /// decoded. `None` when nothing differs.
+    pub fn diff(
         &mut self,
         id: &str,
-        low: u64,
-        high: u64,
-    ) -> Result<Option<(Option<DirectoryObject>, Option<DirectoryObject>)>, StoreError> {
+        base: u64,
+        target: u64,
+    ) -> Result<Option<ObjectDiff>, StoreError> {
+        let (low, high) = (base.min(target), base.max(target));
+        let found = self.find_versions(id, low, high)?;
+        if found == Found::Neither {
+            return Ok(None);
+        }
+        let (links_low, links_high) = self.links_at_both(id, low, high)?;
+        let high_text = version::text(&self.high.key, &self.high.value)?;
+        let low_text = match found {
+            Found::Both => Some(version::text(&self.low.key, &self.low.value)?),
+            _ => None,
+        };
+        let mut at_high = high_text.object(&self.high.key)?;
+        let mut at_low = match (&low_text, found) {
+            (Some(text), _) => text.object(&self.low.key)?,
+            (None, Found::Same) => at_high.clone(),
+            (None, _) => None,
+        };
+        if let Some(o) = &mut at_high {
+            o.links = links_high;
+        }
+        if let Some(o) = &mut at_low {
+            o.links = links_low;
+        }
+        let (before, after) = if base <= target {
+            (at_low, at_high)
+        } else {
+            (at_high, at_low)
+        };
+        diff_texts(before.as_ref(), after.as_ref())
+            .map_err(|e| corrupt(&self.high.key, &e.to_string()))
+    }
+
+    /// Finds the newest versions of `id` at or before `high` and at or before `low`
+    /// (`low` ≤ `high`) and copies them into [`Self::high`] and [`Self::low`]. Versions in
+    /// between are passed over without being read.
+    fn find_versions(&mut self, id: &str, low: u64, high: u64) -> Result<Found, StoreError> {
         let prefix = keys::versions(&self.tenant, id);
         self.versions
             .reach(&prefix, &keys::version(&self.tenant, id, high))?;
         let it = &mut self.versions.it;
-        let mut at_high: Option<Option<DirectoryObject>> = None;
+        let mut found = Found::Neither;
         loop {
             let (Some(key), Some(value)) = (it.key(), it.value()) else {
                 it.status()?;
@@ -529,20 +613,21 @@ impl TwoPointReader<'_> {
                 break;
             }
             let sequence = version_sequence(key, &prefix)?;
-            let object = version::object(key, value, sequence)?;
-            match at_high.take() {
+            if found == Found::Neither {
                 // The newest version at or before `high`; if it is at or before `low`
                 // too, the object did not change in between.
-                None if sequence <= low => return Ok(Some((object.clone(), object))),
-                None => at_high = Some(object),
-                Some(high_object) if sequence <= low => {
-                    return Ok(Some((object, high_object)));
+                self.high.hold(key, value, sequence);
+                if sequence <= low {
+                    return Ok(Found::Same);
                 }
-                Some(high_object) => at_high = Some(high_object),
+                found = Found::High;
+            } else if sequence <= low {
+                self.low.hold(key, value, sequence);
+                return Ok(Found::Both);
             }
             it.next();
         }
-        Ok(at_high.map(|high_object| (None, high_object)))
+        Ok(found)
     }
 
     /// The links held right after `low` and right after `high`, each sorted.

@@ -13,7 +13,8 @@
 //! (the most common event by far: an import, a seeded tenant) is not stored twice: the
 //! object is the creation applied to nothing, rebuilt when read.
 
-use backtrack_domain::event::{Change, Event};
+use backtrack_domain::diff::ObjectText;
+use backtrack_domain::event::{Change, Event, EVENT_SCHEMA_VERSION};
 use backtrack_domain::object::DirectoryObject;
 use backtrack_domain::state::apply_without_links;
 use backtrack_domain::ObjectKind;
@@ -113,6 +114,60 @@ pub(crate) fn object(
                 event.meta.time_ms,
                 sequence,
             ))
+        }
+    }
+}
+
+/// A version as its value holds it, for comparing versions without decoding what did not
+/// change ([`ObjectText`]).
+// Lives on the stack while one object is compared; boxing the event would cost an
+// allocation per version read.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Text<'v> {
+    /// No object (hard-deleted).
+    Absent,
+    /// The object's JSON.
+    Stored(&'v [u8]),
+    /// The creation that made the object.
+    Created(backtrack_proto::v1::DirectoryEvent),
+}
+
+pub(crate) fn text<'v>(key: &[u8], value: &'v [u8]) -> Result<Text<'v>, StoreError> {
+    let parts = parts(key, value)?;
+    Ok(match parts.form {
+        ABSENT => Text::Absent,
+        STORED => Text::Stored(parts.object),
+        _ => {
+            let proto = backtrack_proto::v1::DirectoryEvent::decode(parts.event)
+                .map_err(|e| corrupt(key, &e.to_string()))?;
+            if proto.schema_version > EVENT_SCHEMA_VERSION {
+                return Err(corrupt(key, "the creation has a newer event schema"));
+            }
+            Text::Created(proto)
+        }
+    })
+}
+
+impl Text<'_> {
+    /// The object (`None` when absent), without links; `key` names the version in errors.
+    pub(crate) fn object(&self, key: &[u8]) -> Result<Option<ObjectText<'_>>, StoreError> {
+        use backtrack_proto::v1::directory_event::Change as P;
+        let bad = |e: serde_json::Error| corrupt(key, &e.to_string());
+        match self {
+            Text::Absent => Ok(None),
+            Text::Stored(json) => ObjectText::from_json(json).map(Some).map_err(bad),
+            Text::Created(event) => {
+                let kind = event
+                    .kind
+                    .parse::<ObjectKind>()
+                    .map_err(|_| corrupt(key, "the creation names an unknown kind"))?;
+                let Some(P::Created(created)) = &event.change else {
+                    return Err(corrupt(key, "a created version that holds no creation"));
+                };
+                ObjectText::created(kind, &event.object_id, &created.attributes_json)
+                    .map(Some)
+                    .map_err(bad)
+            }
         }
     }
 }

@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // SAFETY of intent: build scripts are single-threaded; set before codegen runs.
         std::env::set_var("PROTOC", protoc);
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not when it was compiled: a script built in another
+    // checkout that shares the target folder must still compile this checkout's files.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = [
         "common.proto",
         "events.proto",
@@ -19,9 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "token.proto",
     ]
     .map(|f| root.join("backtrack/v1").join(f));
-    for f in &files {
-        println!("cargo:rerun-if-changed={}", f.display());
-    }
+    // Relative to this package, not absolute, for the same reason.
+    println!("cargo:rerun-if-changed=../../proto/backtrack/v1");
     tonic_prost_build::configure().compile_protos(&files, &[root])?;
     Ok(())
 }

@@ -27,6 +27,10 @@ pub struct ImportSummary {
     pub unit: &'static str,
     /// (number, message) of the first rejections.
     pub problems: Vec<(u64, String)>,
+    /// Objects created without the secrets they carried.
+    pub secrets_dropped: u64,
+    /// (number, object id, where the secrets were) of the first of them.
+    pub secret_notes: Vec<(u64, String, Vec<String>)>,
 }
 
 impl ImportSummary {
@@ -38,6 +42,8 @@ impl ImportSummary {
             "events": self.events,
             "seconds": self.elapsed.as_secs_f64(),
             "problems": self.problems.iter().map(|(n, m)| serde_json::json!({self.unit: n, "message": m})).collect::<Vec<_>>(),
+            "objectsWithSecretsNotStored": self.secrets_dropped,
+            "secretsNotStored": self.secret_notes.iter().map(|(n, id, places)| serde_json::json!({self.unit: n, "id": id, "places": places})).collect::<Vec<_>>(),
         })
     }
 }
@@ -186,6 +192,13 @@ impl InFlight {
             {
                 let number = self.numbers.get(p.index as usize).copied().unwrap_or(0);
                 summary.problems.push((number, p.message));
+            }
+        }
+        summary.secrets_dropped += response.secrets_dropped.len() as u64;
+        for d in response.secrets_dropped {
+            if summary.secret_notes.len() < 20 {
+                let number = self.numbers.get(d.index as usize).copied().unwrap_or(0);
+                summary.secret_notes.push((number, d.id, d.places));
             }
         }
         bar.set_position(self.numbers.last().copied().unwrap_or(0));

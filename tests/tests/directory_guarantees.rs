@@ -70,6 +70,63 @@ async fn secrets_never_reach_the_stream() {
         &format!("passwordCredentials=[{{\"secretText\":\"{marker}\"}}]"),
     ])
     .ok();
+    // An import is told per line which secrets it did not keep.
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("secrets.jsonl");
+    let lines = [
+        format!(
+            r#"{{"@kind":"user","displayName":"I","userPrincipalName":"i@s.test","passwordProfile":{{"password":"{marker}"}}}}"#
+        ),
+        r#"{"@kind":"group","displayName":"No secrets here"}"#.to_string(),
+        format!(
+            r#"{{"@kind":"application","displayName":"A2","passwordCredentials":[{{"secretText":"{marker}","keyId":"k2"}}]}}"#
+        ),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let import = b
+        .json(&["dir", "import", "--tenant", "s", file.to_str().unwrap()])
+        .unwrap();
+    assert_eq!(import["created"], 3, "{import}");
+    assert_eq!(import["objectsWithSecretsNotStored"], 2, "{import}");
+    let noted: Vec<(u64, String)> = import["secretsNotStored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["line"].as_u64().unwrap(), n["places"].to_string()))
+        .collect();
+    assert_eq!(
+        noted,
+        [
+            (1, r#"["passwordProfile"]"#.to_string()),
+            (3, r#"["passwordCredentials[].secretText"]"#.to_string())
+        ]
+    );
+    assert!(!import.to_string().contains(marker));
+    // For people: the lines, the ids and the places.
+    let second = folder.path().join("more.jsonl");
+    std::fs::write(
+        &second,
+        format!("{}\n{}", lines[1], lines[0].replace("i@s.test", "j@s.test")),
+    )
+    .unwrap();
+    let table = b.cli(&[
+        "-o",
+        "table",
+        "dir",
+        "import",
+        "--tenant",
+        "s",
+        second.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("1 created, 1 already existed"), "{table}");
+    assert!(
+        table.contains("note: 1 objects were created without the secrets they carried"),
+        "{table}"
+    );
+    assert!(table.contains("  line 2 ("), "{table}");
+    assert!(table.contains("): not stored: passwordProfile"), "{table}");
+    assert!(!table.contains(marker));
 
     // Every stored message, read back raw.
     let client = nats.client().await.unwrap();

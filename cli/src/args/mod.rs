@@ -22,7 +22,9 @@ pub use recovery::{OnConflictArg, RecoverArgs, RecoveryCommand, RecoveryRefArgs}
 #[command(
     name = "backtrack",
     version,
-    about = "Event-sourced backup, difference reports and point-in-time recovery for identity directories"
+    about = "Event-sourced backup, difference reports and point-in-time recovery for identity directories",
+    // The last of a repeated option wins (`alias bt='backtrack -o json'`, then `bt -o table`).
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(flatten)]

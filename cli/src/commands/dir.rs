@@ -354,6 +354,15 @@ fn print_summary(g: &GlobalArgs, s: &ImportSummary) {
             for (n, m) in &s.problems {
                 outln!("  {} {n}: {m}", s.unit);
             }
+            if s.secrets_dropped > 0 {
+                outln!(
+                    "note: {} objects were created without the secrets they carried (Backtrack never keeps passwords, client secrets or keys):",
+                    s.secrets_dropped
+                );
+                for (n, id, places) in &s.secret_notes {
+                    outln!("  {} {n} ({id}): not stored: {}", s.unit, places.join(", "));
+                }
+            }
         }
     }
 }

@@ -470,6 +470,8 @@ impl DirectoryService for DirectoryApi {
         let mut items = Vec::with_capacity(r.items.len());
         let mut problems = Vec::new();
         let mut positions = Vec::with_capacity(r.items.len());
+        // The secrets each parsed item carries (dropped by the directory before storing).
+        let mut secrets = Vec::with_capacity(r.items.len());
         for (index, item) in r.items.into_iter().enumerate() {
             let parsed = kind(&item.kind).and_then(|k| {
                 let mut attrs = attributes(&item.attributes_json, "attributes_json")?;
@@ -494,6 +496,7 @@ impl DirectoryService for DirectoryApi {
             match parsed {
                 Ok(i) => {
                     positions.push(index as u32);
+                    secrets.push(secrets_in(i.kind, &i.attributes));
                     items.push(i);
                 }
                 Err(status) => problems.push(v1::ImportItemResult {
@@ -513,10 +516,17 @@ impl DirectoryService for DirectoryApi {
             events,
             ..Default::default()
         };
-        for (outcome, index) in outcomes.into_iter().zip(positions) {
+        for ((outcome, index), places) in outcomes.into_iter().zip(positions).zip(secrets) {
             match outcome {
                 ImportOutcome::Created(id) => {
                     response.created += 1;
+                    if !places.is_empty() {
+                        response.secrets_dropped.push(v1::DroppedSecrets {
+                            index,
+                            id: id.clone(),
+                            places,
+                        });
+                    }
                     response.ids.push(id);
                 }
                 ImportOutcome::AlreadyExists(id) => {

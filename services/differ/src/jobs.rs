@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::DifferError;
 use crate::lease;
-use crate::report::Item;
+use crate::report::{Counts, Item};
 
 pub const JOBS_BUCKET: &str = "bt-jobs";
 pub const LEASES_BUCKET: &str = "bt-leases";
@@ -332,15 +332,15 @@ impl JobStore {
 
     /// Stores a report's items as they are computed: `pieces` (in order) become one JSON
     /// array of the items' texts, written chunk by chunk while later pieces are still
-    /// being computed. Returns the items that went in, without their
-    /// JSON. When the sender stops early (the computation failed or was cancelled), the
+    /// being computed. Returns how many items of each kind and change type went in. When
+    /// the sender stops early (the computation failed or was cancelled), the
     /// items so far are stored all the same: delete them with [`JobStore::delete_items`].
     pub async fn put_items_streamed(
         &self,
         tenant: &str,
         id: &str,
         pieces: tokio::sync::mpsc::Receiver<Vec<Item>>,
-    ) -> Result<Vec<Item>, DifferError> {
+    ) -> Result<Counts, DifferError> {
         let meta = object_store::ObjectMetadata {
             name: format!("{tenant}/{id}.json"),
             chunk_size: Some(self.chunk_bytes),
@@ -351,7 +351,7 @@ impl JobStore {
             .put(meta, &mut reader)
             .await
             .map_err(|e| unavailable("store the report's items", e))?;
-        Ok(reader.stored)
+        Ok(reader.counts)
     }
 
     /// Deletes a report's stored items, if any.
@@ -400,8 +400,8 @@ struct PiecesReader {
     read: usize,
     started: bool,
     closed: bool,
-    /// The items that went in, their JSON dropped.
-    stored: Vec<Item>,
+    /// What went in (the items themselves are dropped once written).
+    counts: Counts,
 }
 
 impl PiecesReader {
@@ -413,17 +413,16 @@ impl PiecesReader {
             read: 0,
             started: false,
             closed: false,
-            stored: Vec::new(),
+            counts: Counts::default(),
         }
     }
 
     fn append(&mut self, items: Vec<Item>) {
-        for mut item in items {
+        for item in items {
             self.buffer.push(if self.started { b',' } else { b'[' });
             self.started = true;
             self.buffer.extend_from_slice(&item.json);
-            item.json = Vec::new();
-            self.stored.push(item);
+            self.counts.add(&item);
         }
     }
 }
@@ -482,7 +481,7 @@ mod tests {
     }
 
     /// Everything `pieces` turn into, read as the object store reads: whole chunks.
-    async fn read_all(pieces: Vec<Vec<Item>>, chunk: usize) -> (Vec<Vec<u8>>, Vec<Item>) {
+    async fn read_all(pieces: Vec<Vec<Item>>, chunk: usize) -> (Vec<Vec<u8>>, Counts) {
         let (send, receive) = tokio::sync::mpsc::channel(8);
         for piece in pieces {
             send.send(piece).await.unwrap();
@@ -499,7 +498,7 @@ mod tests {
             buffer.truncate(n);
             reads.push(buffer);
         }
-        (reads, reader.stored)
+        (reads, reader.counts)
     }
 
     #[tokio::test]
@@ -519,16 +518,12 @@ mod tests {
         assert!(whole.iter().all(|r| r.len() == 16), "{reads:?}");
         assert!(!last.is_empty() && last.len() <= 16);
         assert_eq!(
-            stored
-                .iter()
-                .map(|i| i.object_id.as_str())
-                .collect::<Vec<_>>(),
-            ["1", "2", "3"]
+            stored.by_name().into_iter().collect::<Vec<_>>(),
+            [(("user".to_string(), "modified".to_string()), 3)]
         );
-        assert!(stored.iter().all(|i| i.json.is_empty()));
 
         let (reads, stored) = read_all(Vec::new(), 16).await;
         assert_eq!(reads.concat(), b"[]");
-        assert!(stored.is_empty());
+        assert_eq!(stored.total(), 0);
     }
 }

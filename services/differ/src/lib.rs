@@ -264,10 +264,11 @@ impl Differ {
             }
         };
         match outcome {
-            Ok(items) => {
+            Ok(counts) => {
                 report.state = v1::JobState::Successful as i32;
-                report.changed = items.len() as u64;
-                report.summary = report::summary(&items)
+                report.changed = counts.total();
+                report.summary = counts
+                    .by_name()
                     .into_iter()
                     .map(|((kind, change_type), count)| v1::ChangeCount {
                         kind,

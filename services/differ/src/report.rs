@@ -88,16 +88,26 @@ impl Item {
     }
 }
 
-/// Counts per (kind, change type).
-pub fn summary(items: &[Item]) -> BTreeMap<(String, String), u64> {
-    let mut counts: BTreeMap<(ObjectKind, ChangeType), u64> = BTreeMap::new();
-    for item in items {
-        *counts.entry((item.kind, item.change_type)).or_insert(0) += 1;
+/// How many items there are of each (kind, change type): a report's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(BTreeMap<(ObjectKind, ChangeType), u64>);
+
+impl Counts {
+    pub fn add(&mut self, item: &Item) {
+        *self.0.entry((item.kind, item.change_type)).or_insert(0) += 1;
     }
-    counts
-        .into_iter()
-        .map(|((kind, change), n)| ((kind.as_str().into(), change.as_str().into()), n))
-        .collect()
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The counts by kind and change type names, in that order.
+    pub fn by_name(&self) -> BTreeMap<(String, String), u64> {
+        self.0
+            .iter()
+            .map(|((kind, change), n)| ((kind.as_str().into(), change.as_str().into()), *n))
+            .collect()
+    }
 }
 
 /// What a reviewer narrows a report to. Empty lists and texts match everything.
@@ -322,9 +332,13 @@ mod tests {
         );
         let written_value: Value = serde_json::from_slice(&written.json).unwrap();
         assert_eq!(written_value, item());
-        let counts = summary(&[written.clone(), added, written]);
+        let mut counts = Counts::default();
+        for item in [&written, &added, &written] {
+            counts.add(item);
+        }
+        assert_eq!(counts.total(), 3);
         assert_eq!(
-            counts.into_iter().collect::<Vec<_>>(),
+            counts.by_name().into_iter().collect::<Vec<_>>(),
             [
                 (
                     ("conditionalAccessPolicy".to_string(), "added".to_string()),

@@ -554,9 +554,9 @@ impl TwoPointReader<'_> {
     }
 
     /// What differs about the object `id` from right after `base` to right after
-    /// `target` (either may be the higher): the same as [`backtrack_domain::diff::diff_objects`] of
-    /// [`Self::object_at_both`]'s objects, but attributes stored alike at both are not
-    /// decoded. `None` when nothing differs.
+    /// `target` (either may be the higher): the same as
+    /// [`backtrack_domain::diff::diff_objects`] of [`Self::object_at_both`]'s objects, but
+    /// attributes stored alike at both are not decoded. `None` when nothing differs.
     pub fn diff(
         &mut self,
         id: &str,

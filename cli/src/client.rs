@@ -9,6 +9,7 @@ use backtrack_proto::v1::audit_service_client::AuditServiceClient;
 use backtrack_proto::v1::backup_service_client::BackupServiceClient;
 use backtrack_proto::v1::diff_service_client::DiffServiceClient;
 use backtrack_proto::v1::directory_service_client::DirectoryServiceClient;
+use backtrack_proto::v1::process_service_client::ProcessServiceClient;
 use backtrack_proto::v1::recovery_service_client::RecoveryServiceClient;
 use backtrack_proto::v1::time_travel_service_client::TimeTravelServiceClient;
 use backtrack_proto::v1::token_service_client::TokenServiceClient;
@@ -32,6 +33,8 @@ pub type DiffClient = DiffServiceClient<AuthedChannel>;
 pub type AuditClient = AuditServiceClient<AuthedChannel>;
 /// The recovery service client.
 pub type RecoveryClient = RecoveryServiceClient<AuthedChannel>;
+/// The client of the service every process answers (what it serves and keeps).
+pub type ProcessClient = ProcessServiceClient<AuthedChannel>;
 /// The token service client.
 pub type TokenClient = TokenServiceClient<AuthedChannel>;
 
@@ -71,6 +74,8 @@ pub struct Connection {
     /// Channels of the services given their own address (`--directory-server`, …), for a
     /// deployment that runs each service as its own process without a router in front.
     routes: Routes,
+    /// Every address the services are reached at, each once, with its channel.
+    processes: Vec<(String, Channel)>,
     token: BearerToken,
 }
 
@@ -146,6 +151,19 @@ impl Connection {
         .max_encoding_message_size(MAX_MESSAGE)
     }
 
+    /// Each process the services are reached at (its address and a client of the
+    /// `ProcessService` every process serves), each once.
+    pub fn processes(&self) -> Vec<(String, ProcessClient)> {
+        self.processes
+            .iter()
+            .map(|(address, channel)| {
+                let client =
+                    ProcessServiceClient::with_interceptor(channel.clone(), self.token.clone());
+                (address.clone(), client)
+            })
+            .collect()
+    }
+
     /// The token service: local tokens issued, and audited, by the server.
     pub fn tokens(&self) -> TokenClient {
         TokenServiceClient::with_interceptor(self.route(&self.routes.directory), self.token.clone())
@@ -174,32 +192,52 @@ pub async fn connect_channel(global: &GlobalArgs) -> anyhow::Result<Connection> 
     let token = BearerToken::new(&token).map_err(|e| anyhow!("unusable token: {e}"))?;
     let endpoint = Endpoint::from_shared(global.server.clone())
         .with_context(|| format!("invalid --server address '{}'", global.server))?;
-    let lazy = |flag: &str, address: &Option<String>| -> anyhow::Result<Option<Channel>> {
-        address
-            .as_ref()
-            .map(|address| {
-                Endpoint::from_shared(address.clone())
-                    .map(|e| e.connect_lazy())
-                    .with_context(|| format!("invalid {flag} address '{address}'"))
-            })
-            .transpose()
-    };
-    let routes = Routes {
-        directory: lazy("--directory-server", &global.directory_server)?,
-        snapshotter: lazy("--snapshotter-server", &global.snapshotter_server)?,
-        differ: lazy("--differ-server", &global.differ_server)?,
-        recovery: lazy("--recovery-server", &global.recovery_server)?,
-        audit: lazy("--audit-server", &global.audit_server)?,
-    };
+    let lazy =
+        |flag: &str, address: &Option<String>| -> anyhow::Result<Option<(String, Channel)>> {
+            address
+                .as_ref()
+                .map(|address| {
+                    Endpoint::from_shared(address.clone())
+                        .map(|e| (address.clone(), e.connect_lazy()))
+                        .with_context(|| format!("invalid {flag} address '{address}'"))
+                })
+                .transpose()
+        };
+    let own = [
+        lazy("--directory-server", &global.directory_server)?,
+        lazy("--snapshotter-server", &global.snapshotter_server)?,
+        lazy("--differ-server", &global.differ_server)?,
+        lazy("--recovery-server", &global.recovery_server)?,
+        lazy("--audit-server", &global.audit_server)?,
+    ];
     let channel = endpoint.connect().await.map_err(|e| {
         anyhow!(
             "cannot reach Backtrack at {}: {e}. Is `backtrack up` running (or --server right)?",
             global.server
         )
     })?;
+    // Each address once: `--server` if a service has no address of its own, then those.
+    let mut processes = Vec::new();
+    if own.iter().any(Option::is_none) {
+        processes.push((global.server.clone(), channel.clone()));
+    }
+    for (address, channel) in own.iter().flatten() {
+        if !processes.iter().any(|(known, _)| known == address) {
+            processes.push((address.clone(), channel.clone()));
+        }
+    }
+    let [directory, snapshotter, differ, recovery, audit] =
+        own.map(|route| route.map(|(_, channel)| channel));
     Ok(Connection {
         channel,
-        routes,
+        routes: Routes {
+            directory,
+            snapshotter,
+            differ,
+            recovery,
+            audit,
+        },
+        processes,
         token,
     })
 }

@@ -334,6 +334,7 @@ pub(crate) async fn serve(
     let served_for_status = Arc::new(std::sync::OnceLock::new());
     if let (Some(directory), true) = (&directory, parts.directory_api) {
         let process = crate::up_metrics::ProcessStatus {
+            name: parts.name,
             scraped: scraped.clone(),
             served: served_for_status.clone(),
         };
@@ -373,6 +374,14 @@ pub(crate) async fn serve(
         routes.add_service(InterceptedService::new(audit_api, interceptor.clone()));
     }
     let _ = served_for_status.set(served.iter().map(|s| s.to_string()).collect());
+    let process = backtrack_proto::v1::process_service_server::ProcessServiceServer::new(
+        crate::up_metrics::ProcessApi(crate::up_metrics::ProcessStatus {
+            name: parts.name,
+            scraped: scraped.clone(),
+            served: served_for_status.clone(),
+        }),
+    );
+    routes.add_service(InterceptedService::new(process, interceptor.clone()));
     let incoming = backtrack_platform::grpc::incoming(grpc);
     let grpc_shutdown = shutdown.clone();
     let mut grpc_task = tokio::spawn(

@@ -127,6 +127,8 @@ pub async fn projections(scraped: &Scraped) -> Vec<Projection> {
 /// `backtrack status`'s view of this process: the gRPC services it serves (known once all
 /// are added) and the projections it keeps.
 pub struct ProcessStatus {
+    /// The process's name ([`crate::up::Parts::name`]).
+    pub name: &'static str,
     pub scraped: Scraped,
     pub served: Arc<OnceLock<Vec<String>>>,
 }
@@ -148,5 +150,24 @@ impl ProcessView for ProcessStatus {
                 lag: p.lag,
             })
             .collect()
+    }
+}
+
+/// The `ProcessService` every process serves: what [`ProcessStatus`] sees, for any caller
+/// with a valid token (positions and lag are no tenant's data).
+pub struct ProcessApi(pub ProcessStatus);
+
+#[tonic::async_trait]
+impl v1::process_service_server::ProcessService for ProcessApi {
+    async fn describe_process(
+        &self,
+        _request: tonic::Request<v1::DescribeProcessRequest>,
+    ) -> Result<tonic::Response<v1::DescribeProcessResponse>, tonic::Status> {
+        Ok(tonic::Response::new(v1::DescribeProcessResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            services: self.0.services(),
+            projections: self.0.projections().await,
+            name: self.0.name.to_string(),
+        }))
     }
 }

@@ -519,20 +519,39 @@ async fn status_reports_every_service_and_projection_of_the_process() {
     )
     .await
     .unwrap();
-    let projections: Vec<(&str, &str)> = status["projections"]
+    let projections: Vec<(&str, &str, &str)> = status["projections"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["name"].as_str().unwrap(), p["stream"].as_str().unwrap()))
+        .map(|p| {
+            let text = |k: &str| p[k].as_str().unwrap();
+            (text("process"), text("name"), text("stream"))
+        })
         .collect();
     assert_eq!(
         projections,
         vec![
-            ("directory", "BT_EVENTS"),
-            ("timetravel", "BT_EVENTS"),
-            ("audit", "BT_AUDIT")
+            ("backtrack-up", "directory", "BT_EVENTS"),
+            ("backtrack-up", "timetravel", "BT_EVENTS"),
+            ("backtrack-up", "audit", "BT_AUDIT")
         ]
     );
+    // One process, asked once, serving all seven services.
+    let processes = status["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 1, "{status}");
+    assert_eq!(processes[0]["name"], "backtrack-up");
+    assert_eq!(processes[0]["services"].as_array().unwrap().len(), 7);
+    // Like every call, describing a process needs a token.
+    let mut anonymous = backtrack_proto::v1::process_service_client::ProcessServiceClient::connect(
+        format!("http://127.0.0.1:{}", b.grpc_port),
+    )
+    .await
+    .unwrap();
+    let refused = anonymous
+        .describe_process(backtrack_proto::v1::DescribeProcessRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
     let services = |s: &Value| -> Vec<(String, String)> {
         s["services"]
             .as_array()
@@ -561,4 +580,18 @@ async fn status_reports_every_service_and_projection_of_the_process() {
             "{name}: {state}"
         );
     }
+    // The address that does not answer is listed as a process that did not say what it
+    // keeps; the one at --server still did.
+    let processes = split["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 2, "{split}");
+    assert_eq!(processes[0]["name"], "backtrack-up", "{split}");
+    assert_eq!(processes[1]["address"], "http://127.0.0.1:1", "{split}");
+    assert!(
+        processes[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{split}"
+    );
+    assert_eq!(split["projections"].as_array().unwrap().len(), 3, "{split}");
 }

@@ -97,6 +97,22 @@ async fn services_in_separate_processes_recover_through_a_nats_node_crash_and_a_
     let services = status["services"].as_array().unwrap();
     assert_eq!(services.len(), 7, "{status}");
     assert!(services.iter().all(|s| s["state"] == "serving"), "{status}");
+    // ... and every process, at its own address, for the projections it keeps.
+    let kept = |process: &str| -> Vec<String> {
+        status["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["process"] == format!("backtrack-{process}"))
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(status["processes"].as_array().unwrap().len(), 5, "{status}");
+    assert_eq!(kept("directory"), ["directory"], "{status}");
+    assert_eq!(kept("snapshotter"), ["timetravel"], "{status}");
+    assert_eq!(kept("differ"), ["timetravel"], "{status}");
+    assert_eq!(kept("recovery"), ["directory", "timetravel"], "{status}");
+    assert_eq!(kept("audit"), ["audit"], "{status}");
 
     // Seed through the directory process; the stream is replicated three times.
     d.json(&["tenant", "create", T]).unwrap();

@@ -1,6 +1,6 @@
 //! `backtrack status`: which services answer (each asked over the gRPC health protocol
-//! at its address), the event stream, and every projection the directory's process keeps
-//! with its position and lag.
+//! at its address), the event stream, and every projection each process keeps (each
+//! process asked at its address) with its position and lag.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::args::{GlobalArgs, OutputFormat};
-use crate::client::{connect_channel, Connection};
+use crate::client::{connect_channel, Connection, ProcessClient};
 use crate::output::outln;
 use crate::output::{print_json, table};
 
@@ -39,8 +39,25 @@ pub async fn run(g: &GlobalArgs, tenant: Option<String>) -> anyhow::Result<()> {
         .await?
         .into_inner();
     // Asked together, so an address that does not answer costs one timeout, not seven.
-    let states = futures::future::join_all(SERVICES.iter().map(|s| health(&connection, s))).await;
+    let (states, processes) = futures::future::join(
+        futures::future::join_all(SERVICES.iter().map(|s| health(&connection, s))),
+        futures::future::join_all(connection.processes().into_iter().map(describe)),
+    )
+    .await;
     let services: Vec<(&str, String)> = SERVICES.into_iter().zip(states).collect();
+    // One row per projection of each process; a process that did not answer, one row
+    // saying so.
+    let rows: Vec<(&str, Result<&v1::ProjectionStatus, &str>)> = processes
+        .iter()
+        .flat_map(|(address, described)| match described {
+            Ok(d) => d
+                .projections
+                .iter()
+                .map(|p| (d.name.as_str(), Ok(p)))
+                .collect(),
+            Err(e) => vec![(address.as_str(), Err(e.as_str()))],
+        })
+        .collect();
     match g.output {
         OutputFormat::Json => print_json(&json!({
             "version": s.version,
@@ -48,7 +65,11 @@ pub async fn run(g: &GlobalArgs, tenant: Option<String>) -> anyhow::Result<()> {
             "stream": s.stream,
             "lastSequence": s.last_sequence,
             "messages": s.messages,
-            "projections": s.projections.iter().map(|p| json!({"name": p.name, "stream": p.stream, "position": p.position, "lag": p.lag})).collect::<Vec<_>>(),
+            "projections": rows.iter().filter_map(|(process, p)| p.ok().map(|p| json!({"process": process, "name": p.name, "stream": p.stream, "position": p.position, "lag": p.lag}))).collect::<Vec<_>>(),
+            "processes": processes.iter().map(|(address, d)| match d {
+                Ok(d) => json!({"address": address, "name": d.name, "version": d.version, "services": d.services}),
+                Err(e) => json!({"address": address, "error": e}),
+            }).collect::<Vec<_>>(),
             "tenant": s.tenant.as_ref().map(|t| json!({"id": t.tenant, "objects": t.objects, "digest": t.digest})),
         })),
         OutputFormat::Table => {
@@ -77,22 +98,46 @@ pub async fn run(g: &GlobalArgs, tenant: Option<String>) -> anyhow::Result<()> {
             );
             outln!();
             table(
-                &["PROJECTION", "STREAM", "POSITION", "LAG"],
-                &s.projections
+                &["PROCESS", "PROJECTION", "STREAM", "POSITION", "LAG"],
+                &rows
                     .iter()
-                    .map(|p| {
-                        vec![
+                    .map(|(process, p)| match p {
+                        Ok(p) => vec![
+                            process.to_string(),
                             p.name.clone(),
                             p.stream.clone(),
                             p.position.to_string(),
                             p.lag.to_string(),
-                        ]
+                        ],
+                        // Last, where a long text does not widen the columns.
+                        Err(e) => {
+                            let mut row = vec![process.to_string()];
+                            row.extend(["-", "-", "-", e].map(str::to_string));
+                            row
+                        }
                     })
                     .collect::<Vec<_>>(),
             );
         }
     }
     Ok(())
+}
+
+/// What the process at `address` serves and keeps, or why it did not say.
+async fn describe(
+    (address, mut client): (String, ProcessClient),
+) -> (String, Result<v1::DescribeProcessResponse, String>) {
+    let asked = tokio::time::timeout(
+        HEALTH_TIMEOUT,
+        client.describe_process(v1::DescribeProcessRequest {}),
+    )
+    .await;
+    let described = match asked {
+        Err(_) => Err(format!("unreachable: no answer within {HEALTH_TIMEOUT:?}")),
+        Ok(Ok(answer)) => Ok(answer.into_inner()),
+        Ok(Err(status)) => Err(format!("unreachable: {}", status.message())),
+    };
+    (address, described)
 }
 
 /// `serving`, `not serving` (up, but not ready: NATS unreachable or a projection far

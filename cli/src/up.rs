@@ -332,14 +332,16 @@ pub(crate) async fn serve(
     routes.add_service(grpc_health_service);
     let mut served: Vec<&'static str> = Vec::new();
     let served_for_status = Arc::new(std::sync::OnceLock::new());
+    // What this process serves and keeps: for the directory's `Status` and for the
+    // `ProcessService` every process serves.
+    let process = Arc::new(crate::up_metrics::ProcessStatus {
+        name: parts.name,
+        scraped: scraped.clone(),
+        served: served_for_status.clone(),
+    });
     if let (Some(directory), true) = (&directory, parts.directory_api) {
-        let process = crate::up_metrics::ProcessStatus {
-            name: parts.name,
-            scraped: scraped.clone(),
-            served: served_for_status.clone(),
-        };
         let api = DirectoryApi::new(directory.clone(), auditor.clone())
-            .with_process(Arc::new(process))
+            .with_process(process.clone())
             .into_server();
         served.push(named(&api));
         routes.add_service(InterceptedService::new(api, interceptor.clone()));
@@ -375,11 +377,7 @@ pub(crate) async fn serve(
     }
     let _ = served_for_status.set(served.iter().map(|s| s.to_string()).collect());
     let process = backtrack_proto::v1::process_service_server::ProcessServiceServer::new(
-        crate::up_metrics::ProcessApi(crate::up_metrics::ProcessStatus {
-            name: parts.name,
-            scraped: scraped.clone(),
-            served: served_for_status.clone(),
-        }),
+        crate::up_metrics::ProcessApi(process),
     );
     routes.add_service(InterceptedService::new(process, interceptor.clone()));
     let incoming = backtrack_platform::grpc::incoming(grpc);

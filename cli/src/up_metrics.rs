@@ -155,7 +155,7 @@ impl ProcessView for ProcessStatus {
 
 /// The `ProcessService` every process serves: what [`ProcessStatus`] sees, for any caller
 /// with a valid token (positions and lag are no tenant's data).
-pub struct ProcessApi(pub ProcessStatus);
+pub struct ProcessApi(pub Arc<ProcessStatus>);
 
 #[tonic::async_trait]
 impl v1::process_service_server::ProcessService for ProcessApi {

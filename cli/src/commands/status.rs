@@ -135,7 +135,15 @@ async fn describe(
     let described = match asked {
         Err(_) => Err(format!("unreachable: no answer within {HEALTH_TIMEOUT:?}")),
         Ok(Ok(answer)) => Ok(answer.into_inner()),
-        Ok(Err(status)) => Err(format!("unreachable: {}", status.message())),
+        Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+            Err(format!("unreachable: {}", status.message()))
+        }
+        // It answered, but not with what it keeps (another deployment's token, say).
+        Ok(Err(status)) => Err(format!(
+            "refused ({:?}): {}",
+            status.code(),
+            status.message()
+        )),
     };
     (address, described)
 }

@@ -19,6 +19,11 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// `info,backtrack_directory=debug`).
 pub const LOG_ENV: &str = "BACKTRACK_LOG";
 
+/// The log filter without [`LOG_ENV`]: `info`, but the NATS client only from `warn` (its
+/// connection events are logged, and counted, by [`crate::nats`] already; its own lines
+/// would repeat them, and a short-lived probe connection at start would log `closed`).
+pub const DEFAULT_LOG_FILTER: &str = "info,async_nats=warn";
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -83,9 +88,9 @@ impl Drop for TracingGuard {
 
 fn install(format: LogFormat, filter: Option<&str>, otlp: Option<(&str, &str)>) -> TracingGuard {
     let (filter, bad_filter) = match filter.map(EnvFilter::try_new) {
-        None => (EnvFilter::new("info"), None),
+        None => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
         Some(Ok(filter)) => (filter, None),
-        Some(Err(err)) => (EnvFilter::new("info"), Some(err)),
+        Some(Err(err)) => (EnvFilter::new(DEFAULT_LOG_FILTER), Some(err)),
     };
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()

@@ -31,28 +31,11 @@ pub struct Progress {
 /// handed on, in order, while later ones are computed.
 const PIECE: usize = 4096;
 
-/// The changed objects between `base` and `target` within `scope`, ordered by kind and
-/// id, each as a report item (written as JSON by the worker that found it). Stops with
-/// `Precondition` when `progress.cancelled` is set.
-pub fn compute(
-    store: &TimeTravelStore,
-    tenant: &str,
-    base: u64,
-    target: u64,
-    scope: &Scope,
-    progress: &Progress,
-) -> Result<Vec<Item>, DifferError> {
-    let mut items = Vec::new();
-    compute_each(store, tenant, base, target, scope, progress, |piece| {
-        items.extend(piece);
-        Ok(())
-    })?;
-    Ok(items)
-}
-
-/// Like [`compute`], handing the items to `emit` piece by piece, in kind and id order, as
-/// soon as each piece and the ones before it are done. An error from `emit` stops the
-/// work and is returned.
+/// The changed objects between `base` and `target` within `scope`, each as a report item
+/// (written as JSON by the worker that found it), handed to `emit` piece by piece in kind
+/// and id order as soon as each piece and the ones before it are done. An error from
+/// `emit` stops the work and is returned; so does `Precondition` when
+/// `progress.cancelled` is set.
 pub fn compute_each(
     store: &TimeTravelStore,
     tenant: &str,

@@ -333,8 +333,8 @@ impl JobStore {
     /// Stores a report's items as they are computed: `pieces` (in order) become one JSON
     /// array of the items' texts, written chunk by chunk while later pieces are still
     /// being computed. Returns how many items of each kind and change type went in. When
-    /// the sender stops early (the computation failed or was cancelled), the
-    /// items so far are stored all the same: delete them with [`JobStore::delete_items`].
+    /// the sender stops early (the computation failed or was cancelled), the items so far
+    /// are stored all the same: delete them with [`JobStore::delete_items`].
     pub async fn put_items_streamed(
         &self,
         tenant: &str,

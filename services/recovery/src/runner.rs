@@ -535,24 +535,29 @@ impl Recovery {
             let store = self.snapshotter().store().clone();
             let (tenant, scope) = (job.tenant.clone(), scope_of(job));
             let point = job.point.as_ref().map_or(0, |p| p.sequence);
-            let items = tokio::task::spawn_blocking(move || {
-                backtrack_differ::compute::compute(
+            // Counted as found; only the first ids are kept.
+            let (residual, ids) = tokio::task::spawn_blocking(move || {
+                let (mut residual, mut ids) = (0u64, Vec::new());
+                backtrack_differ::compute::compute_each(
                     &store,
                     &tenant,
                     point,
                     now,
                     &scope,
                     &Progress::default(),
+                    |piece| {
+                        residual += piece.len() as u64;
+                        let room = MAX_RESIDUAL_IDS.saturating_sub(ids.len());
+                        ids.extend(piece.into_iter().take(room).map(|i| i.object_id));
+                        Ok(())
+                    },
                 )
+                .map(|()| (residual, ids))
             })
             .await
             .map_err(|e| RecoveryError::Internal(format!("residual diff stopped: {e}")))??;
-            job.residual = items.len() as u64;
-            job.residual_ids = items
-                .iter()
-                .take(MAX_RESIDUAL_IDS)
-                .map(|i| i.object_id.clone())
-                .collect();
+            job.residual = residual;
+            job.residual_ids = ids;
         }
         let failures = self.inner.jobs.failures(&job.tenant, &job.id).await?;
         let overwritten = failures

@@ -77,7 +77,7 @@ pub fn item(mut object: Value) -> anyhow::Result<v1::ImportItem> {
         .context("each object must be a JSON object")?;
     let kind = match map.remove(KIND_KEY) {
         Some(Value::String(k)) => k,
-        _ => anyhow::bail!("each object needs \"{KIND_KEY}\": \"<kind>\""),
+        _ => anyhow::bail!("\"{KIND_KEY}\" must be a kind name such as \"user\""),
     };
     let links = take_links(map)?;
     let mutation_id = match map.get("id") {

@@ -14,6 +14,7 @@ pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod import;
+pub mod import_file;
 pub mod output;
 pub mod point;
 pub mod readiness;

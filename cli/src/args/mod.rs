@@ -400,15 +400,22 @@ pub enum DirCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Import Graph-style objects from a JSON-lines file (one object per line).
+    /// Import Graph-style objects: JSON lines (one object per line), or Graph response
+    /// bodies as Microsoft Graph returns them (a page `{"value": [...]}`, pages one after
+    /// another, or an array of objects).
     Import {
         /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
+        /// The file to import.
         file: PathBuf,
         /// Objects per request.
         #[arg(long, default_value_t = 2000)]
         batch: usize,
+        /// The kind of objects without "@kind", as in a page of `GET /users` (default:
+        /// the kind of each object's Graph "@odata.type").
+        #[arg(long)]
+        kind: Option<String>,
     },
 }
 

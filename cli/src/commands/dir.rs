@@ -1,18 +1,17 @@
 //! `backtrack dir ...` and `backtrack demo seed`. The time-travel forms (`--at`, `history`,
 //! `members`) live in [`super::time_travel`].
 
-use std::io::BufRead;
-
 use anyhow::{bail, Context};
 use backtrack_domain::graph::KIND_KEY;
+use backtrack_domain::ObjectKind;
 use backtrack_proto::v1;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::time_travel;
 use crate::args::{DirCommand, GlobalArgs, LinkCommand, OutputFormat};
 use crate::client::{connect, connect_channel, Client};
 use crate::import::{self, ImportSummary};
+use crate::import_file;
 use crate::output::outln;
 use crate::output::{cell, object_json, print_json, table};
 
@@ -203,32 +202,16 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             tenant,
             file,
             batch,
+            kind,
         } => {
-            let reader = std::io::BufReader::new(
-                std::fs::File::open(&file)
-                    .with_context(|| format!("cannot open {}", file.display()))?,
-            );
-            let total = std::io::BufReader::new(std::fs::File::open(&file)?)
-                .lines()
-                .count() as u64;
-            let tenant_for_ids = tenant.clone();
-            let mut ids = ImportIds::default();
-            let objects = reader.lines().enumerate().filter_map(move |(n, line)| {
-                let line = match line {
-                    Ok(l) => l,
-                    Err(e) => return Some(Err(anyhow::anyhow!("line {}: {e}", n + 1))),
-                };
-                if line.trim().is_empty() {
-                    return None;
-                }
-                Some(parse_line(&line, n + 1, &tenant_for_ids, &mut ids).map(|v| (n as u64 + 1, v)))
-            });
+            let kind = kind.map(|k| k.parse::<ObjectKind>()).transpose()?;
+            let source = import_file::open(&file, &tenant, kind)?;
             let summary = import::run(
                 &mut client,
                 &tenant,
-                objects,
-                "line",
-                Some(total),
+                source.objects,
+                source.unit,
+                source.total,
                 batch,
                 g.output == OutputFormat::Table,
             )
@@ -237,62 +220,6 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// One JSON-lines object; objects without an id get one from `ids`.
-fn parse_line(
-    line: &str,
-    number: usize,
-    tenant: &str,
-    ids: &mut ImportIds,
-) -> anyhow::Result<Value> {
-    let mut value: Value = serde_json::from_str(line).with_context(|| {
-        format!("line {number} is not valid JSON (objects of earlier lines may already be imported: fix the line and run the import again; objects already there are recognised, not created twice)")
-    })?;
-    let map = value
-        .as_object_mut()
-        .with_context(|| format!("line {number} is not a JSON object"))?;
-    let singleton = map
-        .get("@kind")
-        .and_then(Value::as_str)
-        .and_then(|k| k.parse::<backtrack_domain::ObjectKind>().ok())
-        .and_then(|k| k.singleton_id());
-    if !map.contains_key("id") {
-        let id = match singleton {
-            Some(fixed) => fixed.to_string(),
-            None => ids.derive(tenant, map),
-        };
-        map.insert("id".into(), Value::String(id));
-    }
-    Ok(value)
-}
-
-/// Ids for import lines that carry none, derived from the tenant and the line's content
-/// (canonical JSON: key order and spacing do not matter), and for the n-th line with the
-/// same content from n as well. Running an import again — after a crash, or after fixing,
-/// adding or reordering lines — finds the objects it created before instead of creating
-/// them twice; identical lines in one file stay distinct objects.
-#[derive(Default)]
-struct ImportIds {
-    /// Occurrences so far, by the first half of the content's digest (a million lines
-    /// take about 40 MB).
-    seen: std::collections::HashMap<[u8; 16], u32>,
-}
-
-impl ImportIds {
-    fn derive(&mut self, tenant: &str, object: &Map<String, Value>) -> String {
-        let content = backtrack_domain::canonical::map_to_canonical_string(object);
-        let digest: [u8; 32] = Sha256::digest(content.as_bytes()).into();
-        let mut half = [0u8; 16];
-        half.copy_from_slice(&digest[..16]);
-        let occurrence = self.seen.entry(half).or_insert(0);
-        *occurrence += 1;
-        uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_URL,
-            format!("{tenant}/{}/{occurrence}", hex::encode(digest)).as_bytes(),
-        )
-        .to_string()
-    }
 }
 
 /// `backtrack demo seed`: creates the tenant when missing, then imports the demo objects.

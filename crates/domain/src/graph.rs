@@ -116,6 +116,85 @@ pub fn parse(kind_hint: Option<ObjectKind>, value: Value) -> Result<ParsedObject
     })
 }
 
+/// Suffix of Graph's way of giving links in a create request:
+/// `"members@odata.bind": ["https://graph.microsoft.com/v1.0/directoryObjects/<id>"]`.
+pub const BIND_SUFFIX: &str = "@odata.bind";
+
+/// Takes the links that a Graph-style object gives in Graph's own ways out of its
+/// attributes: `<relation>@odata.bind` (one URL or id, or a list of them, as in Graph's
+/// create requests; an id is a URL's last segment) and a relation expanded as `$expand`
+/// returns it (`"members": [{"id": "<id>", ...}]`, `"manager": {"id": "<id>", ...}`).
+/// Relations are checked later, like any link; any other value under a relation's name
+/// stays, for the caller to refuse.
+pub fn take_graph_links(
+    kind: ObjectKind,
+    attributes: &mut Map<String, Value>,
+) -> Result<Vec<Link>, DomainError> {
+    let schema = crate::schema::schema(kind);
+    let mut links = Vec::new();
+    let bound: Vec<String> = attributes
+        .keys()
+        .filter(|name| name.ends_with(BIND_SUFFIX))
+        .cloned()
+        .collect();
+    for name in bound {
+        let relation = &name[..name.len() - BIND_SUFFIX.len()];
+        let shape = || {
+            DomainError::invalid(format!(
+                "'{}' must be a URL or id of the object to link, or a list of them, e.g. [\"https://graph.microsoft.com/v1.0/directoryObjects/<id>\"]",
+                crate::validate::printable(&name)
+            ))
+        };
+        let targets = match attributes.remove(&name) {
+            Some(Value::String(one)) => vec![one],
+            Some(Value::Array(many)) => many
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(shape()),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(shape()),
+        };
+        for target in targets {
+            let id = bound_id(&target).ok_or_else(shape)?;
+            links.push(Link::new(relation.to_string(), id.to_string()));
+        }
+    }
+    for relation in schema.links {
+        let expanded = match attributes.get(relation.name) {
+            Some(Value::Null) => Some(Vec::new()),
+            Some(Value::Object(one)) => expanded_id(one).map(|id| vec![id]),
+            Some(Value::Array(many)) => many
+                .iter()
+                .map(|v| v.as_object().and_then(expanded_id))
+                .collect(),
+            _ => None,
+        };
+        if let Some(ids) = expanded {
+            attributes.remove(relation.name);
+            links.extend(ids.into_iter().map(|id| Link::new(relation.name, id)));
+        }
+    }
+    Ok(links)
+}
+
+/// The id in a bind: a URL's last path segment (`.../directoryObjects/<id>`, or OData's
+/// `.../directoryObjects('<id>')`), or the id itself.
+fn bound_id(target: &str) -> Option<&str> {
+    let last = target.trim_end_matches('/').rsplit('/').next()?;
+    let id = match last.find("('") {
+        Some(open) => last[open + 2..].strip_suffix("')")?,
+        None => last,
+    };
+    (!id.is_empty()).then_some(id)
+}
+
+/// The id of an expanded object (`{"@odata.type": ..., "id": "<id>", ...}`).
+fn expanded_id(object: &Map<String, Value>) -> Option<String> {
+    object.get("id").and_then(Value::as_str).map(str::to_string)
+}
+
 /// One entry of a `members@delta`-style list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkDelta {

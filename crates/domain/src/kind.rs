@@ -47,21 +47,7 @@ impl ObjectKind {
 
     /// The Graph name, which is also the kind token in event subjects.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::User => "user",
-            ObjectKind::Group => "group",
-            ObjectKind::Application => "application",
-            ObjectKind::ServicePrincipal => "servicePrincipal",
-            ObjectKind::ConditionalAccessPolicy => "conditionalAccessPolicy",
-            ObjectKind::NamedLocation => "namedLocation",
-            ObjectKind::AuthenticationMethodsPolicy => "authenticationMethodsPolicy",
-            ObjectKind::AuthorizationPolicy => "authorizationPolicy",
-            ObjectKind::AdministrativeUnit => "administrativeUnit",
-            ObjectKind::RoleDefinition => "roleDefinition",
-            ObjectKind::RoleAssignment => "roleAssignment",
-            ObjectKind::AppRoleAssignment => "appRoleAssignment",
-            ObjectKind::OAuth2PermissionGrant => "oauth2PermissionGrant",
-        }
+        NAMES[self as usize]
     }
 
     /// Singleton kinds have exactly one object per tenant, whose id is the kind name.
@@ -71,6 +57,36 @@ impl ObjectKind {
             ObjectKind::AuthorizationPolicy => Some("authorizationPolicy"),
             _ => None,
         }
+    }
+
+    /// The Graph types (`@odata.type` without its `#microsoft.graph.` prefix) of objects of
+    /// this kind; a named location is one of two.
+    pub fn graph_types(self) -> &'static [&'static str] {
+        match self {
+            ObjectKind::NamedLocation => {
+                &["ipNamedLocation", "countryNamedLocation", "namedLocation"]
+            }
+            ObjectKind::RoleDefinition => &["unifiedRoleDefinition"],
+            ObjectKind::RoleAssignment => &["unifiedRoleAssignment"],
+            ObjectKind::OAuth2PermissionGrant => &["oAuth2PermissionGrant"],
+            other => std::slice::from_ref(&NAMES[other as usize]),
+        }
+    }
+
+    /// The kind of a Graph `@odata.type` (`#microsoft.graph.user`; the `#` and the
+    /// namespace may be left out, and case does not matter). `None` for a type that is no
+    /// kind of ours (a device, a contact).
+    pub fn from_graph_type(odata_type: &str) -> Option<ObjectKind> {
+        let name = odata_type.strip_prefix('#').unwrap_or(odata_type);
+        let name = match name.get(..NAMESPACE.len()) {
+            Some(prefix) if prefix.eq_ignore_ascii_case(NAMESPACE) => &name[NAMESPACE.len()..],
+            _ => name,
+        };
+        ObjectKind::ALL.into_iter().find(|kind| {
+            kind.graph_types()
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name))
+        })
     }
 
     /// Whether Graph gives objects of this kind GUID ids. The others use opaque
@@ -86,6 +102,26 @@ impl ObjectKind {
         )
     }
 }
+
+/// The namespace of Graph's type names.
+const NAMESPACE: &str = "microsoft.graph.";
+
+/// Each kind's name, in the order of [`ObjectKind::ALL`] (the discriminants').
+const NAMES: [&str; 13] = [
+    "user",
+    "group",
+    "application",
+    "servicePrincipal",
+    "conditionalAccessPolicy",
+    "namedLocation",
+    "authenticationMethodsPolicy",
+    "authorizationPolicy",
+    "administrativeUnit",
+    "roleDefinition",
+    "roleAssignment",
+    "appRoleAssignment",
+    "oauth2PermissionGrant",
+];
 
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +158,32 @@ mod tests {
         for kind in ObjectKind::ALL {
             assert_eq!(kind.as_str().parse::<ObjectKind>(), Ok(kind));
         }
+    }
+
+    #[test]
+    fn graph_types_name_their_kind() {
+        for kind in ObjectKind::ALL {
+            for t in kind.graph_types() {
+                for given in [
+                    format!("#microsoft.graph.{t}"),
+                    t.to_string(),
+                    format!("Microsoft.Graph.{}", t.to_uppercase()),
+                ] {
+                    assert_eq!(ObjectKind::from_graph_type(&given), Some(kind), "{given}");
+                }
+            }
+        }
+        assert_eq!(ObjectKind::from_graph_type("#microsoft.graph.device"), None);
+        assert_eq!(ObjectKind::from_graph_type("#microsoft.graph."), None);
+        assert_eq!(ObjectKind::from_graph_type(""), None);
+        assert_eq!(
+            ObjectKind::from_graph_type("#microsoft.graph.unifiedRoleAssignment"),
+            Some(ObjectKind::RoleAssignment)
+        );
+        assert_eq!(
+            ObjectKind::from_graph_type("#microsoft.graph.ipNamedLocation"),
+            Some(ObjectKind::NamedLocation)
+        );
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub fn attribute_name(name: &str) -> Result<(), DomainError> {
             printable(name)
         )));
     }
+    // A create takes Graph's link bindings as links; anywhere else one would be stored
+    // as an attribute that links nothing.
+    if let Some(relation) = name.strip_suffix(crate::graph::BIND_SUFFIX) {
+        return Err(DomainError::invalid(format!(
+            "'{name}' binds links, which only a create takes: change the links of an existing object with the link operations (`backtrack dir link add|remove --relation {relation}`)"
+        )));
+    }
     // `@kind` and `@links` are our annotations of rendered objects; stored as attributes
     // they would pass for a kind or for links that the directory does not know of.
     if name.starts_with('@') && !name.starts_with("@odata.") {

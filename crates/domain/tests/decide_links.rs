@@ -131,3 +131,151 @@ fn adding_an_existing_member_and_removing_a_missing_one_emit_nothing() {
     );
     invalid(t.when(remove(&[])));
 }
+
+#[test]
+fn a_create_takes_graphs_link_bindings_as_links() {
+    let mut t = Tenant::given();
+    t.ok(create_user(ADELE, "Adele", "a@contoso.com"));
+    t.ok(create_user(BRIAN, "Brian", "b@contoso.com"));
+    t.ok(create_user(CARLA, "Carla", "c@contoso.com"));
+    let events = t.ok(create(
+        ObjectKind::Group,
+        SALES,
+        json!({
+            "displayName": "Sales",
+            "members@odata.bind": [
+                format!("https://graph.microsoft.com/v1.0/directoryObjects/{ADELE}"),
+                format!("https://graph.microsoft.com/v1.0/users('{BRIAN}')"),
+                CARLA,
+            ],
+            "owners@odata.bind": format!("https://graph.microsoft.com/v1.0/users/{ADELE}/"),
+        }),
+    ));
+    let Change::Created { attributes, links } = only_change(&events) else {
+        panic!("expected a creation: {events:?}");
+    };
+    assert!(
+        attributes.keys().all(|k| !k.contains("@odata.bind")),
+        "{attributes:?}"
+    );
+    let mut got: Vec<(String, String)> = links
+        .iter()
+        .map(|l| (l.relation.clone(), l.target_id.clone()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        ("members".to_string(), ADELE.to_string()),
+        ("members".to_string(), BRIAN.to_string()),
+        ("members".to_string(), CARLA.to_string()),
+        ("owners".to_string(), ADELE.to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(t.targets(SALES, "members").len(), 3);
+
+    // A binding is checked like any link.
+    let msg = invalid(t.when(create(
+        ObjectKind::Group,
+        ADMINS,
+        json!({"displayName": "Admins", "friends@odata.bind": [ADELE]}),
+    )));
+    assert!(msg.contains("friends") && msg.contains("members"), "{msg}");
+    let msg = invalid(t.when(create(
+        ObjectKind::Group,
+        ADMINS,
+        json!({"displayName": "Admins", "members@odata.bind": [MISSING]}),
+    )));
+    assert!(msg.contains(MISSING), "{msg}");
+    for bad in [
+        json!(42),
+        json!([{"id": ADELE}]),
+        json!(""),
+        json!(["https://graph.microsoft.com/v1.0/users('')"]),
+    ] {
+        let msg = invalid(t.when(create(
+            ObjectKind::Group,
+            ADMINS,
+            json!({"displayName": "Admins", "members@odata.bind": bad}),
+        )));
+        assert!(msg.contains("members@odata.bind"), "{bad}: {msg}");
+    }
+}
+
+#[test]
+fn a_create_takes_expanded_relations_as_links() {
+    let mut t = Tenant::given();
+    t.ok(create_user(ADELE, "Adele", "a@contoso.com"));
+    t.ok(create_group(ADMINS, "Admins"));
+    // As `$expand=members,owners` returns them: whole objects, of which the ids count.
+    t.ok(create(
+        ObjectKind::Group,
+        SALES,
+        json!({
+            "displayName": "Sales",
+            "members": [
+                {"@odata.type": "#microsoft.graph.user", "id": ADELE, "displayName": "Adele"},
+                {"@odata.type": "#microsoft.graph.group", "id": ADMINS},
+            ],
+            "owners": [],
+        }),
+    ));
+    let mut members = t.targets(SALES, "members");
+    members.sort();
+    let mut want = vec![ADELE.to_string(), ADMINS.to_string()];
+    want.sort();
+    assert_eq!(members, want);
+    assert!(t.attribute(SALES, "members").is_none());
+    assert!(t.attribute(SALES, "owners").is_none());
+    // `$expand=manager`: one object.
+    t.ok(create(
+        ObjectKind::User,
+        BRIAN,
+        json!({"displayName": "Brian", "userPrincipalName": "b@contoso.com", "manager": {"id": ADELE}}),
+    ));
+    assert_eq!(t.targets(BRIAN, "manager"), vec![ADELE.to_string()]);
+    // Bare ids are no Graph shape: refused with the way to give links.
+    let msg = invalid(t.when(create(
+        ObjectKind::Group,
+        POLICY,
+        json!({"displayName": "Ops", "members": [ADELE]}),
+    )));
+    assert!(msg.contains("@links"), "{msg}");
+}
+
+#[test]
+fn an_update_refuses_link_bindings() {
+    let mut t = Tenant::given();
+    t.ok(create_user(ADELE, "Adele", "a@contoso.com"));
+    t.ok(create_group(SALES, "Sales"));
+    let msg = invalid(t.when(update(SALES, json!({"members@odata.bind": [ADELE]}))));
+    assert!(msg.contains("link add"), "{msg}");
+    assert!(t.attribute(SALES, "members@odata.bind").is_none());
+}
+
+#[test]
+fn odata_type_must_be_a_type_of_the_objects_kind() {
+    let mut t = Tenant::given();
+    let msg = invalid(t.when(create(
+        ObjectKind::User,
+        ADELE,
+        json!({"displayName": "Adele", "userPrincipalName": "a@contoso.com", "@odata.type": "#microsoft.graph.group"}),
+    )));
+    assert!(msg.contains("#microsoft.graph.user"), "{msg}");
+    t.ok(create(
+        ObjectKind::User,
+        ADELE,
+        json!({"displayName": "Adele", "userPrincipalName": "a@contoso.com", "@odata.type": "#microsoft.graph.user"}),
+    ));
+    let msg = invalid(t.when(update(ADELE, json!({"@odata.type": 7}))));
+    assert!(msg.contains("not a string"), "{msg}");
+    let msg = invalid(t.when(update(
+        ADELE,
+        json!({"@odata.type": "#microsoft.graph.device"}),
+    )));
+    assert!(msg.contains("device"), "{msg}");
+    t.ok(create(
+        ObjectKind::NamedLocation,
+        POLICY,
+        json!({"displayName": "HQ", "@odata.type": "#microsoft.graph.countryNamedLocation"}),
+    ));
+}

@@ -110,6 +110,37 @@ impl Backtrack {
             .expect("the backtrack binary runs")
     }
 
+    /// Runs a CLI command (`-o json`) that must end by itself within `limit`; fails (after
+    /// killing it) when it does not.
+    pub fn cli_within(&self, args: &[&str], limit: Duration) -> anyhow::Result<Output> {
+        let mut child = self
+            .command(args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Read the pipes while waiting, so a long output cannot block the command.
+        let mut stdout = child.stdout.take().context("stdout is piped")?;
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+        });
+        let deadline = std::time::Instant::now() + limit;
+        while child.try_wait()?.is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("backtrack {} did not end within {limit:?}", args.join(" "));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stdout = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))??;
+        let mut output = child.wait_with_output()?;
+        output.stdout = stdout;
+        Ok(output)
+    }
+
     /// Runs a CLI command (`-o json`) whose reader stops after the first `bytes` bytes of its
     /// output and closes the pipe, as `backtrack … | head -c N` does. Returns what was read
     /// and the command's exit status and stderr.

@@ -712,3 +712,60 @@ async fn graph_response_bodies_import_as_graph_returns_them() {
         "nothing may be imported"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_can_stop_at_the_events_stored_now() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "a"]).unwrap();
+    b.create(
+        "a",
+        "user",
+        &["displayName=A1", "userPrincipalName=a1@a.test"],
+    )
+    .unwrap();
+    b.create(
+        "a",
+        "user",
+        &["displayName=A2", "userPrincipalName=a2@a.test"],
+    )
+    .unwrap();
+    // Another tenant's events come after `a`'s last one.
+    b.json(&["tenant", "create", "b"]).unwrap();
+    b.create(
+        "b",
+        "user",
+        &["displayName=B1", "userPrincipalName=b1@b.test"],
+    )
+    .unwrap();
+    let tail = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["events", "tail", "--no-follow"];
+        all.extend_from_slice(args);
+        let out = b
+            .cli_within(&all, std::time::Duration::from_secs(20))
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let a = tail(&["--tenant", "a", "--from-start"]);
+    let changes: Vec<&str> = a.iter().map(|e| e["change"].as_str().unwrap()).collect();
+    assert_eq!(changes, ["tenantCreated", "created", "created"], "{a:?}");
+    assert!(a.iter().all(|e| e["tenant"] == "a"));
+    let sequences: Vec<u64> = a.iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    assert_eq!(tail(&["--tenant", "b", "--from-start"]).len(), 2);
+    assert_eq!(
+        tail(&["--tenant", "a", "--from-start", "--limit", "1"]).len(),
+        1
+    );
+    // Without --from-start: only events newer than the call, so none.
+    assert!(tail(&["--tenant", "a"]).is_empty());
+}

@@ -482,6 +482,10 @@ pub enum EventsCommand {
         /// Stop after this many events.
         #[arg(long)]
         limit: Option<usize>,
+        /// Stop after the last event stored now instead of following new ones (with
+        /// --from-start: the tenant's whole history).
+        #[arg(long)]
+        no_follow: bool,
     },
 }
 

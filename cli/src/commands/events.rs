@@ -15,6 +15,7 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         tenant,
         from_start,
         limit,
+        no_follow,
     } = command;
     let mut client = connect(g).await?;
     let mut stream = client
@@ -22,6 +23,7 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
             tenant,
             from_sequence: 0,
             from_start,
+            until_now: no_follow,
         })
         .await?
         .into_inner();

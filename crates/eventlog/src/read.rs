@@ -35,6 +35,10 @@ pub struct StoredEvent {
     pub payload: bytes::Bytes,
     /// The W3C trace context of the append that stored it, when it was traced.
     pub traceparent: Option<String>,
+    /// How many messages over the reader's filter the server it reads from still held
+    /// after this one when it delivered it (0: the reader was at the tail, as that server
+    /// knew it).
+    pub pending: u64,
 }
 
 type Messages = Pin<Box<dyn Stream<Item = Result<jetstream::Message, OrderedError>> + Send>>;
@@ -214,6 +218,7 @@ impl EventStream {
                         event,
                         payload: message.payload.clone(),
                         traceparent: crate::trace::traceparent(message.headers.as_ref()),
+                        pending,
                     },
                     pending,
                 }),
@@ -266,6 +271,60 @@ impl EventLog {
     ) -> Result<EventStream, EventLogError> {
         let consumer = self.ordered_consumer(from_sequence, filter).await?;
         self.event_stream(consumer, from_sequence).await
+    }
+
+    /// Like [`EventLog::read`], but the stream ends after the last event over `filter`
+    /// that the log held when this was called, instead of waiting for new ones.
+    pub async fn read_until_now(
+        &self,
+        from_sequence: u64,
+        filter: &str,
+    ) -> Result<impl Stream<Item = Result<StoredEvent, EventLogError>> + Send, EventLogError> {
+        let from = from_sequence.max(1);
+        let last = self.state().await?.last_sequence;
+        let any = next_at_leader(&self.jetstream, &self.stream_name, filter, from)
+            .await?
+            .is_some_and(|sequence| sequence <= last);
+        let stream = match any {
+            true => Some(self.read(from, filter).await?),
+            false => None,
+        };
+        /// Where the stream is: reading, owing an error, or done.
+        enum Next {
+            Read(EventStream),
+            Fail(EventLogError),
+        }
+        let (log, filter) = (self.clone(), filter.to_string());
+        let start = stream.map(Next::Read);
+        Ok(futures::stream::unfold(start, move |next| {
+            let (log, filter) = (log.clone(), filter.clone());
+            async move {
+                let mut stream = match next? {
+                    Next::Read(stream) => stream,
+                    Next::Fail(err) => return Some((Err(err), None)),
+                };
+                let event = match stream.next().await? {
+                    Ok(event) if event.sequence > last => return None,
+                    Ok(event) => event,
+                    Err(err) => return Some((Err(err), None)),
+                };
+                // At the tail as its server knew it, the reader asks the stream's leader
+                // whether more is to come up to `last`, as `fold_range` does.
+                let next = if event.sequence >= last {
+                    None
+                } else if event.pending > 0 {
+                    Some(Next::Read(stream))
+                } else {
+                    let from = event.sequence + 1;
+                    match next_at_leader(&log.jetstream, &log.stream_name, &filter, from).await {
+                        Ok(Some(sequence)) if sequence <= last => Some(Next::Read(stream)),
+                        Ok(_) => None,
+                        Err(err) => Some(Next::Fail(err)),
+                    }
+                };
+                Some((Ok(event), next))
+            }
+        }))
     }
 
     /// The subject filter that covers the whole stream (its first subject, e.g. `bt.ev.>`).

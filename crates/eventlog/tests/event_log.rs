@@ -383,6 +383,53 @@ async fn read_range_stops_at_its_end_and_at_the_tail() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_read_until_now_ends_after_the_last_event_stored_when_it_started() -> anyhow::Result<()> {
+    let server = NatsServer::start().await?;
+    let log = open(&server).await?;
+    // Sequences 1..=3 for t1, 4..=5 for t2: a t1 reader's tail is before the stream's.
+    let mut items: Vec<Append> = (0..3).map(|n| append(new_user(n))).collect();
+    items.extend((3..5).map(|n| append(user_event("t2", &uuid::Uuid::new_v4().to_string(), n))));
+    append_ok(&log, items).await?;
+    let until_now = |from: u64, filter: &'static str| {
+        let log = log.clone();
+        async move {
+            let stream = log.read_until_now(from, filter).await?;
+            let events: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>())
+                .await
+                .context("a read until now must end by itself")?;
+            events
+                .into_iter()
+                .map(|e| e.map(|e| e.sequence))
+                .collect::<Result<Vec<u64>, _>>()
+                .map_err(anyhow::Error::from)
+        }
+    };
+    assert_eq!(until_now(1, "bt.ev.t1.>").await?, vec![1, 2, 3]);
+    assert_eq!(until_now(2, "bt.ev.>").await?, vec![2, 3, 4, 5]);
+    assert_eq!(until_now(4, "bt.ev.t2.>").await?, vec![4, 5]);
+    assert!(until_now(4, "bt.ev.t1.>").await?.is_empty());
+    assert!(until_now(6, "bt.ev.>").await?.is_empty());
+    // Events appended after the call are not part of it.
+    let stream = log.read_until_now(1, "bt.ev.t2.>").await?;
+    append_ok(
+        &log,
+        vec![append(user_event(
+            "t2",
+            &uuid::Uuid::new_v4().to_string(),
+            9,
+        ))],
+    )
+    .await?;
+    let events: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>()).await?;
+    let sequences: Vec<u64> = events
+        .into_iter()
+        .map(|e| e.map(|e| e.sequence))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(sequences, vec![4, 5]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_undecodable_message_is_an_error_naming_its_sequence() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let log = open(&server).await?;

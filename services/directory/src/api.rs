@@ -576,10 +576,15 @@ impl DirectoryService for DirectoryApi {
                 .last_sequence
                 + 1
         };
-        let stream = log
-            .read(from, &format!("bt.ev.{}.>", r.tenant))
-            .await
-            .map_err(crate::DirectoryError::from)?;
+        let filter = format!("bt.ev.{}.>", r.tenant);
+        let stream = if r.until_now {
+            log.read_until_now(from, &filter)
+                .await
+                .map(StreamExt::boxed)
+        } else {
+            log.read(from, &filter).await.map(StreamExt::boxed)
+        }
+        .map_err(crate::DirectoryError::from)?;
         let mapped = stream.map(|item| match item {
             Ok(stored) => Ok(v1::EventEnvelope {
                 sequence: stored.sequence,

@@ -693,6 +693,43 @@ async fn graph_response_bodies_import_as_graph_returns_them() {
         .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
+    // `dir create --json @FILE` takes the same document; the kind may come from it.
+    let mut bound = json!({
+        "@odata.type": "#microsoft.graph.group",
+        "displayName": "Bound",
+        "mailEnabled": false,
+        "mailNickname": "bound",
+        "securityEnabled": true,
+        "members@odata.bind": [format!("https://graph.microsoft.com/v1.0/directoryObjects/{second_id}")],
+    });
+    let created = b
+        .json(&[
+            "dir",
+            "create",
+            "--tenant",
+            "g",
+            "--json",
+            &format!("@{}", write("bound.json", &bound)),
+        ])
+        .unwrap();
+    assert_eq!(created["@kind"], "group", "{created}");
+    assert_eq!(
+        created["@links"]["members"],
+        json!([second_id]),
+        "{created}"
+    );
+    bound["@odata.type"] = json!("#microsoft.graph.device");
+    let out = b.cli(&[
+        "dir",
+        "create",
+        "--tenant",
+        "g",
+        "--json",
+        &format!("@{}", write("device.json", &bound)),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--kind"), "{err}");
+
     // A kind given for the file is checked against the object's own type; a delta page's
     // removal is no object.
     let mut other = graph_fixture("group");

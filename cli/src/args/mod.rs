@@ -281,14 +281,16 @@ pub enum DirCommand {
         /// The tenant's id (e.g. contoso).
         #[arg(long)]
         tenant: String,
-        /// The object kind: user, group, application, servicePrincipal, ...
+        /// The object kind: user, group, application, servicePrincipal, ... (default: the
+        /// document's "@kind" or Graph "@odata.type").
         #[arg(long)]
-        kind: String,
+        kind: Option<String>,
         /// An attribute to set (repeatable); a value that parses as JSON is JSON.
         #[arg(long = "set", value_name = "ATTR=VALUE")]
         set: Vec<String>,
-        /// A whole Graph-style JSON document (merged under --set); links go under
-        /// "@links", e.g. '{"@links": {"members": ["<id>"]}}'.
+        /// A whole Graph-style JSON document (merged under --set), or @FILE to read it from
+        /// a file, or - from standard input; links go under "@links", e.g.
+        /// '{"@links": {"members": ["<id>"]}}', or as Graph gives them ("members@odata.bind").
         #[arg(long)]
         json: Option<String>,
     },

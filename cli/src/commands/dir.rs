@@ -29,6 +29,7 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
         } => {
             let mut attrs = match json {
                 Some(doc) => {
+                    let doc = json_document(&doc)?;
                     match serde_json::from_str::<Value>(&doc).context("--json is not valid JSON")? {
                         Value::Object(m) => m,
                         _ => bail!("--json must be a JSON object"),
@@ -37,13 +38,21 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 None => Map::new(),
             };
             let links = import::take_links(&mut attrs)?;
-            match attrs.remove(KIND_KEY) {
-                Some(Value::String(k)) if k == kind => {}
-                None => {}
-                Some(other) => {
+            let kind = match (kind, attrs.remove(KIND_KEY)) {
+                (Some(kind), Some(Value::String(k))) if k == kind => kind,
+                (Some(kind), None) => kind,
+                (None, Some(Value::String(k))) => k,
+                (Some(kind), Some(other)) => {
                     bail!("--json says \"{KIND_KEY}\": {other}, but --kind is {kind}")
                 }
-            }
+                (None, Some(other)) => bail!("\"{KIND_KEY}\" must be a kind name such as \"user\", not {other}"),
+                (None, None) => attrs
+                    .get("@odata.type")
+                    .and_then(Value::as_str)
+                    .and_then(ObjectKind::from_graph_type)
+                    .map(|k| k.as_str().to_string())
+                    .context("give the kind: --kind user (or \"@kind\", or Graph's \"@odata.type\", in --json)")?,
+            };
             attrs.extend(parse_assignments(&set)?);
             let o = client
                 .create_object(v1::CreateObjectRequest {
@@ -220,6 +229,22 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The text of `--json`: the document itself, `@FILE` for a file's content, or `-` for
+/// standard input (a JSON document starts with neither).
+fn json_document(given: &str) -> anyhow::Result<String> {
+    if given == "-" {
+        let mut doc = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut doc)
+            .context("cannot read --json from standard input")?;
+        return Ok(doc);
+    }
+    match given.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--json @{path}: cannot read {path}")),
+        None => Ok(given.to_string()),
+    }
 }
 
 /// `backtrack demo seed`: creates the tenant when missing, then imports the demo objects.

@@ -693,6 +693,22 @@ async fn graph_response_bodies_import_as_graph_returns_them() {
         .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
+    // `dir update --json` takes a Graph PATCH body: null removes an attribute.
+    let update = |name: &str, doc: Value| {
+        let file = format!("@{}", write(name, &doc));
+        b.cli(&["dir", "update", "--tenant", "g", &user_id, "--json", &file])
+    };
+    let out = update(
+        "patch.json",
+        json!({"id": user_id, "jobTitle": null, "department": "Sales"}),
+    );
+    let patched: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(patched.get("jobTitle").is_none(), "{patched}");
+    assert_eq!(patched["department"], "Sales", "{patched}");
+    let out = update("links.json", json!({"@links": {"manager": [second_id]}}));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("link add"), "{err}");
+
     // `dir create --json @FILE` takes the same document; the kind may come from it.
     let mut bound = json!({
         "@odata.type": "#microsoft.graph.group",

@@ -359,6 +359,10 @@ pub enum DirCommand {
         /// An attribute to remove (repeatable).
         #[arg(long = "unset", value_name = "ATTR")]
         unset: Vec<String>,
+        /// The attributes to change as one JSON object, as in a Graph PATCH body (null
+        /// removes an attribute; --set applies over it), or @FILE, or - for standard input.
+        #[arg(long)]
+        json: Option<String>,
     },
     /// Add or remove links.
     #[command(subcommand)]

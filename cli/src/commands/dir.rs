@@ -2,7 +2,7 @@
 //! `members`) live in [`super::time_travel`].
 
 use anyhow::{bail, Context};
-use backtrack_domain::graph::KIND_KEY;
+use backtrack_domain::graph::{KIND_KEY, LINKS_KEY};
 use backtrack_domain::ObjectKind;
 use backtrack_proto::v1;
 use serde_json::{json, Map, Value};
@@ -130,15 +130,35 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             id,
             set,
             unset,
+            json,
         } => {
-            if set.is_empty() && unset.is_empty() {
-                bail!("nothing to change: give --set attr=value or --unset attr");
+            // A Graph PATCH body: the attributes to change, null removing one.
+            let mut changes = match json {
+                Some(doc) => match serde_json::from_str::<Value>(&json_document(&doc)?)
+                    .context("--json is not valid JSON")?
+                {
+                    Value::Object(m) => m,
+                    _ => bail!("--json must be a JSON object of the attributes to change"),
+                },
+                None => Map::new(),
+            };
+            if let Some(given) = changes.remove("id") {
+                if given.as_str() != Some(id.as_str()) {
+                    bail!("--json names id {given}, but the object to update is {id}");
+                }
+            }
+            if changes.contains_key(KIND_KEY) || changes.contains_key(LINKS_KEY) {
+                bail!("--json holds the attributes to change, not \"{KIND_KEY}\" or \"{}\": links change with `backtrack dir link add|remove`", LINKS_KEY);
+            }
+            changes.extend(parse_assignments(&set)?);
+            if changes.is_empty() && unset.is_empty() {
+                bail!("nothing to change: give --set attr=value, --unset attr or --json DOC");
             }
             let o = client
                 .update_object(v1::UpdateObjectRequest {
                     tenant,
                     id,
-                    set_json: Value::Object(parse_assignments(&set)?).to_string(),
+                    set_json: Value::Object(changes).to_string(),
                     unset,
                     mutation_id: String::new(),
                 })

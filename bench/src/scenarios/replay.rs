@@ -25,9 +25,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayRun {
     pub throughput: Throughput,
-    /// Thread time spent preparing and writing runs (`DirectoryProjection::prepare` and
-    /// `commit`). The log is read and decoded ahead, and a run is prepared while the one
-    /// before is written, so this can exceed the elapsed time.
+    /// Time spent inside `DirectoryProjection::apply`. The log is read and decoded ahead
+    /// while a run is applied, so the rest of the elapsed time is only what the fold had
+    /// to wait for the next run beyond that.
     pub apply: Duration,
     /// Apply time per event kind: each run's time shared out over its events, an event
     /// weighing one plus its links (each link is two keys to write).

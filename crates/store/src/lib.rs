@@ -19,7 +19,7 @@ mod keys;
 pub mod timetravel;
 mod view;
 
-pub use directory::{DirectoryProjection, ListQuery, PreparedRun, RunCarry, TenantRecord};
+pub use directory::{DirectoryProjection, ListQuery, TenantRecord};
 pub use timetravel::{
     Carry, Prepared, SequencedEvent, TenantSummary, TimeTravelStore, TwoPointReader,
 };

@@ -5,7 +5,7 @@ use backtrack_domain::command::decide;
 use backtrack_domain::digest::tenant_digest;
 use backtrack_domain::event::Change;
 use backtrack_domain::{ObjectKind, TenantState};
-use backtrack_store::{DirectoryProjection, ListQuery, PreparedRun};
+use backtrack_store::{DirectoryProjection, ListQuery};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -90,125 +90,6 @@ proptest! {
         let upgraded = DirectoryProjection::open(dir2.path()).unwrap();
         check_referrers(&upgraded, &state)?;
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    /// Runs prepared one ahead of their writes (as the projector does: a run is folded
-    /// while the one before it is still being written, starting from that run's carry)
-    /// end in the reference's state, with its listings and referrers; a run committed out
-    /// of order is refused.
-    #[test]
-    fn runs_prepared_while_the_run_before_is_written_fold_like_the_reference(commands in proptest::collection::vec(command_strategy(), 1..60), chunk in 1usize..6, ingest in any::<bool>()) {
-        let (log, state) = decided_log(commands);
-        let dir = tempfile::tempdir().unwrap();
-        let projection = DirectoryProjection::open(dir.path()).unwrap();
-        if ingest {
-            projection.ingest_runs_from(1);
-        }
-        let mut writing: Option<PreparedRun> = None;
-        for part in log.chunks(chunk) {
-            let carry = writing.as_ref().map(PreparedRun::carry);
-            let prepared = projection.prepare(part, carry.as_deref()).unwrap();
-            // The run before is written only now, after this one was prepared.
-            if let Some(before) = writing.take() {
-                let position = before.position();
-                projection.commit(before).unwrap();
-                prop_assert_eq!(projection.position().unwrap(), position);
-            }
-            writing = Some(prepared);
-        }
-        let last = writing.take().unwrap();
-        // Prepared on a position the projection is not at: refused, nothing written.
-        let early = projection.prepare(&log, None).unwrap();
-        projection.commit(last).unwrap();
-        prop_assert!(projection.commit(early).is_err());
-        prop_assert_eq!(projection.position().unwrap(), log.len() as u64);
-        prop_assert_eq!(projection.tenant_digest("t1").unwrap().0, tenant_digest(&state));
-        check_listings(&projection, &state)?;
-        check_referrers(&projection, &state)?;
-    }
-}
-
-/// A run prepared while the one before is still unwritten reads that run's link buckets
-/// from its carry: members added in one run, then more (in the same buckets) and a removal
-/// in the next two, all end up as the reference has them.
-#[test]
-fn runs_prepared_ahead_keep_the_links_of_the_unwritten_run_before() {
-    use backtrack_domain::Command;
-    let user = |n: usize| format!("aa000000-0000-4000-8000-{n:012}");
-    let group = "bb000000-0000-4000-8000-000000000001".to_string();
-    let mut commands: Vec<Command> = (0..80)
-        .map(|n| Command::Create {
-            kind: ObjectKind::User,
-            id: user(n),
-            attributes: json!({"displayName": "U", "userPrincipalName": format!("u{n}@x.test")})
-                .as_object()
-                .cloned()
-                .unwrap(),
-            links: vec![],
-        })
-        .collect();
-    commands.push(Command::Create {
-        kind: ObjectKind::Group,
-        id: group.clone(),
-        attributes: json!({"displayName": "G"}).as_object().cloned().unwrap(),
-        links: vec![],
-    });
-    let members = |range: std::ops::Range<usize>| Command::AddLinks {
-        id: group.clone(),
-        relation: "members".into(),
-        targets: range.map(user).collect(),
-    };
-    commands.push(members(0..40));
-    commands.push(members(40..80));
-    commands.push(Command::RemoveLinks {
-        id: group.clone(),
-        relation: "members".into(),
-        targets: vec![user(0)],
-    });
-    let (log, state) = decided_log(commands);
-    let n = log.len();
-    let dir = tempfile::tempdir().unwrap();
-    let projection = DirectoryProjection::open(dir.path()).unwrap();
-    let first = projection.prepare(&log[..n - 2], None).unwrap();
-    let second = projection
-        .prepare(&log[n - 2..n - 1], Some(&first.carry()))
-        .unwrap();
-    projection.commit(first).unwrap();
-    let third = projection
-        .prepare(&log[n - 1..], Some(&second.carry()))
-        .unwrap();
-    projection.commit(second).unwrap();
-    projection.commit(third).unwrap();
-    let stored = projection.object_with_links("t1", &group).unwrap().unwrap();
-    let want: Vec<String> = (1..80).map(user).collect();
-    let have: Vec<String> = stored.links["members"].iter().cloned().collect();
-    assert_eq!(have, want);
-    assert_eq!(
-        projection.tenant_digest("t1").unwrap().0,
-        tenant_digest(&state)
-    );
-}
-
-/// The log of `commands` decided one after another against the reference fold, and the
-/// state it ends in.
-fn decided_log(
-    commands: Vec<backtrack_domain::Command>,
-) -> (Vec<(u64, backtrack_domain::Event)>, TenantState) {
-    let mut state = TenantState::default();
-    let mut log = vec![(1, tenant_event())];
-    state.apply(&log[0].1, 1);
-    for command in commands {
-        for pending in decide(&state, &CTX, command).unwrap_or_default() {
-            let seq = log.len() as u64 + 1;
-            let event = stamp(seq, pending.kind, pending.object_id, pending.change);
-            state.apply(&event, seq);
-            log.push((seq, event));
-        }
-    }
-    (log, state)
 }
 
 /// Every kind's listing and the recycle bin hold exactly the reference's objects.

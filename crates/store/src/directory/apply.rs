@@ -1,14 +1,11 @@
-//! The projection's write path: [`DirectoryProjection::prepare`] folds a run of events
-//! into one serialized batch ([`SortedWrites`]) with the position it reaches, and
-//! [`DirectoryProjection::commit`] writes it. A follower prepares the next run while the
-//! one before is written: the next run reads what that one changed from its [`RunCarry`],
-//! everything older from RocksDB.
+//! The projection's write path: [`DirectoryProjection::apply`] folds a run of events into
+//! one serialized batch ([`SortedWrites`]) with the position it reaches.
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::{DirectoryObject, Link};
@@ -29,71 +26,11 @@ const SPARE_BYTES: usize = 64 * 1024 * 1024;
 /// folder; RocksDB moves it in).
 pub(super) const INGEST_FILE: &str = "run-to-ingest.sst";
 
-/// A run of events folded into writes, not yet written: [`DirectoryProjection::prepare`]
-/// makes it, [`DirectoryProjection::commit`] writes it.
-pub struct PreparedRun {
-    /// The position the run was folded on.
-    base: u64,
-    writes: SortedWrites,
-    carry: Arc<RunCarry>,
-}
-
-impl PreparedRun {
-    /// What the next run's preparation starts from while this one is written.
-    pub fn carry(&self) -> Arc<RunCarry> {
-        Arc::clone(&self.carry)
-    }
-
-    /// The position once this run is written.
-    pub fn position(&self) -> u64 {
-        self.carry.position
-    }
-}
-
-impl std::fmt::Debug for PreparedRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedRun")
-            .field("base", &self.base)
-            .field("position", &self.carry.position)
-            .field("writes", &self.writes.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where a prepared run leaves the projection: its position, the objects it touched as it
-/// leaves them (`None`: absent) and the link buckets it touched, encoded as stored (empty:
-/// no targets).
-#[derive(Debug, Default)]
-pub struct RunCarry {
-    position: u64,
-    objects: HashMap<(String, String), Option<DirectoryObject>>,
-    buckets: HashMap<BucketKey, Vec<u8>>,
-}
-
-/// (tenant, id, relation, bucket token) of a link bucket.
-type BucketKey = (String, String, String, char);
-
 impl DirectoryProjection {
-    /// Folds events given as (sequence, event) in ascending sequence order and writes
-    /// them. Events at or below the current position are skipped, so re-delivery is
-    /// harmless.
+    /// Folds events given as (sequence, event) in ascending sequence order. Events at or
+    /// below the current position are skipped, so re-delivery is harmless.
     pub fn apply(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
-        let run = self.prepare(events, None)?;
-        self.commit(run)
-    }
-
-    /// Folds a run into writes without writing them. `after` is the carry of the run
-    /// prepared before this one when that run is not written yet (`None`: every run before
-    /// is written); runs must then be committed in the order they were prepared.
-    pub fn prepare(
-        &self,
-        events: &[(u64, Event)],
-        after: Option<&RunCarry>,
-    ) -> Result<PreparedRun, StoreError> {
-        let position = match after {
-            Some(carry) => carry.position,
-            None => self.position()?,
-        };
+        let position = self.position()?;
         let mut writes = self.take_writes();
         // Objects touched in this run, by (tenant, id).
         let mut touched: HashMap<(&str, &str), Touched> = HashMap::new();
@@ -134,10 +71,7 @@ impl DirectoryProjection {
                     // only on a subject that is new or purged (its expected last sequence).
                     let stored = match &event.change {
                         Change::Created { .. } => None,
-                        _ => match after.and_then(|c| c.object(tenant, id)) {
-                            Some(carried) => carried.clone(),
-                            None => self.load(tenant, id)?,
-                        },
+                        _ => self.load(tenant, id)?,
                     };
                     entry.insert(Touched {
                         before: stored
@@ -157,7 +91,7 @@ impl DirectoryProjection {
             match &event.change {
                 Change::Created { links, .. } | Change::LinksAdded(links) => {
                     for l in links {
-                        self.bucket(&mut buckets, tenant, id, l, stored_links, after)?
+                        self.bucket(&mut buckets, tenant, id, l, stored_links)?
                             .insert(Cow::Borrowed(l.target_id.as_str()));
                         writes.put_parts(
                             &keys::reverse_parts(tenant, &l.target_id, id, &l.relation),
@@ -167,7 +101,7 @@ impl DirectoryProjection {
                 }
                 Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => {
                     for l in links {
-                        self.bucket(&mut buckets, tenant, id, l, stored_links, after)?
+                        self.bucket(&mut buckets, tenant, id, l, stored_links)?
                             .remove(l.target_id.as_str());
                         writes.delete_parts(&keys::reverse_parts(
                             tenant,
@@ -189,11 +123,6 @@ impl DirectoryProjection {
                 *seq,
             );
         }
-        let mut carry = RunCarry {
-            position: last.max(position),
-            objects: HashMap::with_capacity(touched.len()),
-            buckets: HashMap::with_capacity(buckets.len()),
-        };
         for ((tenant, id), object) in touched {
             let after = object
                 .current
@@ -225,50 +154,21 @@ impl DirectoryProjection {
                     writes.delete_parts(&keys::object_parts(tenant, id));
                 }
             }
-            carry
-                .objects
-                .insert((tenant.to_string(), id.to_string()), object.current);
         }
+        let mut encoded = Vec::new();
         for ((tenant, id, relation, bucket), targets) in buckets {
             let mut token = [0; 4];
             let key = keys::link_bucket_parts(tenant, id, relation, bucket.encode_utf8(&mut token));
-            let mut encoded = Vec::new();
             if targets.is_empty() {
                 writes.delete_parts(&key);
             } else {
+                encoded.clear();
                 encode_targets(&mut encoded, targets.iter().map(|t| t.as_ref()));
                 writes.put_parts(&key, &encoded);
             }
-            let owned = (
-                tenant.to_string(),
-                id.to_string(),
-                relation.to_string(),
-                bucket,
-            );
-            carry.buckets.insert(owned, encoded);
         }
         if last > position {
             writes.put(keys::POSITION, &last.to_be_bytes());
-        }
-        Ok(PreparedRun {
-            base: position,
-            writes,
-            carry: Arc::new(carry),
-        })
-    }
-
-    /// Writes a prepared run, as one batch or one ingested table file. Fails when the
-    /// projection is not at the position the run was prepared on.
-    pub fn commit(&self, run: PreparedRun) -> Result<(), StoreError> {
-        let PreparedRun {
-            base, mut writes, ..
-        } = run;
-        let position = self.position()?;
-        if position != base {
-            return Err(StoreError::OutOfOrder {
-                position,
-                prepared_on: base,
-            });
         }
         // No write-ahead log: the projection is rebuilt from the event log, and the new
         // position is in the same batch as the state it describes, so after a crash the
@@ -307,7 +207,6 @@ impl DirectoryProjection {
 
     /// The link bucket holding `link`, loaded from RocksDB the first time this run needs it
     /// (empty without a read when the object has no `stored` links).
-    /// (`after`: the carry of a run prepared before and not written yet, read first.)
     fn bucket<'b, 'e>(
         &self,
         buckets: &'b mut Buckets<'e>,
@@ -315,7 +214,6 @@ impl DirectoryProjection {
         id: &'e str,
         link: &'e Link,
         stored: bool,
-        after: Option<&RunCarry>,
     ) -> Result<&'b mut BTreeSet<Cow<'e, str>>, StoreError> {
         let bucket = keys::bucket_token(&link.target_id);
         match buckets.entry((tenant, id, link.relation.as_str(), bucket)) {
@@ -323,33 +221,14 @@ impl DirectoryProjection {
             MapEntry::Vacant(entry) => {
                 let mut targets = BTreeSet::new();
                 if stored {
-                    let carried = after.and_then(|c| {
-                        let key = (tenant.into(), id.into(), link.relation.clone(), bucket);
-                        c.buckets.get(&key)
-                    });
-                    let targets_of =
-                        |bytes: &[u8]| decode_targets(bytes).into_iter().map(Cow::Owned);
-                    match carried {
-                        Some(bytes) => targets.extend(targets_of(bytes)),
-                        None => {
-                            let key =
-                                keys::link_bucket(tenant, id, &link.relation, &link.target_id);
-                            if let Some(bytes) = self.db.get_pinned(&key)? {
-                                targets.extend(targets_of(&bytes));
-                            }
-                        }
+                    let key = keys::link_bucket(tenant, id, &link.relation, &link.target_id);
+                    if let Some(bytes) = self.db.get_pinned(&key)? {
+                        targets.extend(decode_targets(&bytes).into_iter().map(Cow::Owned));
                     }
                 }
                 Ok(entry.insert(targets))
             }
         }
-    }
-}
-
-impl RunCarry {
-    /// An object the run touched, as it leaves it (`Some(None)`: absent after the run).
-    fn object(&self, tenant: &str, id: &str) -> Option<&Option<DirectoryObject>> {
-        self.objects.get(&(tenant.to_string(), id.to_string()))
     }
 }
 

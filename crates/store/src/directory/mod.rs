@@ -2,8 +2,7 @@
 //!
 //! [`DirectoryProjection::apply`] folds a run of acknowledged events (in stream order) in
 //! one atomic write batch together with the new position, so a crash leaves either the
-//! whole run or none of it; a follower splits it into [`DirectoryProjection::prepare`] and
-//! [`DirectoryProjection::commit`] to fold a run while the one before is written. Object records carry no links: a relation's targets are
+//! whole run or none of it. Object records carry no links: a relation's targets are
 //! split over 16 buckets by a hash of the target id, so a group of any size costs at most
 //! 16 keys, and one membership change rewrites one sixteenth of the member list.
 
@@ -25,8 +24,6 @@ use crate::view::TenantView;
 use crate::StoreError;
 
 mod apply;
-
-pub use apply::{PreparedRun, RunCarry};
 
 /// Memtable size of the projection. 8 MiB folded a 100k-user replay 15–30% faster (the
 /// memtable stays in the processor's cache), but with a 1M-object tenant its many level-0

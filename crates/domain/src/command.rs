@@ -140,7 +140,7 @@ fn create(
     let schema = schema(kind);
     let mut attributes = attributes;
     let mut links = links;
-    links.extend(crate::graph::take_graph_links(kind, &mut attributes)?);
+    links.extend(crate::graph::take_graph_links(&schema, &mut attributes)?);
     let mut clean = Map::new();
     for (name, value) in attributes {
         if name == "id" || name == "deletedDateTime" || name == "@odata.context" {
@@ -541,31 +541,6 @@ pub fn secrets_in(kind: ObjectKind, attributes: &Map<String, Value>) -> Vec<Stri
     found
 }
 
-/// Graph's type annotation, kept as an attribute.
-const ODATA_TYPE: &str = "@odata.type";
-
-/// An object's `@odata.type` must be a type of its kind: a user that says it is a group
-/// would read back as one to every Graph client.
-fn check_odata_type(kind: ObjectKind, value: &Value) -> Result<(), DomainError> {
-    let given = value.as_str();
-    if given.and_then(ObjectKind::from_graph_type) == Some(kind) {
-        return Ok(());
-    }
-    let expected: Vec<String> = kind
-        .graph_types()
-        .iter()
-        .map(|t| format!("\"#microsoft.graph.{t}\""))
-        .collect();
-    Err(DomainError::invalid(format!(
-        "'{ODATA_TYPE}' is {} but the object is a {kind}: give {} or leave it out",
-        match given {
-            Some(t) => format!("'{}'", printable(t)),
-            None => "not a string".to_string(),
-        },
-        expected.join(" or ")
-    )))
-}
-
 fn is_secret(schema: &KindSchema, name: &str) -> bool {
     schema
         .secrets
@@ -605,8 +580,8 @@ fn checked_value(
     if is_secret(schema, name) {
         return Ok(None);
     }
-    if name == ODATA_TYPE {
-        check_odata_type(schema.kind, &value)?;
+    if name == crate::graph::ODATA_TYPE {
+        crate::graph::check_odata_type(schema.kind, &value)?;
     }
     validate::attribute_value(name, &value)?;
     let Some(mut value) = canonicalize(value) else {

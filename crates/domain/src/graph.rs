@@ -127,10 +127,9 @@ pub const BIND_SUFFIX: &str = "@odata.bind";
 /// Relations are checked later, like any link; any other value under a relation's name
 /// stays, for the caller to refuse.
 pub fn take_graph_links(
-    kind: ObjectKind,
+    schema: &crate::schema::KindSchema,
     attributes: &mut Map<String, Value>,
 ) -> Result<Vec<Link>, DomainError> {
-    let schema = crate::schema::schema(kind);
     let mut links = Vec::new();
     let bound: Vec<String> = attributes
         .keys()
@@ -193,6 +192,31 @@ fn bound_id(target: &str) -> Option<&str> {
 /// The id of an expanded object (`{"@odata.type": ..., "id": "<id>", ...}`).
 fn expanded_id(object: &Map<String, Value>) -> Option<String> {
     object.get("id").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Graph's type annotation, kept as an attribute.
+pub const ODATA_TYPE: &str = "@odata.type";
+
+/// An object's `@odata.type` must be a type of its kind: a user that says it is a group
+/// would read back as one to every Graph client.
+pub fn check_odata_type(kind: ObjectKind, value: &Value) -> Result<(), DomainError> {
+    let given = value.as_str();
+    if given.and_then(ObjectKind::from_graph_type) == Some(kind) {
+        return Ok(());
+    }
+    let expected: Vec<String> = kind
+        .graph_types()
+        .iter()
+        .map(|t| format!("\"#microsoft.graph.{t}\""))
+        .collect();
+    Err(DomainError::invalid(format!(
+        "'{ODATA_TYPE}' is {} but the object is a {kind}: give {} or leave it out",
+        match given {
+            Some(t) => format!("'{}'", crate::validate::printable(t)),
+            None => "not a string".to_string(),
+        },
+        expected.join(" or ")
+    )))
 }
 
 /// One entry of a `members@delta`-style list.

@@ -106,6 +106,21 @@ pub fn cell(value: Option<&Value>) -> String {
     }
 }
 
+/// A value short enough for a table cell or a feed line: strings quoted, other values as
+/// JSON, cut after 60 characters (never inside one); `∅` for an absent value.
+pub fn short(value: Option<&Value>) -> String {
+    const MAX: usize = 60;
+    let text = match value {
+        None => return "∅".into(),
+        Some(Value::String(s)) => format!("{s:?}"),
+        Some(other) => other.to_string(),
+    };
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
 /// Exit codes: 2 bad request, 3 not allowed, 4 not found, 5 unavailable, 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     match e.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
@@ -151,5 +166,25 @@ fn status_name(code: tonic::Code) -> &'static str {
         Unavailable => "UNAVAILABLE",
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_on_character_boundaries() {
+        let long = Value::String("é".repeat(100));
+        let text = short(Some(&long));
+        assert_eq!(text.chars().count(), 61);
+        assert!(text.ends_with('…'));
+        // A document whose 60th character ends mid-way through a two-byte one.
+        let doc = serde_json::json!({"nn": "é".repeat(60)});
+        let text = short(Some(&doc));
+        assert!(text.starts_with("{\"nn\":\"éé"), "{text}");
+        assert_eq!(text.chars().count(), 61);
+        assert_eq!(short(Some(&serde_json::json!([1, 2]))), "[1,2]");
+        assert_eq!(short(None), "∅");
     }
 }

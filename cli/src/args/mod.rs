@@ -427,7 +427,10 @@ pub enum DirCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LinkCommand {
+    /// Link an object to targets (add members, owners, a manager); targets already linked
+    /// are left as they are.
     Add(LinkArgs),
+    /// Remove links to targets; targets not linked are left as they are.
     Remove(LinkArgs),
 }
 
@@ -483,13 +486,18 @@ pub enum EventsCommand {
         #[arg(long)]
         tenant: String,
         /// Start at the first event instead of only new ones.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "since")]
         from_start: bool,
+        /// Start after this point instead of with new events: a relative time (-2h: what
+        /// changed in the last two hours), an RFC 3339 time, a backup id, or seq:N (the
+        /// events after sequence N, to resume where a consumer stopped).
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
+        since: Option<String>,
         /// Stop after this many events.
         #[arg(long)]
         limit: Option<usize>,
         /// Stop after the last event stored now instead of following new ones (with
-        /// --from-start: the tenant's whole history).
+        /// --from-start: the tenant's whole history; with --since: what changed since).
         #[arg(long)]
         no_follow: bool,
     },

@@ -1,5 +1,6 @@
 //! `backtrack events tail`: the change feed, one line per event.
 
+use anyhow::bail;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
@@ -7,22 +8,37 @@ use serde_json::{json, Value};
 use backtrack_domain::event::Change;
 
 use crate::args::{EventsCommand, GlobalArgs, OutputFormat};
-use crate::client::connect;
-use crate::output::outln;
+use crate::client::{connect_channel, Connection};
+use crate::output::{outln, short};
+use crate::point;
 
 pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Tail {
         tenant,
         from_start,
+        since,
         limit,
         no_follow,
     } = command;
-    let mut client = connect(g).await?;
-    let mut stream = client
-        .watch_events(v1::WatchEventsRequest {
-            tenant,
+    if no_follow && !from_start && since.is_none() {
+        bail!(
+            "--no-follow without a start shows nothing (the feed starts with new events): add --from-start for the whole history or --since POINT (e.g. --since -2h)"
+        );
+    }
+    let connection = connect_channel(g).await?;
+    let start = match &since {
+        Some(text) => Start::after(&connection, &tenant, text).await?,
+        None => Start {
             from_sequence: 0,
             from_start,
+        },
+    };
+    let mut stream = connection
+        .directory()
+        .watch_events(v1::WatchEventsRequest {
+            tenant,
+            from_sequence: start.from_sequence,
+            from_start: start.from_start,
             until_now: no_follow,
         })
         .await?
@@ -47,6 +63,56 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the feed starts, as `WatchEvents` takes it.
+struct Start {
+    from_sequence: u64,
+    from_start: bool,
+}
+
+impl Start {
+    /// The events after `text` (an `--at` style point). `seq:N` needs no lookup, so a
+    /// consumer can resume without the time-travel service; a time or a backup is resolved
+    /// by it to the last sequence at or before that point.
+    async fn after(connection: &Connection, tenant: &str, text: &str) -> anyhow::Result<Start> {
+        let at = point::parse(text, chrono::Utc::now().timestamp_millis())
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--at", "--since")))?;
+        let sequence = match at.point {
+            None => {
+                return Ok(Start {
+                    from_sequence: 0,
+                    from_start: false,
+                })
+            }
+            Some(v1::point::Point::Sequence(sequence)) => sequence,
+            Some(_) => {
+                let resolved = connection
+                    .time_travel()
+                    .resolve_point(v1::ResolvePointRequest {
+                        tenant: tenant.to_string(),
+                        at: Some(at),
+                    })
+                    .await?
+                    .into_inner();
+                eprintln!("{}", since_line(&resolved));
+                resolved.sequence
+            }
+        };
+        // Sequence 0 lies before the first event: everything is after it.
+        Ok(Start {
+            from_sequence: sequence.saturating_add(1),
+            from_start: sequence == 0,
+        })
+    }
+}
+
+/// Says on stderr where a `--since` time or backup put the start.
+fn since_line(p: &v1::ResolvedPoint) -> String {
+    format!(
+        "events after {}",
+        point::describe(p).trim_start_matches("as of ")
+    )
 }
 
 fn opt(v: &Option<Value>) -> Value {
@@ -100,21 +166,6 @@ pub fn event_json(sequence: u64, e: &backtrack_domain::Event) -> Value {
     out
 }
 
-fn short(v: &Option<Value>) -> String {
-    match v {
-        None => "∅".into(),
-        Some(Value::String(s)) => format!("{s:?}"),
-        Some(other) => {
-            let t = other.to_string();
-            if t.len() > 60 {
-                format!("{}…", &t[..60])
-            } else {
-                t
-            }
-        }
-    }
-}
-
 fn event_text(sequence: u64, e: &backtrack_domain::Event) -> String {
     let m = &e.meta;
     let head = format!(
@@ -137,7 +188,14 @@ fn event_text(sequence: u64, e: &backtrack_domain::Event) -> String {
         ),
         Change::AttributesChanged(changes) => changes
             .iter()
-            .map(|c| format!("{}: {} → {}", c.name, short(&c.old), short(&c.new)))
+            .map(|c| {
+                format!(
+                    "{}: {} → {}",
+                    c.name,
+                    short(c.old.as_ref()),
+                    short(c.new.as_ref())
+                )
+            })
             .collect::<Vec<_>>()
             .join("; "),
         Change::LinksAdded(links) => format!(

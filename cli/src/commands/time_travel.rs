@@ -17,7 +17,7 @@ use super::dir::{print_object, print_objects};
 use crate::args::{DirCommand, GlobalArgs, OutputFormat};
 use crate::client::TimeTravelClient;
 use crate::output::outln;
-use crate::output::{print_json, table};
+use crate::output::{print_json, short, table};
 use crate::point;
 
 /// What `dir list --at` asks for, besides the point.
@@ -304,21 +304,6 @@ fn entry_details(e: &Event) -> Vec<String> {
     out
 }
 
-/// A value short enough for a table cell; `∅` for an absent one.
-fn short(value: Option<&Value>) -> String {
-    const MAX: usize = 60;
-    let text = match value {
-        None => return "∅".into(),
-        Some(Value::String(s)) => format!("{s:?}"),
-        Some(other) => other.to_string(),
-    };
-    if text.chars().count() > MAX {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
-    } else {
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use backtrack_domain::event::{AttributeChange, EventMeta};
@@ -376,13 +361,5 @@ mod tests {
         );
         let added = event(Change::LinksAdded(vec![Link::new("members", "u2")]));
         assert_eq!(entry_details(&added), vec!["+members u2"]);
-    }
-
-    #[test]
-    fn long_values_are_cut_on_character_boundaries() {
-        let long = Value::String("é".repeat(100));
-        let text = short(Some(&long));
-        assert_eq!(text.chars().count(), 61);
-        assert!(text.ends_with('…'));
     }
 }

@@ -2,6 +2,7 @@
 //! `members`) live in [`super::time_travel`].
 
 use anyhow::{bail, Context};
+use backtrack_directory::api;
 use backtrack_domain::graph::{KIND_KEY, LINKS_KEY};
 use backtrack_domain::ObjectKind;
 use backtrack_proto::v1;
@@ -63,8 +64,8 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     mutation_id: String::new(),
                 })
                 .await?;
-            let o = tell_dropped_secrets(o);
-            print_object(g, &o, "created");
+            let (o, verb) = answered(o, "created", "");
+            print_object(g, &o, verb);
         }
         DirCommand::Get {
             tenant,
@@ -163,8 +164,8 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     mutation_id: String::new(),
                 })
                 .await?;
-            let o = tell_dropped_secrets(o);
-            print_object(g, &o, "updated");
+            let (o, verb) = answered(o, "updated", "it already has these values");
+            print_object(g, &o, verb);
         }
         DirCommand::Link(LinkCommand::Add(a)) => {
             let request = v1::ChangeLinksRequest {
@@ -174,8 +175,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 target_ids: a.targets,
                 mutation_id: String::new(),
             };
-            let o = client.add_links(request).await?.into_inner();
-            print_object(g, &o, "linked");
+            let answer = client.add_links(request).await?;
+            let (o, verb) = answered(answer, "linked", "it already links to every target given");
+            print_object(g, &o, verb);
         }
         DirCommand::Link(LinkCommand::Remove(a)) => {
             let request = v1::ChangeLinksRequest {
@@ -185,8 +187,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 target_ids: a.targets,
                 mutation_id: String::new(),
             };
-            let o = client.remove_links(request).await?.into_inner();
-            print_object(g, &o, "unlinked");
+            let answer = client.remove_links(request).await?;
+            let (o, verb) = answered(answer, "unlinked", "it links to none of the targets given");
+            print_object(g, &o, verb);
         }
         DirCommand::Delete { tenant, id } => {
             let o = client
@@ -195,9 +198,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     id,
                     mutation_id: String::new(),
                 })
-                .await?
-                .into_inner();
-            print_object(g, &o, "moved to the recycle bin");
+                .await?;
+            let (o, verb) = answered(o, "moved to the recycle bin", "");
+            print_object(g, &o, verb);
         }
         DirCommand::Restore { tenant, id } => {
             let o = client
@@ -206,9 +209,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     id,
                     mutation_id: String::new(),
                 })
-                .await?
-                .into_inner();
-            print_object(g, &o, "restored");
+                .await?;
+            let (o, verb) = answered(o, "restored", "");
+            print_object(g, &o, verb);
         }
         DirCommand::Purge { tenant, id, yes } => {
             if !yes {
@@ -339,21 +342,46 @@ fn print_summary(g: &GlobalArgs, s: &ImportSummary) {
     }
 }
 
-/// The object of a create or update answer, after telling the user (on stderr) which
-/// secrets the directory dropped from the request.
-fn tell_dropped_secrets(answer: tonic::Response<v1::DirectoryObject>) -> v1::DirectoryObject {
-    let dropped = answer
-        .metadata()
-        .get(backtrack_directory::api::SECRETS_DROPPED_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(dropped) = dropped {
+/// The object of an answer to a change and the verb that says what happened, after
+/// telling the user (on stderr) which secrets the directory dropped from the request and,
+/// when nothing was stored, why (`unchanged`: what the object already was).
+fn answered(
+    answer: tonic::Response<v1::DirectoryObject>,
+    verb: &'static str,
+    unchanged: &str,
+) -> (v1::DirectoryObject, &'static str) {
+    let header = |name: &str| {
+        answer
+            .metadata()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if let Some(dropped) = header(api::SECRETS_DROPPED_HEADER) {
         eprintln!(
             "note: not stored: {}. Backtrack never keeps secrets (passwords, client secrets, keys): they never reach the event log.",
             dropped.replace(',', ", ")
         );
     }
-    answer.into_inner()
+    let outcome = header(api::OUTCOME_HEADER);
+    let object = answer.into_inner();
+    let verb = match outcome.as_deref() {
+        Some(api::UNCHANGED) => {
+            eprintln!(
+                "note: nothing to change: {} {}{}{unchanged}; nothing was stored",
+                object.kind,
+                object.id,
+                if unchanged.is_empty() { "" } else { ": " }
+            );
+            "unchanged"
+        }
+        Some(api::ALREADY_APPLIED) => {
+            eprintln!("note: this change had been applied before; nothing was stored again");
+            "already applied"
+        }
+        _ => verb,
+    };
+    (object, verb)
 }
 
 /// `--set attr=value`: the value is JSON when it parses as JSON, else a string.

@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
-use crate::writer::{Directory, ImportItem, ImportOutcome, Origin};
+use crate::writer::{Directory, Executed, ImportItem, ImportOutcome, Origin};
 
 /// Most objects in one `ImportObjects` call.
 pub const MAX_IMPORT_ITEMS: usize = 10_000;
@@ -28,8 +28,12 @@ mod recovery_batch;
 mod request;
 
 use listing::list;
-pub use request::SECRETS_DROPPED_HEADER;
-use request::{attributes, checked_mutation_id, found, kind, new_object_id, note_dropped_secrets};
+use request::{
+    attributes, changed, checked_mutation_id, found, kind, new_object_id, note_dropped_secrets,
+};
+pub use request::{
+    ALREADY_APPLIED, CHANGED, EVENTS_HEADER, OUTCOME_HEADER, SECRETS_DROPPED_HEADER, UNCHANGED,
+};
 
 const WRITERS: &[Role] = &[Role::DirectoryWriter, Role::GlobalAdministrator];
 
@@ -102,14 +106,13 @@ impl DirectoryApi {
         command: Command,
         mutation_id: String,
         action: &str,
-    ) -> Result<Option<v1::DirectoryObject>, Status> {
+    ) -> Result<Executed, Status> {
         self.authorize(request_caller, tenant, WRITERS, action)?;
         let mutation = checked_mutation_id(mutation_id)?;
-        let (object, _) = self
+        Ok(self
             .directory
-            .execute(tenant, command, mutation, &origin(request_caller, None))
-            .await?;
-        Ok(object.as_ref().map(object_to_proto))
+            .run(tenant, command, mutation, &origin(request_caller, None))
+            .await?)
     }
 }
 
@@ -227,7 +230,7 @@ impl DirectoryService for DirectoryApi {
             attributes: attrs,
             links: r.links.iter().map(Into::into).collect(),
         };
-        let object = self
+        let done = self
             .mutate(
                 &caller,
                 &r.tenant,
@@ -236,7 +239,7 @@ impl DirectoryService for DirectoryApi {
                 "creating objects",
             )
             .await?;
-        let mut response = found(object, &id)?;
+        let mut response = changed(done, &id)?;
         note_dropped_secrets(&mut response, &secrets);
         Ok(response)
     }
@@ -289,7 +292,7 @@ impl DirectoryService for DirectoryApi {
             set,
             unset: r.unset,
         };
-        let object = self
+        let done = self
             .mutate(
                 &caller,
                 &r.tenant,
@@ -298,7 +301,7 @@ impl DirectoryService for DirectoryApi {
                 "changing objects",
             )
             .await?;
-        let mut response = found(object, &r.id)?;
+        let mut response = changed(done, &r.id)?;
         if let Ok(kind) = response.get_ref().kind.parse() {
             note_dropped_secrets(&mut response, &secrets_in(kind, &secret_names));
         }
@@ -316,10 +319,10 @@ impl DirectoryService for DirectoryApi {
             relation: r.relation,
             targets: r.target_ids,
         };
-        let object = self
+        let done = self
             .mutate(&caller, &r.tenant, command, r.mutation_id, "changing links")
             .await?;
-        found(object, &r.id)
+        changed(done, &r.id)
     }
 
     async fn remove_links(
@@ -333,10 +336,10 @@ impl DirectoryService for DirectoryApi {
             relation: r.relation,
             targets: r.target_ids,
         };
-        let object = self
+        let done = self
             .mutate(&caller, &r.tenant, command, r.mutation_id, "changing links")
             .await?;
-        found(object, &r.id)
+        changed(done, &r.id)
     }
 
     async fn delete_object(
@@ -345,7 +348,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Result<Response<v1::DirectoryObject>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        let object = self
+        let done = self
             .mutate(
                 &caller,
                 &r.tenant,
@@ -354,7 +357,7 @@ impl DirectoryService for DirectoryApi {
                 "deleting objects",
             )
             .await?;
-        found(object, &r.id)
+        changed(done, &r.id)
     }
 
     async fn list_deleted_objects(
@@ -371,7 +374,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Result<Response<v1::DirectoryObject>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        let object = self
+        let done = self
             .mutate(
                 &caller,
                 &r.tenant,
@@ -380,7 +383,7 @@ impl DirectoryService for DirectoryApi {
                 "restoring objects",
             )
             .await?;
-        found(object, &r.id)
+        changed(done, &r.id)
     }
 
     async fn purge_object(

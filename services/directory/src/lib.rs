@@ -29,7 +29,7 @@ use backtrack_store::DirectoryProjection;
 
 pub use config::DirectoryConfig;
 pub use error::DirectoryError;
-pub use writer::{Directory, PlannedOutcome};
+pub use writer::{Directory, Executed, PlannedOutcome};
 
 /// Opens the projection and the log, starts the projector and the recycle-bin sweeper,
 /// and returns a handle that serves requests. Background tasks stop on `shutdown`.

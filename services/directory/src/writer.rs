@@ -58,6 +58,17 @@ pub enum ImportOutcome {
 
 pub use backtrack_domain::batch::PlannedOutcome;
 
+/// What one command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    /// The object afterwards (`None` after a hard delete).
+    pub object: Option<DirectoryObject>,
+    /// Events appended: 0 when the object already was as asked, or on a retry.
+    pub events: u64,
+    /// The mutation id had been applied before: nothing was decided again.
+    pub already_applied: bool,
+}
+
 /// The running directory: shared by the gRPC API, the sweeper and in-process callers.
 #[derive(Clone)]
 pub struct Directory {
@@ -226,6 +237,18 @@ impl Directory {
         mutation_id: Option<String>,
         origin: &Origin,
     ) -> Result<(Option<DirectoryObject>, u64), DirectoryError> {
+        let done = self.run(tenant, command, mutation_id, origin).await?;
+        Ok((done.object, done.events))
+    }
+
+    /// [`Directory::execute`], also saying whether the mutation id had been applied before.
+    pub async fn run(
+        &self,
+        tenant: &str,
+        command: Command,
+        mutation_id: Option<String>,
+        origin: &Origin,
+    ) -> Result<Executed, DirectoryError> {
         self.require_tenant(tenant)?;
         let target = command_target(&command)?;
         let lock = self.lock(tenant);
@@ -238,8 +261,11 @@ impl Directory {
                 .is_some()
             {
                 // A retry of a mutation already applied: answer as the first time did.
-                let object = self.inner.projection.object_with_links(tenant, &target)?;
-                return Ok((object, 0));
+                return Ok(Executed {
+                    object: self.inner.projection.object_with_links(tenant, &target)?,
+                    events: 0,
+                    already_applied: true,
+                });
             }
         }
         let pending = decide(
@@ -247,7 +273,7 @@ impl Directory {
             &self.context(),
             command,
         )?;
-        let count = pending.len() as u64;
+        let events = pending.len() as u64;
         if !pending.is_empty() {
             let mutation = mutation_id.unwrap_or_else(|| Uuid::now_v7().to_string());
             let appends = self.appends(tenant, pending, &mutation, origin, &mut HashMap::new())?;
@@ -257,8 +283,11 @@ impl Directory {
             }
             self.wait_for(last).await?;
         }
-        let object = self.inner.projection.object_with_links(tenant, &target)?;
-        Ok((object, count))
+        Ok(Executed {
+            object: self.inner.projection.object_with_links(tenant, &target)?,
+            events,
+            already_applied: false,
+        })
     }
 
     /// Runs many mutations with all their appends in flight at once. Each operation is

@@ -49,6 +49,43 @@ pub(super) fn found(
         .ok_or_else(|| Status::not_found(format!("no object with id {id} in this tenant")))
 }
 
+/// The response header of every call that changes one object, saying what it did:
+/// [`CHANGED`], [`UNCHANGED`] (the object already was as asked: nothing was stored) or
+/// [`ALREADY_APPLIED`] (a retry of a mutation id the log holds: nothing was decided again,
+/// the answer is the object now).
+pub const OUTCOME_HEADER: &str = "backtrack-outcome";
+/// The response header with the number of events the call stored.
+pub const EVENTS_HEADER: &str = "backtrack-events";
+pub const CHANGED: &str = "changed";
+pub const UNCHANGED: &str = "unchanged";
+pub const ALREADY_APPLIED: &str = "already-applied";
+
+/// The object a change left, with [`OUTCOME_HEADER`] and [`EVENTS_HEADER`].
+pub(super) fn changed(
+    done: crate::writer::Executed,
+    id: &str,
+) -> Result<Response<v1::DirectoryObject>, Status> {
+    let object = done
+        .object
+        .as_ref()
+        .map(backtrack_proto::convert::object_to_proto);
+    let mut response = found(object, id)?;
+    let outcome = if done.already_applied {
+        ALREADY_APPLIED
+    } else if done.events == 0 {
+        UNCHANGED
+    } else {
+        CHANGED
+    };
+    let metadata = response.metadata_mut();
+    metadata.insert(
+        OUTCOME_HEADER,
+        tonic::metadata::MetadataValue::from_static(outcome),
+    );
+    metadata.insert(EVENTS_HEADER, done.events.into());
+    Ok(response)
+}
+
 /// The id of a new object: given, the singleton's name, derived from the mutation id (so
 /// a retried create names the same object), or fresh.
 pub(super) fn new_object_id(

@@ -442,14 +442,44 @@ pub(super) fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) 
                 outln!("{verb} {} {}", o.kind, o.id);
             }
             if let Value::Object(map) = &value {
-                let rows: Vec<Vec<String>> = map
-                    .iter()
-                    .map(|(k, v)| vec![k.clone(), cell(Some(v))])
-                    .collect();
+                let mut rows: Vec<Vec<String>> = Vec::new();
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        (LINKS_KEY, Value::Object(relations)) => rows.extend(
+                            relations
+                                .iter()
+                                .map(|(relation, targets)| link_row(relation, targets)),
+                        ),
+                        _ => rows.push(vec![k.clone(), cell(Some(v))]),
+                    }
+                }
                 table(&["ATTRIBUTE", "VALUE"], &rows);
             }
         }
     }
+}
+
+/// Targets of one relation shown in a table row at most; a group's thousands of members
+/// belong to `dir members`.
+const LINKS_SHOWN: usize = 3;
+
+/// The table row of one relation: `@links.members` and its targets, the first few when
+/// there are many.
+fn link_row(relation: &str, targets: &Value) -> Vec<String> {
+    let ids: Vec<&str> = targets
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let value = if ids.len() <= LINKS_SHOWN {
+        ids.join(", ")
+    } else {
+        format!(
+            "{} targets: {}, … (`backtrack dir members --relation {relation}` lists them all)",
+            ids.len(),
+            ids[..LINKS_SHOWN].join(", ")
+        )
+    };
+    vec![format!("{LINKS_KEY}.{relation}"), value]
 }
 
 pub(super) fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
@@ -472,5 +502,25 @@ pub(super) fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
             table(&["ID", "KIND", "DISPLAY NAME", "DETAIL"], &rows);
             outln!("{} objects", objects.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relation_row_shows_a_few_targets_and_where_to_find_the_rest() {
+        let few = link_row("owners", &json!(["a", "b"]));
+        assert_eq!(few, ["@links.owners", "a, b"]);
+        let many = link_row("members", &json!(["a", "b", "c", "d", "e"]));
+        assert_eq!(many[0], "@links.members");
+        assert!(many[1].starts_with("5 targets: a, b, c, …"), "{}", many[1]);
+        assert!(!many[1].contains(", d"), "{}", many[1]);
+        assert!(
+            many[1].contains("dir members --relation members"),
+            "{}",
+            many[1]
+        );
     }
 }

@@ -426,7 +426,12 @@ async fn an_import_fixed_and_run_again_creates_nothing_twice() {
     // The group comes before the member it links to (rejected, reported by its line), two
     // identical groups without ids, a blank line.
     std::fs::write(&file, [group.as_str(), other, "", other, &user].join("\n")).unwrap();
-    let first = import();
+    let out = b.cli(&["dir", "import", "--tenant", "t", file.to_str().unwrap()]);
+    // The summary is printed, and the command fails: not everything is in.
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 of 4 objects were rejected"), "{stderr}");
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (first["created"].as_u64(), first["rejected"].as_u64()),
         (Some(3), Some(1)),

@@ -162,7 +162,15 @@ async fn graph_response_bodies_import_as_graph_returns_them() {
     let mut other = graph_fixture("group");
     other["id"] = json!("5b7f1c5e-0c1a-4c57-9f43-0f6f4bb1d0c3");
     other["@odata.type"] = json!("#microsoft.graph.group");
-    let summary = import(&write("wrong.json", &json!([other])), Some("user")).unwrap();
+    let wrong = write("wrong.json", &json!([other]));
+    let out = b.cli(&[
+        "-o", "json", "dir", "import", "--tenant", "g", &wrong, "--kind", "user",
+    ]);
+    // An import that rejected objects fails after its summary.
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 of 1 objects were rejected"), "{err}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rejected"], 1, "{summary}");
     let message = summary["problems"][0]["message"].as_str().unwrap();
     assert!(message.contains("#microsoft.graph.user"), "{message}");

@@ -249,9 +249,24 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             )
             .await?;
             print_summary(g, &summary);
+            refuse_if_rejected(&summary)?;
         }
     }
     Ok(())
+}
+
+/// An import that rejected objects fails (exit code 2, as any refused request) after its
+/// summary, so a script does not go on as if everything were in.
+fn refuse_if_rejected(s: &ImportSummary) -> anyhow::Result<()> {
+    if s.rejected == 0 {
+        return Ok(());
+    }
+    let total = s.created + s.already_existed + s.rejected;
+    Err(tonic::Status::invalid_argument(format!(
+        "{} of {total} objects were rejected ({}s listed above); the others are stored. Fix those and run the same import again: what is already stored is recognised, not created twice",
+        s.rejected, s.unit
+    ))
+    .into())
 }
 
 /// The text of `--json`: the document itself, `@FILE` for a file's content, or `-` for
@@ -314,7 +329,7 @@ pub async fn seed(
     )
     .await?;
     print_summary(g, &summary);
-    Ok(())
+    refuse_if_rejected(&summary)
 }
 
 fn print_summary(g: &GlobalArgs, s: &ImportSummary) {

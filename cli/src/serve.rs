@@ -50,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing: _tracing,
         key_path,
         provider,
+        lock: _lock,
     } = up::prepare(&mut args, parts.name).await?;
     // Every process of a deployment checks tokens with the same key, so `serve` never makes
     // one up: a key only this process knew would refuse every other process's tokens.

@@ -33,6 +33,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::args::UpArgs;
 
+mod data_lock;
 mod local_nats;
 mod parts;
 mod seed;
@@ -58,6 +59,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         tracing: _tracing,
         key_path,
         provider,
+        lock: _lock,
     } = prepare(&mut args, Parts::all().name).await?;
     let (key, created) = SigningKey::load_or_create(&key_path)?;
     if created {
@@ -86,6 +88,8 @@ pub(crate) struct Prepared {
     /// The signing key file: `--signing-key`, else `<data dir>/signing.key`.
     pub key_path: PathBuf,
     pub provider: Option<(OidcSettings, JwksHandle)>,
+    /// This process's hold on the data directory: kept until it exits.
+    pub lock: data_lock::DataDirLock,
 }
 
 /// Logging, the checks of the flags (a bad one exits with status 2 and says which), the
@@ -122,6 +126,9 @@ pub(crate) async fn prepare(args: &mut UpArgs, service: &str) -> anyhow::Result<
     let data = args.data_dir.clone();
     std::fs::create_dir_all(&data)
         .with_context(|| format!("cannot create data dir {}", data.display()))?;
+    // Before anything in the directory is touched (a nats-server of an earlier run is
+    // stopped, stores are opened): one process per directory and service.
+    let lock = data_lock::lock_data_dir(&data, service)?;
     let key_path = args
         .signing_key
         .clone()
@@ -131,6 +138,7 @@ pub(crate) async fn prepare(args: &mut UpArgs, service: &str) -> anyhow::Result<
         tracing,
         key_path,
         provider: oidc.zip(provider_keys),
+        lock,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod demo;
 pub mod import;
 pub mod import_file;
+pub mod listing;
 pub mod output;
 pub mod point;
 pub mod readiness;

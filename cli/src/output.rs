@@ -57,6 +57,15 @@ fn write_to_stdout(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
 
 /// Prints rows as an aligned table with a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let widths = table_widths(header, rows);
+    table_line(&widths, header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        table_line(&widths, row.clone());
+    }
+}
+
+/// The width of each column: its widest cell among the header and `rows`.
+pub fn table_widths(header: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -65,21 +74,21 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             }
         }
     }
-    let line = |cells: Vec<String>| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
+    widths
+}
+
+/// Prints one row of a table, each cell but the last padded to its column's width.
+pub fn table_line(widths: &[usize], cells: Vec<String>) {
+    let mut out = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            out.push_str(cell);
+        } else {
+            let width = widths.get(i).copied().unwrap_or(0);
+            out.push_str(&format!("{cell:<width$}  "));
         }
-        outln!("{}", out.trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row.clone());
     }
+    outln!("{}", out.trim_end());
 }
 
 /// Graph-style JSON of an API object: `{"id", "@kind", ...attributes, "@links"}`.

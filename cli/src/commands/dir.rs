@@ -13,6 +13,7 @@ use crate::args::{DirCommand, GlobalArgs, LinkCommand, OutputFormat};
 use crate::client::{connect, connect_channel, Client};
 use crate::import::{self, ImportSummary};
 use crate::import_file;
+use crate::listing::ObjectListing;
 use crate::output::outln;
 use crate::output::{cell, object_json, print_json, table};
 
@@ -106,9 +107,10 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             at: None,
             ..
         } => {
-            let objects =
-                list_all(&mut client, &tenant, kind.unwrap_or_default(), false, limit).await?;
-            print_objects(g, &objects);
+            let mut listing = ObjectListing::new(g);
+            let kind = kind.unwrap_or_default();
+            list_pages(&mut client, &tenant, kind, false, limit, &mut listing).await?;
+            listing.finish();
         }
         DirCommand::History { tenant, id } => {
             time_travel::history(g, &mut connection.time_travel(), tenant, id).await?
@@ -123,8 +125,10 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             time_travel::members(g, &mut travel, tenant, id, relation, point).await?
         }
         DirCommand::Deleted { tenant, kind } => {
-            let objects = list_all(&mut client, &tenant, kind.unwrap_or_default(), true, 0).await?;
-            print_objects(g, &objects);
+            let mut listing = ObjectListing::new(g);
+            let kind = kind.unwrap_or_default();
+            list_pages(&mut client, &tenant, kind, true, 0, &mut listing).await?;
+            listing.finish();
         }
         DirCommand::Update {
             tenant,
@@ -413,14 +417,17 @@ fn parse_assignments(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     Ok(out)
 }
 
-async fn list_all(
+/// Lists the tenant's live objects (or its recycle bin) page by page into `listing`, at
+/// most `limit` of them (0: all).
+async fn list_pages(
     client: &mut Client,
     tenant: &str,
     kind: String,
     deleted: bool,
     limit: usize,
-) -> anyhow::Result<Vec<v1::DirectoryObject>> {
-    let mut out = Vec::new();
+    listing: &mut ObjectListing,
+) -> anyhow::Result<()> {
+    let mut listed = 0;
     let mut token = String::new();
     loop {
         let request = v1::ListObjectsRequest {
@@ -429,23 +436,22 @@ async fn list_all(
             page_size: 1000,
             page_token: token,
         };
-        let page = if deleted {
+        let mut page = if deleted {
             client.list_deleted_objects(request).await?
         } else {
             client.list_objects(request).await?
         }
         .into_inner();
-        out.extend(page.objects);
-        if limit > 0 && out.len() >= limit {
-            out.truncate(limit);
-            break;
+        if limit > 0 {
+            page.objects.truncate(limit - listed);
         }
-        if page.next_page_token.is_empty() {
-            break;
+        listed += page.objects.len();
+        listing.page(&page.objects);
+        if (limit > 0 && listed >= limit) || page.next_page_token.is_empty() {
+            return Ok(());
         }
         token = page.next_page_token;
     }
-    Ok(out)
 }
 
 pub(super) fn print_object(g: &GlobalArgs, o: &v1::DirectoryObject, verb: &str) {
@@ -495,29 +501,6 @@ fn link_row(relation: &str, targets: &Value) -> Vec<String> {
         )
     };
     vec![format!("{LINKS_KEY}.{relation}"), value]
-}
-
-pub(super) fn print_objects(g: &GlobalArgs, objects: &[v1::DirectoryObject]) {
-    match g.output {
-        OutputFormat::Json => print_json(&Value::Array(objects.iter().map(object_json).collect())),
-        OutputFormat::Table => {
-            let rows: Vec<Vec<String>> = objects
-                .iter()
-                .map(|o| {
-                    let v = object_json(o);
-                    let name = cell(v.get("displayName"));
-                    let extra = cell(
-                        v.get("userPrincipalName")
-                            .or_else(|| v.get("state"))
-                            .or_else(|| v.get("appId")),
-                    );
-                    vec![o.id.clone(), o.kind.clone(), name, extra]
-                })
-                .collect();
-            table(&["ID", "KIND", "DISPLAY NAME", "DETAIL"], &rows);
-            outln!("{} objects", objects.len());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
 
-use super::dir::{print_object, print_objects};
+use super::dir::print_object;
 use crate::args::{DirCommand, GlobalArgs, OutputFormat};
 use crate::client::TimeTravelClient;
+use crate::listing::ObjectListing;
 use crate::output::outln;
 use crate::output::{print_json, short, table};
 use crate::point;
@@ -76,8 +77,9 @@ pub async fn list(
     query: ListAt,
     mut at: v1::Point,
 ) -> anyhow::Result<()> {
-    let mut resolved: Option<v1::ResolvedPoint> = None;
-    let mut objects = Vec::new();
+    let mut resolved = false;
+    let mut listing = ObjectListing::new(g);
+    let mut listed = 0;
     let mut token = String::new();
     loop {
         let request = v1::ListObjectsAtRequest {
@@ -88,8 +90,8 @@ pub async fn list(
             page_size: 1000,
             page_token: token,
         };
-        let page = client.list_objects_at(request).await?.into_inner();
-        if resolved.is_none() {
+        let mut page = client.list_objects_at(request).await?.into_inner();
+        if !resolved {
             // Later pages ask for the sequence the first page resolved to, so that a
             // relative point or `now` cannot drift while we page.
             if let Some(p) = &page.point {
@@ -97,20 +99,20 @@ pub async fn list(
                     point: Some(v1::point::Point::Sequence(p.sequence)),
                 };
             }
-            resolved = page.point;
+            announce(g, page.point.as_ref());
+            resolved = true;
         }
-        objects.extend(page.objects);
-        if query.limit > 0 && objects.len() >= query.limit {
-            objects.truncate(query.limit);
-            break;
+        if query.limit > 0 {
+            page.objects.truncate(query.limit - listed);
         }
-        if page.next_page_token.is_empty() {
+        listed += page.objects.len();
+        listing.page(&page.objects);
+        if (query.limit > 0 && listed >= query.limit) || page.next_page_token.is_empty() {
             break;
         }
         token = page.next_page_token;
     }
-    announce(g, resolved.as_ref());
-    print_objects(g, &objects);
+    listing.finish();
     Ok(())
 }
 

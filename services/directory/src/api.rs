@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use backtrack_domain::command::{secrets_in, Command};
+use backtrack_domain::event::TENANT_KIND;
 use backtrack_domain::validate;
 use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
 use backtrack_platform::auth::{caller, Caller, Role};
@@ -111,7 +112,13 @@ impl DirectoryApi {
         let mutation = checked_mutation_id(mutation_id)?;
         Ok(self
             .directory
-            .run(tenant, command, mutation, &origin(request_caller, None))
+            .run(
+                tenant,
+                command,
+                mutation,
+                &origin(request_caller, None),
+                &request_caller.kinds,
+            )
             .await?)
     }
 }
@@ -258,6 +265,9 @@ impl DirectoryService for DirectoryApi {
             .projection()
             .object_with_links(&r.tenant, &id)
             .map_err(crate::DirectoryError::from)?;
+        if let Some(object) = &object {
+            caller.require_kind(object.kind.as_str())?;
+        }
         found(object.as_ref().map(object_to_proto), &id)
     }
 
@@ -418,13 +428,15 @@ impl DirectoryService for DirectoryApi {
             );
         let result = self
             .directory
-            .execute(
+            .run(
                 &r.tenant,
                 Command::HardDelete { id: r.id.clone() },
                 mutation.clone(),
                 &origin(caller, None),
+                &caller.kinds,
             )
             .await
+            .map(|done| (done.object, done.events))
             .map_err(Status::from);
         let (_, events) = self
             .auditor
@@ -477,6 +489,7 @@ impl DirectoryService for DirectoryApi {
         let mut secrets = Vec::with_capacity(r.items.len());
         for (index, item) in r.items.into_iter().enumerate() {
             let parsed = kind(&item.kind).and_then(|k| {
+                caller.require_kind(k.as_str())?;
                 let mut attrs = attributes(&item.attributes_json, "attributes_json")?;
                 let id = match attrs.remove("id") {
                     Some(serde_json::Value::String(id)) => Some(id),
@@ -588,13 +601,22 @@ impl DirectoryService for DirectoryApi {
             log.read(from, &filter).await.map(StreamExt::boxed)
         }
         .map_err(crate::DirectoryError::from)?;
-        let mapped = stream.map(|item| match item {
-            Ok(stored) => Ok(v1::EventEnvelope {
-                sequence: stored.sequence,
-                subject: stored.subject,
-                event: Some(event_to_proto(&stored.event)),
-            }),
-            Err(e) => Err(Status::from(crate::DirectoryError::from(e))),
+        // A token limited to some kinds sees only their events (and the tenant's own).
+        let kinds = caller.kinds.clone();
+        let visible = move |kind: &str| {
+            kind == TENANT_KIND || kinds.is_empty() || kinds.iter().any(|k| k == kind)
+        };
+        let mapped = stream.filter_map(move |item| {
+            let envelope = match item {
+                Ok(stored) if !visible(&stored.event.meta.kind) => None,
+                Ok(stored) => Some(Ok(v1::EventEnvelope {
+                    sequence: stored.sequence,
+                    subject: stored.subject,
+                    event: Some(event_to_proto(&stored.event)),
+                })),
+                Err(e) => Some(Err(Status::from(crate::DirectoryError::from(e)))),
+            };
+            std::future::ready(envelope)
         });
         Ok(Response::new(Box::pin(mapped)))
     }

@@ -16,6 +16,9 @@ pub enum DirectoryError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The caller's token does not reach what the call would touch.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -36,6 +39,7 @@ impl From<DirectoryError> for tonic::Status {
             DirectoryError::Domain(DomainError::Conflict(m)) => Status::failed_precondition(m),
             DirectoryError::Conflict(m) => Status::aborted(m),
             DirectoryError::Unavailable(m) => Status::unavailable(m),
+            DirectoryError::Forbidden(m) => Status::permission_denied(m),
             DirectoryError::Log(EventLogError::Conflict { .. }) => Status::aborted(
                 "the object was changed by another writer at the same time; read it again and retry",
             ),

@@ -237,22 +237,37 @@ impl Directory {
         mutation_id: Option<String>,
         origin: &Origin,
     ) -> Result<(Option<DirectoryObject>, u64), DirectoryError> {
-        let done = self.run(tenant, command, mutation_id, origin).await?;
+        let done = self.run(tenant, command, mutation_id, origin, &[]).await?;
         Ok((done.object, done.events))
     }
 
-    /// [`Directory::execute`], also saying whether the mutation id had been applied before.
+    /// [`Directory::execute`] for a caller limited to object `kinds` (empty: every kind),
+    /// also saying whether the mutation id had been applied before. The object's kind is
+    /// checked under the tenant's lock, so it cannot change between check and change.
     pub async fn run(
         &self,
         tenant: &str,
         command: Command,
         mutation_id: Option<String>,
         origin: &Origin,
+        kinds: &[String],
     ) -> Result<Executed, DirectoryError> {
         self.require_tenant(tenant)?;
         let target = command_target(&command)?;
         let lock = self.lock(tenant);
         let _guard = lock.lock().await;
+        if !kinds.is_empty() {
+            let kind = match &command {
+                Command::Create { kind, .. } => Some(*kind),
+                _ => self.inner.projection.head(tenant, &target)?.map(|(k, _)| k),
+            };
+            // An object that is not there is the decision's to refuse (not found).
+            if let Some(kind) = kind.filter(|k| !kinds.iter().any(|g| g == k.as_str())) {
+                return Err(DirectoryError::Forbidden(format!(
+                    "this token does not grant access to objects of kind '{kind}'"
+                )));
+            }
+        }
         if let Some(m) = &mutation_id {
             if self
                 .inner

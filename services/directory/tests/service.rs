@@ -157,13 +157,13 @@ async fn a_retried_mutation_is_applied_once() {
         .await
         .unwrap();
     let retried = d
-        .run("t", update.clone(), Some("m-2".into()), &origin())
+        .run("t", update.clone(), Some("m-2".into()), &origin(), &[])
         .await
         .unwrap();
     assert_eq!((retried.events, retried.already_applied), (0, true));
     // The same change under a new mutation id: nothing to change, but decided anew.
     let again = d
-        .run("t", update, Some("m-3".into()), &origin())
+        .run("t", update, Some("m-3".into()), &origin(), &[])
         .await
         .unwrap();
     assert_eq!((again.events, again.already_applied), (0, false));

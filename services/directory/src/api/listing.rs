@@ -22,7 +22,9 @@ pub(super) fn list(
     let kind = if r.kind.is_empty() {
         None
     } else {
-        Some(kind(&r.kind)?)
+        let kind = kind(&r.kind)?;
+        caller.require_kind(kind.as_str())?;
+        Some(kind)
     };
     let after = if r.page_token.is_empty() {
         None
@@ -65,8 +67,14 @@ pub(super) fn list(
     } else {
         String::new()
     };
+    // A token limited to some kinds sees only those; the page token still moves past
+    // the others, so a page may come back short (even empty) before the end.
     Ok(Response::new(v1::ListObjectsResponse {
-        objects: objects.iter().map(object_to_proto).collect(),
+        objects: objects
+            .iter()
+            .filter(|o| caller.can_access_kind(o.kind.as_str()))
+            .map(object_to_proto)
+            .collect(),
         next_page_token,
     }))
 }

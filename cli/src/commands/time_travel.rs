@@ -130,6 +130,7 @@ pub async fn members(
         id: id.clone(),
         relation: relation.clone(),
         at: Some(at),
+        describe_targets: true,
     };
     let links = client.list_links_at(request).await?.into_inner();
     match g.output {
@@ -139,15 +140,37 @@ pub async fn members(
             "relation": relation,
             "point": links.point.as_ref().map_or(Value::Null, point_json),
             "targetIds": links.target_ids,
+            "targets": links.targets.iter().map(|t| json!({
+                "id": t.id,
+                "kind": (!t.kind.is_empty()).then_some(&t.kind),
+                "displayName": (!t.display_name.is_empty()).then_some(&t.display_name),
+                "deleted": t.deleted,
+            })).collect::<Vec<_>>(),
         })),
         OutputFormat::Table => {
             announce(g, links.point.as_ref());
-            let rows: Vec<Vec<String>> = links.target_ids.iter().map(|t| vec![t.clone()]).collect();
-            table(&["TARGET ID"], &rows);
+            let rows: Vec<Vec<String>> = links.targets.iter().map(target_row).collect();
+            table(&["TARGET ID", "KIND", "DISPLAY NAME"], &rows);
             outln!("{} {relation}", rows.len());
         }
     }
     Ok(())
+}
+
+/// A link target's row: id, kind and display name, saying when it was in the recycle bin
+/// or not there at all.
+fn target_row(t: &v1::LinkTarget) -> Vec<String> {
+    let name = if t.deleted {
+        format!("{} (in the recycle bin)", t.display_name)
+    } else {
+        t.display_name.clone()
+    };
+    let kind = if t.kind.is_empty() {
+        "-".to_string()
+    } else {
+        t.kind.clone()
+    };
+    vec![t.id.clone(), kind, name.trim().to_string()]
 }
 
 /// `dir history`: every change of one object, oldest first.

@@ -211,14 +211,41 @@ impl TimeTravelService for TimeTravelApi {
         let (point, object) = self
             .object_at_point(&caller, &r.tenant, &r.id, r.at.as_ref())
             .await?;
-        let target_ids = object
+        let target_ids: Vec<String> = object
             .links
             .get(&relation)
             .map(|targets| targets.iter().cloned().collect())
             .unwrap_or_default();
+        let targets = if r.describe_targets {
+            let store = self.snapshotter.store();
+            target_ids
+                .iter()
+                .map(|id| {
+                    let target = store
+                        .object_at(&r.tenant, id, point.sequence)
+                        .map_err(crate::SnapshotterError::from)?
+                        .filter(|t| caller.can_access_kind(t.kind.as_str()));
+                    Ok(match target {
+                        Some(t) => v1::LinkTarget {
+                            id: id.clone(),
+                            kind: t.kind.as_str().to_string(),
+                            display_name: t.display_name().unwrap_or_default().to_string(),
+                            deleted: t.is_deleted(),
+                        },
+                        None => v1::LinkTarget {
+                            id: id.clone(),
+                            ..Default::default()
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, Status>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(v1::ListLinksAtResponse {
             point: Some(point),
             target_ids,
+            targets,
         }))
     }
 

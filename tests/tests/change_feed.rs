@@ -127,6 +127,41 @@ async fn the_feed_can_start_after_a_sequence_a_time_or_a_backup() {
     assert_eq!(display_names(&after), ["Two", "Three"], "--since {backup}");
     let after = tail(&b, &["--tenant", "a", "--since", &instant]);
     assert_eq!(display_names(&after), ["Two", "Three"], "--since {instant}");
+    // A time needs the feed only: a token without any reader role of the past may use it.
+    let issued = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "a",
+        "--role",
+        "DirectoryWriter",
+        "--subject",
+        "feed",
+    ]);
+    let token = String::from_utf8(issued.stdout).unwrap().trim().to_string();
+    let out = b.cli_with_env(
+        &[
+            "events",
+            "tail",
+            "--no-follow",
+            "--tenant",
+            "a",
+            "--since",
+            &instant,
+        ],
+        &[("BACKTRACK_TOKEN", &token)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let feed: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(display_names(&feed), ["Two", "Three"]);
     // A point before the first event: the whole history; the last one: nothing.
     assert_eq!(tail(&b, &["--tenant", "a", "--since", "-1d"]).len(), 4);
     let last = all[3]["sequence"].as_u64().unwrap().to_string();

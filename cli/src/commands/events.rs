@@ -29,8 +29,8 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
     let start = match &since {
         Some(text) => Start::after(&connection, &tenant, text).await?,
         None => Start {
-            from_sequence: 0,
             from_start,
+            ..Start::default()
         },
     };
     let mut stream = connection
@@ -40,6 +40,7 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
             from_sequence: start.from_sequence,
             from_start: start.from_start,
             until_now: no_follow,
+            after_time_ms: start.after_time_ms,
         })
         .await?
         .into_inner();
@@ -66,26 +67,33 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
 }
 
 /// Where the feed starts, as `WatchEvents` takes it.
+#[derive(Default)]
 struct Start {
     from_sequence: u64,
     from_start: bool,
+    after_time_ms: i64,
 }
 
 impl Start {
-    /// The events after `text` (an `--at` style point). `seq:N` needs no lookup, so a
-    /// consumer can resume without the time-travel service; a time or a backup is resolved
-    /// by it to the last sequence at or before that point.
+    /// The events after `text` (an `--at` style point). A sequence or a time needs only
+    /// the directory (`seq:N` is how a consumer resumes); a backup is resolved by the
+    /// time-travel service to the sequence it names.
     async fn after(connection: &Connection, tenant: &str, text: &str) -> anyhow::Result<Start> {
         let at = point::parse(text, chrono::Utc::now().timestamp_millis())
             .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--at", "--since")))?;
         let sequence = match at.point {
-            None => {
-                return Ok(Start {
-                    from_sequence: 0,
-                    from_start: false,
-                })
-            }
+            None => return Ok(Start::default()),
             Some(v1::point::Point::Sequence(sequence)) => sequence,
+            Some(v1::point::Point::TimeMs(ms)) => {
+                eprintln!(
+                    "events stored after {}",
+                    backtrack_domain::time::rfc3339_ms(ms)
+                );
+                return Ok(Start {
+                    after_time_ms: ms.max(1),
+                    ..Start::default()
+                });
+            }
             Some(_) => {
                 let resolved = connection
                     .time_travel()
@@ -95,7 +103,10 @@ impl Start {
                     })
                     .await?
                     .into_inner();
-                eprintln!("{}", since_line(&resolved));
+                eprintln!(
+                    "events after {}",
+                    point::describe(&resolved).trim_start_matches("as of ")
+                );
                 resolved.sequence
             }
         };
@@ -103,16 +114,9 @@ impl Start {
         Ok(Start {
             from_sequence: sequence.saturating_add(1),
             from_start: sequence == 0,
+            after_time_ms: 0,
         })
     }
-}
-
-/// Says on stderr where a `--since` time or backup put the start.
-fn since_line(p: &v1::ResolvedPoint) -> String {
-    format!(
-        "events after {}",
-        point::describe(p).trim_start_matches("as of ")
-    )
 }
 
 fn opt(v: &Option<Value>) -> Value {

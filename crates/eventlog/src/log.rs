@@ -176,6 +176,31 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// The sequence of the first message the stream stored after `time_ms` (ms since the
+    /// Unix epoch, by the stream's own timestamps); one past the last message when none
+    /// was. A binary search over the stream's messages: a few dozen reads at most.
+    pub async fn first_sequence_after(&self, time_ms: i64) -> Result<u64, EventLogError> {
+        let state = self.state().await?;
+        if state.messages == 0 {
+            return Ok(state.last_sequence + 1);
+        }
+        // The answer lies in lo..=hi; hi = last + 1 means "none yet".
+        let (mut lo, mut hi) = (state.first_sequence, state.last_sequence + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            // A stream that denies deletes has no holes; a missing message counts as early.
+            let stored = self.stored_time_ms(mid).await?.unwrap_or(i64::MIN);
+            if stored > time_ms {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+}
+
 async fn ensure_stream(
     jetstream: &jetstream::Context,
     settings: &StreamSettings,

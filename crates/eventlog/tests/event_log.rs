@@ -678,3 +678,58 @@ async fn a_bounded_read_after_a_node_restarts_returns_every_event() -> anyhow::R
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_first_sequence_after_an_instant_is_found_by_the_streams_own_times(
+) -> anyhow::Result<()> {
+    let server = NatsServer::start().await?;
+    let log = open(&server).await?;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    };
+    let before_any = now_ms() - 1;
+    assert_eq!(
+        log.first_sequence_after(before_any).await?,
+        1,
+        "an empty log"
+    );
+    // Three bursts of appends, the clock moving on between them.
+    let mut instants = Vec::new();
+    for burst in 0..3 {
+        append_ok(
+            &log,
+            (0..5).map(|n| append(new_user(burst * 5 + n))).collect(),
+        )
+        .await?;
+        let instant = now_ms();
+        while now_ms() <= instant + 2 {
+            std::hint::spin_loop();
+        }
+        instants.push(instant);
+    }
+    assert_eq!(log.first_sequence_after(before_any).await?, 1);
+    assert_eq!(log.first_sequence_after(instants[0]).await?, 6);
+    assert_eq!(log.first_sequence_after(instants[1]).await?, 11);
+    assert_eq!(
+        log.first_sequence_after(instants[2]).await?,
+        16,
+        "none yet: one past the last"
+    );
+    for (sequence, instant) in [(5, instants[0]), (10, instants[1])] {
+        let stored = log.stored_time_ms(sequence).await?.context("stored")?;
+        assert!(stored <= instant);
+        assert_eq!(log.first_sequence_after(stored).await?, sequence + 1);
+        assert_eq!(log.first_sequence_after(stored - 1).await?, {
+            // The first message stored at `stored`'s millisecond.
+            let mut first = sequence;
+            while first > 1 && log.stored_time_ms(first - 1).await? == Some(stored) {
+                first -= 1;
+            }
+            first
+        });
+    }
+    Ok(())
+}

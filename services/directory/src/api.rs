@@ -581,10 +581,20 @@ impl DirectoryService for DirectoryApi {
         let r = request.into_inner();
         self.tenant(&caller, &r.tenant)?;
         let log = self.directory.log();
+        let given = [r.from_start, r.from_sequence > 0, r.after_time_ms != 0];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(Status::invalid_argument(
+                "give one start at most: from_start, from_sequence or after_time_ms",
+            ));
+        }
         let from = if r.from_start {
             1
         } else if r.from_sequence > 0 {
             r.from_sequence
+        } else if r.after_time_ms != 0 {
+            log.first_sequence_after(r.after_time_ms)
+                .await
+                .map_err(crate::DirectoryError::from)?
         } else {
             log.state()
                 .await

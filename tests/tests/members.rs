@@ -1,6 +1,6 @@
 //! `dir members` says who the targets are: kind and display name as they were at the
 //! point, whether they were in the recycle bin, and nothing about kinds the token may not
-//! see.
+//! see; `dir history --incoming` says when an object joined and left whose relations.
 #![allow(clippy::unwrap_used)]
 
 use backtrack_e2e::{id, Backtrack};
@@ -101,5 +101,62 @@ async fn members_are_listed_with_their_kind_and_name() {
     assert!(
         hidden.iter().all(|t| t["displayName"].is_null()),
         "{hidden:?}"
+    );
+
+    // Bob's own history, with the memberships the groups' events gave and took.
+    b.json(&[
+        "dir",
+        "link",
+        "remove",
+        "--tenant",
+        "m",
+        &team,
+        "--relation",
+        "members",
+        &bob,
+    ])
+    .unwrap();
+    let history = b
+        .json(&["dir", "history", "--tenant", "m", &bob, "--incoming"])
+        .unwrap();
+    let incoming: Vec<(String, String, String, String)> = history["incoming"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let text = |v: &Value| v.as_str().unwrap().to_string();
+            (
+                text(&c["change"]),
+                text(&c["relation"]),
+                text(&c["holder"]["displayName"]),
+                text(&c["actor"]),
+            )
+        })
+        .collect();
+    let change = |what: &str| {
+        (
+            what.to_string(),
+            "members".to_string(),
+            "Team".to_string(),
+            "admin".to_string(),
+        )
+    };
+    assert_eq!(incoming, [change("added"), change("removed")], "{history}");
+    let plain = b.json(&["dir", "history", "--tenant", "m", &bob]).unwrap();
+    assert!(plain.get("incoming").is_none(), "{plain}");
+    let table = b.cli(&[
+        "-o",
+        "table",
+        "dir",
+        "history",
+        "--tenant",
+        "m",
+        &bob,
+        "--incoming",
+    ]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains(&format!("members of group {team} (Team)")),
+        "{table}"
     );
 }

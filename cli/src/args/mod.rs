@@ -331,6 +331,11 @@ pub enum DirCommand {
         /// Object id (Graph ids may start with '-').
         #[arg(allow_hyphen_values = true)]
         id: String,
+        /// Also the changes of links pointing at the object, made by the objects holding
+        /// them: added to or removed from a group, made an owner or a manager (reads all
+        /// the tenant's links).
+        #[arg(long)]
+        incoming: bool,
     },
     /// The targets of one relation of an object (a group's members), now or at a point.
     Members {

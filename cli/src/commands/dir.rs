@@ -112,9 +112,11 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             list_pages(&mut client, &tenant, kind, false, limit, &mut listing).await?;
             listing.finish();
         }
-        DirCommand::History { tenant, id } => {
-            time_travel::history(g, &mut connection.time_travel(), tenant, id).await?
-        }
+        DirCommand::History {
+            tenant,
+            id,
+            incoming,
+        } => time_travel::history(g, &mut connection.time_travel(), tenant, id, incoming).await?,
         DirCommand::Members {
             tenant,
             id,

@@ -179,8 +179,13 @@ pub async fn history(
     client: &mut TimeTravelClient,
     tenant: String,
     id: String,
+    include_incoming: bool,
 ) -> anyhow::Result<()> {
-    let request = v1::GetObjectHistoryRequest { tenant, id };
+    let request = v1::GetObjectHistoryRequest {
+        tenant,
+        id,
+        include_incoming,
+    };
     let h = client.get_object_history(request).await?.into_inner();
     let mut entries = Vec::with_capacity(h.entries.len());
     for entry in h.entries {
@@ -199,36 +204,93 @@ pub async fn history(
         entries.push((entry.sequence, time_ms, event));
     }
     match g.output {
-        OutputFormat::Json => print_json(&json!({
-            "tenant": h.tenant,
-            "id": h.id,
-            "kind": h.kind,
-            "entries": entries.iter().map(|(s, t, e)| entry_json(*s, *t, e)).collect::<Vec<_>>(),
-        })),
+        OutputFormat::Json => {
+            let mut out = json!({
+                "tenant": h.tenant,
+                "id": h.id,
+                "kind": h.kind,
+                "entries": entries.iter().map(|(s, t, e)| entry_json(*s, *t, e)).collect::<Vec<_>>(),
+            });
+            if include_incoming {
+                out["incoming"] = h.incoming.iter().map(incoming_json).collect();
+            }
+            print_json(&out);
+        }
         OutputFormat::Table => {
-            outln!("{} {}: {} changes", h.kind, h.id, entries.len());
-            let mut rows = Vec::new();
+            outln!(
+                "{} {}: {} changes",
+                h.kind,
+                h.id,
+                entries.len() + h.incoming.len()
+            );
+            // Its own changes and those of links pointing at it, in log order.
+            let mut rows: Vec<(u64, Vec<Vec<String>>)> = Vec::new();
             for (sequence, time_ms, event) in &entries {
                 let mut details = entry_details(event).into_iter();
-                rows.push(vec![
+                let mut lines = vec![vec![
                     sequence.to_string(),
                     rfc3339_ms(*time_ms),
                     event.change.name().to_string(),
                     event.meta.actor.clone(),
                     event.meta.source.clone(),
                     details.next().unwrap_or_default(),
-                ]);
+                ]];
                 for more in details {
-                    rows.push(vec![String::new(); 5].into_iter().chain([more]).collect());
+                    lines.push(vec![String::new(); 5].into_iter().chain([more]).collect());
                 }
+                rows.push((*sequence, lines));
             }
+            for c in &h.incoming {
+                rows.push((c.sequence, vec![incoming_row(c)]));
+            }
+            rows.sort_by_key(|(sequence, _)| *sequence);
+            let rows: Vec<Vec<String>> = rows.into_iter().flat_map(|(_, lines)| lines).collect();
             table(
                 &["SEQUENCE", "TIME", "CHANGE", "ACTOR", "SOURCE", "DETAIL"],
                 &rows,
             );
+            if !include_incoming {
+                eprintln!("(links pointing at it, such as group memberships: add --incoming)");
+            }
         }
     }
     Ok(())
+}
+
+/// A change of a link pointing at the object, as a history row: `addedTo` / `removedFrom`
+/// and which relation of which object.
+fn incoming_row(c: &v1::IncomingLinkChange) -> Vec<String> {
+    let change = if c.added { "addedTo" } else { "removedFrom" };
+    let name = if c.holder_display_name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", c.holder_display_name)
+    };
+    vec![
+        c.sequence.to_string(),
+        rfc3339_ms(c.time_ms),
+        change.to_string(),
+        c.actor.clone(),
+        c.source.clone(),
+        format!("{} of {} {}{name}", c.relation, c.holder_kind, c.holder_id),
+    ]
+}
+
+fn incoming_json(c: &v1::IncomingLinkChange) -> Value {
+    json!({
+        "sequence": c.sequence,
+        "time": rfc3339_ms(c.time_ms),
+        "change": if c.added { "added" } else { "removed" },
+        "relation": c.relation,
+        "holder": {
+            "id": c.holder_id,
+            "kind": c.holder_kind,
+            "displayName": (!c.holder_display_name.is_empty()).then_some(&c.holder_display_name),
+        },
+        "actor": c.actor,
+        "source": c.source,
+        "correlationId": (!c.correlation_id.is_empty()).then_some(&c.correlation_id),
+    })
 }
 
 /// Says on stderr which point the server resolved (table mode only: JSON stays clean).

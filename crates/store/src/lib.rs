@@ -20,6 +20,7 @@ pub mod timetravel;
 mod view;
 
 pub use directory::{DirectoryProjection, ListQuery, TenantRecord};
+pub use timetravel::query::IncomingLinkChange;
 pub use timetravel::{
     Carry, Prepared, SequencedEvent, TenantSummary, TimeTravelStore, TwoPointReader,
 };

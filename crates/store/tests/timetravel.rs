@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use backtrack_domain::command::decide;
 use backtrack_domain::diff::diff_objects;
 use backtrack_domain::digest::{tenant_digest, StateDigest};
-use backtrack_domain::event::Event;
+use backtrack_domain::event::{Change, Event};
 use backtrack_domain::TenantState;
 use backtrack_store::timetravel::query::ListAt;
 use backtrack_store::{Prepared, SequencedEvent, StoreError, TimeTravelStore};
@@ -254,6 +254,43 @@ proptest! {
             prop_assert_eq!(&entry.event, &e.event);
             prop_assert_eq!(entry.published_ms, e.published_ms);
             prop_assert!(history.windows(2).all(|w| w[0].sequence < w[1].sequence));
+        }
+    }
+
+    /// The link changes pointing at an object are exactly the log's link changes with it
+    /// as target, in order, each with the event that made it and its holder as it was then.
+    #[test]
+    fn incoming_link_history_matches_the_log(commands in proptest::collection::vec(command_strategy(), 1..40)) {
+        let (events, states) = history(commands);
+        let dir = tempfile::tempdir().unwrap();
+        let store = TimeTravelStore::open(dir.path()).unwrap();
+        store.apply(&events).unwrap();
+        let targets: BTreeSet<String> = states.iter().flat_map(|s| s.objects.keys().cloned()).collect();
+        for target in &targets {
+            let got: Vec<_> = store.incoming_link_history("t1", target).unwrap();
+            let mut want = Vec::new();
+            for e in &events {
+                let (links, added) = match &e.event.change {
+                    Change::Created { links, .. } | Change::LinksAdded(links) => (links, true),
+                    Change::LinksRemoved(links) | Change::HardDeleted { links, .. } => (links, false),
+                    _ => continue,
+                };
+                for l in links.iter().filter(|l| &l.target_id == target) {
+                    want.push((e.sequence, e.event.meta.object_id.clone(), l.relation.clone(), added));
+                }
+            }
+            let seen: Vec<_> = got.iter().map(|c| (c.sequence, c.holder.id.clone(), c.relation.clone(), c.added)).collect();
+            prop_assert_eq!(seen, want);
+            for change in &got {
+                let e = events.iter().find(|e| e.sequence == change.sequence).unwrap();
+                prop_assert_eq!(&change.event, &e.event);
+                prop_assert_eq!(change.published_ms, e.published_ms);
+                let holder = states[change.sequence as usize].objects.get(&change.holder.id);
+                // A hard delete leaves no object behind; its version is the last one before.
+                if let Some(holder) = holder {
+                    prop_assert_eq!(&change.holder.attributes, &holder.attributes);
+                }
+            }
         }
     }
 }

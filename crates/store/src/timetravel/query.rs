@@ -46,6 +46,21 @@ pub struct HistoryEntry {
     pub event: Event,
 }
 
+/// A change of a link that points at an object: it was added to (or removed from) a
+/// relation of another object, e.g. made a member of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingLinkChange {
+    pub sequence: u64,
+    /// Stream time of the event.
+    pub published_ms: i64,
+    /// The object that holds the link (the group), as it was after the change.
+    pub holder: DirectoryObject,
+    pub relation: String,
+    pub added: bool,
+    /// The holder's event that made the change (who, from where, which job).
+    pub event: Event,
+}
+
 /// Many objects of one tenant, each read at two sequences, through one pair of cursors:
 /// what a difference report does for every changed object. Each object costs one
 /// positioning in its versions and one scan of its link keys for both sequences, where two
@@ -320,6 +335,69 @@ impl TimeTravelStore {
                 sequence,
                 published_ms: parts.published_ms,
                 event: version::event(&key, &parts)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every change of a link pointing at `target` (memberships, ownerships, manager of
+    /// ...), oldest first. The store keeps links by the object that holds them, so this
+    /// reads every link key of the tenant once: its cost grows with the tenant's links.
+    pub fn incoming_link_history(
+        &self,
+        tenant: &str,
+        target: &str,
+    ) -> Result<Vec<IncomingLinkChange>, StoreError> {
+        let prefix = keys::links_of_tenant(tenant);
+        // (holder, relation, sequence, added) of each change pointing at `target`.
+        let mut found: Vec<(String, String, u64, bool)> = Vec::new();
+        for item in self.db().iterator_opt(
+            IteratorMode::From(&prefix, Direction::Forward),
+            across_prefixes(&prefix),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            // `<holder>/<relation>/<target>\0` and the inverted sequence.
+            let Some((text, inverted)) = keys::split_versioned(&key, &prefix) else {
+                return Err(corrupt(&key, "bad link key"));
+            };
+            let sequence = !inverted;
+            let mut parts = text.splitn(3, |b| *b == b'/');
+            let (Some(holder), Some(relation), Some(to)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt(&key, "bad link key"));
+            };
+            if to == target.as_bytes() {
+                found.push((
+                    String::from_utf8_lossy(holder).into_owned(),
+                    String::from_utf8_lossy(relation).into_owned(),
+                    sequence,
+                    value.first() == Some(&1),
+                ));
+            }
+        }
+        found.sort_by_key(|(_, _, sequence, _)| *sequence);
+        let mut out = Vec::with_capacity(found.len());
+        for (holder, relation, sequence, added) in found {
+            let key = keys::version(tenant, &holder, sequence);
+            let Some(value) = self.db().get_pinned(&key)? else {
+                return Err(corrupt(&key, "a link change without its event"));
+            };
+            let parts = version::parts(&key, &value)?;
+            let event = version::event(&key, &parts)?;
+            let Some(object) = version_at(self.db(), tenant, &holder, sequence)? else {
+                return Err(corrupt(&key, "a link change without its object"));
+            };
+            out.push(IncomingLinkChange {
+                sequence,
+                published_ms: parts.published_ms,
+                holder: object,
+                relation,
+                added,
+                event,
             });
         }
         Ok(out)

@@ -172,7 +172,31 @@ impl TimeTravelService for TimeTravelApi {
         };
         let kind = first.event.meta.kind.clone();
         caller.require_kind(&kind)?;
+        let incoming = if r.include_incoming {
+            self.snapshotter
+                .store()
+                .incoming_link_history(&r.tenant, &id)
+                .map_err(crate::SnapshotterError::from)?
+                .into_iter()
+                .filter(|c| caller.can_access_kind(c.holder.kind.as_str()))
+                .map(|c| v1::IncomingLinkChange {
+                    sequence: c.sequence,
+                    time_ms: c.published_ms,
+                    holder_kind: c.holder.kind.as_str().to_string(),
+                    holder_display_name: c.holder.display_name().unwrap_or_default().to_string(),
+                    holder_id: c.holder.id,
+                    relation: c.relation,
+                    added: c.added,
+                    actor: c.event.meta.actor,
+                    source: c.event.meta.source,
+                    correlation_id: c.event.meta.correlation_id.unwrap_or_default(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(v1::ObjectHistory {
+            incoming,
             tenant: r.tenant,
             id,
             kind,

@@ -192,4 +192,49 @@ async fn a_token_limited_to_users_touches_and_sees_only_users() {
     .map(|rpc| called(rpc))
     .collect();
     assert_eq!(calls, expected, "{refusals}");
+
+    // The audit trail too: a reader limited to users does not get the purged group's
+    // record (which holds its last state); a reader of every kind does.
+    b.json(&["dir", "delete", "--tenant", "k", &group]).unwrap();
+    b.json(&["dir", "purge", "--tenant", "k", &group, "--yes"])
+        .unwrap();
+    let reader = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "k",
+        "--role",
+        "BackupReader",
+        "--kind",
+        "user",
+        "--subject",
+        "user-reader",
+    ]);
+    let reader = String::from_utf8(reader.stdout).unwrap().trim().to_string();
+    let audited_kinds = |env: &[(&str, &str)]| -> Vec<String> {
+        let out = b.cli_with_env(
+            &["audit", "query", "--tenant", "k", "--page-size", "1000"],
+            env,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["target"]["kind"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let everything = audited_kinds(&[]);
+    assert!(everything.iter().any(|k| k == "group"), "{everything:?}");
+    let limited = audited_kinds(&[("BACKTRACK_TOKEN", &reader)]);
+    assert!(!limited.iter().any(|k| k == "group"), "{limited:?}");
+    assert!(
+        limited.iter().any(|k| k == "rpc"),
+        "refusals stay visible: {limited:?}"
+    );
 }

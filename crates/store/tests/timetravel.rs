@@ -285,11 +285,14 @@ proptest! {
                 let e = events.iter().find(|e| e.sequence == change.sequence).unwrap();
                 prop_assert_eq!(&change.event, &e.event);
                 prop_assert_eq!(change.published_ms, e.published_ms);
-                let holder = states[change.sequence as usize].objects.get(&change.holder.id);
-                // A hard delete leaves no object behind; its version is the last one before.
-                if let Some(holder) = holder {
-                    prop_assert_eq!(&change.holder.attributes, &holder.attributes);
-                }
+                // A hard delete leaves no object behind: the holder is the one it deleted.
+                let at = change.sequence as usize;
+                let holder = states[at]
+                    .objects
+                    .get(&change.holder.id)
+                    .or_else(|| states[at - 1].objects.get(&change.holder.id))
+                    .unwrap();
+                prop_assert_eq!(&change.holder.attributes, &holder.attributes);
             }
         }
     }

@@ -388,7 +388,13 @@ impl TimeTravelStore {
             };
             let parts = version::parts(&key, &value)?;
             let event = version::event(&key, &parts)?;
-            let Some(object) = version_at(self.db(), tenant, &holder, sequence)? else {
+            // A hard delete leaves no object from its sequence on: the holder is then the
+            // object as the delete found it.
+            let object = match version_at(self.db(), tenant, &holder, sequence)? {
+                Some(object) => Some(object),
+                None => version_at(self.db(), tenant, &holder, sequence.saturating_sub(1))?,
+            };
+            let Some(object) = object else {
                 return Err(corrupt(&key, "a link change without its object"));
             };
             out.push(IncomingLinkChange {

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod keys;
 pub mod query;
 pub mod summary;
+mod two_point;
 mod version;
 
 use std::collections::{BTreeMap, HashMap};

@@ -16,20 +16,26 @@ use backtrack_proto::v1::{self, point::Point as P};
 
 /// Parses an `--at` value into a wire [`v1::Point`]; `now_ms` anchors relative forms.
 pub fn parse(text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
+    parse_flag("--at", text, now_ms)
+}
+
+/// [`parse`] for a point given with another flag (`--from`, `--since`, ...): its messages
+/// name that flag.
+pub fn parse_flag(flag: &str, text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
     let t = text.trim();
     let point = if t.eq_ignore_ascii_case("now") {
         None
     } else if let Some(n) = t.strip_prefix("seq:") {
-        Some(P::Sequence(sequence(text, n)?))
+        Some(P::Sequence(sequence(flag, text, n)?))
     } else if is_digits(t) {
-        Some(P::Sequence(sequence(text, t)?))
+        Some(P::Sequence(sequence(flag, text, t)?))
     } else if let Some(ago) = t.strip_prefix('-') {
         let Some(ms) = duration_ms(ago) else {
-            return Err(not_a_point(text));
+            return Err(not_a_point(flag, text));
         };
         match now_ms.checked_sub(ms) {
             Some(at) => Some(P::TimeMs(at)),
-            None => bail!("--at '{text}' reaches too far into the past"),
+            None => bail!("{flag} '{text}' reaches too far into the past"),
         }
     } else if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(t) {
         Some(P::TimeMs(instant.timestamp_millis()))
@@ -38,7 +44,7 @@ pub fn parse(text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
     } else if uuid::Uuid::parse_str(t).is_ok() {
         Some(P::BackupId(backup_id(t)))
     } else {
-        return Err(not_a_point(text));
+        return Err(not_a_point(flag, text));
     };
     Ok(v1::Point { point })
 }
@@ -60,9 +66,9 @@ pub fn describe(p: &v1::ResolvedPoint) -> String {
     out
 }
 
-fn not_a_point(text: &str) -> anyhow::Error {
+fn not_a_point(flag: &str, text: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "--at '{text}' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a relative \
+        "{flag} '{text}' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a relative \
          time (-2h, -30m, -7d), a backup id, or seq:N"
     )
 }
@@ -71,13 +77,13 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn sequence(text: &str, digits: &str) -> anyhow::Result<u64> {
+fn sequence(flag: &str, text: &str, digits: &str) -> anyhow::Result<u64> {
     if !is_digits(digits) {
-        return Err(not_a_point(text));
+        return Err(not_a_point(flag, text));
     }
     digits
         .parse()
-        .map_err(|_| anyhow::anyhow!("--at '{text}': the sequence is too large"))
+        .map_err(|_| anyhow::anyhow!("{flag} '{text}': the sequence is too large"))
 }
 
 /// `90s`, `15m`, `2h`, `3d`, `1w` in milliseconds; `None` for anything else or overflow.
@@ -188,6 +194,16 @@ mod tests {
             e,
             "--at '2h' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a relative \
              time (-2h, -30m, -7d), a backup id, or seq:N"
+        );
+        // Given with another flag, the message names that flag.
+        let e = parse_flag("--since", "2h", NOW).unwrap_err().to_string();
+        assert!(e.starts_with("--since '2h' is not a point"), "{e}");
+        let e = parse_flag("--from", "seq:99999999999999999999", NOW)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--from 'seq:99999999999999999999': the sequence is too large"
         );
         for bad in [
             "",

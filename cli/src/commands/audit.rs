@@ -1,6 +1,6 @@
 //! `backtrack audit ...`: query a tenant's audit records, follow them, verify the chain.
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::v1;
 use futures::StreamExt;
@@ -103,10 +103,7 @@ pub async fn run(g: &GlobalArgs, command: AuditCommand) -> anyhow::Result<()> {
 
 fn time(text: &Option<String>, flag: &str, now_ms: i64) -> anyhow::Result<i64> {
     let Some(text) = text else { return Ok(0) };
-    match point::parse(text, now_ms)
-        .map_err(|e| anyhow!("{}", format!("{e:#}").replacen("--at", flag, 1)))?
-        .point
-    {
+    match point::parse_flag(flag, text, now_ms)?.point {
         Some(v1::point::Point::TimeMs(ms)) => Ok(ms),
         _ => {
             bail!("{flag} '{text}' is not a time: use RFC 3339 (2026-11-22T05:00:00Z) or -2h, -3d")

@@ -70,7 +70,7 @@ fn reference(r: DiffRefArgs) -> v1::ReportRef {
 /// `diff create`'s request: `--from` is required and must name a point, `--to` defaults
 /// to now (the empty point).
 fn create_request(a: &DiffCreateArgs, now_ms: i64) -> anyhow::Result<v1::CreateReportRequest> {
-    let base = parse_point("--from", &a.from, now_ms)?;
+    let base = point::parse_flag("--from", &a.from, now_ms)?;
     if base.point.is_none() {
         bail!(
             "--from now compares the present with itself: give the base as a time (-2h, \
@@ -78,7 +78,7 @@ fn create_request(a: &DiffCreateArgs, now_ms: i64) -> anyhow::Result<v1::CreateR
         );
     }
     let target = match &a.to {
-        Some(to) => parse_point("--to", to, now_ms)?,
+        Some(to) => point::parse_flag("--to", to, now_ms)?,
         None => v1::Point::default(),
     };
     Ok(v1::CreateReportRequest {
@@ -90,12 +90,6 @@ fn create_request(a: &DiffCreateArgs, now_ms: i64) -> anyhow::Result<v1::CreateR
             ids: a.ids.clone(),
         }),
     })
-}
-
-/// [`point::parse`], with its messages naming the flag the point came from.
-fn parse_point(flag: &str, text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
-    point::parse(text, now_ms)
-        .map_err(|e| anyhow!("{}", format!("{e:#}").replacen("--at", flag, 1)))
 }
 
 /// `--change` values in the server's spelling; any letter case is accepted.

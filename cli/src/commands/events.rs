@@ -79,8 +79,7 @@ impl Start {
     /// the directory (`seq:N` is how a consumer resumes); a backup is resolved by the
     /// time-travel service to the sequence it names.
     async fn after(connection: &Connection, tenant: &str, text: &str) -> anyhow::Result<Start> {
-        let at = point::parse(text, chrono::Utc::now().timestamp_millis())
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--at", "--since")))?;
+        let at = point::parse_flag("--since", text, chrono::Utc::now().timestamp_millis())?;
         let sequence = match at.point {
             None => return Ok(Start::default()),
             Some(v1::point::Point::Sequence(sequence)) => sequence,

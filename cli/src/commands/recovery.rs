@@ -169,8 +169,7 @@ fn start_request(a: &RecoverArgs, now_ms: i64) -> anyhow::Result<v1::StartRecove
     let source = match (&a.report, &a.from) {
         (Some(report), None) => Source::ReportId(report.trim().to_string()),
         (None, Some(from)) => {
-            let point = point::parse(from, now_ms)
-                .map_err(|e| anyhow!("{}", format!("{e:#}").replacen("--at", "--from", 1)))?;
+            let point = point::parse_flag("--from", from, now_ms)?;
             if point.point.is_none() {
                 bail!(
                     "--from now would recover the present to itself: give a time (-2h, \

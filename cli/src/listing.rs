@@ -57,22 +57,30 @@ pub struct ObjectListing {
     json: JsonArray,
     widths: Option<Vec<usize>>,
     count: usize,
+    /// Most objects to print; 0: all.
+    limit: usize,
 }
 
 const HEADER: [&str; 4] = ["ID", "KIND", "DISPLAY NAME", "DETAIL"];
 
 impl ObjectListing {
-    pub fn new(g: &GlobalArgs) -> Self {
+    /// A listing of at most `limit` objects (0: all).
+    pub fn new(g: &GlobalArgs, limit: usize) -> Self {
         Self {
             output: g.output,
             json: JsonArray::default(),
             widths: None,
             count: 0,
+            limit,
         }
     }
 
-    /// Prints one page.
-    pub fn page(&mut self, objects: &[v1::DirectoryObject]) {
+    /// Prints one page (as much of it as the limit leaves); says whether to ask for more.
+    pub fn page(&mut self, objects: &[v1::DirectoryObject]) -> bool {
+        let objects = match self.limit {
+            0 => objects,
+            limit => &objects[..objects.len().min(limit - self.count)],
+        };
         self.count += objects.len();
         match self.output {
             OutputFormat::Json => {
@@ -94,6 +102,7 @@ impl ObjectListing {
                 }
             }
         }
+        self.limit == 0 || self.count < self.limit
     }
 
     /// Ends the listing: closes the JSON array, or prints the count.

@@ -35,6 +35,12 @@ async fn members_are_listed_with_their_kind_and_name() {
         &inner,
     ])
     .unwrap();
+    // A listing stops at its limit, now and at a point, whatever the page size.
+    for at in [&[][..], &["--at", "now"][..]] {
+        let args = [&["dir", "list", "--tenant", "m", "--limit", "3"][..], at].concat();
+        let listed = b.json(&args).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 3, "{args:?}: {listed}");
+    }
     let before_delete = b.json(&["backup", "create", "--tenant", "m"]).unwrap();
     let before_delete = before_delete["id"].as_str().unwrap().to_string();
     b.json(&["dir", "delete", "--tenant", "m", &bob]).unwrap();

@@ -107,9 +107,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             at: None,
             ..
         } => {
-            let mut listing = ObjectListing::new(g);
+            let mut listing = ObjectListing::new(g, limit);
             let kind = kind.unwrap_or_default();
-            list_pages(&mut client, &tenant, kind, false, limit, &mut listing).await?;
+            list_pages(&mut client, &tenant, kind, false, &mut listing).await?;
             listing.finish();
         }
         DirCommand::History {
@@ -127,9 +127,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             time_travel::members(g, &mut travel, tenant, id, relation, point).await?
         }
         DirCommand::Deleted { tenant, kind } => {
-            let mut listing = ObjectListing::new(g);
+            let mut listing = ObjectListing::new(g, 0);
             let kind = kind.unwrap_or_default();
-            list_pages(&mut client, &tenant, kind, true, 0, &mut listing).await?;
+            list_pages(&mut client, &tenant, kind, true, &mut listing).await?;
             listing.finish();
         }
         DirCommand::Update {
@@ -419,17 +419,15 @@ fn parse_assignments(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     Ok(out)
 }
 
-/// Lists the tenant's live objects (or its recycle bin) page by page into `listing`, at
-/// most `limit` of them (0: all).
+/// Lists the tenant's live objects (or its recycle bin) page by page into `listing`, as
+/// many as it takes.
 async fn list_pages(
     client: &mut Client,
     tenant: &str,
     kind: String,
     deleted: bool,
-    limit: usize,
     listing: &mut ObjectListing,
 ) -> anyhow::Result<()> {
-    let mut listed = 0;
     let mut token = String::new();
     loop {
         let request = v1::ListObjectsRequest {
@@ -438,18 +436,13 @@ async fn list_pages(
             page_size: 1000,
             page_token: token,
         };
-        let mut page = if deleted {
+        let page = if deleted {
             client.list_deleted_objects(request).await?
         } else {
             client.list_objects(request).await?
         }
         .into_inner();
-        if limit > 0 {
-            page.objects.truncate(limit - listed);
-        }
-        listed += page.objects.len();
-        listing.page(&page.objects);
-        if (limit > 0 && listed >= limit) || page.next_page_token.is_empty() {
+        if !listing.page(&page.objects) || page.next_page_token.is_empty() {
             return Ok(());
         }
         token = page.next_page_token;

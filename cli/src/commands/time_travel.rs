@@ -78,8 +78,7 @@ pub async fn list(
     mut at: v1::Point,
 ) -> anyhow::Result<()> {
     let mut resolved = false;
-    let mut listing = ObjectListing::new(g);
-    let mut listed = 0;
+    let mut listing = ObjectListing::new(g, query.limit);
     let mut token = String::new();
     loop {
         let request = v1::ListObjectsAtRequest {
@@ -90,7 +89,7 @@ pub async fn list(
             page_size: 1000,
             page_token: token,
         };
-        let mut page = client.list_objects_at(request).await?.into_inner();
+        let page = client.list_objects_at(request).await?.into_inner();
         if !resolved {
             // Later pages ask for the sequence the first page resolved to, so that a
             // relative point or `now` cannot drift while we page.
@@ -102,12 +101,7 @@ pub async fn list(
             announce(g, page.point.as_ref());
             resolved = true;
         }
-        if query.limit > 0 {
-            page.objects.truncate(query.limit - listed);
-        }
-        listed += page.objects.len();
-        listing.page(&page.objects);
-        if (query.limit > 0 && listed >= query.limit) || page.next_page_token.is_empty() {
+        if !listing.page(&page.objects) || page.next_page_token.is_empty() {
             break;
         }
         token = page.next_page_token;

@@ -237,4 +237,32 @@ async fn a_token_limited_to_users_touches_and_sees_only_users() {
         limited.iter().any(|k| k == "rpc"),
         "refusals stay visible: {limited:?}"
     );
+    // Following the trail shows the same records.
+    let count = limited.len().to_string();
+    let tail = b.cli_with_env(
+        &[
+            "audit",
+            "tail",
+            "--tenant",
+            "k",
+            "--from-start",
+            "--limit",
+            &count,
+        ],
+        &[("BACKTRACK_TOKEN", &reader)],
+    );
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
+    let followed: Vec<String> = String::from_utf8(tail.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let entry: Value = serde_json::from_str(l).unwrap();
+            entry["target"]["kind"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(followed, limited);
 }

@@ -47,19 +47,17 @@ impl AuditApi {
     }
 }
 
-/// Whether a token limited to `kinds` (empty: every kind) may read `entry`: records about
+/// Whether `caller`, whose token may be limited to some kinds, may read `entry`: records about
 /// an object of another kind (its change by a recovery, its state before a purge) are
 /// left out, as the directory leaves the object out; records about jobs, backups, reports,
 /// tokens and calls stay.
-fn visible(kinds: &[String], entry: &v1::AuditEntry) -> bool {
+fn visible(caller: &Caller, entry: &v1::AuditEntry) -> bool {
     let kind = entry
         .record
         .as_ref()
         .and_then(|r| r.target.as_ref())
         .map_or("", |t| t.kind.as_str());
-    kinds.is_empty()
-        || kind.parse::<backtrack_domain::ObjectKind>().is_err()
-        || kinds.iter().any(|k| k == kind)
+    kind.parse::<backtrack_domain::ObjectKind>().is_err() || caller.can_access_kind(kind)
 }
 
 type TailStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEntry, Status>> + Send>>;
@@ -97,7 +95,7 @@ impl AuditService for AuditApi {
             page_token: r.page_token,
         };
         let (mut entries, next_page_token) = self.audit.query(&r.tenant, &query).await?;
-        entries.retain(|e| visible(&caller.kinds, e));
+        entries.retain(|e| visible(&caller, e));
         Ok(Response::new(v1::QueryAuditResponse {
             entries,
             next_page_token,
@@ -115,7 +113,7 @@ impl AuditService for AuditApi {
         Self::authorize(&caller, &r.tenant, "reading audit records")?;
         let audit = self.audit.clone();
         let tenant = r.tenant.clone();
-        let kinds = caller.kinds.clone();
+        let reader = caller.clone();
         // Subscribe before reading what is stored, so nothing falls in between.
         let mut live = audit.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -146,7 +144,7 @@ impl AuditService for AuditApi {
                     for link in page {
                         next = link.index + 1;
                         let entry = entry(&link);
-                        if visible(&kinds, &entry) && tx.send(Ok(entry)).await.is_err() {
+                        if visible(&reader, &entry) && tx.send(Ok(entry)).await.is_err() {
                             return;
                         }
                     }
@@ -163,7 +161,7 @@ impl AuditService for AuditApi {
                             }
                             next = e.link.index + 1;
                             let entry = entry(&e.link);
-                            if visible(&kinds, &entry) && tx.send(Ok(entry)).await.is_err() {
+                            if visible(&reader, &entry) && tx.send(Ok(entry)).await.is_err() {
                                 return;
                             }
                         }

@@ -612,10 +612,8 @@ impl DirectoryService for DirectoryApi {
         }
         .map_err(crate::DirectoryError::from)?;
         // A token limited to some kinds sees only their events (and the tenant's own).
-        let kinds = caller.kinds.clone();
-        let visible = move |kind: &str| {
-            kind == TENANT_KIND || kinds.is_empty() || kinds.iter().any(|k| k == kind)
-        };
+        let reader = caller.clone();
+        let visible = move |kind: &str| kind == TENANT_KIND || reader.can_access_kind(kind);
         let mapped = stream.filter_map(move |item| {
             let envelope = match item {
                 Ok(stored) if !visible(&stored.event.meta.kind) => None,

@@ -82,11 +82,22 @@ impl TimeTravelStore {
         id: &str,
         sequence: u64,
     ) -> Result<Option<DirectoryObject>, StoreError> {
-        let Some(mut object) = version_at(self.db(), tenant, id, sequence)? else {
+        let Some(mut object) = self.object_at_without_links(tenant, id, sequence)? else {
             return Ok(None);
         };
         object.links = group_links(&self.links_at(tenant, id, None, sequence)?);
         Ok(Some(object))
+    }
+
+    /// [`Self::object_at`] without reading its links: one seek, for callers that need
+    /// only its kind, attributes or lifecycle (a group's members by name).
+    pub fn object_at_without_links(
+        &self,
+        tenant: &str,
+        id: &str,
+        sequence: u64,
+    ) -> Result<Option<DirectoryObject>, StoreError> {
+        version_at(self.db(), tenant, id, sequence)
     }
 
     /// The links an object held at `sequence` (one relation, or all), sorted.

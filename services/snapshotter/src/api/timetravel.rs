@@ -246,7 +246,7 @@ impl TimeTravelService for TimeTravelApi {
                 .iter()
                 .map(|id| {
                     let target = store
-                        .object_at(&r.tenant, id, point.sequence)
+                        .object_at_without_links(&r.tenant, id, point.sequence)
                         .map_err(crate::SnapshotterError::from)?
                         .filter(|t| caller.can_access_kind(t.kind.as_str()));
                     Ok(match target {

@@ -98,6 +98,10 @@ pub struct StoreFigures {
     pub listing: Throughput,
     pub listing_with_links: Throughput,
     pub grpc_object_at: Vec<Duration>,
+    /// One object's incoming link history (`dir history --incoming`): how long the pass
+    /// over the large tenant's link keys took, and the changes it found.
+    pub incoming_history: Duration,
+    pub incoming_changes: usize,
 }
 
 impl StoreFigures {
@@ -246,7 +250,7 @@ impl Built<'_> {
         // The middle of the large tenant's part of the log: the log's own middle may fall
         // before the large tenant's first event when the imported tenant is the bigger part.
         let middle = from + (to - from).div_ceil(2);
-        let (ids, lookups, lookup_hits, listing, listing_with_links) = {
+        let (ids, lookups, lookup_hits, listing, listing_with_links, incoming) = {
             let store = store.clone();
             let count = LOOKUPS.min(10 * self.large.shape.objects());
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -259,7 +263,14 @@ impl Built<'_> {
                     "the listing of {tenant} at sequence {middle} found no objects to time"
                 );
                 let with_links = page_through(&store, tenant, middle, true, None)?;
-                Ok((ids, lookups, hits, listing, with_links))
+                // Its cost is the pass over every link key, whichever object asks.
+                let member = ids
+                    .get(ids.len() / 2)
+                    .context("the large tenant has no objects")?;
+                let started = Instant::now();
+                let changes = store.incoming_link_history(tenant, member)?.len();
+                let incoming = (started.elapsed(), changes);
+                Ok((ids, lookups, hits, listing, with_links, incoming))
             })
             .await??
         };
@@ -279,6 +290,8 @@ impl Built<'_> {
             listing,
             listing_with_links,
             grpc_object_at,
+            incoming_history: incoming.0,
+            incoming_changes: incoming.1,
         })
     }
 }

@@ -161,6 +161,15 @@ fn time_travel_rows(run: &snapshotter::TimeTravelRun, report: &mut Report) {
         "objects/s",
     );
     report.record(
+        &format!(
+            "incoming_history_seconds_{}_objects",
+            compact(usize::try_from(store.large.objects).unwrap_or(usize::MAX))
+        ),
+        store.incoming_history.as_secs_f64(),
+        "seconds",
+    );
+    report.parameter("incoming_history_changes", store.incoming_changes);
+    report.record(
         "timetravel_store_bytes_per_million_events",
         run.store_bytes_per_million_events(),
         "bytes",

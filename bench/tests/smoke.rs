@@ -81,6 +81,7 @@ fn time_travel_rows(demo_objects: u64) -> Vec<String> {
         "get_object_at_grpc_p99".into(),
         "tenant_at_listing".into(),
         "tenant_at_listing_with_links".into(),
+        format!("incoming_history_seconds_{demo}_objects"),
         "incoming_history_seconds_2k_objects".into(),
         "timetravel_store_bytes_per_million_events".into(),
         "peak_rss_snapshotter_build".into(),

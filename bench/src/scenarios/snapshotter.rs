@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use backtrack_directory::Directory;
+use backtrack_domain::ObjectKind;
 use backtrack_eventlog::{EventLog, StreamSettings};
 use backtrack_platform::auth::{
     AuthInterceptor, BearerToken, Role, SigningKey, TokenValidator, ALL_TENANTS,
@@ -98,10 +99,6 @@ pub struct StoreFigures {
     pub listing: Throughput,
     pub listing_with_links: Throughput,
     pub grpc_object_at: Vec<Duration>,
-    /// One object's incoming link history (`dir history --incoming`): how long the pass
-    /// over the large tenant's link keys took, and the changes it found.
-    pub incoming_history: Duration,
-    pub incoming_changes: usize,
 }
 
 impl StoreFigures {
@@ -120,6 +117,10 @@ pub struct TenantFigures {
     pub verify: Duration,
     pub verified: bool,
     pub verify_message: String,
+    /// One user's incoming link history (`dir history --incoming`): how long the pass over
+    /// the tenant's link keys took, and the changes it found for that user.
+    pub incoming_history: Duration,
+    pub incoming_changes: usize,
 }
 
 /// Appends the large tenant of `objects` objects, builds a fresh time-travel store from the
@@ -250,7 +251,7 @@ impl Built<'_> {
         // The middle of the large tenant's part of the log: the log's own middle may fall
         // before the large tenant's first event when the imported tenant is the bigger part.
         let middle = from + (to - from).div_ceil(2);
-        let (ids, lookups, lookup_hits, listing, listing_with_links, incoming) = {
+        let (ids, lookups, lookup_hits, listing, listing_with_links) = {
             let store = store.clone();
             let count = LOOKUPS.min(10 * self.large.shape.objects());
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -263,14 +264,7 @@ impl Built<'_> {
                     "the listing of {tenant} at sequence {middle} found no objects to time"
                 );
                 let with_links = page_through(&store, tenant, middle, true, None)?;
-                // Its cost is the pass over every link key, whichever object asks.
-                let member = ids
-                    .get(ids.len() / 2)
-                    .context("the large tenant has no objects")?;
-                let started = Instant::now();
-                let changes = store.incoming_link_history(tenant, member)?.len();
-                let incoming = (started.elapsed(), changes);
-                Ok((ids, lookups, hits, listing, with_links, incoming))
+                Ok((ids, lookups, hits, listing, with_links))
             })
             .await??
         };
@@ -290,8 +284,6 @@ impl Built<'_> {
             listing,
             listing_with_links,
             grpc_object_at,
-            incoming_history: incoming.0,
-            incoming_changes: incoming.1,
         })
     }
 }
@@ -343,6 +335,12 @@ async fn tenant_figures(snapshotter: &Snapshotter, tenant: &str) -> anyhow::Resu
     let started = Instant::now();
     let verification = snapshotter.verify(tenant, &backup.id).await?;
     let verify = started.elapsed();
+    let (incoming_history, incoming_changes) = {
+        let store = snapshotter.store().clone();
+        let tenant = tenant.to_string();
+        tokio::task::spawn_blocking(move || incoming_of_a_user(&store, &tenant, backup.sequence))
+            .await??
+    };
     Ok(TenantFigures {
         tenant: tenant.to_string(),
         objects: backup.counts.iter().map(|c| c.live + c.deleted).sum(),
@@ -350,7 +348,29 @@ async fn tenant_figures(snapshotter: &Snapshotter, tenant: &str) -> anyhow::Resu
         verify,
         verified: verification.ok,
         verify_message: verification.message,
+        incoming_history,
+        incoming_changes,
     })
+}
+
+/// Times the incoming link history of the tenant's first user at `sequence`: one pass over
+/// every link key of the tenant, whichever object asks.
+fn incoming_of_a_user(
+    store: &TimeTravelStore,
+    tenant: &str,
+    sequence: u64,
+) -> anyhow::Result<(Duration, usize)> {
+    let query = ListAt {
+        sequence,
+        kind: Some(ObjectKind::User),
+        limit: 1,
+        ..ListAt::default()
+    };
+    let page = store.list_at(tenant, &query)?;
+    let user = page.objects.first().context("the tenant has no user")?;
+    let started = Instant::now();
+    let changes = store.incoming_link_history(tenant, &user.id)?.len();
+    Ok((started.elapsed(), changes))
 }
 
 /// Pages through the tenant's objects at `sequence`, [`PAGE`] at a time; collects their

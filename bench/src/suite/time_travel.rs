@@ -160,15 +160,18 @@ fn time_travel_rows(run: &snapshotter::TimeTravelRun, report: &mut Report) {
         store.listing_with_links.per_second(),
         "objects/s",
     );
-    report.record(
-        &format!(
-            "incoming_history_seconds_{}_objects",
-            compact(usize::try_from(store.large.objects).unwrap_or(usize::MAX))
-        ),
-        store.incoming_history.as_secs_f64(),
-        "seconds",
-    );
-    report.parameter("incoming_history_changes", store.incoming_changes);
+    for figures in [&store.demo, &store.large] {
+        let objects = compact(usize::try_from(figures.objects).unwrap_or(usize::MAX));
+        report.record(
+            &format!("incoming_history_seconds_{objects}_objects"),
+            figures.incoming_history.as_secs_f64(),
+            "seconds",
+        );
+        report.parameter(
+            &format!("incoming_history_changes_{objects}_objects"),
+            figures.incoming_changes,
+        );
+    }
     report.record(
         "timetravel_store_bytes_per_million_events",
         run.store_bytes_per_million_events(),

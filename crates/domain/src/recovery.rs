@@ -200,11 +200,17 @@ pub fn creation_rank(kind: ObjectKind) -> u8 {
 }
 
 /// Orders and plans the entries. Objects synced from an on-premises directory are
-/// skipped (the sync would undo the change): their source of truth is elsewhere.
+/// skipped (the sync would undo the change): their source of truth is elsewhere. Links
+/// to a skipped object that is absent or in the recycle bin cannot be added back, so
+/// the plan leaves them out and notes each on the object that held them.
 pub fn plan(entries: Vec<PlanEntry>, options: &PlanOptions) -> Plan {
     let mut out = Plan::default();
+    let mut unlinkable = BTreeMap::new();
     for entry in entries {
-        plan_object(entry, options, &mut out);
+        plan_object(entry, options, &mut out, &mut unlinkable);
+    }
+    if !unlinkable.is_empty() {
+        leave_out_links(&unlinkable, &mut out);
     }
     out.operations.sort_by(|a, b| {
         let rank = |o: &Operation| {
@@ -229,7 +235,15 @@ pub fn plan(entries: Vec<PlanEntry>, options: &PlanOptions) -> Plan {
     out
 }
 
-fn plan_object(entry: PlanEntry, options: &PlanOptions, out: &mut Plan) {
+/// Skipped objects that cannot be linked: their display name (or id) and where they are.
+type Unlinkable = BTreeMap<String, (String, &'static str)>;
+
+fn plan_object(
+    entry: PlanEntry,
+    options: &PlanOptions,
+    out: &mut Plan,
+    unlinkable: &mut Unlinkable,
+) {
     let PlanEntry {
         kind,
         id,
@@ -256,6 +270,15 @@ fn plan_object(entry: PlanEntry, options: &PlanOptions, out: &mut Plan) {
     if current.as_ref().is_some_and(DirectoryObject::is_synced)
         || desired.as_ref().is_some_and(DirectoryObject::is_synced)
     {
+        let whereabouts = match &current {
+            None => Some("does not exist"),
+            Some(c) if c.is_deleted() => Some("is in the recycle bin"),
+            Some(_) => None,
+        };
+        if let Some(whereabouts) = whereabouts {
+            let name = display_name.clone().unwrap_or_else(|| id.clone());
+            unlinkable.insert(id.clone(), (name, whereabouts));
+        }
         skip(
             out,
             "synced from an on-premises directory: recover it there, the sync would undo a change made here".into(),
@@ -343,6 +366,41 @@ fn plan_object(entry: PlanEntry, options: &PlanOptions, out: &mut Plan) {
             planned_version,
         });
     }
+}
+
+/// Takes the targets in `unlinkable` out of every link addition (an addition left with
+/// no target goes), with a note on the holder per addition that lost targets.
+fn leave_out_links(unlinkable: &Unlinkable, out: &mut Plan) {
+    let mut notes = Vec::new();
+    out.operations.retain_mut(|op| {
+        let Action::AddLinks { relation, targets } = &mut op.action else {
+            return true;
+        };
+        let (left_out, kept): (Vec<String>, Vec<String>) = std::mem::take(targets)
+            .into_iter()
+            .partition(|t| unlinkable.contains_key(t));
+        *targets = kept;
+        if let Some(first) = left_out.first() {
+            let (name, whereabouts) = &unlinkable[first];
+            let reason = match left_out.len() {
+                1 => format!(
+                    "link '{relation}' to {name} ({first}) left out: it {whereabouts} here and is synced from an on-premises directory, which a recovery leaves alone (recover it there, then link it again)"
+                ),
+                n => format!(
+                    "links '{relation}' to {name} ({first}) and {} more left out: they are absent here (or in the recycle bin) and synced from an on-premises directory, which a recovery leaves alone (recover them there, then link them again)",
+                    n - 1
+                ),
+            };
+            notes.push(Skipped {
+                kind: op.kind,
+                id: op.id.clone(),
+                display_name: op.display_name.clone(),
+                reason,
+            });
+        }
+        !targets.is_empty()
+    });
+    out.notes.extend(notes);
 }
 
 /// The report's change type for an object going from `desired` (base) to `current`.
@@ -537,5 +595,158 @@ impl Operation {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SYNCED: &str = "00000000-0000-4000-8000-000000000001";
+    const CLOUD: &str = "00000000-0000-4000-8000-000000000002";
+    const GROUP: &str = "00000000-0000-4000-8000-0000000000a1";
+    const REBUILT: &str = "00000000-0000-4000-8000-0000000000a2";
+
+    fn object(kind: ObjectKind, id: &str, attributes: Value, members: &[&str]) -> DirectoryObject {
+        let mut links = BTreeMap::new();
+        if !members.is_empty() {
+            links.insert(
+                "members".to_string(),
+                members.iter().map(|m| m.to_string()).collect(),
+            );
+        }
+        DirectoryObject {
+            id: id.into(),
+            kind,
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+            links,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            deleted_at_ms: None,
+            purge_after_ms: None,
+            version: 1,
+        }
+    }
+
+    fn user(id: &str, synced: bool) -> DirectoryObject {
+        let name = if synced { "Synced" } else { "Cloud" };
+        object(
+            ObjectKind::User,
+            id,
+            json!({"displayName": name, "onPremisesSyncEnabled": synced}),
+            &[],
+        )
+    }
+
+    fn entry(
+        kind: ObjectKind,
+        id: &str,
+        current: Option<DirectoryObject>,
+        desired: Option<DirectoryObject>,
+    ) -> PlanEntry {
+        PlanEntry {
+            kind,
+            id: id.into(),
+            planned_version: current.as_ref().map_or(0, |c| c.version),
+            current,
+            desired,
+        }
+    }
+
+    fn additions(plan: &Plan, id: &str) -> Vec<String> {
+        plan.operations
+            .iter()
+            .filter(|o| o.id == id)
+            .filter_map(|o| match &o.action {
+                Action::AddLinks { targets, .. } => Some(targets.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// A purged synced member of a group that lost its members, and of a group purged
+    /// with it: both groups get back every other member, and a note for the synced one.
+    fn plan_with_synced_member(synced_now: Option<DirectoryObject>) -> Plan {
+        let group = |id: &str, members: &[&str]| {
+            object(ObjectKind::Group, id, json!({"displayName": id}), members)
+        };
+        plan(
+            vec![
+                entry(
+                    ObjectKind::User,
+                    SYNCED,
+                    synced_now,
+                    Some(user(SYNCED, true)),
+                ),
+                entry(ObjectKind::User, CLOUD, None, Some(user(CLOUD, false))),
+                entry(
+                    ObjectKind::Group,
+                    GROUP,
+                    Some(group(GROUP, &[])),
+                    Some(group(GROUP, &[SYNCED, CLOUD])),
+                ),
+                entry(
+                    ObjectKind::Group,
+                    REBUILT,
+                    None,
+                    Some(group(REBUILT, &[SYNCED])),
+                ),
+            ],
+            &PlanOptions::default(),
+        )
+    }
+
+    #[test]
+    fn links_to_a_skipped_synced_object_that_is_gone_are_left_out_with_a_note() {
+        let plan = plan_with_synced_member(None);
+        assert_eq!(plan.skipped.len(), 1, "{plan:?}");
+        assert_eq!(plan.skipped[0].id, SYNCED);
+        assert_eq!(additions(&plan, GROUP), vec![CLOUD.to_string()]);
+        // The re-created group keeps its re-creation; its only addition went.
+        assert!(additions(&plan, REBUILT).is_empty(), "{plan:?}");
+        assert!(plan
+            .operations
+            .iter()
+            .any(|o| o.id == REBUILT && matches!(o.action, Action::Recreate { .. })));
+        let noted: Vec<&str> = plan.notes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(noted, vec![GROUP, REBUILT], "{plan:?}");
+        for note in &plan.notes {
+            assert!(
+                note.reason.contains("link 'members' to Synced")
+                    && note.reason.contains(SYNCED)
+                    && note.reason.contains("does not exist"),
+                "{note:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn links_to_a_skipped_synced_object_in_the_recycle_bin_are_left_out_too() {
+        let mut deleted = user(SYNCED, true);
+        deleted.deleted_at_ms = Some(5);
+        let plan = plan_with_synced_member(Some(deleted));
+        assert_eq!(additions(&plan, GROUP), vec![CLOUD.to_string()]);
+        assert!(
+            plan.notes[0].reason.contains("is in the recycle bin"),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn links_to_a_skipped_synced_object_that_is_there_stay_in_the_plan() {
+        let mut changed = user(SYNCED, true);
+        changed
+            .attributes
+            .insert("department".into(), json!("Legal"));
+        let plan = plan_with_synced_member(Some(changed));
+        assert_eq!(plan.skipped.len(), 1, "{plan:?}");
+        assert_eq!(
+            additions(&plan, GROUP),
+            vec![SYNCED.to_string(), CLOUD.to_string()]
+        );
+        assert_eq!(additions(&plan, REBUILT), vec![SYNCED.to_string()]);
+        assert!(plan.notes.is_empty(), "{plan:?}");
     }
 }

@@ -587,3 +587,54 @@ async fn bad_requests_get_precise_errors() {
     let status: tonic::Status = err.into();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_to_a_purged_synced_member_are_left_out_with_a_warning_not_failed() {
+    let s = stack(1000).await;
+    s.user(U1, "a@t.test", json!({"onPremisesSyncEnabled": true}))
+        .await;
+    s.user(U2, "b@t.test", json!({})).await;
+    s.run(Command::Create {
+        kind: ObjectKind::Group,
+        id: G1.into(),
+        attributes: attrs(json!({"displayName": "G"})),
+        links: vec![Link::new("members", U1), Link::new("members", U2)],
+    })
+    .await;
+    let backup = s.backup().await;
+    for id in [U1, U2] {
+        s.run(Command::SoftDelete { id: id.into() }).await;
+        s.run(Command::HardDelete { id: id.into() }).await;
+    }
+
+    let job = s
+        .finished(
+            &s.recovery
+                .start_job(s.request(Source::Point(from(&backup))))
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(job.failed, 0, "{job:?}");
+    assert_eq!(job.skipped, 1, "{job:?}");
+    assert!(
+        job.warnings
+            .iter()
+            .any(|w| w.contains(G1) && w.contains("link 'members' to a@t.test")),
+        "{job:?}"
+    );
+    let group = s
+        .directory
+        .projection()
+        .object_with_links("t", G1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        group.links["members"].iter().collect::<Vec<_>>(),
+        vec![U2],
+        "the cloud member is back, the synced one is not"
+    );
+    let mut residual = job.residual_ids.clone();
+    residual.sort();
+    assert_eq!(residual, vec![U1.to_string(), G1.to_string()], "{job:?}");
+}

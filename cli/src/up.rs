@@ -19,8 +19,8 @@ use backtrack_eventlog::AuditLog;
 use backtrack_platform::audit::{AuditLayer, Auditor};
 use backtrack_platform::auth::token_api::{issued_records, IssuerOf, TokenApi};
 use backtrack_platform::auth::{
-    AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Role, SigningKey, TokenValidator,
-    ALL_TENANTS,
+    AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Revocations, Role, SigningKey,
+    TokenValidator, ALL_TENANTS,
 };
 use backtrack_platform::health::{serve_http, Health};
 use backtrack_platform::metrics::RpcMetricsLayer;
@@ -182,7 +182,14 @@ pub(crate) async fn serve(
     if parts.all_in_one {
         write_admin_token(data, key, &auditor).await?;
     }
-    let mut validator = TokenValidator::local(key);
+    // Every process follows the revocation list, so a token revoked anywhere is refused
+    // everywhere.
+    let js = async_nats::jetstream::new(nats.clone());
+    let revocations = starting("the token revocation list", || {
+        Revocations::follow(&js, args.stream_replicas, shutdown.clone())
+    })
+    .await?;
+    let mut validator = TokenValidator::local(key).with_revocations(revocations.clone());
     if let Some((oidc, keys)) = provider {
         tokio::spawn(
             keys.clone()
@@ -353,7 +360,7 @@ pub(crate) async fn serve(
             .into_server();
         served.push(named(&api));
         routes.add_service(InterceptedService::new(api, interceptor.clone()));
-        let tokens = TokenApi::new(key.clone(), auditor.clone()).into_server();
+        let tokens = TokenApi::new(key.clone(), auditor.clone(), revocations.clone()).into_server();
         served.push(named(&tokens));
         routes.add_service(InterceptedService::new(tokens, interceptor.clone()));
     }

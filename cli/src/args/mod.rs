@@ -536,6 +536,17 @@ pub enum TokenCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Revoke a token: every process of the deployment refuses it from then on, whatever
+    /// its expiry. Caller: a GlobalAdministrator; records `token.revoked`.
+    Revoke {
+        /// The token's id (its `jti`: `token create` prints it on stderr, `token.issued`
+        /// audit records name it), or the token itself (only its id is sent).
+        #[arg(value_name = "TOKEN_ID")]
+        id: String,
+        /// Why, for the audit trail (never shown to the token's holder).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 impl Command {

@@ -1,33 +1,38 @@
 //! `backtrack token create`: a token signed with the deployment's local key — issued and
-//! audited by the server, or with `--offline` minted from the key file.
+//! audited by the server, or with `--offline` minted from the key file. `backtrack token
+//! revoke`: every process refuses it from then on.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use backtrack_platform::auth::{Role, SigningKey};
 use backtrack_proto::v1;
+use base64::Engine;
 
-use crate::args::{GlobalArgs, TokenCommand};
+use crate::args::{GlobalArgs, OutputFormat, TokenCommand};
 use crate::client::connect_channel;
 use crate::output::outln;
 
 pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
-    let TokenCommand::Create {
-        tenants,
-        roles,
-        kinds,
-        subject,
-        ttl,
-        offline,
-    } = command;
+    let (tenants, roles, kinds, subject, ttl, offline) = match command {
+        TokenCommand::Create {
+            tenants,
+            roles,
+            kinds,
+            subject,
+            ttl,
+            offline,
+        } => (tenants, roles, kinds, subject, ttl, offline),
+        TokenCommand::Revoke { id, reason } => return revoke(g, &id, reason).await,
+    };
     let ttl = parse_duration(&ttl)?;
-    let token = if offline {
+    let (token, token_id, expires_at) = if offline {
         mint_offline(g, &tenants, &roles, &kinds, &subject, ttl)?
     } else {
         let connection = connect_channel(g).await.map_err(|e| {
             anyhow::anyhow!("{e:#}\nTo mint a token without a server (and without an audit record), pass --offline.")
         })?;
-        connection
+        let issued = connection
             .tokens()
             .issue_token(v1::IssueTokenRequest {
                 subject,
@@ -37,11 +42,65 @@ pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
                 ttl_secs: ttl.as_secs(),
             })
             .await?
-            .into_inner()
-            .token
+            .into_inner();
+        (issued.token, issued.token_id, issued.expires_at)
     };
     outln!("{token}");
+    let expires = chrono::DateTime::from_timestamp(expires_at as i64, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    eprintln!("token id {token_id}, expires {expires}; revoke it with `backtrack token revoke {token_id}`");
     Ok(())
+}
+
+async fn revoke(g: &GlobalArgs, token: &str, reason: String) -> anyhow::Result<()> {
+    let token_id = token_id_of(token)?;
+    let revoked = connect_channel(g)
+        .await?
+        .tokens()
+        .revoke_token(v1::RevokeTokenRequest { token_id, reason })
+        .await?
+        .into_inner();
+    let at = chrono::DateTime::from_timestamp_millis(revoked.revoked_at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    match g.output {
+        OutputFormat::Json => outln!(
+            "{}",
+            serde_json::json!({
+                "tokenId": revoked.token_id,
+                "revokedAt": at,
+                "alreadyRevoked": revoked.already_revoked,
+            })
+        ),
+        OutputFormat::Table if revoked.already_revoked => {
+            outln!("token {} was already revoked at {at}", revoked.token_id)
+        }
+        OutputFormat::Table => outln!("revoked token {} at {at}", revoked.token_id),
+    }
+    Ok(())
+}
+
+/// The id to revoke: `text` itself, or the `jti` of the JWT `text` is (read, not
+/// verified: a token signed with another key names an id no process accepts anyway).
+fn token_id_of(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    let Some(payload) = text.split('.').nth(1) else {
+        return Ok(text.to_string());
+    };
+    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "that looks like a token (it has dots), but its claims cannot be read: pass the token id instead"
+            )
+        })?;
+    match claims.get("jti").and_then(serde_json::Value::as_str) {
+        Some(id) if !id.is_empty() => Ok(id.to_string()),
+        _ => bail!("the token has no `jti` claim, so it cannot be revoked by id: for a provider's token, ask the provider to revoke it"),
+    }
 }
 
 fn mint_offline(
@@ -51,7 +110,7 @@ fn mint_offline(
     kinds: &[String],
     subject: &str,
     ttl: Duration,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String, u64)> {
     let key_path = g.data_dir.join("signing.key");
     let key = SigningKey::load(&key_path).with_context(|| {
         format!(
@@ -66,7 +125,8 @@ fn mint_offline(
     for t in tenants.iter().filter(|t| t.as_str() != "*") {
         backtrack_domain::validate::tenant_id(t)?;
     }
-    Ok(key.mint(subject, tenants, &roles, kinds, ttl)?)
+    let issued = key.issue(subject, tenants, &roles, kinds, ttl)?;
+    Ok((issued.token, issued.claims.jti, issued.claims.exp))
 }
 
 /// `90s`, `15m`, `12h`, `30d`.
@@ -86,4 +146,43 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         _ => bail!("invalid duration '{text}': use e.g. 90s, 15m, 12h, 30d"),
     };
     Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_id_is_taken_as_it_is() {
+        let id = "0b9e2c7e-41a2-4c0e-9a55-0d7f1e3c2b10";
+        assert_eq!(token_id_of(&format!(" {id}\n")).unwrap(), id);
+    }
+
+    #[test]
+    fn a_token_gives_its_jti_and_is_not_echoed_when_unreadable() {
+        let key = SigningKey::generate().unwrap();
+        let issued = key
+            .issue(
+                "ci",
+                &["t".into()],
+                &[Role::BackupReader],
+                &[],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(token_id_of(&issued.token).unwrap(), issued.claims.jti);
+        let e = token_id_of("eyJhbGciOi.not-base64!.sig")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pass the token id"), "{e}");
+        assert!(!e.contains("not-base64"), "{e}");
+        let no_jti = format!(
+            "h.{}.s",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#)
+        );
+        assert!(token_id_of(&no_jti)
+            .unwrap_err()
+            .to_string()
+            .contains("no `jti`"));
+    }
 }

@@ -201,3 +201,55 @@ fn provider_tokens_are_refused_without_a_provider() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn revoked_tokens_are_refused_by_their_id_provider_and_local_alike() {
+    use backtrack_platform::auth::{Revocation, Revocations};
+    let (local, v) = validator();
+    let revocations = Revocations::default();
+    let v = v.with_revocations(revocations.clone());
+    let mut with_id = claims();
+    with_id["jti"] = json!("idp-token-1");
+    let provider = sign(Algorithm::RS256, Some("test-rs256"), &with_id);
+    let without_id = sign(Algorithm::RS256, Some("test-rs256"), &claims());
+    let issued = local
+        .issue(
+            "ci",
+            &["*".into()],
+            &[Role::BackupReader],
+            &[],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    for token in [&provider, &without_id, &issued.token] {
+        assert!(v.validate(token).is_ok());
+    }
+    for id in ["idp-token-1", issued.claims.jti.as_str()] {
+        revocations
+            .revoke(Revocation {
+                token_id: id.into(),
+                revoked_at_ms: 1_796_640_789_345,
+                revoked_by: "admin".into(),
+                reason: "leaked".into(),
+            })
+            .await
+            .unwrap();
+    }
+    for token in [&provider, &issued.token] {
+        let e = v.validate(token).unwrap_err();
+        assert!(matches!(e, AuthError::Revoked(_)), "{e}");
+        let message = e.to_string();
+        assert!(
+            message.contains("revoked at 2026-12-07T10:53:09Z"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("leaked"),
+            "the reason is not the holder's to read: {message}"
+        );
+    }
+    assert!(
+        v.validate(&without_id).is_ok(),
+        "a token without an id cannot be revoked"
+    );
+}

@@ -66,6 +66,7 @@ pub mod action {
     pub const HARD_DELETED: &str = "directory.hardDeleted";
     pub const TENANT_CREATED: &str = "tenant.created";
     pub const TOKEN_ISSUED: &str = "token.issued";
+    pub const TOKEN_REVOKED: &str = "token.revoked";
     pub const ACCESS_DENIED: &str = "security.accessDenied";
     pub const DENIALS_DROPPED: &str = "security.accessDeniedDropped";
 }

@@ -13,6 +13,7 @@ mod caller;
 mod interceptor;
 pub mod jwks;
 mod key;
+pub mod revocations;
 pub mod token_api;
 mod validator;
 
@@ -26,6 +27,7 @@ pub use caller::Caller;
 pub use interceptor::{bearer, caller, AuthInterceptor, BearerToken};
 pub use jwks::{Jwks, JwksHandle, JwksSource};
 pub use key::{IssuedToken, SigningKey};
+pub use revocations::{Revocation, RevocationError, Revocations};
 pub use validator::{OidcProvider, TokenValidator};
 
 /// The `iss` of tokens minted by a deployment's own [`SigningKey`].
@@ -147,6 +149,8 @@ pub enum AuthError {
     Jwks(String),
     #[error("token is missing the required claim '{0}'")]
     MissingClaim(String),
+    #[error("token was revoked{}: get a new one (backtrack token create, or from your identity provider)", revoked_at(*.0))]
+    Revoked(i64),
     #[error("token not yet valid: check the clocks of client and server")]
     NotYetValid,
     #[error("malformed token: {0}")]
@@ -163,6 +167,19 @@ pub enum AuthError {
     KeyFormat { path: PathBuf, reason: String },
     #[error("cannot generate a signing key: the operating system's random source failed: {0}")]
     Random(String),
+}
+
+/// ` at <RFC 3339 time>`, or nothing for an unknown time.
+fn revoked_at(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .filter(|_| ms > 0)
+        .map(|t| {
+            format!(
+                " at {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@
 //! names no other tenant), and a token for every tenant once under
 //! [`DEPLOYMENT_TENANT`](crate::audit::DEPLOYMENT_TENANT). The token itself is never
 //! recorded or logged.
+//!
+//! Revoking works the other way round: the revocation is stored first (a token must stop
+//! working even when the audit stream is down), then recorded (queued until the stream
+//! takes it, when it is down); the record's id derives from the token id, so a repeated
+//! revocation is recorded once.
 
 use std::time::Duration;
 
@@ -15,6 +20,7 @@ use backtrack_proto::v1::token_service_server::{TokenService, TokenServiceServer
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
+use super::revocations::{check_id, Revocation, Revocations};
 use super::{Claims, Role, SigningKey, ALL_TENANTS};
 use crate::audit::{action, category, AuditEntry, Auditor, CallContext, DEPLOYMENT_TENANT};
 
@@ -23,16 +29,25 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Longest lifetime a token may be issued for.
 pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
 
-/// The gRPC face of the deployment's [`SigningKey`].
+/// Longest reason a revocation keeps.
+const MAX_REASON_CHARS: usize = 500;
+
+/// The gRPC face of the deployment's [`SigningKey`] and of the revocation list.
 #[derive(Clone, Debug)]
 pub struct TokenApi {
     key: SigningKey,
     auditor: Auditor,
+    revocations: Revocations,
 }
 
 impl TokenApi {
-    pub fn new(key: SigningKey, auditor: Auditor) -> Self {
-        Self { key, auditor }
+    /// Tokens are revoked into `revocations` (shared with the process's validator).
+    pub fn new(key: SigningKey, auditor: Auditor, revocations: Revocations) -> Self {
+        Self {
+            key,
+            auditor,
+            revocations,
+        }
     }
 
     pub fn into_server(self) -> TokenServiceServer<Self> {
@@ -43,12 +58,7 @@ impl TokenApi {
 /// The `token.issued` records of a token: one per tenant it grants, or one under
 /// [`DEPLOYMENT_TENANT`] for a token of every tenant. Never the token itself.
 pub fn issued_records(issuer: IssuerOf<'_>, claims: &Claims) -> Vec<AuditEntry> {
-    let scopes: Vec<&str> = if claims.tenants.iter().any(|t| t == ALL_TENANTS) {
-        vec![DEPLOYMENT_TENANT]
-    } else {
-        claims.tenants.iter().map(String::as_str).collect()
-    };
-    scopes
+    audit_tenants(&claims.tenants)
         .into_iter()
         .map(|tenant| {
             let entry = match issuer {
@@ -79,6 +89,35 @@ pub fn issued_records(issuer: IssuerOf<'_>, claims: &Claims) -> Vec<AuditEntry> 
                 }))
         })
         .collect()
+}
+
+/// The `token.revoked` records of a revocation: one per tenant the revoker's token
+/// grants, or one under [`DEPLOYMENT_TENANT`] for a token of every tenant.
+fn revoked_records(ctx: &CallContext, revocation: &Revocation) -> Vec<AuditEntry> {
+    audit_tenants(&ctx.caller.tenants)
+        .into_iter()
+        .map(|tenant| {
+            AuditEntry::new(ctx, tenant, category::SECURITY, action::TOKEN_REVOKED)
+                .natural_id(&format!("revoked:{}", revocation.token_id))
+                .target("token", &revocation.token_id, "")
+                .after(&json!({
+                    "tokenId": revocation.token_id,
+                    "revokedAtMs": revocation.revoked_at_ms,
+                    "revokedBy": revocation.revoked_by,
+                    "reason": revocation.reason,
+                }))
+        })
+        .collect()
+}
+
+/// The audit trails a record about a token of `tenants` goes to: each of them, or
+/// [`DEPLOYMENT_TENANT`] alone for a token of every tenant.
+fn audit_tenants(tenants: &[String]) -> Vec<&str> {
+    if tenants.iter().any(|t| t == ALL_TENANTS) {
+        vec![DEPLOYMENT_TENANT]
+    } else {
+        tenants.iter().map(String::as_str).collect()
+    }
 }
 
 /// Who issued a token: a caller, or the deployment itself (the admin token of
@@ -154,6 +193,45 @@ impl TokenService for TokenApi {
             token: issued.token,
             token_id: issued.claims.jti,
             expires_at: issued.claims.exp,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<v1::RevokeTokenRequest>,
+    ) -> Result<Response<v1::RevokeTokenResponse>, Status> {
+        let ctx = CallContext::of(&request)?;
+        let r = request.into_inner();
+        ctx.caller
+            .require_any_role(&[Role::GlobalAdministrator], "revoking tokens")?;
+        let token_id = r.token_id.trim();
+        check_id(token_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if r.reason.chars().count() > MAX_REASON_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "the reason is at most {MAX_REASON_CHARS} characters"
+            )));
+        }
+        let (revocation, revoked_now) = self
+            .revocations
+            .revoke(Revocation {
+                token_id: token_id.to_string(),
+                revoked_at_ms: crate::clock::now_ms(),
+                revoked_by: ctx.caller.subject.clone(),
+                reason: r.reason.trim().to_string(),
+            })
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("{e}; the token was not revoked: try again"))
+            })?;
+        // Recorded after the fact, and again on a retry: the records' ids are derived
+        // from the token id, so the trail holds one.
+        for entry in revoked_records(&ctx, &revocation) {
+            self.auditor.succeeded(entry).await?;
+        }
+        Ok(Response::new(v1::RevokeTokenResponse {
+            token_id: revocation.token_id,
+            revoked_at_ms: revocation.revoked_at_ms,
+            already_revoked: !revoked_now,
         }))
     }
 }

@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer};
 
 use super::jwks::JwksHandle;
+use super::revocations::Revocations;
 use super::{AuthError, Caller, Claims, Role, SigningKey, AUDIENCE, LOCAL_ISSUER};
 
 /// Clock skew tolerated between the minting and the validating machine.
@@ -28,6 +29,7 @@ pub struct TokenValidator {
     key: DecodingKey,
     validation: Validation,
     provider: Option<OidcProvider>,
+    revocations: Option<Revocations>,
 }
 
 impl TokenValidator {
@@ -43,7 +45,15 @@ impl TokenValidator {
             key: key.decoding_key(),
             validation,
             provider: None,
+            revocations: None,
         }
+    }
+
+    /// Also refuses the tokens revoked in `revocations` (local and provider tokens alike,
+    /// by their `jti`).
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Also accepts RS256 and ES256 tokens of `provider`.
@@ -54,6 +64,19 @@ impl TokenValidator {
 
     /// Validates `token` and returns who is calling.
     pub fn validate(&self, token: &str) -> Result<Caller, AuthError> {
+        let (caller, token_id) = self.verify(token)?;
+        let revocation = token_id
+            .as_deref()
+            .zip(self.revocations.as_ref())
+            .and_then(|(id, revocations)| revocations.revoked(id));
+        match revocation {
+            Some(r) => Err(AuthError::Revoked(r.revoked_at_ms)),
+            None => Ok(caller),
+        }
+    }
+
+    /// The caller and the token's id, from a token whose signature and claims hold.
+    fn verify(&self, token: &str) -> Result<(Caller, Option<String>), AuthError> {
         // Look at the header first so that `alg: none` and friends get a clear answer
         // rather than a generic parse error.
         let header = jsonwebtoken::decode_header(token).map_err(header_error)?;
@@ -73,7 +96,8 @@ impl TokenValidator {
                 }
                 let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
                     .map_err(|e| token_error(e.into_kind()))?;
-                caller_from_claims(data.claims)
+                let token_id = data.claims.jti.clone();
+                Ok((caller_from_claims(data.claims)?, Some(token_id)))
             }
             (Algorithm::RS256 | Algorithm::ES256, Some(provider)) => {
                 validate_provider_token(token, &header, provider)
@@ -87,7 +111,7 @@ fn validate_provider_token(
     token: &str,
     header: &Header,
     provider: &OidcProvider,
-) -> Result<Caller, AuthError> {
+) -> Result<(Caller, Option<String>), AuthError> {
     let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
     let keys = provider.keys.current();
     let key = keys
@@ -121,7 +145,10 @@ fn validate_provider_token(
         .filter_map(|name| name.parse::<Role>().ok())
         .filter(|role| *role != Role::RecoveryService)
         .collect();
-    Ok(Caller::new(claims.sub, claims.tenants, roles, claims.kinds))
+    Ok((
+        Caller::new(claims.sub, claims.tenants, roles, claims.kinds),
+        claims.jti,
+    ))
 }
 
 /// The claims Backtrack reads from a provider's token; `iss`, `aud` (a string or a
@@ -135,6 +162,9 @@ struct ProviderClaims {
     roles: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     kinds: Vec<String>,
+    /// The token's id, by which it can be revoked.
+    #[serde(default)]
+    jti: Option<String>,
 }
 
 /// A claim given as one string or a list of strings (providers flatten one-item lists).

@@ -1,0 +1,176 @@
+//! A revoked token is refused (UNAUTHENTICATED, exit code 3) from then on: by the process
+//! that revoked it, after a restart, and by every other process of a split deployment.
+//! Only a Global Administrator revokes; each revocation leaves one `token.revoked` record.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Output;
+use std::time::Duration;
+
+use backtrack_e2e::deployment::Deployment;
+use backtrack_e2e::{audit_records, Backtrack};
+use backtrack_test_support::{eventually, NatsServer};
+use serde_json::Value;
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// The token `token create` printed, and the id it named on stderr.
+fn issued(out: Output) -> (String, String) {
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = stderr(&out);
+    let id = note
+        .strip_prefix("token id ")
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no token id in {note:?}"))
+        .to_string();
+    (stdout(&out), id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "tr"]).unwrap();
+    let reader = |subject: &str| {
+        issued(b.cli(&[
+            "token",
+            "create",
+            "--tenant",
+            "tr",
+            "--role",
+            "BackupReader",
+            "--subject",
+            subject,
+            "--ttl",
+            "30d",
+        ]))
+    };
+    let (leaked, leaked_id) = reader("ci-bot");
+    let (other, _) = reader("dashboard");
+    let list_as = |b: &Backtrack, token: &str| {
+        b.cli_with_env(
+            &["backup", "list", "--tenant", "tr"],
+            &[("BACKTRACK_TOKEN", token)],
+        )
+    };
+    assert!(list_as(&b, &leaked).status.success());
+
+    // Only a Global Administrator revokes.
+    let refused = b.cli_with_env(
+        &["token", "revoke", &leaked_id],
+        &[("BACKTRACK_TOKEN", &other)],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("GlobalAdministrator"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        list_as(&b, &leaked).status.success(),
+        "a refused revocation changes nothing"
+    );
+
+    // Given the token itself, only its id is sent.
+    let revoked: Value = serde_json::from_str(&stdout(&b.cli(&[
+        "token",
+        "revoke",
+        &leaked,
+        "--reason",
+        "leaked in a CI log",
+    ])))
+    .unwrap();
+    assert_eq!(revoked["tokenId"], leaked_id.as_str());
+    assert_eq!(revoked["alreadyRevoked"], false);
+
+    let denied = list_as(&b, &leaked);
+    assert_eq!(denied.status.code(), Some(3), "{}", stderr(&denied));
+    assert!(
+        stderr(&denied).contains("token was revoked at"),
+        "{}",
+        stderr(&denied)
+    );
+    assert!(
+        list_as(&b, &other).status.success(),
+        "only the revoked token is refused"
+    );
+
+    // Revoking again keeps the first revocation.
+    let again: Value =
+        serde_json::from_str(&stdout(&b.cli(&["token", "revoke", &leaked_id]))).unwrap();
+    assert_eq!(again["alreadyRevoked"], true);
+    assert_eq!(again["revokedAt"], revoked["revokedAt"]);
+
+    let bad = b.cli(&["token", "revoke", "not an id"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("token id"), "{}", stderr(&bad));
+
+    // One record, under the deployment (the admin token grants every tenant).
+    let client = nats.client().await.unwrap();
+    let records = audit_records(&client, "bt.audit._deployment.>")
+        .await
+        .unwrap();
+    let revocations: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == "token.revoked")
+        .collect();
+    assert_eq!(revocations.len(), 1, "{revocations:?}");
+    let record = revocations[0];
+    assert_eq!(record.target.as_ref().unwrap().id, leaked_id);
+    let after: Value = serde_json::from_str(&record.after_json).unwrap();
+    assert_eq!(after["reason"], "leaked in a CI log");
+    assert_eq!(after["revokedBy"], "admin");
+
+    // The revocation outlives the process.
+    b.stop().unwrap();
+    b.launch().await.unwrap();
+    let denied = list_as(&b, &leaked);
+    assert_eq!(denied.status.code(), Some(3), "{}", stderr(&denied));
+    assert!(list_as(&b, &other).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_revoked_through_one_process_is_refused_by_the_others() {
+    let nats = NatsServer::start().await.unwrap();
+    let d = Deployment::start(&nats.url(), &[]).await.unwrap();
+    d.json(&["tenant", "create", "tp"]).unwrap();
+    // Issued by the directory's process; used against the snapshotter's and the audit's.
+    let (token, id) = issued(d.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "tp",
+        "--role",
+        "BackupReader",
+        "--subject",
+        "ci-bot",
+    ]));
+    let as_token = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--token", token.as_str()]);
+        d.cli(&all)
+    };
+    let backups = ["backup", "list", "--tenant", "tp"];
+    let audit = ["audit", "query", "--tenant", "tp"];
+    assert!(as_token(&backups).status.success());
+    assert!(as_token(&audit).status.success());
+
+    assert!(d.cli(&["token", "revoke", &id]).status.success());
+    for (what, args) in [("the snapshotter", &backups), ("the audit service", &audit)] {
+        eventually(
+            &format!("{what} to refuse the revoked token"),
+            Duration::from_secs(10),
+            || async {
+                let out = as_token(args);
+                (out.status.code() == Some(3) && stderr(&out).contains("revoked")).then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    }
+}

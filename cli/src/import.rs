@@ -51,19 +51,23 @@ impl ImportSummary {
 /// Removes the `@links` annotation (`{"<relation>": ["<target id>", ...]}`) from a
 /// Graph-style object and returns its links.
 pub fn take_links(map: &mut serde_json::Map<String, Value>) -> anyhow::Result<Vec<v1::Link>> {
-    let shape = || format!("\"{LINKS_KEY}\" must look like {{\"members\": [\"<id>\", ...]}}");
+    let shape = || {
+        crate::output::refused(format!(
+            "\"{LINKS_KEY}\" must look like {{\"members\": [\"<id>\", ...]}}"
+        ))
+    };
     let rels = match map.remove(LINKS_KEY) {
         None => return Ok(Vec::new()),
         Some(Value::Object(rels)) => rels,
-        Some(_) => anyhow::bail!(shape()),
+        Some(_) => return Err(shape()),
     };
     let mut links = Vec::new();
     for (relation, targets) in rels {
-        let targets = targets.as_array().with_context(shape)?;
+        let targets = targets.as_array().ok_or_else(shape)?;
         for target in targets {
             links.push(v1::Link {
                 relation: relation.clone(),
-                target_id: target.as_str().with_context(shape)?.to_string(),
+                target_id: target.as_str().ok_or_else(shape)?.to_string(),
             });
         }
     }

@@ -130,8 +130,38 @@ pub fn short(value: Option<&Value>) -> String {
     }
 }
 
+/// Input the CLI refuses before it asks a server (a flag that is not a point, a duration
+/// that is not one, a change that changes nothing): exit code 2, as when the server refuses
+/// a request.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// `return Err(Refused(format!(...)))`: the CLI's own refusal of bad input (exit code 2).
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err($crate::output::Refused(format!($($arg)*)).into())
+    };
+}
+pub(crate) use refuse;
+
+/// [`Refused`] as an error, for `map_err` and `ok_or_else`.
+pub fn refused(message: impl Into<String>) -> anyhow::Error {
+    Refused(message.into()).into()
+}
+
 /// Exit codes: 2 bad request, 3 not allowed, 4 not found, 5 unavailable, 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Refused>().is_some() {
+        return 2;
+    }
     match e.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
         Some(
             tonic::Code::InvalidArgument
@@ -195,5 +225,19 @@ mod tests {
         assert_eq!(text.chars().count(), 61);
         assert_eq!(short(Some(&serde_json::json!([1, 2]))), "[1,2]");
         assert_eq!(short(None), "∅");
+    }
+
+    #[test]
+    fn the_clis_own_refusals_exit_like_the_servers() {
+        use anyhow::Context;
+        let refused_here = crate::point::parse_flag("--at", "yesterday", 0).unwrap_err();
+        assert_eq!(exit_code(&refused_here), 2);
+        let with_context = Err::<(), _>(refused("bad"))
+            .context("while reading")
+            .unwrap_err();
+        assert_eq!(exit_code(&with_context), 2);
+        let by_server = anyhow::Error::from(tonic::Status::invalid_argument("bad"));
+        assert_eq!(exit_code(&by_server), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("disk full")), 1);
     }
 }

@@ -11,8 +11,9 @@
 //! | `2026-11-22T05:00:00Z`, `…+01:00`     | that instant (RFC 3339)             |
 //! | `backup:<id>`, a UUID                 | the sequence a backup names         |
 
-use anyhow::bail;
 use backtrack_proto::v1::{self, point::Point as P};
+
+use crate::output::{refuse, refused};
 
 /// Parses an `--at` value into a wire [`v1::Point`]; `now_ms` anchors relative forms.
 pub fn parse(text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
@@ -35,7 +36,7 @@ pub fn parse_flag(flag: &str, text: &str, now_ms: i64) -> anyhow::Result<v1::Poi
         };
         match now_ms.checked_sub(ms) {
             Some(at) => Some(P::TimeMs(at)),
-            None => bail!("{flag} '{text}' reaches too far into the past"),
+            None => refuse!("{flag} '{text}' reaches too far into the past"),
         }
     } else if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(t) {
         Some(P::TimeMs(instant.timestamp_millis()))
@@ -67,10 +68,10 @@ pub fn describe(p: &v1::ResolvedPoint) -> String {
 }
 
 fn not_a_point(flag: &str, text: &str) -> anyhow::Error {
-    anyhow::anyhow!(
+    refused(format!(
         "{flag} '{text}' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a relative \
          time (-2h, -30m, -7d), a backup id, or seq:N"
-    )
+    ))
 }
 
 fn is_digits(s: &str) -> bool {
@@ -83,7 +84,7 @@ fn sequence(flag: &str, text: &str, digits: &str) -> anyhow::Result<u64> {
     }
     digits
         .parse()
-        .map_err(|_| anyhow::anyhow!("{flag} '{text}': the sequence is too large"))
+        .map_err(|_| refused(format!("{flag} '{text}': the sequence is too large")))
 }
 
 /// `90s`, `15m`, `2h`, `3d`, `1w` in milliseconds; `None` for anything else or overflow.

@@ -450,9 +450,15 @@ pub(crate) async fn serve(
         if let Some(exports) = cli_environment(args.grpc_addr, data) {
             announceln!("  CLI       {exports}  (in the CLI's terminal: not the defaults)");
         }
-        announceln!(
-            "Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group"
-        );
+        if args.demo {
+            announceln!(
+                "Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group"
+            );
+        } else {
+            announceln!(
+                "Try: backtrack tenant list   |   backtrack tenant create fabrikam   (--demo seeds the demo tenant contoso)"
+            );
+        }
     } else {
         announceln!("  NATS      {nats_url}");
         announceln!("  data      {}", data.display());

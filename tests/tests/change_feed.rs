@@ -174,7 +174,7 @@ async fn the_feed_can_start_after_a_sequence_a_time_or_a_backup() {
             Duration::from_secs(20),
         )
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a refused request");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--since 'yesterday' is not a point"),

@@ -275,8 +275,8 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
         ("tenant create acme".to_string(), 2, "already exists"),
         ("dir create --tenant acme --kind group --set displayName=G --set @links={\"members\":[]}".to_string(), 2, "'@links' is an annotation, not an attribute"),
         (format!("dir update --tenant acme {uid} --set @kind=\"group\""), 2, "'@kind' is an annotation"),
-        ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@links\":{\"members\":\"x\"}}".to_string(), 1, "\"@links\" must look like"),
-        ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@kind\":\"user\"}".to_string(), 1, "but --kind is group"),
+        ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@links\":{\"members\":\"x\"}}".to_string(), 2, "\"@links\" must look like"),
+        ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@kind\":\"user\"}".to_string(), 2, "but --kind is group"),
     ];
     let huge = format!("description={}", "x".repeat(70 * 1024));
     cases.push((

@@ -25,7 +25,7 @@ pub use recovery::{OnConflictArg, RecoverArgs, RecoveryCommand, RecoveryRefArgs}
     about = "Event-sourced backup, difference reports and point-in-time recovery for identity directories",
     // The last of a repeated option wins (`alias bt='backtrack -o json'`, then `bt -o table`).
     args_override_self = true,
-    after_help = "Exit codes: 0 done; 2 the request was refused (bad input, a conflict, or an import with rejected objects); 3 not allowed (token); 4 not found; 5 unavailable (try again); 1 anything else."
+    after_help = "Exit codes: 0 done; 2 the request was refused (bad input, by the server or by the CLI before asking; a conflict; or an import with rejected objects); 3 not allowed (token); 4 not found; 5 unavailable (try again); 1 anything else."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::args::{AuditCommand, AuditQueryArgs, GlobalArgs, OutputFormat, ResultArg};
 use crate::client::audit_client;
-use crate::output::outln;
+use crate::output::{outln, refuse};
 use crate::output::{print_json, table};
 use crate::point;
 
@@ -106,7 +106,9 @@ fn time(text: &Option<String>, flag: &str, now_ms: i64) -> anyhow::Result<i64> {
     match point::parse_flag(flag, text, now_ms)?.point {
         Some(v1::point::Point::TimeMs(ms)) => Ok(ms),
         _ => {
-            bail!("{flag} '{text}' is not a time: use RFC 3339 (2026-11-22T05:00:00Z) or -2h, -3d")
+            refuse!(
+                "{flag} '{text}' is not a time: use RFC 3339 (2026-11-22T05:00:00Z) or -2h, -3d"
+            )
         }
     }
 }

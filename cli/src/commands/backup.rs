@@ -7,12 +7,13 @@ use backtrack_proto::v1;
 use super::backup_view::{print_backup, print_backups, print_policy, print_verification};
 use crate::args::{BackupCommand, BackupRefArgs, GlobalArgs, PolicyCommand, PolicySetArgs};
 use crate::client::backup_client;
+use crate::output::refuse;
 
 /// Runs one `backtrack backup` command.
 pub async fn run(g: &GlobalArgs, command: BackupCommand) -> anyhow::Result<()> {
     if let BackupCommand::Policy(PolicyCommand::Set(changes)) = &command {
         if !changes_anything(changes) {
-            bail!(
+            refuse!(
                 "nothing to change: give --schedule, --retention-days, --keep-daily, \
                  --keep-weekly or --keep-monthly"
             );

@@ -18,8 +18,8 @@ use super::diff_view::{parse_items, print_page, print_report, print_reports, sta
 use crate::args::{DiffCommand, DiffCreateArgs, DiffExportArgs, DiffShowArgs, GlobalArgs};
 use crate::args::{DiffRefArgs, OutputFormat};
 use crate::client::{diff_client, DiffClient};
-use crate::output::outln;
 use crate::output::print_json;
+use crate::output::{outln, refuse, refused};
 use crate::point;
 
 /// How often `create --wait` asks for progress.
@@ -72,7 +72,7 @@ fn reference(r: DiffRefArgs) -> v1::ReportRef {
 fn create_request(a: &DiffCreateArgs, now_ms: i64) -> anyhow::Result<v1::CreateReportRequest> {
     let base = point::parse_flag("--from", &a.from, now_ms)?;
     if base.point.is_none() {
-        bail!(
+        refuse!(
             "--from now compares the present with itself: give the base as a time (-2h, \
              2026-11-22T05:00:00Z), a backup id or seq:N"
         );
@@ -102,10 +102,10 @@ fn change_types(values: &[String]) -> anyhow::Result<Vec<String>> {
                 .find(|c| c.as_str().eq_ignore_ascii_case(v.trim()))
                 .map(|c| c.as_str().to_string())
                 .ok_or_else(|| {
-                    anyhow!(
+                    refused(format!(
                         "--change '{v}' is not a change type: use added, modified, softDeleted, \
                          restored or hardDeleted"
-                    )
+                    ))
                 })
         })
         .collect()

@@ -1,7 +1,7 @@
 //! `backtrack dir ...` and `backtrack demo seed`. The time-travel forms (`--at`, `history`,
 //! `members`) live in [`super::time_travel`].
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use backtrack_directory::api;
 use backtrack_domain::graph::{KIND_KEY, LINKS_KEY};
 use backtrack_domain::ObjectKind;
@@ -14,8 +14,8 @@ use crate::client::{connect, connect_channel, Client};
 use crate::import::{self, ImportSummary};
 use crate::import_file;
 use crate::listing::ObjectListing;
-use crate::output::outln;
 use crate::output::{cell, object_json, print_json, table};
+use crate::output::{outln, refuse, refused};
 
 pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
     // Read --at before connecting, so that a mistyped point fails fast.
@@ -32,9 +32,11 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             let mut attrs = match json {
                 Some(doc) => {
                     let doc = json_document(&doc)?;
-                    match serde_json::from_str::<Value>(&doc).context("--json is not valid JSON")? {
+                    match serde_json::from_str::<Value>(&doc)
+                        .map_err(|e| refused(format!("--json is not valid JSON: {e}")))?
+                    {
                         Value::Object(m) => m,
-                        _ => bail!("--json must be a JSON object"),
+                        _ => refuse!("--json must be a JSON object"),
                     }
                 }
                 None => Map::new(),
@@ -45,9 +47,9 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 (Some(kind), None) => kind,
                 (None, Some(Value::String(k))) => k,
                 (Some(kind), Some(other)) => {
-                    bail!("--json says \"{KIND_KEY}\": {other}, but --kind is {kind}")
+                    refuse!("--json says \"{KIND_KEY}\": {other}, but --kind is {kind}")
                 }
-                (None, Some(other)) => bail!("\"{KIND_KEY}\" must be a kind name such as \"user\", not {other}"),
+                (None, Some(other)) => refuse!("\"{KIND_KEY}\" must be a kind name such as \"user\", not {other}"),
                 (None, None) => attrs
                     .get("@odata.type")
                     .and_then(Value::as_str)
@@ -142,24 +144,24 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             // A Graph PATCH body: the attributes to change, null removing one.
             let mut changes = match json {
                 Some(doc) => match serde_json::from_str::<Value>(&json_document(&doc)?)
-                    .context("--json is not valid JSON")?
+                    .map_err(|e| refused(format!("--json is not valid JSON: {e}")))?
                 {
                     Value::Object(m) => m,
-                    _ => bail!("--json must be a JSON object of the attributes to change"),
+                    _ => refuse!("--json must be a JSON object of the attributes to change"),
                 },
                 None => Map::new(),
             };
             if let Some(given) = changes.remove("id") {
                 if given.as_str() != Some(id.as_str()) {
-                    bail!("--json names id {given}, but the object to update is {id}");
+                    refuse!("--json names id {given}, but the object to update is {id}");
                 }
             }
             if changes.contains_key(KIND_KEY) || changes.contains_key(LINKS_KEY) {
-                bail!("--json holds the attributes to change, not \"{KIND_KEY}\" or \"{}\": links change with `backtrack dir link add|remove`", LINKS_KEY);
+                refuse!("--json holds the attributes to change, not \"{KIND_KEY}\" or \"{}\": links change with `backtrack dir link add|remove`", LINKS_KEY);
             }
             changes.extend(parse_assignments(&set)?);
             if changes.is_empty() && unset.is_empty() {
-                bail!("nothing to change: give --set attr=value, --unset attr or --json DOC");
+                refuse!("nothing to change: give --set attr=value, --unset attr or --json DOC");
             }
             let o = client
                 .update_object(v1::UpdateObjectRequest {
@@ -221,7 +223,7 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
         }
         DirCommand::Purge { tenant, id, yes } => {
             if !yes {
-                bail!("purging is permanent: add --yes to hard delete {id}");
+                refuse!("purging is permanent: add --yes to hard delete {id}");
             }
             let r = client
                 .purge_object(v1::MutateObjectRequest {
@@ -410,7 +412,7 @@ fn parse_assignments(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut out = Map::new();
     for item in items {
         let Some((name, value)) = item.split_once('=') else {
-            bail!("--set '{item}' must look like attr=value");
+            refuse!("--set '{item}' must look like attr=value");
         };
         let value = serde_json::from_str::<Value>(value)
             .unwrap_or_else(|_| Value::String(value.to_string()));

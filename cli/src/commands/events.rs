@@ -1,6 +1,5 @@
 //! `backtrack events tail`: the change feed, one line per event.
 
-use anyhow::bail;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
@@ -9,7 +8,7 @@ use backtrack_domain::event::Change;
 
 use crate::args::{EventsCommand, GlobalArgs, OutputFormat};
 use crate::client::{connect_channel, Connection};
-use crate::output::{outln, short};
+use crate::output::{outln, refuse, short};
 use crate::point;
 
 pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
@@ -21,7 +20,7 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         no_follow,
     } = command;
     if no_follow && !from_start && since.is_none() {
-        bail!(
+        refuse!(
             "--no-follow without a start shows nothing (the feed starts with new events): add --from-start for the whole history or --since POINT (e.g. --since -2h)"
         );
     }

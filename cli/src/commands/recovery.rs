@@ -16,6 +16,7 @@ use crate::args::{
     GlobalArgs, OnConflictArg, OutputFormat, RecoverArgs, RecoveryCommand, RecoveryRefArgs,
 };
 use crate::client::{recovery_client, RecoveryClient};
+use crate::output::refuse;
 use crate::point;
 
 /// How often `--wait` asks for progress.
@@ -171,14 +172,14 @@ fn start_request(a: &RecoverArgs, now_ms: i64) -> anyhow::Result<v1::StartRecove
         (None, Some(from)) => {
             let point = point::parse_flag("--from", from, now_ms)?;
             if point.point.is_none() {
-                bail!(
+                refuse!(
                     "--from now would recover the present to itself: give a time (-2h, \
                      2026-11-22T05:00:00Z), a backup id or seq:N"
                 );
             }
             Source::Point(point)
         }
-        _ => bail!("name exactly one of --report and --from"),
+        _ => refuse!("name exactly one of --report and --from"),
     };
     Ok(v1::StartRecoveryRequest {
         tenant: a.tenant.clone(),
@@ -197,7 +198,7 @@ fn start_request(a: &RecoverArgs, now_ms: i64) -> anyhow::Result<v1::StartRecove
 /// Asks on the terminal; without one, refuses (pass --yes).
 fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
-        bail!("{question}\nno terminal to confirm on: add --yes to go ahead");
+        refuse!("{question}\nno terminal to confirm on: add --yes to go ahead");
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;

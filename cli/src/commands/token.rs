@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use backtrack_platform::auth::{Role, SigningKey};
 use backtrack_proto::v1;
 use base64::Engine;
 
 use crate::args::{GlobalArgs, OutputFormat, TokenCommand};
 use crate::client::connect_channel;
-use crate::output::outln;
+use crate::output::{outln, refuse, refused};
 
 pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
     let (tenants, roles, kinds, subject, ttl, offline) = match command {
@@ -93,13 +93,13 @@ fn token_id_of(text: &str) -> anyhow::Result<String> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| {
-            anyhow::anyhow!(
-                "that looks like a token (it has dots), but its claims cannot be read: pass the token id instead"
+            refused(
+                "that looks like a token (it has dots), but its claims cannot be read: pass the token id instead",
             )
         })?;
     match claims.get("jti").and_then(serde_json::Value::as_str) {
         Some(id) if !id.is_empty() => Ok(id.to_string()),
-        _ => bail!("the token has no `jti` claim, so it cannot be revoked by id: for a provider's token, ask the provider to revoke it"),
+        _ => refuse!("the token has no `jti` claim, so it cannot be revoked by id: for a provider's token, ask the provider to revoke it"),
     }
 }
 
@@ -120,7 +120,7 @@ fn mint_offline(
     })?;
     let roles = roles
         .iter()
-        .map(|r| r.parse::<Role>().map_err(|e| anyhow::anyhow!("{e}")))
+        .map(|r| r.parse::<Role>().map_err(|e| refused(e.to_string())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     for t in tenants.iter().filter(|t| t.as_str() != "*") {
         backtrack_domain::validate::tenant_id(t)?;
@@ -131,26 +131,51 @@ fn mint_offline(
 
 /// `90s`, `15m`, `12h`, `30d`.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let invalid = || {
+        refused(format!(
+            "invalid duration '{text}': use e.g. 90s, 15m, 12h, 30d"
+        ))
+    };
     let (number, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())
             .unwrap_or(text.len()),
     );
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("invalid duration '{text}': use e.g. 90s, 15m, 12h, 30d"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("invalid duration '{text}': use e.g. 90s, 15m, 12h, 30d"),
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let scale = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(invalid()),
     };
-    Ok(Duration::from_secs(secs))
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(invalid)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_too_long_or_malformed_are_refused() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        for bad in [
+            "99999999999999999999d",
+            "999999999999999999d",
+            "5x",
+            "h",
+            "",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert_eq!(crate::output::exit_code(&e), 2, "{bad}");
+            assert!(e.to_string().contains("invalid duration"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn a_token_id_is_taken_as_it_is() {

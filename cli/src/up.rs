@@ -100,7 +100,8 @@ pub(crate) async fn prepare(args: &mut UpArgs, service: &str) -> anyhow::Result<
         args.otlp_endpoint.as_deref(),
         service,
     );
-    if let Err(e) = default_policy(args).validate() {
+    let min_interval = Duration::from_secs(args.backup_min_interval_secs);
+    if let Err(e) = default_policy(args).validate(min_interval) {
         backtrack_platform::config::exit_bad_config(format!(
             "--backup-schedule / --backup-retention-days: {e}"
         ));
@@ -220,6 +221,7 @@ pub(crate) async fn serve(
         let mut config = SnapshotterConfig::new(data.join("snapshotter"));
         config.stream_replicas = args.stream_replicas;
         config.default_policy = default_policy(args);
+        config.backup_min_interval = Duration::from_secs(args.backup_min_interval_secs);
         // A replica neither schedules backups nor writes checkpoints: the snapshotter
         // service does both, once per deployment.
         config.scheduler = parts.snapshotter_api;

@@ -322,7 +322,9 @@ async fn backups_and_instants_show_exact_past_states_and_survive_restarts_tamper
 #[tokio::test(flavor = "multi_thread")]
 async fn a_per_second_schedule_takes_backups_and_nothing_deletes_them() {
     let nats = NatsServer::start().await.unwrap();
-    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    let b = Backtrack::start_with(Some(nats.url()), &["--backup-min-interval-secs", "1"])
+        .await
+        .unwrap();
     b.json(&["tenant", "create", "sched"]).unwrap();
     create_user(&b, "sched", "s@sched.test", "Ops");
     let policy = b
@@ -379,6 +381,36 @@ async fn a_per_second_schedule_takes_backups_and_nothing_deletes_them() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("six fields"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_that_fires_too_often_is_refused() {
+    let b = Backtrack::start(None).await.unwrap();
+    b.json(&["tenant", "create", "often"]).unwrap();
+    let set = |schedule: &str| {
+        b.cli(&[
+            "backup",
+            "policy",
+            "set",
+            "--tenant",
+            "often",
+            "--schedule",
+            schedule,
+        ])
+    };
+    // By default a schedule may fire every five minutes at most.
+    let out = set("0 * * * * *");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("every 60s") && stderr.contains("300s"),
+        "{stderr}"
+    );
+    let policy = b
+        .json(&["backup", "policy", "get", "--tenant", "often"])
+        .unwrap();
+    assert_eq!(policy["schedule"], "0 0 2 * * *", "the policy is unchanged");
+    assert!(set("0 */5 * * * *").status.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]

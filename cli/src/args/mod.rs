@@ -179,6 +179,14 @@ pub struct UpArgs {
     /// Days a backup stays usable for tenants without a policy of their own.
     #[arg(long, env = "BACKTRACK_BACKUP_RETENTION_DAYS", default_value_t = 7)]
     pub backup_retention_days: u32,
+    /// The shortest interval a backup schedule may have, in seconds (a tenant's policy and
+    /// --backup-schedule alike).
+    #[arg(
+        long,
+        env = "BACKTRACK_BACKUP_MIN_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub backup_min_interval_secs: u64,
     /// Days difference reports are kept.
     #[arg(long, env = "BACKTRACK_REPORT_RETENTION_DAYS", default_value_t = 30)]
     pub report_retention_days: u64,

@@ -20,6 +20,8 @@ pub struct SnapshotterConfig {
     pub scheduler_tick: Duration,
     /// How often cached tenant policies are re-read from the policy bucket.
     pub policy_refresh: Duration,
+    /// The shortest interval a tenant's backup schedule may have.
+    pub backup_min_interval: Duration,
     /// Applied events between two checkpoints of the store (0: no checkpoints).
     pub checkpoint_every: u64,
     /// Whether this instance takes scheduled backups. Off for a read replica of the
@@ -27,6 +29,9 @@ pub struct SnapshotterConfig {
     /// scheduled backup once.
     pub scheduler: bool,
 }
+
+/// The shortest interval of a backup schedule unless configured otherwise: 5 minutes.
+pub const DEFAULT_BACKUP_MIN_INTERVAL: Duration = Duration::from_secs(300);
 
 impl SnapshotterConfig {
     /// Scratch folder for checkpoints, beside the store.
@@ -48,6 +53,7 @@ impl SnapshotterConfig {
             catch_up_wait: Duration::from_secs(30),
             scheduler_tick: Duration::from_millis(250),
             policy_refresh: Duration::from_secs(30),
+            backup_min_interval: DEFAULT_BACKUP_MIN_INTERVAL,
             checkpoint_every: 1_000_000,
             scheduler: true,
         }

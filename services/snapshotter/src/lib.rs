@@ -114,6 +114,7 @@ pub async fn start(
         config.stream_replicas,
         config.default_policy.clone(),
         config.policy_refresh,
+        config.backup_min_interval,
     )
     .await?;
     let (progress_tx, progress) = watch::channel(store.position());

@@ -40,9 +40,21 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Checks the schedule and retention; the error says how to fix them.
-    pub fn validate(&self) -> Result<(), SnapshotterError> {
-        self.cron()?;
+    /// Checks the schedule and retention; the error says how to fix them. A schedule may
+    /// not fire twice within `min_interval` (zero: no limit).
+    pub fn validate(&self, min_interval: Duration) -> Result<(), SnapshotterError> {
+        if let Some(gap) = self.cron()?.and_then(|c| shortest_gap(&c)) {
+            if gap < min_interval {
+                return Err(SnapshotterError::Invalid(format!(
+                    "schedule '{}' takes a backup every {}s at times; the shortest interval \
+                     allowed is {}s (a backup only names a point: any instant can be compared \
+                     and recovered without one; `--backup-min-interval-secs` sets the limit)",
+                    self.schedule.trim(),
+                    gap.as_secs(),
+                    min_interval.as_secs()
+                )));
+            }
+        }
         if self.retention_days == 0 || self.retention_days > 36_500 {
             return Err(SnapshotterError::Invalid(format!(
                 "retention of {} days is out of range: use 1 to 36500 days",
@@ -74,12 +86,23 @@ impl Policy {
     }
 }
 
+/// The shortest time between two of the schedule's next firings (the first 1,000 are
+/// looked at: enough for any pattern of a day, and for years of a daily one).
+fn shortest_gap(schedule: &cron::Schedule) -> Option<Duration> {
+    let times: Vec<_> = schedule.upcoming(chrono::Utc).take(1_000).collect();
+    times
+        .windows(2)
+        .filter_map(|pair| (pair[1] - pair[0]).to_std().ok())
+        .min()
+}
+
 /// The policy bucket with a short-lived cache in front of it.
 #[derive(Clone)]
 pub struct Policies {
     bucket: kv::Store,
     default: Policy,
     refresh: Duration,
+    min_interval: Duration,
     cache: Arc<RwLock<HashMap<String, (Instant, Policy)>>>,
 }
 
@@ -98,6 +121,7 @@ impl Policies {
         replicas: usize,
         default: Policy,
         refresh: Duration,
+        min_interval: Duration,
     ) -> Result<Self, SnapshotterError> {
         let bucket = match jetstream.get_key_value(POLICY_BUCKET).await {
             Ok(bucket) => bucket,
@@ -123,6 +147,7 @@ impl Policies {
             bucket,
             default,
             refresh,
+            min_interval,
             cache: Arc::default(),
         })
     }
@@ -151,7 +176,7 @@ impl Policies {
 
     /// Stores a validated policy.
     pub async fn set(&self, tenant: &str, policy: Policy) -> Result<Policy, SnapshotterError> {
-        policy.validate()?;
+        policy.validate(self.min_interval)?;
         let bytes =
             serde_json::to_vec(&policy).map_err(|e| SnapshotterError::Internal(e.to_string()))?;
         self.bucket
@@ -182,12 +207,16 @@ fn key(tenant: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::Policy;
+
+    const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
     #[test]
     fn default_is_daily_at_two_and_valid() {
         let policy = Policy::default();
-        assert!(policy.validate().is_ok());
+        assert!(policy.validate(FIVE_MINUTES).is_ok());
         let schedule = policy.cron().unwrap().unwrap();
         let start = chrono::DateTime::parse_from_rfc3339("2026-11-22T05:00:00Z").unwrap();
         let next = schedule
@@ -204,7 +233,7 @@ mod tests {
             ..Policy::default()
         };
         assert!(bad
-            .validate()
+            .validate(FIVE_MINUTES)
             .unwrap_err()
             .to_string()
             .contains("six fields"));
@@ -213,7 +242,7 @@ mod tests {
             ..Policy::default()
         };
         assert!(zero
-            .validate()
+            .validate(FIVE_MINUTES)
             .unwrap_err()
             .to_string()
             .contains("1 to 36500"));
@@ -222,5 +251,31 @@ mod tests {
             ..Policy::default()
         };
         assert!(off.cron().unwrap().is_none());
+        assert!(off.validate(FIVE_MINUTES).is_ok());
+    }
+
+    #[test]
+    fn a_schedule_may_not_fire_more_often_than_the_limit() {
+        let every = |schedule: &str| Policy {
+            schedule: schedule.into(),
+            ..Policy::default()
+        };
+        let e = every("*/2 * * * * *")
+            .validate(FIVE_MINUTES)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every 2s") && e.contains("300s"), "{e}");
+        // Twice a day one minute apart: the shortest gap counts, not the usual one.
+        let e = every("0 0,1 2 * * *").validate(FIVE_MINUTES).unwrap_err();
+        assert!(e.to_string().contains("every 60s"), "{e}");
+        for fine in [
+            "0 */5 * * * *",
+            "0 0 2 * * *",
+            "0 0 3 * * Sun",
+            "0 0 0 1 * *",
+        ] {
+            assert!(every(fine).validate(FIVE_MINUTES).is_ok(), "{fine}");
+        }
+        assert!(every("* * * * * *").validate(Duration::ZERO).is_ok());
     }
 }

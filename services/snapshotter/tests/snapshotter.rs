@@ -61,6 +61,8 @@ impl Fixture {
         let mut config = SnapshotterConfig::new(self.dir.path().join(folder));
         config.scheduler_tick = Duration::from_millis(50);
         config.policy_refresh = Duration::ZERO;
+        // Per-second schedules, so a test sees scheduled backups at once.
+        config.backup_min_interval = Duration::ZERO;
         config.checkpoint_every = checkpoint_every;
         let (trigger, shutdown) = Shutdown::new();
         let snapshotter =

@@ -27,7 +27,7 @@ use self::recoveries::recoveries;
 use self::time_travel::time_travel;
 use crate::args::BenchArgs;
 use crate::report::{Report, Target};
-use crate::scenarios::{feed, import, memory, percentile_ms, raw, replay};
+use crate::scenarios::{feed, import, memory, percentile_ms, raw, replay, revocation};
 use crate::testbed::Testbed;
 
 /// How big a run is.
@@ -245,7 +245,18 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
         "timing {} UpdateObject calls against the change feed",
         sizes.latency_samples
     ));
-    let fed = feed::feed_latency(&mut client, nats, import::TENANT, sizes.latency_samples).await?;
+    let fed = feed::feed_latency(
+        &mut client,
+        nats.clone(),
+        import::TENANT,
+        sizes.latency_samples,
+    )
+    .await?;
+    progress(&format!(
+        "revoking {} tokens through one process, timing until another refuses them",
+        sizes.latency_samples
+    ));
+    let revoked = revocation::revocation_propagation(nats, sizes.latency_samples).await?;
 
     let report = &mut outcome.report;
     report.record("raw_publish", published.per_second(), "messages/s");
@@ -293,6 +304,16 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
     );
     report.record("rpc_roundtrip_p50", percentile_ms(&fed.rpc, 0.50), "ms");
     report.record("rpc_roundtrip_p99", percentile_ms(&fed.rpc, 0.99), "ms");
+    report.record(
+        "token_revocation_propagation_p50",
+        percentile_ms(&revoked, 0.50),
+        "ms",
+    );
+    report.record(
+        "token_revocation_propagation_p99",
+        percentile_ms(&revoked, 0.99),
+        "ms",
+    );
     if let Some(mib) = memory::peak_rss_mib(None) {
         report.record("peak_rss_bench", mib, "MiB");
     }

@@ -21,6 +21,8 @@ const ROWS: &[&str] = &[
     "feed_latency_p99",
     "rpc_roundtrip_p50",
     "rpc_roundtrip_p99",
+    "token_revocation_propagation_p50",
+    "token_revocation_propagation_p99",
     "peak_rss_bench",
     "peak_rss_nats_server",
 ];

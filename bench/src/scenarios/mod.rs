@@ -6,6 +6,7 @@
 //! - [`import`]: `bulk_import`, the demo tenant over gRPC.
 //! - [`replay`]: the log folded into a fresh projection, digest-checked.
 //! - [`feed`]: `UpdateObject` → change-feed subscriber latency.
+//! - [`revocation`]: a token revoked through one process → refused by another.
 //! - [`memory`]: peak RSS of this process and of nats-server.
 //! - [`large_tenant`]: a tenant of up to millions of objects appended straight to the log.
 //! - [`snapshotter`]: a fresh time-travel store built from the log, backups, verification
@@ -30,6 +31,7 @@ pub mod memory;
 pub mod raw;
 pub mod recovery;
 pub mod replay;
+pub mod revocation;
 pub mod snapshotter;
 
 use std::time::Duration;

@@ -348,6 +348,18 @@ async fn a_scripted_incident_is_reported_exactly() {
         .unwrap();
     assert_eq!(users_modified["count"], 50);
 
+    // For people, a link's target is named as it was: removed members at the base.
+    let table = b.cli(&[
+        "diff", "show", "--tenant", "inc", &report_id, "--search", "Finance", "-o", "table",
+    ]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    for (i, member) in members.iter().enumerate() {
+        assert!(
+            table.contains(&format!("  -members {member} (User {i})")),
+            "{table}"
+        );
+    }
+
     // The JSON export holds the same items.
     let export = b.cli(&[
         "diff", "export", "--tenant", "inc", &report_id, "--format", "json",

@@ -14,6 +14,7 @@ use backtrack_proto::v1;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use super::diff_names::{link_target_names, Names};
 use super::diff_view::{parse_items, print_page, print_report, print_reports, state_name};
 use crate::args::{DiffCommand, DiffCreateArgs, DiffExportArgs, DiffShowArgs, GlobalArgs};
 use crate::args::{DiffRefArgs, OutputFormat};
@@ -220,7 +221,11 @@ async fn show(
     }
     let page = client.list_report_items(request).await?.into_inner();
     let items = parse_items(&page.items_json)?;
-    print_page(g, &report, &page, &items);
+    let names = match g.output {
+        OutputFormat::Table => link_target_names(g, &report, &items).await,
+        OutputFormat::Json => Names::new(),
+    };
+    print_page(g, &report, &page, &items, &names);
     Ok(())
 }
 

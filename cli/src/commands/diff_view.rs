@@ -11,6 +11,7 @@ use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
 
+use super::diff_names::Names;
 use crate::args::{GlobalArgs, OutputFormat};
 use crate::output::outln;
 use crate::output::{print_json, table};
@@ -256,8 +257,9 @@ fn value_text(value: Option<&Value>) -> String {
 }
 
 /// One changed object: `changeType kind displayName (objectId) → recoveryAction [synced]`,
-/// then `  path: base → target` per attribute and `  +relation target` per link.
-pub fn item_lines(item: &Value) -> Vec<String> {
+/// then `  path: base → target` per attribute and `  +relation target (name)` per link
+/// (the name when `names` has it).
+pub fn item_lines(item: &Value, names: &Names) -> Vec<String> {
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
     let mut head = format!("{} {}", text(item, "changeType"), text(item, "kind"));
     let name = text(item, "displayName");
@@ -288,7 +290,10 @@ pub fn item_lines(item: &Value) -> Vec<String> {
         ));
     }
     for l in list("links") {
-        let (relation, target) = (text(&l, "relation"), text(&l, "targetId"));
+        let (relation, mut target) = (text(&l, "relation"), text(&l, "targetId"));
+        if let Some(name) = names.get(&target) {
+            target = format!("{target} ({name})");
+        }
         lines.push(match text(&l, "change").as_str() {
             "added" => format!("  +{relation} {target}"),
             "removed" => format!("  -{relation} {target}"),
@@ -314,6 +319,7 @@ pub fn print_page(
     r: &v1::Report,
     page: &v1::ListReportItemsResponse,
     items: &[Value],
+    names: &Names,
 ) {
     if g.output == OutputFormat::Json {
         print_json(&json!({
@@ -328,7 +334,7 @@ pub fn print_page(
     print_header(r);
     for item in items {
         outln!();
-        for line in item_lines(item) {
+        for line in item_lines(item, names) {
             outln!("{line}");
         }
     }
@@ -475,10 +481,12 @@ mod tests {
             "  +members u1",
             "  -owners u2",
         ];
-        assert_eq!(item_lines(&item), expected);
+        assert_eq!(item_lines(&item, &Names::new()), expected);
+        let named = Names::from([("u2".to_string(), "Ada Lovelace".to_string())]);
+        assert_eq!(item_lines(&item, &named)[4], "  -owners u2 (Ada Lovelace)");
         let bare =
             json!({"objectId": "u9", "kind": "user", "changeType": "added", "synced": false});
-        assert_eq!(item_lines(&bare), ["added user (u9)"]);
+        assert_eq!(item_lines(&bare, &Names::new()), ["added user (u9)"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod backup_view;
 mod diff;
+mod diff_names;
 mod diff_view;
 mod dir;
 mod events;

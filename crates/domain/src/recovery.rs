@@ -570,7 +570,11 @@ impl Operation {
                     match view.head(t) {
                         None => failed.push((
                             t.clone(),
-                            format!("link '{relation}' to {t} not restored: {t} does not exist (outside the recovery's scope?)"),
+                            format!(
+                                "link '{relation}' to {t} not restored: {t} does not exist now, and this recovery does not bring it back (it is outside the scope); \
+                                 a recovery of both brings the link back: --id {} --id {t}",
+                                self.id
+                            ),
                         )),
                         Some((_, true)) => failed.push((
                             t.clone(),

@@ -287,7 +287,10 @@ async fn report_only_policies_synced_objects_and_links_out_of_scope() {
     assert_eq!(job.residual, 1, "{job:?}");
     let failures = s.recovery.failures("t", &job.id).await.unwrap();
     assert!(
-        failures[0].reason.contains("does not exist"),
+        failures[0].reason.contains("does not exist now")
+            && failures[0].reason.ends_with(&format!(
+                "a recovery of both brings the link back: --id {G1} --id {U2}"
+            )),
         "{failures:?}"
     );
 

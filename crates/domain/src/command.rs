@@ -86,6 +86,9 @@ pub trait DirectoryView {
     fn referrers(&self, target: &str) -> Vec<(String, ObjectKind, String)>;
     /// The live object of `kind` whose unique attribute has this value (case-insensitive).
     fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String>;
+    /// Every live object of `kind`, without links. Asked only for kinds a tenant holds few
+    /// of (conditional access policies: at most a few hundred).
+    fn live_of_kind(&self, kind: ObjectKind) -> Vec<DirectoryObject>;
 }
 
 /// Decides the events that carry out `command`, or refuses it.
@@ -370,6 +373,9 @@ fn soft_delete(
             object.kind
         )));
     }
+    if object.kind == ObjectKind::NamedLocation {
+        check_location_unused(view, &object)?;
+    }
     Ok(vec![PendingEvent {
         kind: object.kind,
         object_id: object.id,
@@ -377,6 +383,46 @@ fn soft_delete(
             purge_after_ms: ctx.now_ms.saturating_add(ctx.recycle_bin_retention_ms),
         },
     }])
+}
+
+/// A named location a live conditional access policy names (in
+/// `conditions.locations.includeLocations` or `excludeLocations`) is not deleted: the
+/// policy would name a location that is gone (Microsoft Entra refuses it the same way).
+fn check_location_unused(
+    view: &dyn DirectoryView,
+    location: &DirectoryObject,
+) -> Result<(), DomainError> {
+    for policy in view.live_of_kind(ObjectKind::ConditionalAccessPolicy) {
+        let locations = policy
+            .attributes
+            .get("conditions")
+            .and_then(|c| c.get("locations"));
+        for field in ["includeLocations", "excludeLocations"] {
+            let names_it = locations
+                .and_then(|l| l.get(field))
+                .and_then(Value::as_array)
+                .is_some_and(|ids| {
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .any(|id| id.eq_ignore_ascii_case(&location.id))
+                });
+            if names_it {
+                let named = |o: &DirectoryObject| {
+                    o.display_name()
+                        .map(|n| format!("{} ({n})", o.id))
+                        .unwrap_or_else(|| o.id.clone())
+                };
+                return Err(DomainError::Conflict(format!(
+                    "namedLocation {} is used by conditionalAccessPolicy {} in \
+                     conditions.locations.{field}: take it out of the policy (or delete the \
+                     policy) first",
+                    named(location),
+                    named(&policy)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn restore(view: &dyn DirectoryView, id: String) -> Result<Vec<PendingEvent>, DomainError> {

@@ -4,10 +4,11 @@
 //!
 //! Planning compares whole objects, not report items: every top-level attribute and every
 //! link that differs is set back. Operations run in phases so that whatever an operation
-//! needs already exists: soft deletes of objects added since the recovery point (they may
-//! hold names the others need back), restores, re-creations, attribute fixes, link
-//! removals, link additions, and last the soft deletes of objects that were in the recycle
-//! bin at the recovery point (dependents first). Within a phase, kinds run
+//! needs already exists: soft deletes of objects added since the recovery point that hold
+//! a unique attribute (they may hold names the others need back), restores, re-creations,
+//! attribute fixes, link removals, link additions, and last the other soft deletes: of
+//! objects added since the point and of objects that were in the recycle bin at it
+//! (dependents first, so a policy goes before the location it names). Within a phase, kinds run
 //! in dependency order: named locations before the conditional access policies that use
 //! them, users and groups before memberships, applications before service principals,
 //! service principals before app role assignments and grants.
@@ -219,9 +220,12 @@ pub fn plan(entries: Vec<PlanEntry>, options: &PlanOptions) -> Plan {
                 return (o.action.phase(), kind);
             }
             // Soft deletes remove dependents before what they depend on. Objects added
-            // since the recovery point go first: they may hold names (unique attributes)
-            // that restored objects need back.
-            let phase = if o.change_type == ChangeType::Added.as_str() {
+            // since the recovery point that hold a unique attribute go first: restored
+            // objects may need the name back. The others go last, after the attribute
+            // fixes: a policy set back may be what still names an added location.
+            let phase = if o.change_type == ChangeType::Added.as_str()
+                && crate::schema::schema(o.kind).unique.is_some()
+            {
                 0
             } else {
                 o.action.phase()
@@ -735,6 +739,53 @@ mod tests {
         assert!(
             plan.notes[0].reason.contains("is in the recycle bin"),
             "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn an_added_location_goes_after_the_policy_that_names_it_is_set_back() {
+        const LOCATION: &str = "00000000-0000-4000-8000-0000000000b1";
+        const POLICY: &str = "00000000-0000-4000-8000-0000000000c1";
+        let policy = |locations: Value| {
+            object(
+                ObjectKind::ConditionalAccessPolicy,
+                POLICY,
+                json!({"displayName": "CA", "conditions": {"locations": locations}}),
+                &[],
+            )
+        };
+        let location = object(
+            ObjectKind::NamedLocation,
+            LOCATION,
+            json!({"displayName": "Rogue"}),
+            &[],
+        );
+        let plan = plan(
+            vec![
+                entry(ObjectKind::NamedLocation, LOCATION, Some(location), None),
+                entry(
+                    ObjectKind::ConditionalAccessPolicy,
+                    POLICY,
+                    Some(policy(json!({"excludeLocations": [LOCATION]}))),
+                    Some(policy(json!({}))),
+                ),
+                entry(ObjectKind::User, CLOUD, Some(user(CLOUD, false)), None),
+            ],
+            &PlanOptions::default(),
+        );
+        let order: Vec<(&str, &str)> = plan
+            .operations
+            .iter()
+            .map(|o| (o.id.as_str(), o.action.name()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (CLOUD, "softDelete"),
+                (POLICY, "setAttributes"),
+                (LOCATION, "softDelete")
+            ],
+            "an added user goes first (it may hold a name), the location last"
         );
     }
 

@@ -197,6 +197,14 @@ impl DirectoryView for TenantState {
             })
             .map(|o| o.id.clone())
     }
+
+    fn live_of_kind(&self, kind: ObjectKind) -> Vec<DirectoryObject> {
+        self.objects
+            .values()
+            .filter(|o| o.kind == kind && !o.is_deleted())
+            .cloned()
+            .collect()
+    }
 }
 
 /// Every tenant's state.
@@ -321,6 +329,18 @@ impl DirectoryView for OverlayView<'_> {
             .flatten()
             .filter(holds)
             .or_else(|| self.base.find_unique(kind, attribute, value).filter(holds))
+    }
+
+    /// The base's, with the overlay's version of each object it holds.
+    fn live_of_kind(&self, kind: ObjectKind) -> Vec<DirectoryObject> {
+        let mut out: Vec<DirectoryObject> = self
+            .base
+            .live_of_kind(kind)
+            .into_iter()
+            .filter(|o| !self.pending.objects.contains_key(&o.id))
+            .collect();
+        out.extend(self.pending.live_of_kind(kind));
+        out
     }
 }
 

@@ -153,3 +153,49 @@ fn a_singleton_cannot_be_deleted() {
     ));
     assert_eq!(events.len(), 1);
 }
+
+#[test]
+fn a_named_location_a_live_policy_names_is_not_deleted() {
+    const HQ: &str = "5e0c52a6-2f4b-4f61-9d5e-9a1f1f0d7a10";
+    const SECOND: &str = "6b5e999b-0ba8-4186-a106-e0296c1c4359";
+    let mut t = Tenant::given();
+    t.ok(create(
+        ObjectKind::NamedLocation,
+        HQ,
+        json!({"displayName": "HQ", "@odata.type": "#microsoft.graph.ipNamedLocation"}),
+    ));
+    let policy = |id: &str, field: &str| {
+        create(
+            ObjectKind::ConditionalAccessPolicy,
+            id,
+            json!({"displayName": format!("CA {field}"), "state": "enabled",
+                "conditions": {"locations": {field: ["All", HQ.to_uppercase()]}}}),
+        )
+    };
+    t.ok(policy(POLICY, "excludeLocations"));
+    t.ok(policy(SECOND, "includeLocations"));
+
+    let msg = conflict(t.when(soft_delete(HQ)));
+    assert!(
+        msg.contains(&format!(
+            "namedLocation {HQ} (HQ) is used by conditionalAccessPolicy"
+        )) && msg.contains("take it out of the policy"),
+        "{msg}"
+    );
+    assert!(!t.state.objects[HQ].is_deleted());
+
+    // Taken out of one policy, the other still names it; a policy in the recycle bin
+    // names nothing.
+    t.ok(update(
+        POLICY,
+        json!({"conditions": {"locations": {"includeLocations": ["All"]}}}),
+    ));
+    let msg = conflict(t.when(soft_delete(HQ)));
+    assert!(
+        msg.contains(SECOND) && msg.contains("includeLocations"),
+        "{msg}"
+    );
+    t.ok(soft_delete(SECOND));
+    t.ok(soft_delete(HQ));
+    assert!(t.state.objects[HQ].is_deleted());
+}

@@ -7,7 +7,7 @@ use backtrack_domain::command::DirectoryView;
 use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::ObjectKind;
 
-use crate::directory::DirectoryProjection;
+use crate::directory::{DirectoryProjection, ListQuery};
 
 /// One tenant of the projection, readable by `decide`. Storage errors read as "absent"
 /// here; callers that must distinguish use the projection's fallible methods.
@@ -81,6 +81,22 @@ impl DirectoryView for TenantView<'_> {
         self.projection
             .referrers(self.tenant, target)
             .unwrap_or_default()
+    }
+
+    fn live_of_kind(&self, kind: ObjectKind) -> Vec<DirectoryObject> {
+        let mut out = Vec::new();
+        loop {
+            let query = ListQuery {
+                kind: Some(kind),
+                deleted: false,
+                after: out.last().map(|o: &DirectoryObject| o.id.clone()),
+                limit: 1000,
+            };
+            match self.projection.list(self.tenant, &query) {
+                Ok(page) if !page.is_empty() => out.extend(page),
+                _ => return out,
+            }
+        }
     }
 
     fn find_unique(&self, kind: ObjectKind, attribute: &str, value: &str) -> Option<String> {

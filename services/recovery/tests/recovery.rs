@@ -156,6 +156,13 @@ impl Stack {
         .unwrap()
     }
 
+    /// Recovers the whole tenant to `backup` and waits for the job to finish.
+    async fn recover_whole_tenant_to(&self, backup: &str) -> v1::RecoveryJob {
+        let request = self.request(Source::Point(from(backup)));
+        self.finished(&self.recovery.start_job(request).await.unwrap())
+            .await
+    }
+
     async fn attribute(&self, id: &str, name: &str) -> Option<Value> {
         self.directory
             .projection()
@@ -610,14 +617,7 @@ async fn links_to_a_purged_synced_member_are_left_out_with_a_warning_not_failed(
         s.run(Command::HardDelete { id: id.into() }).await;
     }
 
-    let job = s
-        .finished(
-            &s.recovery
-                .start_job(s.request(Source::Point(from(&backup))))
-                .await
-                .unwrap(),
-        )
-        .await;
+    let job = s.recover_whole_tenant_to(&backup).await;
     assert_eq!(job.failed, 0, "{job:?}");
     assert_eq!(job.skipped, 1, "{job:?}");
     assert!(
@@ -640,4 +640,54 @@ async fn links_to_a_purged_synced_member_are_left_out_with_a_warning_not_failed(
     let mut residual = job.residual_ids.clone();
     residual.sort();
     assert_eq!(residual, vec![U1.to_string(), G1.to_string()], "{job:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_added_location_a_changed_policy_names_is_deleted_after_the_policy_is_set_back() {
+    const L1: &str = "00000000-0000-4000-8000-0000000000b1";
+    let s = stack(1000).await;
+    let conditions = |locations: Value| json!({"conditions": {"users": {"includeUsers": ["All"]}, "locations": locations}});
+    let mut policy = attrs(json!({"displayName": "Block outside", "state": "enabled"}));
+    policy.extend(attrs(conditions(json!({"includeLocations": ["All"]}))));
+    s.run(Command::Create {
+        kind: ObjectKind::ConditionalAccessPolicy,
+        id: P1.into(),
+        attributes: policy,
+        links: vec![],
+    })
+    .await;
+    let backup = s.backup().await;
+    // Since the backup: a location added and excluded from the policy.
+    s.run(Command::Create {
+        kind: ObjectKind::NamedLocation,
+        id: L1.into(),
+        attributes: attrs(
+            json!({"displayName": "Rogue", "@odata.type": "#microsoft.graph.ipNamedLocation"}),
+        ),
+        links: vec![],
+    })
+    .await;
+    s.set(
+        P1,
+        conditions(json!({"includeLocations": ["All"], "excludeLocations": [L1]})),
+    )
+    .await;
+    // Deleting the location now is refused: the policy names it.
+    let refused = s
+        .directory
+        .execute("t", Command::SoftDelete { id: L1.into() }, None, &origin())
+        .await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("is used by conditionalAccessPolicy")),);
+
+    let job = s.recover_whole_tenant_to(&backup).await;
+    assert_eq!((job.failed, job.residual), (0, 0), "{job:?}");
+    assert_eq!(
+        s.attribute(P1, "conditions").await.unwrap()["locations"],
+        json!({"includeLocations": ["All"]})
+    );
+    let location = s.directory.projection().object("t", L1).unwrap().unwrap();
+    assert!(
+        location.is_deleted(),
+        "the added location is in the recycle bin"
+    );
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::canonical::{canonicalize, equivalent};
 use crate::event::{AttributeChange, Change};
 use crate::kind::ObjectKind;
+use crate::locations;
 use crate::object::{DirectoryObject, Link};
 use crate::schema::{schema, KindSchema, READ_ONLY};
 use crate::validate::{self, printable};
@@ -168,6 +169,9 @@ fn create(
     }
     check_object_size(&clean)?;
     check_unique(view, &schema, &id, &clean)?;
+    if kind == ObjectKind::ConditionalAccessPolicy {
+        locations::check_policy_locations(view, None, &clean)?;
+    }
     if links.len() > validate::MAX_LINKS_PER_MUTATION {
         return Err(too_many_links(links.len()));
     }
@@ -241,6 +245,9 @@ fn update(
     }
     check_object_size(&next)?;
     check_unique(view, &schema, &object.id, &next)?;
+    if object.kind == ObjectKind::ConditionalAccessPolicy {
+        locations::check_policy_locations(view, Some(&object.attributes), &next)?;
+    }
     let names: BTreeSet<&String> = object.attributes.keys().chain(next.keys()).collect();
     let changes: Vec<AttributeChange> = names
         .into_iter()
@@ -374,7 +381,7 @@ fn soft_delete(
         )));
     }
     if object.kind == ObjectKind::NamedLocation {
-        check_location_unused(view, &object)?;
+        locations::check_location_unused(view, &object)?;
     }
     Ok(vec![PendingEvent {
         kind: object.kind,
@@ -383,46 +390,6 @@ fn soft_delete(
             purge_after_ms: ctx.now_ms.saturating_add(ctx.recycle_bin_retention_ms),
         },
     }])
-}
-
-/// A named location a live conditional access policy names (in
-/// `conditions.locations.includeLocations` or `excludeLocations`) is not deleted: the
-/// policy would name a location that is gone (Microsoft Entra refuses it the same way).
-fn check_location_unused(
-    view: &dyn DirectoryView,
-    location: &DirectoryObject,
-) -> Result<(), DomainError> {
-    for policy in view.live_of_kind(ObjectKind::ConditionalAccessPolicy) {
-        let locations = policy
-            .attributes
-            .get("conditions")
-            .and_then(|c| c.get("locations"));
-        for field in ["includeLocations", "excludeLocations"] {
-            let names_it = locations
-                .and_then(|l| l.get(field))
-                .and_then(Value::as_array)
-                .is_some_and(|ids| {
-                    ids.iter()
-                        .filter_map(Value::as_str)
-                        .any(|id| id.eq_ignore_ascii_case(&location.id))
-                });
-            if names_it {
-                let named = |o: &DirectoryObject| {
-                    o.display_name()
-                        .map(|n| format!("{} ({n})", o.id))
-                        .unwrap_or_else(|| o.id.clone())
-                };
-                return Err(DomainError::Conflict(format!(
-                    "namedLocation {} is used by conditionalAccessPolicy {} in \
-                     conditions.locations.{field}: take it out of the policy (or delete the \
-                     policy) first",
-                    named(location),
-                    named(&policy)
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn restore(view: &dyn DirectoryView, id: String) -> Result<Vec<PendingEvent>, DomainError> {

@@ -29,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod graph;
 pub mod kind;
+pub mod locations;
 pub mod object;
 pub mod recovery;
 pub mod schema;

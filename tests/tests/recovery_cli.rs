@@ -429,6 +429,26 @@ async fn scoped_recoveries_touch_nothing_outside_their_scope() {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert_eq!(left, expected);
+
+    // Users again: nothing is left to do, and the dry run says so.
+    let dry = b.cli(&[
+        "recover",
+        "--tenant",
+        T,
+        "--from",
+        &i.backup,
+        "--kind",
+        "user",
+        "--dry-run",
+        "-o",
+        "table",
+    ]);
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success()
+            && out.contains("nothing to recover: the scope already matches the recovery point"),
+        "{out}"
+    );
     // The group still lacks its members, the purged user is back (a user), the policy is
     // untouched.
     assert_eq!(object(&b, &i.policy)["state"], "disabled");

@@ -241,6 +241,10 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
         p.links,
         point.sequence
     );
+    if p.operation_count == 0 && p.skipped.is_empty() {
+        outln!("nothing to recover: the scope already matches the recovery point");
+        return;
+    }
     let rows: Vec<Vec<String>> = p
         .counts
         .iter()

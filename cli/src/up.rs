@@ -20,7 +20,7 @@ use backtrack_platform::audit::{AuditLayer, Auditor};
 use backtrack_platform::auth::token_api::{issued_records, IssuerOf, TokenApi};
 use backtrack_platform::auth::{
     AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Revocations, Role, SigningKey,
-    TokenValidator, ALL_TENANTS,
+    TokenRecord, TokenRegistry, TokenValidator, ALL_TENANTS,
 };
 use backtrack_platform::health::{serve_http, Health};
 use backtrack_platform::metrics::RpcMetricsLayer;
@@ -180,9 +180,6 @@ pub(crate) async fn serve(
         &data.join("audit-spool"),
     )
     .with_context(|| format!("cannot create {}", data.join("audit-spool").display()))?;
-    if parts.all_in_one {
-        write_admin_token(data, key, &auditor).await?;
-    }
     // Every process follows the revocation list, so a token revoked anywhere is refused
     // everywhere.
     let js = async_nats::jetstream::new(nats.clone());
@@ -190,6 +187,13 @@ pub(crate) async fn serve(
         Revocations::follow(&js, args.stream_replicas, shutdown.clone())
     })
     .await?;
+    let registry = starting("the token registry", || {
+        TokenRegistry::open(&js, args.stream_replicas)
+    })
+    .await?;
+    if parts.all_in_one {
+        write_admin_token(data, key, &auditor, &registry).await?;
+    }
     let mut validator = TokenValidator::local(key).with_revocations(revocations.clone());
     if let Some((oidc, keys)) = provider {
         tokio::spawn(
@@ -362,7 +366,13 @@ pub(crate) async fn serve(
             .into_server();
         served.push(named(&api));
         routes.add_service(InterceptedService::new(api, interceptor.clone()));
-        let tokens = TokenApi::new(key.clone(), auditor.clone(), revocations.clone()).into_server();
+        let tokens = TokenApi::new(
+            key.clone(),
+            auditor.clone(),
+            revocations.clone(),
+            registry.clone(),
+        )
+        .into_server();
         served.push(named(&tokens));
         routes.add_service(InterceptedService::new(tokens, interceptor.clone()));
     }
@@ -493,7 +503,12 @@ fn named<S: tonic::server::NamedService>(_: &S) -> &'static str {
 
 /// Mints this start's admin token (Global Administrator, every tenant) and writes it to
 /// `<data dir>/admin.token` once its `token.issued` record is stored.
-async fn write_admin_token(data: &Path, key: &SigningKey, auditor: &Auditor) -> anyhow::Result<()> {
+async fn write_admin_token(
+    data: &Path,
+    key: &SigningKey,
+    auditor: &Auditor,
+    registry: &TokenRegistry,
+) -> anyhow::Result<()> {
     let issued = key.issue(
         "admin",
         &[ALL_TENANTS.to_string()],
@@ -506,6 +521,9 @@ async fn write_admin_token(data: &Path, key: &SigningKey, auditor: &Auditor) -> 
             .before_action(entry, "no admin token was written")
             .await?;
     }
+    registry
+        .record(&TokenRecord::of(&issued.claims, UP_SUBJECT))
+        .await?;
     write_private(&data.join("admin.token"), &issued.token)
 }
 

@@ -110,11 +110,22 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("token id"), "{}", stderr(&bad));
 
-    // One record, under the deployment (the admin token grants every tenant).
+    // One record, in the trail of the tenant the revoked token grants (where its
+    // `token.issued` record is), not under the deployment of the admin who revoked it.
     let client = nats.client().await.unwrap();
-    let records = audit_records(&client, "bt.audit._deployment.>")
-        .await
-        .unwrap();
+    let revoked_in = |trail: &'static str| {
+        let client = client.clone();
+        async move {
+            audit_records(&client, trail)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.action == "token.revoked")
+                .count()
+        }
+    };
+    assert_eq!(revoked_in("bt.audit._deployment.>").await, 0);
+    let records = audit_records(&client, "bt.audit.tr.>").await.unwrap();
     let revocations: Vec<_> = records
         .iter()
         .filter(|r| r.action == "token.revoked")
@@ -132,6 +143,84 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     let denied = list_as(&b, &leaked);
     assert_eq!(denied.status.code(), Some(3), "{}", stderr(&denied));
     assert!(list_as(&b, &other).status.success());
+
+    // The tenant's tokens, newest first: what each grants and whether it was revoked.
+    let listed: Value =
+        serde_json::from_str(&stdout(&b.cli(&["token", "list", "--tenant", "tr"]))).unwrap();
+    let listed: Vec<(String, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["tenants"], serde_json::json!(["tr"]), "{t}");
+            assert_eq!(t["roles"], serde_json::json!(["BackupReader"]), "{t}");
+            (
+                t["subject"].as_str().unwrap().to_string(),
+                t["revoked"] == true,
+            )
+        })
+        .collect();
+    let mut subjects = listed.clone();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        vec![
+            ("ci-bot".to_string(), true),
+            ("dashboard".to_string(), false)
+        ]
+    );
+    // Every token, for an administrator of every tenant: the admin tokens of both starts.
+    let every: Value =
+        serde_json::from_str(&stdout(&b.cli(&["token", "list", "--tenant", "*"]))).unwrap();
+    let admins = every
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["issuedBy"] == "backtrack-up")
+        .count();
+    assert_eq!(admins, 2, "{every}");
+    let refused = b.cli_with_env(
+        &["token", "list", "--tenant", "tr"],
+        &[("BACKTRACK_TOKEN", &other)],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_of_one_tenant_revokes_only_its_tokens() {
+    let b = Backtrack::start(None).await.unwrap();
+    for tenant in ["ta", "tb"] {
+        b.json(&["tenant", "create", tenant]).unwrap();
+    }
+    let issue = |tenant: &str, role: &str| {
+        issued(b.cli(&[
+            "token",
+            "create",
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+            "--subject",
+            "x",
+        ]))
+    };
+    let (admin_a, _) = issue("ta", "GlobalAdministrator");
+    let (_, reader_a) = issue("ta", "BackupReader");
+    let (_, reader_b) = issue("tb", "BackupReader");
+    let as_admin_a = |args: &[&str]| b.cli_with_env(args, &[("BACKTRACK_TOKEN", &admin_a)]);
+    let refused = as_admin_a(&["token", "revoke", &reader_b]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("grants none of the tenants"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(as_admin_a(&["token", "revoke", &reader_a]).status.success());
+    let listed = as_admin_a(&["token", "list", "--tenant", "tb"]);
+    assert_eq!(listed.status.code(), Some(3), "{}", stderr(&listed));
+    let listed: Value =
+        serde_json::from_str(&stdout(&as_admin_a(&["token", "list", "--tenant", "ta"]))).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

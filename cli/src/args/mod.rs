@@ -555,6 +555,17 @@ pub enum TokenCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// The tokens the deployment issued for a tenant, newest first: id, subject, roles,
+    /// expiry, revoked or not (never the tokens). Caller: a GlobalAdministrator. Tokens
+    /// minted with --offline or by an identity provider are not listed.
+    List {
+        /// The tenant ("*": every token, for a token of every tenant).
+        #[arg(long)]
+        tenant: String,
+        /// Also the expired ones.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 impl Command {

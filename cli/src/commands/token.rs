@@ -11,7 +11,7 @@ use base64::Engine;
 
 use crate::args::{GlobalArgs, OutputFormat, TokenCommand};
 use crate::client::connect_channel;
-use crate::output::{outln, refuse, refused};
+use crate::output::{outln, print_json, refuse, refused, table};
 
 pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
     let (tenants, roles, kinds, subject, ttl, offline) = match command {
@@ -24,6 +24,7 @@ pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
             offline,
         } => (tenants, roles, kinds, subject, ttl, offline),
         TokenCommand::Revoke { id, reason } => return revoke(g, &id, reason).await,
+        TokenCommand::List { tenant, all } => return list(g, tenant, all).await,
     };
     let ttl = parse_duration(&ttl)?;
     let (token, token_id, expires_at) = if offline {
@@ -78,6 +79,84 @@ async fn revoke(g: &GlobalArgs, token: &str, reason: String) -> anyhow::Result<(
         }
         OutputFormat::Table => outln!("revoked token {} at {at}", revoked.token_id),
     }
+    Ok(())
+}
+
+async fn list(g: &GlobalArgs, tenant: String, all: bool) -> anyhow::Result<()> {
+    let tokens = connect_channel(g)
+        .await?
+        .tokens()
+        .list_tokens(v1::ListTokensRequest {
+            tenant,
+            include_expired: all,
+        })
+        .await?
+        .into_inner()
+        .tokens;
+    let time = |secs: u64| {
+        chrono::DateTime::from_timestamp(secs as i64, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let revoked_at = |t: &v1::TokenInfo| {
+        chrono::DateTime::from_timestamp_millis(t.revoked_at_ms)
+            .filter(|_| t.revoked)
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    if g.output == OutputFormat::Json {
+        let rows: Vec<serde_json::Value> = tokens
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "tokenId": t.token_id,
+                    "subject": t.subject,
+                    "tenants": t.tenants,
+                    "roles": t.roles,
+                    "kinds": t.kinds,
+                    "issuedAt": time(t.issued_at),
+                    "expiresAt": time(t.expires_at),
+                    "issuedBy": t.issued_by,
+                    "revoked": t.revoked,
+                    "revokedAt": revoked_at(t),
+                })
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.token_id.clone(),
+                t.subject.clone(),
+                t.roles.join(","),
+                if t.kinds.is_empty() {
+                    "all".into()
+                } else {
+                    t.kinds.join(",")
+                },
+                t.tenants.join(","),
+                time(t.expires_at),
+                revoked_at(t).unwrap_or_default(),
+                t.issued_by.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TOKEN ID",
+            "SUBJECT",
+            "ROLES",
+            "KINDS",
+            "TENANTS",
+            "EXPIRES",
+            "REVOKED",
+            "ISSUED BY",
+        ],
+        &rows,
+    );
+    outln!("{} tokens", rows.len());
     Ok(())
 }
 

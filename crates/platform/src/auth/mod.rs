@@ -13,6 +13,7 @@ mod caller;
 mod interceptor;
 pub mod jwks;
 mod key;
+pub mod registry;
 pub mod revocations;
 pub mod token_api;
 mod validator;
@@ -27,6 +28,7 @@ pub use caller::Caller;
 pub use interceptor::{bearer, caller, AuthInterceptor, BearerToken};
 pub use jwks::{Jwks, JwksHandle, JwksSource};
 pub use key::{IssuedToken, SigningKey};
+pub use registry::{TokenRecord, TokenRegistry};
 pub use revocations::{Revocation, RevocationError, Revocations};
 pub use validator::{OidcProvider, TokenValidator};
 

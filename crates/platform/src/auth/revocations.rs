@@ -20,8 +20,9 @@ use crate::shutdown::Shutdown;
 /// The bucket: key = token id, value = a [`Revocation`] as JSON.
 pub const REVOCATIONS_BUCKET: &str = "bt-token-revocations";
 
-/// How long a revocation is kept: the longest a token may live, and a day of slack.
-const KEEP: Duration = Duration::from_secs(super::token_api::MAX_TTL.as_secs() + 86_400);
+/// How long a revocation (or a record of `bt-tokens`) is kept: the longest a token may
+/// live, and a day of slack.
+pub(crate) const KEEP: Duration = Duration::from_secs(super::token_api::MAX_TTL.as_secs() + 86_400);
 
 /// One revoked token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ use backtrack_proto::v1::token_service_server::{TokenService, TokenServiceServer
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
+use super::registry::{TokenRecord, TokenRegistry};
 use super::revocations::{check_id, Revocation, Revocations};
 use super::{Claims, Role, SigningKey, ALL_TENANTS};
 use crate::audit::{action, category, AuditEntry, Auditor, CallContext, DEPLOYMENT_TENANT};
@@ -38,15 +39,23 @@ pub struct TokenApi {
     key: SigningKey,
     auditor: Auditor,
     revocations: Revocations,
+    registry: TokenRegistry,
 }
 
 impl TokenApi {
-    /// Tokens are revoked into `revocations` (shared with the process's validator).
-    pub fn new(key: SigningKey, auditor: Auditor, revocations: Revocations) -> Self {
+    /// Tokens are revoked into `revocations` (shared with the process's validator) and
+    /// recorded, as issued, in `registry`.
+    pub fn new(
+        key: SigningKey,
+        auditor: Auditor,
+        revocations: Revocations,
+        registry: TokenRegistry,
+    ) -> Self {
         Self {
             key,
             auditor,
             revocations,
+            registry,
         }
     }
 
@@ -93,8 +102,12 @@ pub fn issued_records(issuer: IssuerOf<'_>, claims: &Claims) -> Vec<AuditEntry> 
 
 /// The `token.revoked` records of a revocation: one per tenant the revoker's token
 /// grants, or one under [`DEPLOYMENT_TENANT`] for a token of every tenant.
-fn revoked_records(ctx: &CallContext, revocation: &Revocation) -> Vec<AuditEntry> {
-    audit_tenants(&ctx.caller.tenants)
+fn revoked_records(
+    ctx: &CallContext,
+    tenants: &[String],
+    revocation: &Revocation,
+) -> Vec<AuditEntry> {
+    audit_tenants(tenants)
         .into_iter()
         .map(|tenant| {
             AuditEntry::new(ctx, tenant, category::SECURITY, action::TOKEN_REVOKED)
@@ -189,6 +202,10 @@ impl TokenService for TokenApi {
                 .before_action(entry, "the token was not issued")
                 .await?;
         }
+        self.registry
+            .record(&TokenRecord::of(&issued.claims, &ctx.caller.subject))
+            .await
+            .map_err(|e| Status::unavailable(format!("{e}; the token was not issued")))?;
         Ok(Response::new(v1::IssueTokenResponse {
             token: issued.token,
             token_id: issued.claims.jti,
@@ -206,6 +223,26 @@ impl TokenService for TokenApi {
             .require_any_role(&[Role::GlobalAdministrator], "revoking tokens")?;
         let token_id = r.token_id.trim();
         check_id(token_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // A token this deployment issued is revoked by an administrator of one of its
+        // tenants, and recorded in its tenants; another, in the caller's.
+        let issued = self.registry.get(token_id).await.map_err(|e| {
+            Status::unavailable(format!("{e}; the token was not revoked: try again"))
+        })?;
+        let tenants = match &issued {
+            Some(token) => {
+                if !token
+                    .tenants
+                    .iter()
+                    .any(|t| ctx.caller.can_access_tenant(t))
+                {
+                    return Err(Status::permission_denied(
+                        "this token grants none of the tenants of the token to revoke",
+                    ));
+                }
+                token.tenants.clone()
+            }
+            None => ctx.caller.tenants.clone(),
+        };
         if r.reason.chars().count() > MAX_REASON_CHARS {
             return Err(Status::invalid_argument(format!(
                 "the reason is at most {MAX_REASON_CHARS} characters"
@@ -225,7 +262,7 @@ impl TokenService for TokenApi {
             })?;
         // Recorded after the fact, and again on a retry: the records' ids are derived
         // from the token id, so the trail holds one.
-        for entry in revoked_records(&ctx, &revocation) {
+        for entry in revoked_records(&ctx, &tenants, &revocation) {
             self.auditor.succeeded(entry).await?;
         }
         Ok(Response::new(v1::RevokeTokenResponse {
@@ -233,5 +270,51 @@ impl TokenService for TokenApi {
             revoked_at_ms: revocation.revoked_at_ms,
             already_revoked: !revoked_now,
         }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<v1::ListTokensRequest>,
+    ) -> Result<Response<v1::ListTokensResponse>, Status> {
+        let ctx = CallContext::of(&request)?;
+        let r = request.into_inner();
+        if r.tenant != ALL_TENANTS {
+            backtrack_domain::validate::tenant_id(&r.tenant)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        ctx.caller.require_tenant(&r.tenant)?;
+        ctx.caller
+            .require_any_role(&[Role::GlobalAdministrator], "listing tokens")?;
+        let now = u64::try_from(crate::clock::now_ms() / 1000).unwrap_or(0);
+        let mut tokens: Vec<v1::TokenInfo> = self
+            .registry
+            .all()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .into_iter()
+            .filter(|t| r.tenant == ALL_TENANTS || t.tenants.contains(&r.tenant))
+            .filter(|t| r.include_expired || t.expires_at >= now)
+            .map(|t| {
+                let revoked = self.revocations.revoked(&t.token_id);
+                v1::TokenInfo {
+                    revoked: revoked.is_some(),
+                    revoked_at_ms: revoked.map_or(0, |r| r.revoked_at_ms),
+                    token_id: t.token_id,
+                    subject: t.subject,
+                    tenants: t.tenants,
+                    roles: t.roles,
+                    kinds: t.kinds,
+                    issued_at: t.issued_at,
+                    expires_at: t.expires_at,
+                    issued_by: t.issued_by,
+                }
+            })
+            .collect();
+        tokens.sort_by(|a, b| {
+            b.issued_at
+                .cmp(&a.issued_at)
+                .then_with(|| a.token_id.cmp(&b.token_id))
+        });
+        Ok(Response::new(v1::ListTokensResponse { tokens }))
     }
 }

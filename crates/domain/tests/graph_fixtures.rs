@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use backtrack_domain::canonical::canonicalize;
 use backtrack_domain::event::Change;
 use backtrack_domain::graph::{self, DeltaPage};
-use backtrack_domain::object::Link;
+use backtrack_domain::object::{DirectoryObject, Link};
 use backtrack_domain::{
     decide, validate, Command, DecideContext, Event, EventMeta, ObjectKind, TenantState,
 };
@@ -64,7 +64,31 @@ fn meta(kind: ObjectKind, object_id: &str) -> EventMeta {
     }
 }
 
-/// Creates the fixture's object in an empty tenant and renders it back.
+/// The location ids a conditional access policy's attributes name (none for other kinds).
+fn named_locations(attributes: &Map<String, Value>) -> Vec<String> {
+    let locations = attributes
+        .get("conditions")
+        .and_then(|c| c.get("locations"));
+    ["includeLocations", "excludeLocations"]
+        .into_iter()
+        .filter_map(|field| {
+            locations
+                .and_then(|l| l.get(field))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|id| uuid_like(id))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn uuid_like(text: &str) -> bool {
+    text.len() == 36 && text.chars().filter(|c| *c == '-').count() == 4
+}
+
+/// Creates the fixture's object in an empty tenant (with the named locations it names)
+/// and renders it back.
 fn round_trip_entity(name: &str, fixture: &Value) -> Value {
     let kind = kind_of_file(name);
     let parsed = graph::parse(Some(kind), fixture.clone())
@@ -79,6 +103,23 @@ fn round_trip_entity(name: &str, fixture: &Value) -> Value {
         validate::object_id(kind, &raw_id).unwrap_or_else(|e| panic!("{name}: id refused: {e}"));
 
     let mut state = TenantState::default();
+    // A policy names only named locations the tenant holds: give it those it names.
+    for location in named_locations(&parsed.attributes) {
+        state.objects.insert(
+            location.clone(),
+            DirectoryObject {
+                id: location,
+                kind: ObjectKind::NamedLocation,
+                attributes: Map::new(),
+                links: Default::default(),
+                created_at_ms: NOW_MS,
+                updated_at_ms: NOW_MS,
+                deleted_at_ms: None,
+                purge_after_ms: None,
+                version: 1,
+            },
+        );
+    }
     let ctx = DecideContext {
         now_ms: NOW_MS,
         recycle_bin_retention_ms: 30 * 24 * 3600 * 1000,

@@ -17,10 +17,10 @@ use backtrack_directory::api::DirectoryApi;
 use backtrack_directory::DirectoryConfig;
 use backtrack_eventlog::AuditLog;
 use backtrack_platform::audit::{AuditLayer, Auditor};
-use backtrack_platform::auth::token_api::{issued_records, IssuerOf, TokenApi};
+use backtrack_platform::auth::token_api::{issued_records, revoked_records, IssuerOf, TokenApi};
 use backtrack_platform::auth::{
-    AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Revocations, Role, SigningKey,
-    TokenRecord, TokenRegistry, TokenValidator, ALL_TENANTS,
+    AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Revocation, Revocations, Role,
+    SigningKey, TokenRecord, TokenRegistry, TokenValidator, ALL_TENANTS,
 };
 use backtrack_platform::health::{serve_http, Health};
 use backtrack_platform::metrics::RpcMetricsLayer;
@@ -192,7 +192,7 @@ pub(crate) async fn serve(
     })
     .await?;
     if parts.all_in_one {
-        write_admin_token(data, key, &auditor, &registry).await?;
+        write_admin_token(data, key, &auditor, &registry, &revocations).await?;
     }
     let mut validator = TokenValidator::local(key).with_revocations(revocations.clone());
     if let Some((oidc, keys)) = provider {
@@ -508,7 +508,14 @@ async fn write_admin_token(
     key: &SigningKey,
     auditor: &Auditor,
     registry: &TokenRegistry,
+    revocations: &Revocations,
 ) -> anyhow::Result<()> {
+    let path = data.join("admin.token");
+    // The token this start replaces, while still valid: revoked once the new one is written,
+    // so one admin token of `backtrack up` is live at a time.
+    let replaced = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|old| TokenValidator::local(key).local_token_id(old.trim()));
     let issued = key.issue(
         "admin",
         &[ALL_TENANTS.to_string()],
@@ -524,7 +531,30 @@ async fn write_admin_token(
     registry
         .record(&TokenRecord::of(&issued.claims, UP_SUBJECT))
         .await?;
-    write_private(&data.join("admin.token"), &issued.token)
+    write_private(&path, &issued.token)?;
+    if let Some(token_id) = replaced {
+        let revocation = Revocation {
+            token_id,
+            revoked_at_ms: backtrack_platform::clock::now_ms(),
+            revoked_by: UP_SUBJECT.to_string(),
+            reason: "replaced by the admin token of a later start".to_string(),
+        };
+        match revocations.revoke(revocation).await {
+            Ok((revocation, true)) => {
+                let every = [ALL_TENANTS.to_string()];
+                let by = IssuerOf::System(UP_SUBJECT);
+                for entry in revoked_records(by, &every, &revocation) {
+                    if let Err(e) = auditor.succeeded(entry).await {
+                        tracing::warn!(error = %e.message(), "the revocation of the previous admin token is not recorded yet");
+                    }
+                }
+            }
+            Ok((_, false)) => {}
+            // The new token works either way; the old one stays valid until it expires.
+            Err(e) => tracing::warn!(error = %e, "cannot revoke the previous admin token"),
+        }
+    }
+    Ok(())
 }
 
 /// The identity provider `backtrack up` trusts besides its own key.

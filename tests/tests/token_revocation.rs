@@ -137,12 +137,18 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     assert_eq!(after["reason"], "leaked in a CI log");
     assert_eq!(after["revokedBy"], "admin");
 
-    // The revocation outlives the process.
+    // The revocation outlives the process. The new start's admin token replaces the old
+    // one, which it revokes.
+    let first_admin = b.token().unwrap();
+    assert!(list_as(&b, &first_admin).status.success());
     b.stop().unwrap();
     b.launch().await.unwrap();
     let denied = list_as(&b, &leaked);
     assert_eq!(denied.status.code(), Some(3), "{}", stderr(&denied));
     assert!(list_as(&b, &other).status.success());
+    let replaced = list_as(&b, &first_admin);
+    assert_eq!(replaced.status.code(), Some(3), "{}", stderr(&replaced));
+    assert!(list_as(&b, &b.token().unwrap()).status.success());
 
     // The tenant's tokens, newest first: what each grants and whether it was revoked.
     let listed: Value =
@@ -169,16 +175,27 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
             ("dashboard".to_string(), false)
         ]
     );
-    // Every token, for an administrator of every tenant: the admin tokens of both starts.
+    // Every token, for an administrator of every tenant: the admin tokens of both starts,
+    // the first revoked by the second.
     let every: Value =
         serde_json::from_str(&stdout(&b.cli(&["token", "list", "--tenant", "*"]))).unwrap();
-    let admins = every
+    let admins: Vec<bool> = every
         .as_array()
         .unwrap()
         .iter()
         .filter(|t| t["issuedBy"] == "backtrack-up")
-        .count();
-    assert_eq!(admins, 2, "{every}");
+        .map(|t| t["revoked"] == true)
+        .collect();
+    assert_eq!(admins, vec![false, true], "newest first: {every}");
+    let client = nats.client().await.unwrap();
+    let by_up = audit_records(&client, "bt.audit._deployment.>")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "token.revoked")
+        .map(|r| r.actor.unwrap_or_default().subject)
+        .collect::<Vec<_>>();
+    assert_eq!(by_up, vec!["backtrack-up".to_string()]);
     let refused = b.cli_with_env(
         &["token", "list", "--tenant", "tr"],
         &[("BACKTRACK_TOKEN", &other)],

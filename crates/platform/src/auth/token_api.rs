@@ -100,25 +100,33 @@ pub fn issued_records(issuer: IssuerOf<'_>, claims: &Claims) -> Vec<AuditEntry> 
         .collect()
 }
 
-/// The `token.revoked` records of a revocation: one per tenant the revoker's token
-/// grants, or one under [`DEPLOYMENT_TENANT`] for a token of every tenant.
-fn revoked_records(
-    ctx: &CallContext,
+/// The `token.revoked` records of a revocation: one per tenant of `tenants` (those the
+/// revoked token grants, or the revoker's), or one under [`DEPLOYMENT_TENANT`] for a token
+/// of every tenant.
+pub fn revoked_records(
+    by: IssuerOf<'_>,
     tenants: &[String],
     revocation: &Revocation,
 ) -> Vec<AuditEntry> {
     audit_tenants(tenants)
         .into_iter()
         .map(|tenant| {
-            AuditEntry::new(ctx, tenant, category::SECURITY, action::TOKEN_REVOKED)
-                .natural_id(&format!("revoked:{}", revocation.token_id))
-                .target("token", &revocation.token_id, "")
-                .after(&json!({
-                    "tokenId": revocation.token_id,
-                    "revokedAtMs": revocation.revoked_at_ms,
-                    "revokedBy": revocation.revoked_by,
-                    "reason": revocation.reason,
-                }))
+            match by {
+                IssuerOf::Caller(ctx) => {
+                    AuditEntry::new(ctx, tenant, category::SECURITY, action::TOKEN_REVOKED)
+                }
+                IssuerOf::System(subject) => {
+                    AuditEntry::system(subject, tenant, category::SECURITY, action::TOKEN_REVOKED)
+                }
+            }
+            .natural_id(&format!("revoked:{}", revocation.token_id))
+            .target("token", &revocation.token_id, "")
+            .after(&json!({
+                "tokenId": revocation.token_id,
+                "revokedAtMs": revocation.revoked_at_ms,
+                "revokedBy": revocation.revoked_by,
+                "reason": revocation.reason,
+            }))
         })
         .collect()
 }
@@ -133,8 +141,8 @@ fn audit_tenants(tenants: &[String]) -> Vec<&str> {
     }
 }
 
-/// Who issued a token: a caller, or the deployment itself (the admin token of
-/// `backtrack up`).
+/// Who issued (or revoked) a token: a caller, or the deployment itself (the admin token
+/// of `backtrack up`).
 #[derive(Clone, Copy, Debug)]
 pub enum IssuerOf<'a> {
     Caller(&'a CallContext),
@@ -262,7 +270,7 @@ impl TokenService for TokenApi {
             })?;
         // Recorded after the fact, and again on a retry: the records' ids are derived
         // from the token id, so the trail holds one.
-        for entry in revoked_records(&ctx, &tenants, &revocation) {
+        for entry in revoked_records(IssuerOf::Caller(&ctx), &tenants, &revocation) {
             self.auditor.succeeded(entry).await?;
         }
         Ok(Response::new(v1::RevokeTokenResponse {

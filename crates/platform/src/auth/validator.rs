@@ -75,6 +75,14 @@ impl TokenValidator {
         }
     }
 
+    /// The id of a token of the deployment's own key that is still valid (signature,
+    /// audience, issuer, expiry), whether or not it was revoked; `None` for anything else.
+    pub fn local_token_id(&self, token: &str) -> Option<String> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .ok()
+            .map(|data| data.claims.jti)
+    }
+
     /// The caller and the token's id, from a token whose signature and claims hold.
     fn verify(&self, token: &str) -> Result<(Caller, Option<String>), AuthError> {
         // Look at the header first so that `alg: none` and friends get a clear answer

@@ -91,10 +91,27 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     let denied = list_as(&b, &leaked);
     assert_eq!(denied.status.code(), Some(3), "{}", stderr(&denied));
     assert!(
-        stderr(&denied).contains("token was revoked at"),
+        stderr(&denied).contains(&format!("token {leaked_id} was revoked at")),
         "{}",
         stderr(&denied)
     );
+    // The refused call's record names the revoked token: a SIEM sees it still in use.
+    let watcher = nats.client().await.unwrap();
+    eventually("the refusal's record", Duration::from_secs(10), || async {
+        audit_records(&watcher, "bt.audit._unauthenticated.>")
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r.action == "security.accessDenied"
+                    && r.result
+                        .as_ref()
+                        .is_some_and(|x| x.reason.contains(&leaked_id))
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
     assert!(
         list_as(&b, &other).status.success(),
         "only the revoked token is refused"

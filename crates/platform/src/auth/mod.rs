@@ -151,8 +151,10 @@ pub enum AuthError {
     Jwks(String),
     #[error("token is missing the required claim '{0}'")]
     MissingClaim(String),
-    #[error("token was revoked{}: get a new one (backtrack token create, or from your identity provider)", revoked_at(*.0))]
-    Revoked(i64),
+    /// The token's id is told: whoever holds the token holds its id, and the record of the
+    /// refused call then names the revoked token.
+    #[error("token {token_id} was revoked{}: get a new one (backtrack token create, or from your identity provider)", revoked_at(*.at_ms))]
+    Revoked { token_id: String, at_ms: i64 },
     #[error("token not yet valid: check the clocks of client and server")]
     NotYetValid,
     #[error("malformed token: {0}")]

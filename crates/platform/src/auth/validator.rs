@@ -70,7 +70,10 @@ impl TokenValidator {
             .zip(self.revocations.as_ref())
             .and_then(|(id, revocations)| revocations.revoked(id));
         match revocation {
-            Some(r) => Err(AuthError::Revoked(r.revoked_at_ms)),
+            Some(r) => Err(AuthError::Revoked {
+                token_id: r.token_id,
+                at_ms: r.revoked_at_ms,
+            }),
             None => Ok(caller),
         }
     }

@@ -152,6 +152,9 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     assert_eq!(record.target.as_ref().unwrap().id, leaked_id);
     let after: Value = serde_json::from_str(&record.after_json).unwrap();
     assert_eq!(after["reason"], "leaked in a CI log");
+    assert_eq!(after["revoked"], true);
+    let before: Value = serde_json::from_str(&record.before_json).unwrap();
+    assert_eq!(before["revoked"], false);
     assert_eq!(after["revokedBy"], "admin");
 
     // The revocation outlives the process. The new start's admin token replaces the old

@@ -121,8 +121,12 @@ pub fn revoked_records(
             }
             .natural_id(&format!("revoked:{}", revocation.token_id))
             .target("token", &revocation.token_id, "")
+            // Before and after, so SIEM renderings read it as a change of the token
+            // (OCSF Entity Management: Update), not as something created.
+            .before(&json!({"tokenId": revocation.token_id, "revoked": false}))
             .after(&json!({
                 "tokenId": revocation.token_id,
+                "revoked": true,
                 "revokedAtMs": revocation.revoked_at_ms,
                 "revokedBy": revocation.revoked_by,
                 "reason": revocation.reason,

@@ -157,6 +157,22 @@ pub fn refused(message: impl Into<String>) -> anyhow::Error {
     Refused(message.into()).into()
 }
 
+/// One attribute's change for people, one line per path that changed: `name: old → new`,
+/// or for a nested document changed inside, `conditions.users.excludeGroups: [...] → ∅`.
+pub fn change_lines(name: &str, old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
+    backtrack_domain::diff::attribute_paths(name, old, new)
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{}: {} → {}",
+                d.path,
+                short(d.base.as_ref()),
+                short(d.target.as_ref())
+            )
+        })
+        .collect()
+}
+
 /// Exit codes: 2 bad request, 3 not allowed, 4 not found, 5 unavailable, 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<Refused>().is_some() {

@@ -8,7 +8,7 @@ use backtrack_domain::event::Change;
 
 use crate::args::{EventsCommand, GlobalArgs, OutputFormat};
 use crate::client::{connect_channel, Connection};
-use crate::output::{outln, refuse, short};
+use crate::output::{change_lines, outln, refuse};
 use crate::point;
 
 pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
@@ -190,14 +190,7 @@ fn event_text(sequence: u64, e: &backtrack_domain::Event) -> String {
         ),
         Change::AttributesChanged(changes) => changes
             .iter()
-            .map(|c| {
-                format!(
-                    "{}: {} → {}",
-                    c.name,
-                    short(c.old.as_ref()),
-                    short(c.new.as_ref())
-                )
-            })
+            .flat_map(|c| change_lines(&c.name, c.old.as_ref(), c.new.as_ref()))
             .collect::<Vec<_>>()
             .join("; "),
         Change::LinksAdded(links) => format!(
@@ -225,4 +218,49 @@ fn event_text(sequence: u64, e: &backtrack_domain::Event) -> String {
         Change::TenantCreated { display_name } => display_name.clone(),
     };
     format!("{head} {detail}").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_domain::event::AttributeChange;
+    use backtrack_domain::{Event, EventMeta};
+
+    use super::*;
+
+    #[test]
+    fn a_feed_line_names_the_paths_that_changed_inside_a_document() {
+        let conditions = |exclude: Value| json!({"users": {"excludeGroups": exclude}});
+        let e = Event {
+            meta: EventMeta {
+                event_id: "e1".into(),
+                tenant: "t".into(),
+                kind: "conditionalAccessPolicy".into(),
+                object_id: "p1".into(),
+                actor: "mallory".into(),
+                time_ms: 0,
+                source: "directory".into(),
+                correlation_id: None,
+                mutation_id: "m1".into(),
+            },
+            change: Change::AttributesChanged(vec![
+                AttributeChange {
+                    name: "conditions".into(),
+                    old: Some(conditions(json!(["g1"]))),
+                    new: Some(conditions(json!([]))),
+                },
+                AttributeChange {
+                    name: "state".into(),
+                    old: Some(json!("enabled")),
+                    new: Some(json!("disabled")),
+                },
+            ]),
+        };
+        let line = event_text(7, &e);
+        assert!(
+            line.ends_with(
+                r#"attributesChanged conditions.users.excludeGroups: ["g1"] → ∅; state: "enabled" → "disabled""#
+            ),
+            "{line}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use crate::args::{DirCommand, GlobalArgs, OutputFormat};
 use crate::client::TimeTravelClient;
 use crate::listing::ObjectListing;
 use crate::output::outln;
-use crate::output::{print_json, short, table};
+use crate::output::{change_lines, print_json, table};
 use crate::point;
 
 /// What `dir list --at` asks for, besides the point.
@@ -366,11 +366,13 @@ fn entry_json(sequence: u64, time_ms: i64, e: &Event) -> Value {
     out
 }
 
-/// One line per attribute (`name: old → new`) and link (`+relation target`).
+/// One line per attribute (`name: old → new`; a nested document that changed inside, one
+/// per path that changed: `conditions.users.excludeGroups: [...] → ∅`) and link
+/// (`+relation target`).
 fn entry_details(e: &Event) -> Vec<String> {
     let mut out: Vec<String> = attribute_changes(&e.change)
         .into_iter()
-        .map(|(name, old, new)| format!("{name}: {} → {}", short(old), short(new)))
+        .flat_map(|(name, old, new)| change_lines(name, old, new))
         .collect();
     out.extend(link_changes(&e.change).into_iter().map(|(l, added)| {
         let sign = if added { '+' } else { '-' };
@@ -429,6 +431,39 @@ mod tests {
                 "attributes": [{"name": "displayName", "old": "Sales", "new": null}],
                 "links": [],
             })
+        );
+    }
+
+    #[test]
+    fn a_nested_document_changed_inside_shows_the_paths_that_changed() {
+        let conditions = |exclude: Value| {
+            json!({"applications": {"includeApplications": ["All"]},
+                   "users": {"includeRoles": ["r1"], "excludeGroups": exclude}})
+        };
+        let e = event(Change::AttributesChanged(vec![AttributeChange {
+            name: "conditions".into(),
+            old: Some(conditions(json!(["g1"]))),
+            new: Some(conditions(json!(["g2", "g3"]))),
+        }]));
+        assert_eq!(
+            entry_details(&e),
+            vec![r#"conditions.users.excludeGroups: ["g1"] → ["g2","g3"]"#]
+        );
+        // Created, the document shows whole; the JSON keeps whole values either way.
+        let created = event(Change::Created {
+            attributes: conditions(json!(["g1"]))
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            links: vec![],
+        });
+        assert_eq!(
+            entry_details(&created)[0],
+            r#"applications: ∅ → {"includeApplications":["All"]}"#
+        );
+        assert_eq!(
+            entry_json(1, 0, &e)["attributes"][0]["new"],
+            conditions(json!(["g2", "g3"]))
         );
     }
 

@@ -394,6 +394,18 @@ fn diff_maps(
     }
 }
 
+/// How one attribute differs, path by path: a nested document that changed inside gives
+/// the paths that changed (`conditions.users.excludeGroups`), anything else itself.
+pub fn attribute_paths(
+    name: &str,
+    base: Option<&Value>,
+    target: Option<&Value>,
+) -> Vec<AttributeDiff> {
+    let mut out = Vec::new();
+    diff_entry("", name, base, target, &mut out);
+    out
+}
+
 /// The differences under one key of a document at `prefix` (empty at the top).
 fn diff_entry(
     prefix: &str,

@@ -228,6 +228,48 @@ fn plan_json(p: &v1::RecoveryPlan) -> Value {
     })
 }
 
+/// What an operation changes, in a few words: the attributes it sets (`-name`: removes),
+/// the relation and how many links, or how many attributes a re-creation brings back.
+fn operation_detail(detail_json: &str) -> String {
+    let Ok(detail) = serde_json::from_str::<Value>(detail_json) else {
+        return String::new();
+    };
+    let names = |key: &str| {
+        detail
+            .get(key)
+            .map(|v| match v {
+                Value::Object(m) => m.keys().cloned().collect::<Vec<_>>(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .unwrap_or_default()
+    };
+    if let Some(relation) = detail.get("relation").and_then(Value::as_str) {
+        let count = detail
+            .get("targets")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        return format!("{relation} ×{count}");
+    }
+    if detail.get("attributes").is_some() {
+        return format!("{} attributes", names("attributes").len());
+    }
+    let mut parts = names("set");
+    parts.extend(names("unset").into_iter().map(|n| format!("-{n}")));
+    const SHOWN: usize = 4;
+    let more = parts.len().saturating_sub(SHOWN);
+    parts.truncate(SHOWN);
+    let mut text = parts.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" +{more}"));
+    }
+    text
+}
+
 pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
     if g.output == OutputFormat::Json {
         print_json(&plan_json(p));
@@ -263,12 +305,16 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
                 o.id.clone(),
                 o.display_name.clone(),
                 o.change_type.clone(),
+                operation_detail(&o.detail_json),
             ]
         })
         .collect();
     if !rows.is_empty() {
         outln!();
-        table(&["#", "ACTION", "KIND", "ID", "NAME", "CHANGE"], &rows);
+        table(
+            &["#", "ACTION", "KIND", "ID", "NAME", "CHANGE", "DETAIL"],
+            &rows,
+        );
         if p.operation_count as usize > SHOWN_OPERATIONS {
             outln!(
                 "… and {} more (--output json lists them)",
@@ -339,4 +385,31 @@ pub fn print_failures(g: &GlobalArgs, changes: &[v1::FailedChange]) {
         &["OUTCOME", "KIND", "ID", "NAME", "ACTION", "REASON"],
         &rows,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation_detail;
+
+    #[test]
+    fn an_operation_says_what_it_changes_in_a_few_words() {
+        assert_eq!(
+            operation_detail(r#"{"set":{"state":"enabled","conditions":{}},"unset":["jobTitle"]}"#),
+            "conditions, state, -jobTitle"
+        );
+        assert_eq!(
+            operation_detail(r#"{"set":{"a":1,"b":2,"c":3,"d":4,"e":5},"unset":["f"]}"#),
+            "a, b, c, d +2"
+        );
+        assert_eq!(
+            operation_detail(r#"{"relation":"members","targets":["u1","u2","u3"]}"#),
+            "members ×3"
+        );
+        assert_eq!(
+            operation_detail(r#"{"attributes":{"displayName":"G","mail":"g@x"}}"#),
+            "2 attributes"
+        );
+        assert_eq!(operation_detail(""), "");
+        assert_eq!(operation_detail("null"), "");
+    }
 }

@@ -30,6 +30,10 @@ pub struct TokenRecord {
     pub expires_at: u64,
     /// The subject of the caller that asked for it (`backtrack-up` for the admin token).
     pub issued_by: String,
+    /// When it was recorded, milliseconds since the Unix epoch: orders tokens issued within
+    /// the same second (`issued_at` counts seconds).
+    #[serde(default)]
+    pub recorded_at_ms: i64,
 }
 
 impl TokenRecord {
@@ -43,6 +47,7 @@ impl TokenRecord {
             issued_at: claims.iat,
             expires_at: claims.exp,
             issued_by: issued_by.to_string(),
+            recorded_at_ms: crate::clock::now_ms(),
         }
     }
 }

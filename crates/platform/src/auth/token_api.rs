@@ -298,11 +298,18 @@ impl TokenService for TokenApi {
         ctx.caller
             .require_any_role(&[Role::GlobalAdministrator], "listing tokens")?;
         let now = u64::try_from(crate::clock::now_ms() / 1000).unwrap_or(0);
-        let mut tokens: Vec<v1::TokenInfo> = self
+        let mut records = self
             .registry
             .all()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        // Newest first.
+        records.sort_by(|a, b| {
+            (b.issued_at, b.recorded_at_ms)
+                .cmp(&(a.issued_at, a.recorded_at_ms))
+                .then_with(|| a.token_id.cmp(&b.token_id))
+        });
+        let tokens: Vec<v1::TokenInfo> = records
             .into_iter()
             .filter(|t| r.tenant == ALL_TENANTS || t.tenants.contains(&r.tenant))
             .filter(|t| r.include_expired || t.expires_at >= now)
@@ -322,11 +329,6 @@ impl TokenService for TokenApi {
                 }
             })
             .collect();
-        tokens.sort_by(|a, b| {
-            b.issued_at
-                .cmp(&a.issued_at)
-                .then_with(|| a.token_id.cmp(&b.token_id))
-        });
         Ok(Response::new(v1::ListTokensResponse { tokens }))
     }
 }

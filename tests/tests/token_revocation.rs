@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use backtrack_e2e::deployment::Deployment;
-use backtrack_e2e::{audit_records, Backtrack};
+use backtrack_e2e::{audit_records, http_get, metric, Backtrack};
 use backtrack_test_support::{eventually, NatsServer};
 use serde_json::Value;
 
@@ -169,6 +169,13 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     let replaced = list_as(&b, &first_admin);
     assert_eq!(replaced.status.code(), Some(3), "{}", stderr(&replaced));
     assert!(list_as(&b, &b.token().unwrap()).status.success());
+    // The process counts what it refuses: the leaked token and the replaced admin token.
+    let (_, scrape) = http_get(b.http_port, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(&scrape, "backtrack_revoked_tokens"),
+        Some(2.0),
+        "{scrape}"
+    );
 
     // The tenant's tokens, newest first: what each grants and whether it was revoked.
     let listed: Value =

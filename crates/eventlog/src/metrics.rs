@@ -114,6 +114,14 @@ pub const RPC_SECONDS: Histogram = Histogram(Desc {
     kind: Kind::Histogram(LATENCY_BUCKETS),
 });
 
+/// Token ids this process refuses as revoked: every process following the revocation list
+/// holds the same number.
+pub const REVOKED_TOKENS: Gauge = Gauge(Desc {
+    name: "backtrack_revoked_tokens",
+    help: "Revoked token ids this process refuses (from the bt-token-revocations bucket); every process should hold the same number.",
+    kind: Kind::Gauge,
+});
+
 /// Connection events of this process's NATS clients; label `event` (`connected`,
 /// `disconnected`, `slow_consumer`, `server_error`, `client_error`, `lame_duck`,
 /// `draining`, `closed`).
@@ -139,6 +147,7 @@ pub const CATALOGUE: &[Desc] = &[
     AUDIT_SINK_ERRORS.0,
     AUDIT_SINK_BACKLOG.0,
     RPC_SECONDS.0,
+    REVOKED_TOKENS.0,
     NATS_CLIENT_EVENTS.0,
 ];
 

@@ -76,6 +76,7 @@ impl Revocations {
         // Watch first, then load: a revocation put in between arrives through the watch.
         let watch = bucket.watch_all().await.map_err(unavailable)?;
         this.load(&bucket).await?;
+        this.count(this.read().len());
         tokio::spawn(this.clone().keep_following(bucket, watch, shutdown));
         Ok(this)
     }
@@ -174,19 +175,24 @@ impl Revocations {
                 }),
             },
             kv::Operation::Delete | kv::Operation::Purge => {
-                self.revoked
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(key);
+                let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+                revoked.remove(key);
+                self.count(revoked.len());
             }
         }
     }
 
     fn insert(&self, revocation: Revocation) {
-        self.revoked
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(revocation.token_id.clone(), revocation);
+        let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+        revoked.insert(revocation.token_id.clone(), revocation);
+        self.count(revoked.len());
+    }
+
+    /// The process's gauge, for a list that follows the bucket (not a list of a test).
+    fn count(&self, known: usize) {
+        if self.bucket.is_some() {
+            crate::metrics::REVOKED_TOKENS.set(&[], known as f64);
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Revocation>> {

@@ -543,7 +543,7 @@ async fn write_admin_token(
             Ok((revocation, true)) => {
                 let every = [ALL_TENANTS.to_string()];
                 let by = IssuerOf::System(UP_SUBJECT);
-                for entry in revoked_records(by, &every, &revocation) {
+                for entry in revoked_records(by, &every, "admin", &revocation) {
                     if let Err(e) = auditor.succeeded(entry).await {
                         tracing::warn!(error = %e.message(), "the revocation of the previous admin token is not recorded yet");
                     }

@@ -150,6 +150,7 @@ async fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
     assert_eq!(revocations.len(), 1, "{revocations:?}");
     let record = revocations[0];
     assert_eq!(record.target.as_ref().unwrap().id, leaked_id);
+    assert_eq!(record.target.as_ref().unwrap().display_name, "ci-bot");
     let after: Value = serde_json::from_str(&record.after_json).unwrap();
     assert_eq!(after["reason"], "leaked in a CI log");
     assert_eq!(after["revoked"], true);

@@ -102,10 +102,12 @@ pub fn issued_records(issuer: IssuerOf<'_>, claims: &Claims) -> Vec<AuditEntry> 
 
 /// The `token.revoked` records of a revocation: one per tenant of `tenants` (those the
 /// revoked token grants, or the revoker's), or one under [`DEPLOYMENT_TENANT`] for a token
-/// of every tenant.
+/// of every tenant. `subject`: whom the token was issued to, when known ("" otherwise),
+/// the target's display name as in its `token.issued` records.
 pub fn revoked_records(
     by: IssuerOf<'_>,
     tenants: &[String],
+    subject: &str,
     revocation: &Revocation,
 ) -> Vec<AuditEntry> {
     audit_tenants(tenants)
@@ -120,7 +122,7 @@ pub fn revoked_records(
                 }
             }
             .natural_id(&format!("revoked:{}", revocation.token_id))
-            .target("token", &revocation.token_id, "")
+            .target("token", &revocation.token_id, subject)
             // Before and after, so SIEM renderings read it as a change of the token
             // (OCSF Entity Management: Update), not as something created.
             .before(&json!({"tokenId": revocation.token_id, "revoked": false}))
@@ -274,7 +276,8 @@ impl TokenService for TokenApi {
             })?;
         // Recorded after the fact, and again on a retry: the records' ids are derived
         // from the token id, so the trail holds one.
-        for entry in revoked_records(IssuerOf::Caller(&ctx), &tenants, &revocation) {
+        let subject = issued.as_ref().map_or("", |t| t.subject.as_str());
+        for entry in revoked_records(IssuerOf::Caller(&ctx), &tenants, subject, &revocation) {
             self.auditor.succeeded(entry).await?;
         }
         Ok(Response::new(v1::RevokeTokenResponse {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use backtrack_domain::time::rfc3339_ms;
 use backtrack_platform::auth::{Role, SigningKey};
 use backtrack_proto::v1;
 use base64::Engine;
@@ -47,9 +48,7 @@ pub async fn run(g: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
         (issued.token, issued.token_id, issued.expires_at)
     };
     outln!("{token}");
-    let expires = chrono::DateTime::from_timestamp(expires_at as i64, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default();
+    let expires = seconds_text(expires_at);
     eprintln!("token id {token_id}, expires {expires}; revoke it with `backtrack token revoke {token_id}`");
     Ok(())
 }
@@ -62,9 +61,7 @@ async fn revoke(g: &GlobalArgs, token: &str, reason: String) -> anyhow::Result<(
         .revoke_token(v1::RevokeTokenRequest { token_id, reason })
         .await?
         .into_inner();
-    let at = chrono::DateTime::from_timestamp_millis(revoked.revoked_at_ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default();
+    let at = rfc3339_ms(revoked.revoked_at_ms);
     match g.output {
         OutputFormat::Json => outln!(
             "{}",
@@ -93,16 +90,8 @@ async fn list(g: &GlobalArgs, tenant: String, all: bool) -> anyhow::Result<()> {
         .await?
         .into_inner()
         .tokens;
-    let time = |secs: u64| {
-        chrono::DateTime::from_timestamp(secs as i64, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default()
-    };
-    let revoked_at = |t: &v1::TokenInfo| {
-        chrono::DateTime::from_timestamp_millis(t.revoked_at_ms)
-            .filter(|_| t.revoked)
-            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-    };
+    let time = seconds_text;
+    let revoked_at = |t: &v1::TokenInfo| t.revoked.then(|| rfc3339_ms(t.revoked_at_ms));
     if g.output == OutputFormat::Json {
         let rows: Vec<serde_json::Value> = tokens
             .iter()
@@ -158,6 +147,15 @@ async fn list(g: &GlobalArgs, tenant: String, all: bool) -> anyhow::Result<()> {
     );
     outln!("{} tokens", rows.len());
     Ok(())
+}
+
+/// A token time (seconds since the epoch, as in its claims) as RFC 3339.
+fn seconds_text(secs: u64) -> String {
+    rfc3339_ms(
+        i64::try_from(secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    )
 }
 
 /// The id to revoke: `text` itself, or the `jti` of the JWT `text` is (read, not

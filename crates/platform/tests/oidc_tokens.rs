@@ -240,7 +240,7 @@ async fn revoked_tokens_are_refused_by_their_id_provider_and_local_alike() {
         assert!(matches!(e, AuthError::Revoked { .. }), "{e}");
         let message = e.to_string();
         assert!(
-            message.contains(" was revoked at 2026-12-07T10:53:09Z"),
+            message.contains(" was revoked at 2026-12-07T10:53:09.345Z"),
             "{message}"
         );
         assert!(

@@ -100,16 +100,21 @@ impl Stack {
             .unwrap();
     }
 
+    async fn create(&self, kind: ObjectKind, id: &str, attributes: Value, links: Vec<Link>) {
+        self.run(Command::Create {
+            kind,
+            id: id.into(),
+            attributes: attrs(attributes),
+            links,
+        })
+        .await;
+    }
+
     async fn user(&self, id: &str, upn: &str, extra: Value) {
         let mut a = attrs(json!({"displayName": upn, "userPrincipalName": upn}));
         a.extend(attrs(extra));
-        self.run(Command::Create {
-            kind: ObjectKind::User,
-            id: id.into(),
-            attributes: a,
-            links: vec![],
-        })
-        .await;
+        self.create(ObjectKind::User, id, Value::Object(a), vec![])
+            .await;
     }
 
     async fn set(&self, id: &str, set: Value) {
@@ -256,13 +261,13 @@ async fn objects_changed_since_the_report_are_overwritten_with_a_warning_or_skip
 #[tokio::test(flavor = "multi_thread")]
 async fn report_only_policies_synced_objects_and_links_out_of_scope() {
     let s = stack(1000).await;
-    s.run(Command::Create {
-        kind: ObjectKind::ConditionalAccessPolicy,
-        id: P1.into(),
-        attributes: attrs(json!({"displayName": "MFA", "state": "enabled",
-            "conditions": {"users": {"includeUsers": ["All"]}}})),
-        links: vec![],
-    })
+    s.create(
+        ObjectKind::ConditionalAccessPolicy,
+        P1,
+        json!({"displayName": "MFA", "state": "enabled",
+            "conditions": {"users": {"includeUsers": ["All"]}}}),
+        vec![],
+    )
     .await;
     s.user(
         U1,
@@ -271,12 +276,12 @@ async fn report_only_policies_synced_objects_and_links_out_of_scope() {
     )
     .await;
     s.user(U2, "b@t.test", json!({})).await;
-    s.run(Command::Create {
-        kind: ObjectKind::Group,
-        id: G1.into(),
-        attributes: attrs(json!({"displayName": "G"})),
-        links: vec![Link::new("members", U2)],
-    })
+    s.create(
+        ObjectKind::Group,
+        G1,
+        json!({"displayName": "G"}),
+        vec![Link::new("members", U2)],
+    )
     .await;
     let backup = s.backup().await;
     s.run(Command::SoftDelete { id: P1.into() }).await;
@@ -604,12 +609,12 @@ async fn links_to_a_purged_synced_member_are_left_out_with_a_warning_not_failed(
     s.user(U1, "a@t.test", json!({"onPremisesSyncEnabled": true}))
         .await;
     s.user(U2, "b@t.test", json!({})).await;
-    s.run(Command::Create {
-        kind: ObjectKind::Group,
-        id: G1.into(),
-        attributes: attrs(json!({"displayName": "G"})),
-        links: vec![Link::new("members", U1), Link::new("members", U2)],
-    })
+    s.create(
+        ObjectKind::Group,
+        G1,
+        json!({"displayName": "G"}),
+        vec![Link::new("members", U1), Link::new("members", U2)],
+    )
     .await;
     let backup = s.backup().await;
     for id in [U1, U2] {
@@ -649,23 +654,21 @@ async fn an_added_location_a_changed_policy_names_is_deleted_after_the_policy_is
     let conditions = |locations: Value| json!({"conditions": {"users": {"includeUsers": ["All"]}, "locations": locations}});
     let mut policy = attrs(json!({"displayName": "Block outside", "state": "enabled"}));
     policy.extend(attrs(conditions(json!({"includeLocations": ["All"]}))));
-    s.run(Command::Create {
-        kind: ObjectKind::ConditionalAccessPolicy,
-        id: P1.into(),
-        attributes: policy,
-        links: vec![],
-    })
+    s.create(
+        ObjectKind::ConditionalAccessPolicy,
+        P1,
+        Value::Object(policy),
+        vec![],
+    )
     .await;
     let backup = s.backup().await;
     // Since the backup: a location added and excluded from the policy.
-    s.run(Command::Create {
-        kind: ObjectKind::NamedLocation,
-        id: L1.into(),
-        attributes: attrs(
-            json!({"displayName": "Rogue", "@odata.type": "#microsoft.graph.ipNamedLocation"}),
-        ),
-        links: vec![],
-    })
+    s.create(
+        ObjectKind::NamedLocation,
+        L1,
+        json!({"displayName": "Rogue", "@odata.type": "#microsoft.graph.ipNamedLocation"}),
+        vec![],
+    )
     .await;
     s.set(
         P1,

@@ -175,15 +175,11 @@ pub enum AuthError {
 
 /// ` at <RFC 3339 time>`, or nothing for an unknown time.
 fn revoked_at(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .filter(|_| ms > 0)
-        .map(|t| {
-            format!(
-                " at {}",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )
-        })
-        .unwrap_or_default()
+    if ms > 0 {
+        format!(" at {}", backtrack_domain::time::rfc3339_ms(ms))
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]

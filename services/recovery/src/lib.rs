@@ -35,6 +35,7 @@ use backtrack_eventlog::AuditLog;
 use backtrack_platform::clock::now_ms;
 use backtrack_proto::v1;
 use backtrack_snapshotter::Snapshotter;
+use backtrack_store::TenantRecord;
 
 pub use error::RecoveryError;
 use store::JobStore;
@@ -164,7 +165,7 @@ impl Recovery {
     async fn resolve(&self, request: &RecoveryRequest) -> Result<Resolved, RecoveryError> {
         let tenant = &request.tenant;
         validate::tenant_id(tenant).map_err(|e| RecoveryError::Invalid(e.to_string()))?;
-        self.snapshotter().require_tenant(tenant)?;
+        let created = self.snapshotter().tenant_record(tenant)?;
         let (point, mut scope, report_id, conflict_base) = match &request.source {
             Source::Report(id) => {
                 let report = self.inner.differ.report(tenant, id).await?;
@@ -200,6 +201,7 @@ impl Recovery {
                 (resolved, Scope::default(), String::new(), None)
             }
         };
+        before_creation(&created, &point)?;
         narrow(&mut scope.kinds, &request.kinds);
         narrow(&mut scope.ids, &request.ids);
         if (!request.kinds.is_empty() && scope.kinds.is_empty())
@@ -511,6 +513,41 @@ impl Recovery {
     }
 }
 
+/// Refuses a point before the tenant's creation. The tenant did not exist there, and a
+/// recovery sets objects back; it cannot take a tenant back to not existing. Its plan
+/// would soft-delete every object, which is what a mistyped date (a year off) asks for.
+/// Records kept before the creation's sequence was (0) are judged by their time.
+fn before_creation(created: &TenantRecord, point: &v1::ResolvedPoint) -> Result<(), RecoveryError> {
+    let before = if created.created_sequence > 0 {
+        point.sequence < created.created_sequence
+    } else {
+        point.sequence == 0 || (point.time_ms > 0 && point.time_ms < created.created_at_ms)
+    };
+    if !before {
+        return Ok(());
+    }
+    let mut at = format!("sequence {}", point.sequence);
+    if point.time_ms > 0 {
+        at = format!(
+            "{at}, {}",
+            backtrack_domain::time::rfc3339_ms(point.time_ms)
+        );
+    }
+    let (mut created_at, mut empty) = (
+        backtrack_domain::time::rfc3339_ms(created.created_at_ms),
+        String::new(),
+    );
+    if created.created_sequence > 0 {
+        let sequence = created.created_sequence;
+        created_at = format!("{created_at} (sequence {sequence})");
+        empty = format!("; to empty the tenant, recover to its creation (--from {sequence})");
+    }
+    Err(RecoveryError::Precondition(format!(
+        "tenant {} was created at {created_at}; the point ({at}) lies before that, when it did not exist. A recovery sets objects back as they were and cannot take a tenant back to not existing: choose a point after its creation{empty}",
+        created.id,
+    )))
+}
+
 /// Keeps in `have` only what `want` names too (an empty `want` keeps everything; an empty
 /// `have` becomes `want`).
 fn narrow<T: Ord + Clone>(have: &mut Vec<T>, want: &[T]) {
@@ -540,5 +577,48 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(v1::RecoveryState::RecoveryAbandoned) => "abandoned",
         Ok(v1::RecoveryState::RecoveryAwaitingApproval) => "awaitingApproval",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(sequence: u64, time_ms: i64) -> v1::ResolvedPoint {
+        v1::ResolvedPoint {
+            sequence,
+            time_ms,
+            backup_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_tenant_record_kept_without_its_sequence_is_judged_by_its_time() {
+        let old = TenantRecord {
+            id: "t".into(),
+            display_name: "T".into(),
+            created_at_ms: 5_000,
+            created_sequence: 0,
+        };
+        // Before any event, or stored before the creation's time.
+        assert!(before_creation(&old, &point(0, 0)).is_err());
+        assert!(before_creation(&old, &point(7, 4_999)).is_err());
+        // At or after it, or a sequence whose time the point does not carry.
+        assert!(before_creation(&old, &point(8, 5_000)).is_ok());
+        assert!(before_creation(&old, &point(8, 0)).is_ok());
+        let err = before_creation(&old, &point(7, 4_999))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sequence 7, ") && !err.contains("--from"),
+            "{err}"
+        );
+
+        let new = TenantRecord {
+            created_sequence: 8,
+            ..old
+        };
+        assert!(before_creation(&new, &point(7, 6_000)).is_err());
+        assert!(before_creation(&new, &point(8, 0)).is_ok());
     }
 }

@@ -694,3 +694,76 @@ async fn an_added_location_a_changed_policy_names_is_deleted_after_the_policy_is
         "the added location is in the recycle bin"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_point_before_the_tenant_was_created_is_refused_and_its_creation_empties_it() {
+    let s = stack(1000).await;
+    s.user(U1, "a@t.test", json!({})).await;
+    let before = s.snapshotter.catch_up().await.unwrap();
+    s.directory
+        .create_tenant("late", "Late", &origin())
+        .await
+        .unwrap();
+    s.directory
+        .execute(
+            "late",
+            Command::Create {
+                kind: ObjectKind::User,
+                id: U2.into(),
+                attributes: attrs(json!({"displayName": "B", "userPrincipalName": "b@late.test"})),
+                links: vec![],
+            },
+            None,
+            &origin(),
+        )
+        .await
+        .unwrap();
+    let last = s.snapshotter.catch_up().await.unwrap();
+    let created = before + 1;
+    let at = |point: v1::point::Point| RecoveryRequest {
+        tenant: "late".into(),
+        ..s.request(Source::Point(v1::Point { point: Some(point) }))
+    };
+
+    // The last sequence before the creation, and an instant before the log began.
+    for point in [
+        v1::point::Point::Sequence(before),
+        v1::point::Point::TimeMs(1),
+    ] {
+        let err = s.recovery.plan(&at(point.clone())).await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("(sequence {created})"))
+                && message.contains(&format!("--from {created}")),
+            "{point:?}: {message}"
+        );
+        let status: tonic::Status = err.into();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        let err = s.recovery.start_job(at(point)).await.unwrap_err();
+        assert!(matches!(err, RecoveryError::Precondition(_)), "{err:?}");
+    }
+    assert!(s.recovery.jobs("late").await.unwrap().is_empty());
+    assert_eq!(
+        s.snapshotter.catch_up().await.unwrap(),
+        last,
+        "nothing appended"
+    );
+
+    // At its creation the tenant was there and empty: the plan takes out what came after.
+    let (_, plan) = s
+        .recovery
+        .plan(&at(v1::point::Point::Sequence(created)))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = plan.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, [U2]);
+    // Another tenant's points are its own: `t` existed at `before`.
+    let (_, plan) = s
+        .recovery
+        .plan(&s.request(Source::Point(v1::Point {
+            point: Some(v1::point::Point::Sequence(before)),
+        })))
+        .await
+        .unwrap();
+    assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+}

@@ -8,6 +8,7 @@ use backtrack_domain::object::group_links;
 use backtrack_domain::TenantState;
 use backtrack_proto::v1;
 use backtrack_proto::v1::BackupTrigger;
+use backtrack_store::TenantRecord;
 
 use crate::error::SnapshotterError;
 use crate::retention::{self, Retained};
@@ -246,14 +247,18 @@ impl Snapshotter {
 
     /// Fails with NotFound unless the store knows the tenant.
     pub fn require_tenant(&self, tenant: &str) -> Result<(), SnapshotterError> {
+        self.tenant_record(tenant).map(drop)
+    }
+
+    /// The tenant as the store knows it (its creation); NotFound when it knows none.
+    pub fn tenant_record(&self, tenant: &str) -> Result<TenantRecord, SnapshotterError> {
         backtrack_domain::validate::tenant_id(tenant)
             .map_err(|e| SnapshotterError::Invalid(e.to_string()))?;
-        match self.store().tenant(tenant)? {
-            Some(_) => Ok(()),
-            None => Err(SnapshotterError::NotFound(format!(
+        self.store().tenant(tenant)?.ok_or_else(|| {
+            SnapshotterError::NotFound(format!(
                 "tenant {tenant} does not exist; `backtrack tenant list` shows the tenants"
-            ))),
-        }
+            ))
+        })
     }
 }
 

@@ -56,6 +56,7 @@ impl DirectoryProjection {
                     id: m.tenant.clone(),
                     display_name: display_name.clone(),
                     created_at_ms: m.time_ms,
+                    created_sequence: *seq,
                 };
                 writes.put(&keys::tenant(tenant), &to_json(&record));
                 continue;

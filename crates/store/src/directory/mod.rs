@@ -40,6 +40,10 @@ pub struct TenantRecord {
     pub id: String,
     pub display_name: String,
     pub created_at_ms: i64,
+    /// The stream sequence of the tenant's creation: before it the tenant did not exist.
+    /// 0 in records stored before it was kept (read `created_at_ms` then).
+    #[serde(default)]
+    pub created_sequence: u64,
 }
 
 /// Which objects to list, one page at a time (ordered by id).

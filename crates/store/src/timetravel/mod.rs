@@ -278,6 +278,7 @@ impl TimeTravelStore {
                     id: m.tenant.clone(),
                     display_name: display_name.clone(),
                     created_at_ms: m.time_ms,
+                    created_sequence: seq,
                 };
                 batch.put(
                     &keys::tenant(&m.tenant),

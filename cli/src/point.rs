@@ -9,9 +9,17 @@
 //! | `seq:1234`, `1234`                    | that stream sequence                |
 //! | `-90s`, `-15m`, `-2h`, `-3d`, `-1w`   | that long before `now_ms`           |
 //! | `2026-11-22T05:00:00Z`, `…+01:00`     | that instant (RFC 3339)             |
+//! | `2026-11-22 06:00`, `…T06:00:00`      | that time on the local clock        |
+//! | `2026-11-22`                          | that day's local midnight           |
+//! | `09:00`, `09:00:30`                   | the last such local time before now |
 //! | `backup:<id>`, a UUID                 | the sequence a backup names         |
+//!
+//! The local clock is the time zone of the machine running the CLI (`TZ`, else the
+//! system's); a local time the clocks skipped or passed twice is refused, with the
+//! offsets to choose from.
 
 use backtrack_proto::v1::{self, point::Point as P};
+use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 
 use crate::output::{refuse, refused};
 
@@ -23,6 +31,16 @@ pub fn parse(text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
 /// [`parse`] for a point given with another flag (`--from`, `--since`, ...): its messages
 /// name that flag.
 pub fn parse_flag(flag: &str, text: &str, now_ms: i64) -> anyhow::Result<v1::Point> {
+    parse_in(flag, text, now_ms, &chrono::Local)
+}
+
+/// [`parse_flag`] with local times read on `zone`'s clock.
+fn parse_in<Z: TimeZone>(
+    flag: &str,
+    text: &str,
+    now_ms: i64,
+    zone: &Z,
+) -> anyhow::Result<v1::Point> {
     let t = text.trim();
     let point = if t.eq_ignore_ascii_case("now") {
         None
@@ -40,6 +58,8 @@ pub fn parse_flag(flag: &str, text: &str, now_ms: i64) -> anyhow::Result<v1::Poi
         }
     } else if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(t) {
         Some(P::TimeMs(instant.timestamp_millis()))
+    } else if let Some(local) = local_time(t, now_ms, zone) {
+        Some(P::TimeMs(on_clock(flag, text, &local, zone)?))
     } else if let Some(id) = t.strip_prefix("backup:").filter(|id| !id.is_empty()) {
         Some(P::BackupId(backup_id(id)))
     } else if uuid::Uuid::parse_str(t).is_ok() {
@@ -69,9 +89,66 @@ pub fn describe(p: &v1::ResolvedPoint) -> String {
 
 fn not_a_point(flag: &str, text: &str) -> anyhow::Error {
     refused(format!(
-        "{flag} '{text}' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a relative \
-         time (-2h, -30m, -7d), a backup id, or seq:N"
+        "{flag} '{text}' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a local \
+         time (2026-11-22 06:00, 09:00), a relative time (-2h, -30m, -7d), a backup id, or seq:N"
     ))
+}
+
+/// A date and time without an offset, a date (its midnight), or a time of day (the last
+/// one at or before `now_ms` on `zone`'s clock: today's, or yesterday's if today's is
+/// still to come), as a time on the local clock.
+fn local_time<Z: TimeZone>(t: &str, now_ms: i64, zone: &Z) -> Option<NaiveDateTime> {
+    const DATE_TIMES: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ];
+    if let Some(at) = DATE_TIMES
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+    {
+        return Some(at);
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Some(day.and_time(NaiveTime::MIN));
+    }
+    let time = ["%H:%M:%S%.f", "%H:%M"]
+        .iter()
+        .find_map(|f| NaiveTime::parse_from_str(t, f).ok())?;
+    let now = zone.timestamp_millis_opt(now_ms).single()?.naive_local();
+    let today = now.date().and_time(time);
+    if today <= now {
+        Some(today)
+    } else {
+        Some(now.date().pred_opt()?.and_time(time))
+    }
+}
+
+/// The instant a local time names on `zone`'s clock; refused when the clocks skipped it
+/// or passed it twice (a daylight saving change), naming the offsets to choose from.
+fn on_clock<Z: TimeZone>(
+    flag: &str,
+    text: &str,
+    local: &NaiveDateTime,
+    zone: &Z,
+) -> anyhow::Result<i64> {
+    match zone.from_local_datetime(local) {
+        LocalResult::Single(at) => Ok(at.timestamp_millis()),
+        LocalResult::Ambiguous(a, b) => {
+            let (first, second) = if a <= b { (a, b) } else { (b, a) };
+            refuse!(
+                "{flag} '{text}' happened twice on the local clock (the clocks went back): \
+                 give the offset, {} (the first time) or {} (the second)",
+                first.fixed_offset().to_rfc3339(),
+                second.fixed_offset().to_rfc3339()
+            )
+        }
+        LocalResult::None => refuse!(
+            "{flag} '{text}' never happened on the local clock (the clocks went forward): \
+             give a time with an offset (RFC 3339)"
+        ),
+    }
 }
 
 fn is_digits(s: &str) -> bool {
@@ -177,6 +254,33 @@ mod tests {
     }
 
     #[test]
+    fn local_times_are_read_on_the_local_clock() {
+        // One hour east of UTC: NOW is 06:00 there.
+        let zone = chrono::FixedOffset::east_opt(3600).unwrap();
+        let local = |text: &str| match parse_in("--from", text, NOW, &zone) {
+            Ok(p) => p.point,
+            Err(e) => panic!("'{text}' should parse: {e:#}"),
+        };
+        let hour = 3_600_000;
+        assert_eq!(local("2026-11-22 06:00"), Some(P::TimeMs(NOW)));
+        assert_eq!(local("2026-11-22T06:00"), Some(P::TimeMs(NOW)));
+        assert_eq!(local("2026-11-22T06:00:00.5"), Some(P::TimeMs(NOW + 500)));
+        assert_eq!(
+            local("2026-11-22 04:30:15"),
+            Some(P::TimeMs(NOW - 5_385_000))
+        );
+        assert_eq!(local("2026-11-22"), Some(P::TimeMs(NOW - 6 * hour)));
+        // A time of day is the last one so far: today's when it has passed, yesterday's
+        // when it is still to come; now itself is today's.
+        assert_eq!(local("05:00"), Some(P::TimeMs(NOW - hour)));
+        assert_eq!(local("06:00"), Some(P::TimeMs(NOW)));
+        assert_eq!(local("09:00"), Some(P::TimeMs(NOW - 21 * hour)));
+        assert_eq!(local("00:00:30"), Some(P::TimeMs(NOW - 6 * hour + 30_000)));
+        // An offset given wins over the local clock.
+        assert_eq!(local("2026-11-22T05:00:00Z"), Some(P::TimeMs(NOW)));
+    }
+
+    #[test]
     fn uuids_name_backups() {
         let id = "0193a0f2-7c1e-7d2a-9b3c-4d5e6f708192";
         assert_eq!(at(id), Some(P::BackupId(id.into())));
@@ -193,8 +297,9 @@ mod tests {
         let e = error("2h");
         assert_eq!(
             e,
-            "--at '2h' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a relative \
-             time (-2h, -30m, -7d), a backup id, or seq:N"
+            "--at '2h' is not a point: use an RFC 3339 time (2026-11-22T05:00:00Z), a local \
+             time (2026-11-22 06:00, 09:00), a relative time (-2h, -30m, -7d), a backup id, or \
+             seq:N"
         );
         // Given with another flag, the message names that flag.
         let e = parse_flag("--since", "2h", NOW).unwrap_err().to_string();
@@ -214,7 +319,10 @@ mod tests {
             "-2y",
             "--2h",
             "-2.5h",
-            "2026-11-22",
+            "2026-11-31",
+            "2026-11-22 25:00",
+            "24:00",
+            "09:00 tomorrow",
             "backup:",
         ] {
             assert!(error(bad).contains("is not a point"), "{bad}");

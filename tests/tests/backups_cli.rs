@@ -43,19 +43,27 @@ fn members(b: &Backtrack, tenant: &str, group: &str, at: &str) -> Vec<String> {
     ids
 }
 
-/// Now, as RFC 3339 with milliseconds, after making sure later events get a later stamp.
-fn instant_between() -> String {
+/// A zone the CLI is run in, as a POSIX `TZ` rule (no zone files needed): 5:30 east of UTC.
+const LOCAL_TZ: &str = "IST-5:30";
+const LOCAL_OFFSET_MS: i64 = (5 * 60 + 30) * 60_000;
+
+/// Now, as RFC 3339 with milliseconds and as the same time on `LOCAL_TZ`'s clock without
+/// an offset, after making sure later events get a later stamp.
+fn instant_between() -> (String, String) {
     let now = SystemTime::now();
-    let text = backtrack_domain::time::rfc3339_ms(
-        now.duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    );
+    let ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let text = backtrack_domain::time::rfc3339_ms(ms);
+    let local = backtrack_domain::time::rfc3339_ms(ms + LOCAL_OFFSET_MS)
+        .trim_end_matches('Z')
+        .replacen('T', " ", 1);
     // The stream stamps in milliseconds: let the clock leave this one before going on.
     while SystemTime::now().duration_since(now).unwrap() < Duration::from_millis(2) {
         std::hint::spin_loop();
     }
-    text
+    (text, local)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +128,7 @@ async fn backups_and_instants_show_exact_past_states_and_survive_restarts_tamper
         "department=Legal",
     ])
     .unwrap();
-    let between = instant_between();
+    let (between, between_on_local_clock) = instant_between();
     b.json(&[
         "dir",
         "update",
@@ -162,6 +170,38 @@ async fn backups_and_instants_show_exact_past_states_and_survive_restarts_tamper
     // Exact earlier values at each backup and at the instant between them.
     assert_eq!(department(&b, "tt", &u1, &first_id), "Sales");
     assert_eq!(department(&b, "tt", &u1, &between), "Legal");
+    // The same instant as a local time, read on the clock of the zone the CLI runs in.
+    let local = b.cli_with_env(
+        &[
+            "dir",
+            "get",
+            "--tenant",
+            "tt",
+            &u1,
+            "--at",
+            &between_on_local_clock,
+        ],
+        &[("TZ", LOCAL_TZ)],
+    );
+    assert!(local.status.success(), "{local:?}");
+    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_eq!(local["department"], "Legal", "at {between_on_local_clock}");
+    // Where the clocks change, a local time that happened twice or never is refused.
+    let berlin = [("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")];
+    for (at, says) in [
+        (
+            "2026-10-25 02:30",
+            "happened twice on the local clock (the clocks went back): give the offset, \
+             2026-10-25T02:30:00+02:00 (the first time) or 2026-10-25T02:30:00+01:00 (the \
+             second)",
+        ),
+        ("2026-03-29 02:30", "never happened on the local clock"),
+    ] {
+        let out = b.cli_with_env(&["dir", "get", "--tenant", "tt", &u1, "--at", at], &berlin);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{at}: {stderr}");
+    }
     assert_eq!(department(&b, "tt", &u1, &second_id), "Finance");
     let mut both = vec![u1.clone(), u2.clone()];
     both.sort();

@@ -37,7 +37,7 @@ pub struct AuditQueryArgs {
     /// The tenant's id (e.g. contoso).
     #[arg(long)]
     pub tenant: String,
-    /// Records at or after this time (RFC 3339, or relative: -2h, -3d).
+    /// Records at or after this time (RFC 3339, local 2026-11-22 06:00, or relative: -2h).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Records at or before this time.

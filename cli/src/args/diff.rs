@@ -116,4 +116,4 @@ impl ExportFormat {
 }
 
 /// Help text of `diff create --from`.
-const FROM_HELP: &str = "Base point: an RFC 3339 time (2026-11-22T05:00:00Z), a relative time (-2h, -30m, -7d), a backup id, or seq:N";
+const FROM_HELP: &str = "Base point: an RFC 3339 time (2026-11-22T05:00:00Z), a local time (2026-11-22 06:00, 09:00), a relative time (-2h, -30m, -7d), a backup id, or seq:N";

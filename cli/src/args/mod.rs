@@ -465,7 +465,7 @@ pub struct LinkArgs {
 }
 
 /// Help text of every `--at POINT` flag.
-const AT_HELP: &str = "Point of the log: an RFC 3339 time (2026-11-22T05:00:00Z), a relative time (-2h, -30m, -7d), a backup id, seq:N, or now";
+const AT_HELP: &str = "Point of the log: an RFC 3339 time (2026-11-22T05:00:00Z), a local time (2026-11-22 06:00, 09:00), a relative time (-2h, -30m, -7d), a backup id, seq:N, or now";
 
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
@@ -503,8 +503,8 @@ pub enum EventsCommand {
         #[arg(long, conflicts_with = "since")]
         from_start: bool,
         /// Start after this point instead of with new events: a relative time (-2h: what
-        /// changed in the last two hours), an RFC 3339 time, a backup id, or seq:N (the
-        /// events after sequence N, to resume where a consumer stopped).
+        /// changed in the last two hours), an RFC 3339 or local time (09:00), a backup
+        /// id, or seq:N (the events after sequence N, to resume where a consumer stopped).
         #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
         since: Option<String>,
         /// Stop after this many events.

@@ -11,7 +11,8 @@ pub struct RecoverArgs {
     /// Recover to this report's base, over its scope (recommended: review it first).
     #[arg(long, value_name = "REPORT")]
     pub report: Option<String>,
-    /// Recover to this point: a backup id, a time (-2h, 2026-11-22T05:00:00Z) or seq:N.
+    /// Recover to this point: a backup id, a time (-2h, 2026-11-22T05:00:00Z, local 09:00)
+    /// or seq:N.
     #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// Only objects of this kind (repeatable).

@@ -449,6 +449,17 @@ async fn scoped_recoveries_touch_nothing_outside_their_scope() {
             && out.contains("nothing to recover: the scope already matches the recovery point"),
         "{out}"
     );
+    // The header says which point that was: the backup's sequence, time and id.
+    let backup = b
+        .json(&["backup", "show", "--tenant", T, &i.backup])
+        .unwrap();
+    let header = format!(
+        "back to sequence {} ({}), backup {}",
+        backup["sequence"],
+        backup["createdAt"].as_str().unwrap(),
+        i.backup
+    );
+    assert!(out.contains(&header), "{header}: {out}");
     // The group still lacks its members, the purged user is back (a user), the policy is
     // untouched.
     assert_eq!(object(&b, &i.policy)["state"], "disabled");

@@ -276,12 +276,23 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
         return;
     }
     let point = p.point.clone().unwrap_or_default();
+    // The instant the point resolved to, so a time typed in (local or relative) can be
+    // checked before anything is applied.
+    let mut back_to = format!("sequence {}", point.sequence);
+    if point.time_ms > 0 {
+        back_to.push_str(&format!(
+            " ({})",
+            backtrack_domain::time::rfc3339_ms(point.time_ms)
+        ));
+    }
+    if !point.backup_id.is_empty() {
+        back_to.push_str(&format!(", backup {}", point.backup_id));
+    }
     outln!(
-        "plan: {} operation(s) on {} object(s), {} link change(s), back to sequence {}",
+        "plan: {} operation(s) on {} object(s), {} link change(s), back to {back_to}",
         p.operation_count,
         p.objects,
         p.links,
-        point.sequence
     );
     if p.operation_count == 0 && p.skipped.is_empty() {
         outln!("nothing to recover: the scope already matches the recovery point");

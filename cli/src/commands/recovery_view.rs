@@ -90,6 +90,22 @@ pub fn job_json(j: &v1::RecoveryJob) -> Value {
     })
 }
 
+/// A recovery's point with the instant it resolved to, so a time typed in (local or
+/// relative) can be checked: `sequence 631 (2026-11-22T05:00:00.000Z), backup <id>`.
+fn point_text(point: &v1::ResolvedPoint) -> String {
+    let mut text = format!("sequence {}", point.sequence);
+    if point.time_ms > 0 {
+        text.push_str(&format!(
+            " ({})",
+            backtrack_domain::time::rfc3339_ms(point.time_ms)
+        ));
+    }
+    if !point.backup_id.is_empty() {
+        text.push_str(&format!(", backup {}", point.backup_id));
+    }
+    text
+}
+
 pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
     if g.output == OutputFormat::Json {
         print_json(&job_json(j));
@@ -99,12 +115,7 @@ pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
     outln!("recovery    {}", j.id);
     outln!("status      {}", state_name(j.state));
     outln!("tenant      {}", j.tenant);
-    let at = if point.backup_id.is_empty() {
-        format!("sequence {}", point.sequence)
-    } else {
-        format!("backup {} (sequence {})", point.backup_id, point.sequence)
-    };
-    outln!("recovers to {at}");
+    outln!("recovers to {}", point_text(&point));
     if !j.report_id.is_empty() {
         outln!("report      {}", j.report_id);
     }
@@ -276,23 +287,12 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
         return;
     }
     let point = p.point.clone().unwrap_or_default();
-    // The instant the point resolved to, so a time typed in (local or relative) can be
-    // checked before anything is applied.
-    let mut back_to = format!("sequence {}", point.sequence);
-    if point.time_ms > 0 {
-        back_to.push_str(&format!(
-            " ({})",
-            backtrack_domain::time::rfc3339_ms(point.time_ms)
-        ));
-    }
-    if !point.backup_id.is_empty() {
-        back_to.push_str(&format!(", backup {}", point.backup_id));
-    }
     outln!(
-        "plan: {} operation(s) on {} object(s), {} link change(s), back to {back_to}",
+        "plan: {} operation(s) on {} object(s), {} link change(s), back to {}",
         p.operation_count,
         p.objects,
         p.links,
+        point_text(&point)
     );
     if p.operation_count == 0 && p.skipped.is_empty() {
         outln!("nothing to recover: the scope already matches the recovery point");

@@ -374,3 +374,56 @@ async fn kill_nine_during_bulk_import_loses_and_doubles_nothing() {
     assert_eq!(creates.len() as u64, total);
     assert_eq!(all_objects(&b, "k").unwrap().len() as u64, total);
 }
+
+/// `decide` reads the projection through a view that cannot fail; a read that does fail
+/// must void the decision. Deleting a named location is checked against the live policies
+/// that name it: with the policy's record unreadable, the delete is refused as a server
+/// failure (it was allowed before: the policy read as absent), and the log is unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_projection_read_refuses_the_write_instead_of_deciding_on_nothing() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", "v"]).unwrap();
+    let location = serde_json::json!({
+        "@odata.type": "#microsoft.graph.ipNamedLocation", "displayName": "HQ", "isTrusted": true,
+        "ipRanges": [{"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "10.0.0.0/8"}]});
+    let create = |kind: &str, doc: serde_json::Value| {
+        let doc = doc.to_string();
+        id(&b
+            .json(&[
+                "dir", "create", "--tenant", "v", "--kind", kind, "--json", &doc,
+            ])
+            .unwrap())
+    };
+    let location = create("namedLocation", location);
+    let policy = serde_json::json!({"displayName": "Block outside HQ", "state": "enabled",
+        "conditions": {"users": {"includeUsers": ["All"]}, "applications": {"includeApplications": ["All"]},
+            "locations": {"includeLocations": ["All"], "excludeLocations": [location]}},
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]}});
+    let policy = create("conditionalAccessPolicy", policy);
+    let delete = ["dir", "delete", "--tenant", "v", location.as_str()];
+    let refused = b.cli(&delete);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("FAILED_PRECONDITION"),
+        "{refused:?}"
+    );
+
+    b.stop().unwrap();
+    let db = rocksdb::DB::open_default(b.data().join("directory")).unwrap();
+    db.put(format!("o/v/{policy}"), b"{unreadable").unwrap();
+    drop(db);
+    b.launch().await.unwrap();
+    let last = last_sequence(&b).unwrap();
+
+    let out = b.cli(&delete);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("INTERNAL: projection failure"),
+        "{out:?}"
+    );
+    assert_eq!(last_sequence(&b).unwrap(), last, "nothing appended");
+    let location = b
+        .json(&["dir", "get", "--tenant", "v", location.as_str()])
+        .unwrap();
+    assert!(location["deletedDateTime"].is_null(), "{location}");
+}

@@ -283,11 +283,11 @@ impl Directory {
                 });
             }
         }
-        let pending = decide(
-            &self.inner.projection.view(tenant),
-            &self.context(),
-            command,
-        )?;
+        let view = self.inner.projection.view(tenant);
+        let decided = decide(&view, &self.context(), command);
+        // A decision taken on a read that failed is void, whatever it said.
+        view.check()?;
+        let pending = decided?;
         let events = pending.len() as u64;
         if !pending.is_empty() {
             let mutation = mutation_id.unwrap_or_else(|| Uuid::now_v7().to_string());
@@ -421,10 +421,15 @@ impl Directory {
                 continue;
             }
             let Some(command) = decide_command(&overlay) else {
+                base.check()?;
                 outcomes.push(PlannedOutcome::Declined);
                 continue;
             };
-            match decide(&overlay, &ctx, command) {
+            let decided = decide(&overlay, &ctx, command);
+            // A decision taken on a read that failed is void: the batch fails, nothing
+            // of it appended, and the job retries it.
+            base.check()?;
+            match decided {
                 Ok(pending) if pending.is_empty() => {
                     outcomes.push(PlannedOutcome::Unchanged);
                 }
@@ -474,9 +479,24 @@ impl Directory {
         let results = self.inner.log.append_stream(decided).await;
         // Events decided before a failure were stored all the same (and are reported as
         // stored on a retry with the same mutation ids); the rest were never sent.
-        let (mut outcomes, owners) = decider.await.map_err(|e| {
-            DirectoryError::Unavailable(format!("the import stopped while deciding: {e}"))
-        })??;
+        let decided = decider
+            .await
+            .map_err(|e| {
+                DirectoryError::Unavailable(format!("the import stopped while deciding: {e}"))
+            })
+            .and_then(|decided| decided);
+        let (mut outcomes, owners) = match decided {
+            Ok(decided) => decided,
+            Err(e) => {
+                // What was stored before the failure is projected before the tenant is
+                // unlocked: the next write is decided on it.
+                let stored = results.iter().flatten().map(|a| a.sequence).max();
+                if let Some(last) = stored {
+                    self.wait_for(last).await?;
+                }
+                return Err(e);
+            }
+        };
         let mut results = results.into_iter();
         let mut last = 0;
         let mut events = 0;
@@ -558,7 +578,11 @@ impl Directory {
                 attributes: item.attributes,
                 links: item.links,
             };
-            match decide(&overlay, &ctx, command) {
+            let decided = decide(&overlay, &ctx, command);
+            // A decision taken on a read that failed is void: the import stops here (the
+            // chunks emitted before are stored; a retry finds them).
+            base.check()?;
+            match decided {
                 Ok(pending) => {
                     let id = pending.first().map(|p| p.object_id.clone()).unwrap_or(id);
                     let mutation = item

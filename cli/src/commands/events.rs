@@ -168,12 +168,24 @@ pub fn event_json(sequence: u64, e: &backtrack_domain::Event) -> Value {
     out
 }
 
+/// What made a change other than a caller of the directory, and which job: ` [recovery
+/// <job id>]` (the job `recovery show` explains), ` [demo]`; nothing for the directory's
+/// own callers.
+fn via(source: &str, correlation: Option<&str>) -> String {
+    match (source, correlation.filter(|c| !c.is_empty())) {
+        ("directory" | "", None) => String::new(),
+        (source, None) => format!(" [{source}]"),
+        (source, Some(job)) => format!(" [{source} {job}]"),
+    }
+}
+
 fn event_text(sequence: u64, e: &backtrack_domain::Event) -> String {
     let m = &e.meta;
     let head = format!(
-        "#{sequence} {} {} {}/{} {}",
+        "#{sequence} {} {}{} {}/{} {}",
         backtrack_domain::time::rfc3339_ms(m.time_ms),
         m.actor,
+        via(&m.source, m.correlation_id.as_deref()),
         m.kind,
         m.object_id,
         e.change.name()
@@ -262,5 +274,20 @@ mod tests {
             ),
             "{line}"
         );
+        assert!(line.starts_with("#7 1970-01-01T00:00:00.000Z mallory conditionalAccessPolicy/p1 "));
+
+        // A change a recovery job made names the job.
+        let mut by_job = e.clone();
+        by_job.meta.source = "recovery".into();
+        by_job.meta.correlation_id = Some("j1".into());
+        let line = event_text(8, &by_job);
+        assert!(
+            line.starts_with(
+                "#8 1970-01-01T00:00:00.000Z mallory [recovery j1] conditionalAccessPolicy/p1 "
+            ),
+            "{line}"
+        );
+        assert_eq!(via("demo", None), " [demo]");
+        assert_eq!(via("directory", Some("")), "");
     }
 }

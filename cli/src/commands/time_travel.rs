@@ -226,7 +226,7 @@ pub async fn history(
                     rfc3339_ms(*time_ms),
                     event.change.name().to_string(),
                     event.meta.actor.clone(),
-                    event.meta.source.clone(),
+                    source_text(&event.meta.source, event.meta.correlation_id.as_deref()),
                     details.next().unwrap_or_default(),
                 ]];
                 for more in details {
@@ -265,9 +265,17 @@ fn incoming_row(c: &v1::IncomingLinkChange) -> Vec<String> {
         rfc3339_ms(c.time_ms),
         change.to_string(),
         c.actor.clone(),
-        c.source.clone(),
+        source_text(&c.source, Some(&c.correlation_id)),
         format!("{} of {} {}{name}", c.relation, c.holder_kind, c.holder_id),
     ]
+}
+
+/// The SOURCE column: the source, and the job that made the change (`recovery <job id>`).
+fn source_text(source: &str, correlation: Option<&str>) -> String {
+    match correlation.filter(|c| !c.is_empty()) {
+        Some(job) => format!("{source} {job}"),
+        None => source.to_string(),
+    }
 }
 
 fn incoming_json(c: &v1::IncomingLinkChange) -> Value {
@@ -408,6 +416,13 @@ mod tests {
             },
             change,
         }
+    }
+
+    #[test]
+    fn the_source_column_names_the_job_behind_a_change() {
+        assert_eq!(source_text("recovery", Some("j1")), "recovery j1");
+        assert_eq!(source_text("directory", Some("")), "directory");
+        assert_eq!(source_text("directory", None), "directory");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! recovered in part (one kind; two ids) without touching anything outside the scope.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backtrack_e2e::Backtrack;
 use backtrack_eventlog::{EventLog, StreamSettings};
@@ -192,6 +192,17 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     let incident_report = report(&b, &i.backup, &[]);
     assert_eq!(incident_report["changed"], 18, "{incident_report}");
     let report_id = incident_report["id"].as_str().unwrap();
+    // After the report, someone renames the policy: a change the report does not show.
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        T,
+        &i.policy,
+        "--set",
+        "displayName=Renamed later",
+    ])
+    .unwrap();
 
     // The dry run lists the plan and changes nothing.
     let before_dry = backtrack_e2e::last_sequence(&b).unwrap();
@@ -199,6 +210,31 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         .json(&["recover", "--tenant", T, "--report", report_id, "--dry-run"])
         .unwrap();
     assert_eq!(backtrack_e2e::last_sequence(&b).unwrap(), before_dry);
+    // It marks the operations on the policy as changed after the report, and only those.
+    assert_eq!(plan["reportTarget"], incident_report["target"]["sequence"]);
+    let marked: BTreeSet<&str> = plan["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["changedAfterReport"] == true)
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, BTreeSet::from([i.policy.as_str()]), "{plan}");
+    let table = b.cli(&[
+        "recover",
+        "--tenant",
+        T,
+        "--report",
+        report_id,
+        "--dry-run",
+        "-o",
+        "table",
+    ]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("modified*") && table.contains("* 1 object(s) changed after the report"),
+        "{table}"
+    );
     let actions: Vec<&str> = plan["operations"]
         .as_array()
         .unwrap()
@@ -361,7 +397,8 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         "{after}"
     );
 
-    // Listing, showing and the (empty) failed list.
+    // Listing, showing and the failed list: nothing failed; the one object the dry run
+    // marked as changed after the report was set back anyway.
     let listed = b.json(&["recovery", "list", "--tenant", T]).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let shown = b
@@ -371,7 +408,13 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     let failed = b
         .json(&["recovery", "failed", "--tenant", T, &job_id])
         .unwrap();
-    assert_eq!(failed, json!([]));
+    let failed: Vec<(&str, &str)> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap(), f["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(failed, [(i.policy.as_str(), "overwritten")]);
 
     // Undo: back to the pre-recovery state.
     let pre = job["preRecoveryBackupId"].as_str().unwrap();

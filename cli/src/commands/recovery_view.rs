@@ -231,12 +231,39 @@ fn plan_json(p: &v1::RecoveryPlan) -> Value {
             "action": o.action,
             "changeType": o.change_type,
             "detail": serde_json::from_str::<Value>(&o.detail_json).unwrap_or(Value::Null),
+            "changedAfterReport": o.changed_after_report,
         })).collect::<Vec<_>>(),
+        "reportTarget": (p.report_target > 0).then_some(p.report_target),
         "skipped": skipped(&p.skipped),
         "notes": skipped(&p.notes),
         "passwordResets": p.password_resets,
         "toEnable": p.to_enable,
     })
+}
+
+/// The footnote to the `*` of operations on objects changed after the report: changes
+/// the report does not show, and what the job will do with them.
+fn changed_after_report_note(p: &v1::RecoveryPlan) -> Option<String> {
+    let changed = p
+        .operations
+        .iter()
+        .filter(|o| o.changed_after_report)
+        .map(|o| o.id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if changed == 0 {
+        return None;
+    }
+    let what = if p.on_conflict == v1::OnConflict::Skip as i32 {
+        "the job leaves them as they are (--on-conflict skip)"
+    } else {
+        "the job sets them back anyway, with a warning (--on-conflict skip leaves them)"
+    };
+    Some(format!(
+        "* {changed} object(s) changed after the report (after sequence {}), in ways the \
+         report does not show: {what}",
+        p.report_target
+    ))
 }
 
 /// What an operation changes, in a few words: the attributes it sets (`-name`: removes),
@@ -315,7 +342,11 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
                 o.kind.clone(),
                 o.id.clone(),
                 o.display_name.clone(),
-                o.change_type.clone(),
+                format!(
+                    "{}{}",
+                    o.change_type,
+                    if o.changed_after_report { "*" } else { "" }
+                ),
                 operation_detail(&o.detail_json),
             ]
         })
@@ -331,6 +362,9 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
                 "… and {} more (--output json lists them)",
                 p.operation_count as usize - SHOWN_OPERATIONS
             );
+        }
+        if let Some(note) = changed_after_report_note(p) {
+            outln!("{note}");
         }
     }
     for s in &p.skipped {

@@ -2,7 +2,6 @@
 //! and no ids, from a point or from a report over everything) is a protected action of
 //! global administrators; a dry run only plans and stays open to readers.
 
-use backtrack_domain::recovery::Plan;
 use backtrack_domain::{validate, ObjectKind};
 use backtrack_platform::auth::{caller, Caller, Role};
 use backtrack_proto::v1;
@@ -13,7 +12,7 @@ use tonic::{Request, Response, Status};
 use backtrack_differ::Differ;
 
 use crate::records::action_json;
-use crate::{Recovery, RecoveryRequest, Source};
+use crate::{DryRun, Recovery, RecoveryRequest, Source};
 
 /// What a refused whole-tenant recovery names.
 const WHOLE_TENANT: &str =
@@ -115,7 +114,13 @@ fn parse_ids(ids: &[String]) -> Result<Vec<String>, Status> {
     Ok(out)
 }
 
-fn plan_message(point: v1::ResolvedPoint, plan: &Plan) -> v1::RecoveryPlan {
+fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPlan {
+    let DryRun {
+        point,
+        plan,
+        report_target,
+        changed_after_report,
+    } = dry_run;
     let skipped = |list: &[backtrack_domain::recovery::Skipped]| {
         list.iter()
             .map(|s| v1::SkippedObject {
@@ -153,6 +158,7 @@ fn plan_message(point: v1::ResolvedPoint, plan: &Plan) -> v1::RecoveryPlan {
                 detail_json: backtrack_domain::canonical::to_canonical_string(&action_json(
                     &op.action,
                 )),
+                changed_after_report: changed_after_report.contains(&op.id),
             })
             .collect(),
         operation_count: plan.operations.len() as u64,
@@ -160,6 +166,8 @@ fn plan_message(point: v1::ResolvedPoint, plan: &Plan) -> v1::RecoveryPlan {
         notes: skipped(&plan.notes),
         password_resets: plan.password_resets.clone(),
         to_enable: plan.to_enable.clone(),
+        report_target: report_target.unwrap_or_default(),
+        on_conflict: on_conflict as i32,
     }
 }
 
@@ -224,10 +232,11 @@ impl RecoveryService for RecoveryApi {
             requested_by: caller.subject.clone(),
         };
         if r.dry_run {
-            let (point, plan) = self.recovery.plan(&request).await?;
+            let on_conflict = request.on_conflict;
+            let dry_run = self.recovery.plan(&request).await?;
             return Ok(Response::new(v1::StartRecoveryResponse {
                 job: None,
-                plan: Some(plan_message(point, &plan)),
+                plan: Some(plan_message(dry_run, on_conflict)),
             }));
         }
         let job = self.recovery.start_job_as(request, requester).await?;

@@ -23,7 +23,7 @@ pub mod remote;
 pub mod runner;
 pub mod store;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -118,6 +118,24 @@ impl std::fmt::Debug for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recovery").finish_non_exhaustive()
     }
+}
+
+/// A plan computed and not applied (a dry run).
+#[derive(Debug)]
+pub struct DryRun {
+    pub point: v1::ResolvedPoint,
+    pub plan: Plan,
+    /// The report's target sequence, when the plan starts from a report.
+    pub report_target: Option<u64>,
+    /// Objects of the plan changed after the report's target (changes the report does not
+    /// show): a job overwrites them with a warning, or skips them with `OnConflict::Skip`.
+    pub changed_after_report: BTreeSet<String>,
+}
+
+/// A plan, and the objects of it changed after its conflict base.
+struct Planned {
+    plan: Plan,
+    changed_after_base: BTreeSet<String>,
 }
 
 /// Where the job starts from, resolved.
@@ -220,13 +238,10 @@ impl Recovery {
     }
 
     /// The ordered plan for `request`, applying nothing (a dry run).
-    pub async fn plan(
-        &self,
-        request: &RecoveryRequest,
-    ) -> Result<(v1::ResolvedPoint, Plan), RecoveryError> {
+    pub async fn plan(&self, request: &RecoveryRequest) -> Result<DryRun, RecoveryError> {
         let resolved = self.resolve(request).await?;
         let now = self.snapshotter().catch_up().await?;
-        let plan = self
+        let planned = self
             .compute_plan(
                 &request.tenant,
                 &resolved.point,
@@ -236,7 +251,12 @@ impl Recovery {
                 request.ca_report_only,
             )
             .await?;
-        Ok((resolved.point, plan))
+        Ok(DryRun {
+            point: resolved.point,
+            plan: planned.plan,
+            report_target: resolved.conflict_base,
+            changed_after_report: planned.changed_after_base,
+        })
     }
 
     async fn compute_plan(
@@ -247,15 +267,22 @@ impl Recovery {
         conflict_base: Option<u64>,
         scope: &Scope,
         ca_report_only: bool,
-    ) -> Result<Plan, RecoveryError> {
+    ) -> Result<Planned, RecoveryError> {
         let store = self.snapshotter().store().clone();
         let (tenant, scope, point) = (tenant.to_string(), scope.clone(), point.sequence);
         tokio::task::spawn_blocking(move || {
             let entries = planner::entries(&store, &tenant, point, now, conflict_base, &scope)?;
-            Ok(backtrack_domain::recovery::plan(
-                entries,
-                &PlanOptions { ca_report_only },
-            ))
+            // The version the plan is based on is the one at the conflict base (a report's
+            // target): an object whose version now differs was changed after it.
+            let changed_after_base = entries
+                .iter()
+                .filter(|e| e.current.as_ref().map_or(0, |o| o.version) != e.planned_version)
+                .map(|e| e.id.clone())
+                .collect();
+            Ok(Planned {
+                plan: backtrack_domain::recovery::plan(entries, &PlanOptions { ca_report_only }),
+                changed_after_base,
+            })
         })
         .await
         .map_err(|e| RecoveryError::Internal(format!("planning stopped: {e}")))?

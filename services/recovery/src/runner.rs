@@ -250,7 +250,8 @@ impl Recovery {
                         &scope_of(job),
                         job.ca_report_only,
                     )
-                    .await?;
+                    .await?
+                    .plan;
                 self.inner
                     .jobs
                     .put_plan(&job.tenant, &job.id, &computed)

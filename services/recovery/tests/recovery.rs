@@ -215,6 +215,30 @@ async fn objects_changed_since_the_report_are_overwritten_with_a_warning_or_skip
     // After the report, someone changes U1 again.
     s.set(U1, json!({"jobTitle": "Counsel"})).await;
 
+    // A dry run says which objects changed after the report: what a job would overwrite.
+    let dry = s
+        .recovery
+        .plan(&s.request(Source::Report(report.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(dry.report_target),
+        report.target.as_ref().map(|t| Some(t.sequence))
+    );
+    assert_eq!(
+        dry.changed_after_report.into_iter().collect::<Vec<_>>(),
+        [U1]
+    );
+    let planned: Vec<&str> = dry.plan.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(planned.len(), 2, "{planned:?}");
+    // From a backup there is no report: nothing counts as changed after it.
+    let dry = s
+        .recovery
+        .plan(&s.request(Source::Point(from(&backup))))
+        .await
+        .unwrap();
+    assert!(dry.changed_after_report.is_empty() && dry.report_target.is_none());
+
     let mut request = s.request(Source::Report(report.id.clone()));
     request.on_conflict = v1::OnConflict::Skip;
     let job = s.recovery.start_job(request).await.unwrap();
@@ -750,20 +774,22 @@ async fn a_point_before_the_tenant_was_created_is_refused_and_its_creation_empti
     );
 
     // At its creation the tenant was there and empty: the plan takes out what came after.
-    let (_, plan) = s
+    let plan = s
         .recovery
         .plan(&at(v1::point::Point::Sequence(created)))
         .await
-        .unwrap();
+        .unwrap()
+        .plan;
     let ids: Vec<&str> = plan.operations.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids, [U2]);
     // Another tenant's points are its own: `t` existed at `before`.
-    let (_, plan) = s
+    let plan = s
         .recovery
         .plan(&s.request(Source::Point(v1::Point {
             point: Some(v1::point::Point::Sequence(before)),
         })))
         .await
-        .unwrap();
+        .unwrap()
+        .plan;
     assert!(plan.operations.is_empty(), "{:?}", plan.operations);
 }

@@ -360,23 +360,39 @@ async fn a_scripted_incident_is_reported_exactly() {
         );
     }
 
-    // The JSON export holds the same items.
+    // The JSON export holds the same items, each link naming its target as it was.
     let export = b.cli(&[
         "diff", "export", "--tenant", "inc", &report_id, "--format", "json",
     ]);
     assert!(export.status.success());
     let exported: Vec<Value> = serde_json::from_slice(&export.stdout).unwrap();
-    let exported: BTreeMap<String, Value> = exported
+    let mut exported: BTreeMap<String, Value> = exported
         .into_iter()
         .map(|i| (i["objectId"].as_str().unwrap().to_string(), i))
         .collect();
+    let mut names = BTreeMap::new();
+    for item in exported.values_mut() {
+        for link in item["links"].as_array_mut().unwrap() {
+            let name = link.as_object_mut().unwrap().remove("targetDisplayName");
+            names.insert(link["targetId"].as_str().unwrap().to_string(), name);
+        }
+    }
     assert_eq!(exported, got);
+    for (i, member) in members.iter().enumerate() {
+        assert_eq!(names[member.as_str()], Some(json!(format!("User {i}"))));
+    }
     let csv = b.cli(&[
         "diff", "export", "--tenant", "inc", &report_id, "--format", "csv",
     ]);
     let csv = String::from_utf8(csv.stdout).unwrap();
     assert!(csv.starts_with("objectId,kind,displayName,changeType"));
     assert!(csv.contains("conditions.users.excludeGroups"));
+    for (i, member) in members.iter().enumerate() {
+        assert!(
+            csv.contains(&format!(",members,{member},removed,User {i}\n")),
+            "{csv}"
+        );
+    }
 
     // Filters.
     let shown = b

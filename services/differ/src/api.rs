@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use backtrack_snapshotter::api::{authorize, ADMINISTRATORS, READERS};
 
-use crate::report::{to_csv, ItemFilter};
+use crate::report::{name_link_targets, to_csv, ItemFilter};
 use crate::{Differ, ReportRequest, Scope};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -214,11 +214,28 @@ impl DiffService for DiffApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         self.authorize(&caller, &r.tenant, READERS, "exporting difference reports")?;
-        let (_, items) = self.differ.items(&r.tenant, &r.id).await?;
-        let items: Vec<serde_json::Value> = items
+        let (report, items) = self.differ.items(&r.tenant, &r.id).await?;
+        let mut items: Vec<serde_json::Value> = items
             .into_iter()
             .filter(|i| caller.can_access_kind(i["kind"].as_str().unwrap_or_default()))
             .collect();
+        // Link targets by name as well as id, as `diff show` prints them: an exported
+        // membership change is read by people too.
+        let sides = (
+            report.base.as_ref().map_or(0, |p| p.sequence),
+            report.target.as_ref().map_or(0, |p| p.sequence),
+        );
+        let (store, tenant) = (self.differ.snapshotter().store().clone(), r.tenant.clone());
+        let items = tokio::task::spawn_blocking(move || {
+            let may_see = |kind: &str| caller.can_access_kind(kind);
+            name_link_targets(&store, &tenant, sides, &mut items, &may_see).map(|()| items)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("naming link targets stopped: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "time-travel store failure");
+            Status::internal("time-travel store failure; see the server log")
+        })?;
         let bytes = match r.format.as_str() {
             "json" | "" => {
                 serde_json::to_vec_pretty(&items).map_err(|e| Status::internal(e.to_string()))?

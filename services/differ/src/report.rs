@@ -1,9 +1,11 @@
 //! Report items as administrators and scripts read them, the summary, and filters.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use backtrack_domain::diff::{ChangeType, ObjectDiff};
 use backtrack_domain::ObjectKind;
+use backtrack_store::{StoreError, TimeTravelStore};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -172,10 +174,53 @@ impl ItemFilter {
     }
 }
 
+/// Adds `targetDisplayName` to each link change of `items`: the target's name as it was
+/// when the link existed (at `base` for a removed link, at `target` for an added one), if
+/// it had one and `may_see` allows its kind. Each target is read once per side.
+pub fn name_link_targets(
+    store: &TimeTravelStore,
+    tenant: &str,
+    (base, target): (u64, u64),
+    items: &mut [Value],
+    may_see: &dyn Fn(&str) -> bool,
+) -> Result<(), StoreError> {
+    let mut names: HashMap<(String, u64), Option<String>> = HashMap::new();
+    for item in items.iter_mut() {
+        let Some(links) = item.get_mut("links").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for link in links {
+            let Some(id) = link["targetId"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let at = if link["change"] == "removed" {
+                base
+            } else {
+                target
+            };
+            let name = match names.entry((id, at)) {
+                Entry::Occupied(known) => known.get().clone(),
+                Entry::Vacant(slot) => {
+                    let object = store.object_at_without_links(tenant, &slot.key().0, at)?;
+                    let name = object
+                        .filter(|o| may_see(o.kind.as_str()))
+                        .and_then(|o| o.display_name().map(str::to_string));
+                    slot.insert(name).clone()
+                }
+            };
+            if let Some(name) = name {
+                link["targetDisplayName"] = Value::String(name);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// CSV: one row per changed attribute or link (an object without either gets one row).
+/// `targetDisplayName` comes last so that the columns before it keep their places.
 pub fn to_csv(items: &[Value]) -> String {
     let mut out = String::from(
-        "objectId,kind,displayName,changeType,recoveryAction,synced,path,base,target,relation,targetId,linkChange\n",
+        "objectId,kind,displayName,changeType,recoveryAction,synced,path,base,target,relation,targetId,linkChange,targetDisplayName\n",
     );
     for item in items {
         let head = [
@@ -190,11 +235,11 @@ pub fn to_csv(items: &[Value]) -> String {
         let attributes = item["attributes"].as_array().cloned().unwrap_or_default();
         let links = item["links"].as_array().cloned().unwrap_or_default();
         if attributes.is_empty() && links.is_empty() {
-            out.push_str(&format!("{head},,,,,,\n"));
+            out.push_str(&format!("{head},,,,,,,\n"));
         }
         for a in &attributes {
             out.push_str(&format!(
-                "{head},{},{},{},,,\n",
+                "{head},{},{},{},,,,\n",
                 cell(&a["path"]),
                 cell(&a["base"]),
                 cell(&a["target"])
@@ -202,10 +247,11 @@ pub fn to_csv(items: &[Value]) -> String {
         }
         for l in &links {
             out.push_str(&format!(
-                "{head},,,,{},{},{}\n",
+                "{head},,,,{},{},{},{}\n",
                 cell(&l["relation"]),
                 cell(&l["targetId"]),
-                cell(&l["change"])
+                cell(&l["change"]),
+                cell(&l["targetDisplayName"])
             ));
         }
     }
@@ -362,7 +408,19 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[1].contains("\"Block, legacy\""));
         assert!(lines[1].contains("\"[\"\"a\"\"]\""));
-        assert!(lines[2].ends_with("members,u1,removed"));
+        assert!(lines[2].ends_with("members,u1,removed,"));
+        // A named link target fills the last column; every row has every column.
+        let mut named = item();
+        named["links"][0]["targetDisplayName"] = json!("Ann");
+        named["attributes"] = json!([]);
+        let csv = to_csv(&[
+            named,
+            json!({"objectId": "y", "attributes": [], "links": []}),
+        ]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[1].ends_with("members,u1,removed,Ann"), "{csv}");
+        assert_eq!(lines[0].split(',').count(), 13);
+        assert_eq!(lines[2], "y,,,,,,,,,,,,");
         let hostile = json!({"objectId": "x", "displayName": "=HYPERLINK(\"evil\")", "attributes": [], "links": []});
         assert!(to_csv(&[hostile]).contains("\"'=HYPERLINK(\"\"evil\"\")\""));
     }

@@ -277,6 +277,11 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
         (format!("dir update --tenant acme {uid} --set @kind=\"group\""), 2, "'@kind' is an annotation"),
         ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@links\":{\"members\":\"x\"}}".to_string(), 2, "\"@links\" must look like"),
         ("dir create --tenant acme --kind group --json {\"displayName\":\"G\",\"@kind\":\"user\"}".to_string(), 2, "but --kind is group"),
+        // Names one or two keystrokes (or only case) away from one the object or its kind
+        // knows: a typo would add an attribute to the log for good.
+        (format!("dir update --tenant acme {uid} --set departmnt=Sales"), 2, "has no attribute 'departmnt' (--set departmnt=… would add it as a new attribute): did you mean 'department'?"),
+        (format!("dir update --tenant acme {uid} --unset DisplayName"), 2, "did you mean 'displayName'?"),
+        ("dir create --tenant acme --kind user --set displayname=B --set userPrincipalName=b@acme.test".to_string(), 2, "a new user has no attribute 'displayname'"),
     ];
     let huge = format!("description={}", "x".repeat(70 * 1024));
     cases.push((
@@ -344,22 +349,21 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
         "BackupReader",
     ]);
     let reader = String::from_utf8_lossy(&reader.stdout).trim().to_string();
-    let out = b.cli_with_env(
-        &[
-            "dir",
-            "update",
-            "--tenant",
-            "acme",
-            &uid,
-            "--set",
-            "jobTitle=x",
-        ],
-        &[("BACKTRACK_TOKEN", &reader)],
-    );
+    let update = |set: &str, more: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["dir", "update", "--tenant", "acme", &uid, "--set", set];
+        args.extend(more);
+        b.cli_with_env(&args, env)
+    };
+    let out = update("jobTitle=x", &[], &[("BACKTRACK_TOKEN", &reader)]);
     assert_eq!(out.status.code(), Some(3), "a reader cannot write");
 
     // Nothing above reached the log except the one tenant creation.
     assert_eq!(last_sequence(&b).unwrap(), before + 1);
+
+    // Meant as typed: --force sets it.
+    let forced = update("departmnt=Sales", &["--force"], &[]);
+    let forced: Value = serde_json::from_slice(&forced.stdout).unwrap();
+    assert_eq!(forced["departmnt"], "Sales", "{forced}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -302,6 +302,10 @@ pub enum DirCommand {
         /// '{"@links": {"members": ["<id>"]}}', or as Graph gives them ("members@odata.bind").
         #[arg(long)]
         json: Option<String>,
+        /// Set --set names as given even when one looks like a mistyped name the kind
+        /// knows (e.g. displayname for displayName).
+        #[arg(long)]
+        force: bool,
     },
     /// Show one object, now or (with --at) as it was at a point of the log.
     Get {
@@ -377,6 +381,10 @@ pub enum DirCommand {
         /// removes an attribute; --set applies over it), or @FILE, or - for standard input.
         #[arg(long)]
         json: Option<String>,
+        /// Change --set and --unset names as given even when one is not on the object and
+        /// looks like a mistyped name it has (departmnt for department).
+        #[arg(long)]
+        force: bool,
     },
     /// Add or remove links.
     #[command(subcommand)]

@@ -8,7 +8,7 @@ use backtrack_domain::ObjectKind;
 use backtrack_proto::v1;
 use serde_json::{json, Map, Value};
 
-use super::time_travel;
+use super::{attribute_names, time_travel};
 use crate::args::{DirCommand, GlobalArgs, LinkCommand, OutputFormat};
 use crate::client::{connect, connect_channel, Client};
 use crate::import::{self, ImportSummary};
@@ -28,6 +28,7 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             kind,
             set,
             json,
+            force,
         } => {
             let mut attrs = match json {
                 Some(doc) => {
@@ -57,7 +58,13 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                     .map(|k| k.as_str().to_string())
                     .context("give the kind: --kind user (or \"@kind\", or Graph's \"@odata.type\", in --json)")?,
             };
-            attrs.extend(parse_assignments(&set)?);
+            let assigned = parse_assignments(&set)?;
+            if !force {
+                let names: Vec<&str> = assigned.keys().map(String::as_str).collect();
+                let what = format!("a new {kind}");
+                attribute_names::check(&what, kind.parse().ok(), &[], &names, &[])?;
+            }
+            attrs.extend(assigned);
             let o = client
                 .create_object(v1::CreateObjectRequest {
                     tenant,
@@ -140,6 +147,7 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             set,
             unset,
             json,
+            force,
         } => {
             // A Graph PATCH body: the attributes to change, null removing one.
             let mut changes = match json {
@@ -159,7 +167,32 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
             if changes.contains_key(KIND_KEY) || changes.contains_key(LINKS_KEY) {
                 refuse!("--json holds the attributes to change, not \"{KIND_KEY}\" or \"{}\": links change with `backtrack dir link add|remove`", LINKS_KEY);
             }
-            changes.extend(parse_assignments(&set)?);
+            let assigned = parse_assignments(&set)?;
+            if !force && (!assigned.is_empty() || !unset.is_empty()) {
+                // Typed names are checked against what the object has (one read first).
+                let current = client
+                    .get_object(v1::ObjectRef {
+                        tenant: tenant.clone(),
+                        id: id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let present: Vec<String> =
+                    serde_json::from_str::<Map<String, Value>>(&current.attributes_json)
+                        .map(|m| m.into_iter().map(|(k, _)| k).collect())
+                        .unwrap_or_default();
+                let names: Vec<&str> = assigned.keys().map(String::as_str).collect();
+                let removing: Vec<&str> = unset.iter().map(String::as_str).collect();
+                let what = format!("{} {id}", current.kind);
+                attribute_names::check(
+                    &what,
+                    current.kind.parse().ok(),
+                    &present,
+                    &names,
+                    &removing,
+                )?;
+            }
+            changes.extend(assigned);
             if changes.is_empty() && unset.is_empty() {
                 refuse!("nothing to change: give --set attr=value, --unset attr or --json DOC");
             }

@@ -1,5 +1,6 @@
 //! One module per command group; each talks to the server over gRPC.
 
+mod attribute_names;
 mod audit;
 mod backup;
 mod backup_view;

@@ -65,6 +65,15 @@ fn known_names(kind: Option<ObjectKind>, present: &[String]) -> Vec<&str> {
     known
 }
 
+/// Whether some kind's schema knows `name` exactly (a typed attribute or a relation):
+/// such a name is meant as written, and needs no look at the object.
+pub fn known_to_a_schema(name: &str) -> bool {
+    ObjectKind::ALL.iter().any(|kind| {
+        let s = schema(*kind);
+        s.typed.iter().any(|(n, _)| *n == name) || s.links.iter().any(|r| r.name == name)
+    })
+}
+
 /// Refuses `--set` names (`setting`) and `--unset` names (`removing`) that look like a
 /// mistyped name of the object (`present`: its attributes; none for a new object).
 pub fn check(
@@ -117,6 +126,8 @@ mod tests {
         // Short names get one edit, not two: "city" is not "mail".
         assert_eq!(near_miss("mood", &known), None);
         assert_eq!(edits("abc", "acb"), 1);
+        assert!(known_to_a_schema("description") && known_to_a_schema("members"));
+        assert!(!known_to_a_schema("departmnt") && !known_to_a_schema("Department"));
         assert_eq!(edits("", "ab"), 2);
     }
 

@@ -168,8 +168,13 @@ pub async fn run(g: &GlobalArgs, command: DirCommand) -> anyhow::Result<()> {
                 refuse!("--json holds the attributes to change, not \"{KIND_KEY}\" or \"{}\": links change with `backtrack dir link add|remove`", LINKS_KEY);
             }
             let assigned = parse_assignments(&set)?;
-            if !force && (!assigned.is_empty() || !unset.is_empty()) {
-                // Typed names are checked against what the object has (one read first).
+            let unsure = assigned
+                .keys()
+                .chain(&unset)
+                .any(|name| !attribute_names::known_to_a_schema(name));
+            if !force && unsure {
+                // Names no schema knows are checked against what the object has (one
+                // read first).
                 let current = client
                     .get_object(v1::ObjectRef {
                         tenant: tenant.clone(),

@@ -522,6 +522,12 @@ pub enum EventsCommand {
         /// --from-start: the tenant's whole history; with --since: what changed since).
         #[arg(long)]
         no_follow: bool,
+        /// Only events of this kind (repeatable), e.g. conditionalAccessPolicy.
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// Only events of this object (repeatable).
+        #[arg(long = "id", value_name = "ID", allow_hyphen_values = true)]
+        ids: Vec<String>,
     },
 }
 

@@ -18,6 +18,8 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         since,
         limit,
         no_follow,
+        kinds,
+        ids,
     } = command;
     if no_follow && !from_start && since.is_none() {
         refuse!(
@@ -40,6 +42,8 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
             from_start: start.from_start,
             until_now: no_follow,
             after_time_ms: start.after_time_ms,
+            kinds,
+            object_ids: ids,
         })
         .await?
         .into_inner();

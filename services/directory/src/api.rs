@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use backtrack_domain::command::{secrets_in, Command};
 use backtrack_domain::event::TENANT_KIND;
-use backtrack_domain::validate;
+use backtrack_domain::{validate, DomainError, ObjectKind};
 use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
 use backtrack_platform::auth::{caller, Caller, Role};
 use backtrack_proto::convert::{event_to_proto, object_to_proto};
@@ -602,7 +602,14 @@ impl DirectoryService for DirectoryApi {
                 .last_sequence
                 + 1
         };
-        let filter = format!("bt.ev.{}.>", r.tenant);
+        let (kinds, ids) = feed_filter(&caller, &r.kinds, &r.object_ids)?;
+        // One kind or one object is a subject filter: the stream sends only those.
+        let filter = match (kinds.as_slice(), ids.as_slice()) {
+            ([kind], [id]) => format!("bt.ev.{}.{kind}.{id}", r.tenant),
+            ([kind], []) => format!("bt.ev.{}.{kind}.>", r.tenant),
+            ([], [id]) => format!("bt.ev.{}.*.{id}", r.tenant),
+            _ => format!("bt.ev.{}.>", r.tenant),
+        };
         let stream = if r.until_now {
             log.read_until_now(from, &filter)
                 .await
@@ -613,10 +620,14 @@ impl DirectoryService for DirectoryApi {
         .map_err(crate::DirectoryError::from)?;
         // A token limited to some kinds sees only their events (and the tenant's own).
         let reader = caller.clone();
-        let visible = move |kind: &str| kind == TENANT_KIND || reader.can_access_kind(kind);
+        let visible = move |meta: &backtrack_domain::EventMeta| {
+            (meta.kind == TENANT_KIND || reader.can_access_kind(&meta.kind))
+                && (kinds.is_empty() || kinds.contains(&meta.kind))
+                && (ids.is_empty() || ids.contains(&meta.object_id))
+        };
         let mapped = stream.filter_map(move |item| {
             let envelope = match item {
-                Ok(stored) if !visible(&stored.event.meta.kind) => None,
+                Ok(stored) if !visible(&stored.event.meta) => None,
                 Ok(stored) => Some(Ok(v1::EventEnvelope {
                     sequence: stored.sequence,
                     subject: stored.subject,
@@ -682,4 +693,45 @@ impl DirectoryService for DirectoryApi {
             tenant,
         }))
     }
+}
+
+/// The change feed's kinds and object ids, checked: known kinds the caller may see, ids
+/// that can be objects' ids (UUIDs lower-cased, as the log keeps them).
+fn feed_filter(
+    caller: &Caller,
+    kinds: &[String],
+    ids: &[String],
+) -> Result<(Vec<String>, Vec<String>), Status> {
+    let mut checked_kinds = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let kind: ObjectKind = kind
+            .parse()
+            .map_err(|e: DomainError| Status::invalid_argument(e.to_string()))?;
+        caller.require_kind(kind.as_str())?;
+        checked_kinds.push(kind.as_str().to_string());
+    }
+    let mut checked_ids = Vec::with_capacity(ids.len());
+    for id in ids {
+        let plausible = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plausible {
+            return Err(Status::invalid_argument(format!(
+                "invalid object id '{}': an id is a UUID or a name of letters, digits, '-' and '_'",
+                backtrack_domain::validate::printable(id)
+            )));
+        }
+        checked_ids.push(if backtrack_domain::canonical::looks_like_guid(id) {
+            id.to_ascii_lowercase()
+        } else {
+            id.clone()
+        });
+    }
+    checked_kinds.sort();
+    checked_kinds.dedup();
+    checked_ids.sort();
+    checked_ids.dedup();
+    Ok((checked_kinds, checked_ids))
 }

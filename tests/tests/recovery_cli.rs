@@ -184,6 +184,31 @@ fn job_events(events: &[backtrack_eventlog::StoredEvent], job: &str) -> BTreeMap
     out
 }
 
+/// Renames a policy: a change made outside any job.
+fn rename(b: &Backtrack, policy: &str, name: &str) {
+    let name = format!("displayName={name}");
+    b.json(&["dir", "update", "--tenant", T, policy, "--set", &name])
+        .unwrap();
+}
+
+/// The plan of `command --dry-run`, checked to have appended nothing, and the ids of the
+/// objects it marks as changed after its conflict base.
+fn dry_run(b: &Backtrack, command: &[&str]) -> (Value, BTreeSet<String>) {
+    let before = backtrack_e2e::last_sequence(b).unwrap();
+    let mut args = command.to_vec();
+    args.push("--dry-run");
+    let plan = b.json(&args).unwrap();
+    assert_eq!(backtrack_e2e::last_sequence(b).unwrap(), before);
+    let marked = plan["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["changedAfterBase"] == true)
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    (plan, marked)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     let nats = NatsServer::start().await.unwrap();
@@ -193,33 +218,13 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
     assert_eq!(incident_report["changed"], 18, "{incident_report}");
     let report_id = incident_report["id"].as_str().unwrap();
     // After the report, someone renames the policy: a change the report does not show.
-    b.json(&[
-        "dir",
-        "update",
-        "--tenant",
-        T,
-        &i.policy,
-        "--set",
-        "displayName=Renamed later",
-    ])
-    .unwrap();
+    rename(&b, &i.policy, "Renamed later");
 
-    // The dry run lists the plan and changes nothing.
-    let before_dry = backtrack_e2e::last_sequence(&b).unwrap();
-    let plan = b
-        .json(&["recover", "--tenant", T, "--report", report_id, "--dry-run"])
-        .unwrap();
-    assert_eq!(backtrack_e2e::last_sequence(&b).unwrap(), before_dry);
-    // It marks the operations on the policy as changed after the report, and only those.
-    assert_eq!(plan["reportTarget"], incident_report["target"]["sequence"]);
-    let marked: BTreeSet<&str> = plan["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["changedAfterReport"] == true)
-        .map(|o| o["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(marked, BTreeSet::from([i.policy.as_str()]), "{plan}");
+    // The dry run lists the plan and changes nothing. It marks the operations on the
+    // policy as changed after the report, and only those.
+    let (plan, marked) = dry_run(&b, &["recover", "--tenant", T, "--report", report_id]);
+    assert_eq!(plan["conflictBase"], incident_report["target"]["sequence"]);
+    assert_eq!(marked, BTreeSet::from([i.policy.clone()]), "{plan}");
     let table = b.cli(&[
         "recover",
         "--tenant",
@@ -416,6 +421,16 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         .collect();
     assert_eq!(failed, [(i.policy.as_str(), "overwritten")]);
 
+    // After the recovery someone renames the policy again. The undo's dry run marks it:
+    // a change made after the recovery, which the undo sets back with a warning.
+    rename(&b, &i.policy, "Renamed after the recovery");
+    let (undo_plan, marked) = dry_run(&b, &["recovery", "undo", "--tenant", T, &job_id]);
+    let shown = b
+        .json(&["recovery", "show", "--tenant", T, &job_id])
+        .unwrap();
+    assert_eq!(undo_plan["conflictBase"], shown["appliedThroughSequence"]);
+    assert_eq!(marked, BTreeSet::from([i.policy.clone()]), "{undo_plan}");
+
     // Undo: back to the pre-recovery state.
     let pre = job["preRecoveryBackupId"].as_str().unwrap();
     let undo = b
@@ -425,6 +440,17 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         .unwrap();
     assert_eq!(undo["undoOf"], job_id.as_str(), "{undo}");
     assert_eq!(undo["residual"], 0, "{undo}");
+    let overwritten = b
+        .json(&[
+            "recovery",
+            "failed",
+            "--tenant",
+            T,
+            undo["id"].as_str().unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(overwritten[0]["id"], i.policy.as_str(), "{overwritten}");
+    assert_eq!(overwritten[0]["outcome"], "overwritten", "{overwritten}");
     let undone = report(&b, pre, &[]);
     assert_eq!(undone["changed"], 0, "{undone}");
     assert_eq!(object(&b, &i.policy)["state"], "disabled");

@@ -68,6 +68,10 @@ pub enum RecoveryCommand {
         /// Wait for the undo job to finish.
         #[arg(long)]
         wait: bool,
+        /// Show what the undo would do (changes made after the recovery marked `*`) and
+        /// apply nothing.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
     },
 }
 

@@ -35,17 +35,21 @@ pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
             .into_inner()
             .plan
             .ok_or_else(|| anyhow!("the server answered the dry run without a plan"))?;
+        // Only a plan from a report has a conflict base.
+        let after = "the report, in ways it does not show";
         if a.dry_run {
-            print_plan(g, &plan);
+            print_plan(g, &plan, after);
             return Ok(());
         }
         if plan.operation_count == 0 && plan.skipped.is_empty() {
             eprintln!("nothing to recover: the scope already matches the recovery point");
             if g.output == OutputFormat::Json {
-                print_plan(g, &plan);
+                print_plan(g, &plan, after);
             }
             return Ok(());
         }
+        // What it would do, then the question.
+        print_plan(g, &plan, after);
         confirm(&format!(
             "Recover tenant {} to sequence {}: {} operation(s) on {} object(s), {} link change(s)?",
             a.tenant,
@@ -137,8 +141,21 @@ pub async fn run(g: &GlobalArgs, command: RecoveryCommand) -> anyhow::Result<()>
             }
             print_job(g, &job);
         }
-        RecoveryCommand::Undo { job, yes, wait } => {
-            if !yes {
+        RecoveryCommand::Undo {
+            job,
+            yes,
+            wait,
+            dry_run,
+        } => {
+            if dry_run || !yes {
+                let plan = client
+                    .plan_undo(reference(&job.tenant, &job.job))
+                    .await?
+                    .into_inner();
+                print_plan(g, &plan, &format!("recovery {}", job.job));
+                if dry_run {
+                    return Ok(());
+                }
                 let original = client
                     .get_recovery(reference(&job.tenant, &job.job))
                     .await?;

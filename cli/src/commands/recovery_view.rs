@@ -231,9 +231,9 @@ fn plan_json(p: &v1::RecoveryPlan) -> Value {
             "action": o.action,
             "changeType": o.change_type,
             "detail": serde_json::from_str::<Value>(&o.detail_json).unwrap_or(Value::Null),
-            "changedAfterReport": o.changed_after_report,
+            "changedAfterBase": o.changed_after_base,
         })).collect::<Vec<_>>(),
-        "reportTarget": (p.report_target > 0).then_some(p.report_target),
+        "conflictBase": (p.conflict_base > 0).then_some(p.conflict_base),
         "skipped": skipped(&p.skipped),
         "notes": skipped(&p.notes),
         "passwordResets": p.password_resets,
@@ -241,13 +241,14 @@ fn plan_json(p: &v1::RecoveryPlan) -> Value {
     })
 }
 
-/// The footnote to the `*` of operations on objects changed after the report: changes
-/// the report does not show, and what the job will do with them.
-fn changed_after_report_note(p: &v1::RecoveryPlan) -> Option<String> {
+/// The footnote to the `*` of operations on objects changed after the plan's conflict
+/// base (`after`: "the report", or the job an undo undoes), and what a job will do with
+/// them.
+fn changed_after_base_note(p: &v1::RecoveryPlan, after: &str) -> Option<String> {
     let changed = p
         .operations
         .iter()
-        .filter(|o| o.changed_after_report)
+        .filter(|o| o.changed_after_base)
         .map(|o| o.id.as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .len();
@@ -260,9 +261,8 @@ fn changed_after_report_note(p: &v1::RecoveryPlan) -> Option<String> {
         "the job sets them back anyway, with a warning (--on-conflict skip leaves them)"
     };
     Some(format!(
-        "* {changed} object(s) changed after the report (after sequence {}), in ways the \
-         report does not show: {what}",
-        p.report_target
+        "* {changed} object(s) changed after {after} (after sequence {}): {what}",
+        p.conflict_base
     ))
 }
 
@@ -308,7 +308,9 @@ fn operation_detail(detail_json: &str) -> String {
     text
 }
 
-pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
+/// Prints a plan; `after` names its conflict base for the footnote on objects changed
+/// after it ("the report, in ways it does not show", "recovery <id>").
+pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan, after: &str) {
     if g.output == OutputFormat::Json {
         print_json(&plan_json(p));
         return;
@@ -345,7 +347,7 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
                 format!(
                     "{}{}",
                     o.change_type,
-                    if o.changed_after_report { "*" } else { "" }
+                    if o.changed_after_base { "*" } else { "" }
                 ),
                 operation_detail(&o.detail_json),
             ]
@@ -363,7 +365,7 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan) {
                 p.operation_count as usize - SHOWN_OPERATIONS
             );
         }
-        if let Some(note) = changed_after_report_note(p) {
+        if let Some(note) = changed_after_base_note(p, after) {
             outln!("{note}");
         }
     }

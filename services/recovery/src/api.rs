@@ -63,7 +63,8 @@ impl RecoveryApi {
             return Ok(false);
         }
         Ok(match source {
-            Source::Point(_) => true,
+            // An undo's scope is its job's, checked where undos start; taken as whole here.
+            Source::Point(_) | Source::Undo(_) => true,
             Source::Report(id) => {
                 let scope = self
                     .differ
@@ -118,8 +119,8 @@ fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPla
     let DryRun {
         point,
         plan,
-        report_target,
-        changed_after_report,
+        conflict_base,
+        changed_after_base,
     } = dry_run;
     let skipped = |list: &[backtrack_domain::recovery::Skipped]| {
         list.iter()
@@ -158,7 +159,7 @@ fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPla
                 detail_json: backtrack_domain::canonical::to_canonical_string(&action_json(
                     &op.action,
                 )),
-                changed_after_report: changed_after_report.contains(&op.id),
+                changed_after_base: changed_after_base.contains(&op.id),
             })
             .collect(),
         operation_count: plan.operations.len() as u64,
@@ -166,7 +167,7 @@ fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPla
         notes: skipped(&plan.notes),
         password_resets: plan.password_resets.clone(),
         to_enable: plan.to_enable.clone(),
-        report_target: report_target.unwrap_or_default(),
+        conflict_base: conflict_base.unwrap_or_default(),
         on_conflict: on_conflict as i32,
     }
 }
@@ -313,6 +314,23 @@ impl RecoveryService for RecoveryApi {
                 .undo_as(&r.tenant, &r.id, &caller.subject, requester)
                 .await?,
         ))
+    }
+
+    async fn plan_undo(
+        &self,
+        request: Request<v1::RecoveryRef>,
+    ) -> Result<Response<v1::RecoveryPlan>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        self.authorize(&caller, &r.tenant, READERS, "planning recoveries")?;
+        let job = self.recovery.job(&r.tenant, &r.id).await?;
+        Self::require_kinds(&caller, &job.scope.unwrap_or_default().kinds)?;
+        let request = Recovery::undo_request(&r.tenant, &r.id, &caller.subject);
+        let dry_run = self.recovery.plan(&request).await?;
+        Ok(Response::new(plan_message(
+            dry_run,
+            v1::OnConflict::Overwrite,
+        )))
     }
 
     async fn approve_recovery(

@@ -76,6 +76,9 @@ pub enum Source {
     Report(String),
     /// A backup id, an instant or a sequence.
     Point(v1::Point),
+    /// Undoing a finished job: its `preRecovery` backup over its scope; objects changed
+    /// after the sequence it applied through are conflicts.
+    Undo(String),
 }
 
 /// What a caller asks for.
@@ -125,11 +128,13 @@ impl std::fmt::Debug for Recovery {
 pub struct DryRun {
     pub point: v1::ResolvedPoint,
     pub plan: Plan,
-    /// The report's target sequence, when the plan starts from a report.
-    pub report_target: Option<u64>,
-    /// Objects of the plan changed after the report's target (changes the report does not
-    /// show): a job overwrites them with a warning, or skips them with `OnConflict::Skip`.
-    pub changed_after_report: BTreeSet<String>,
+    /// Object versions at this sequence count as unchanged: a report's target, or the
+    /// sequence an undone job applied through.
+    pub conflict_base: Option<u64>,
+    /// Objects of the plan changed after the conflict base (changes a report does not
+    /// show, or made after the job an undo undoes): a job overwrites them with a warning,
+    /// or skips them with `OnConflict::Skip`.
+    pub changed_after_base: BTreeSet<String>,
 }
 
 /// A plan, and the objects of it changed after its conflict base.
@@ -209,6 +214,36 @@ impl Recovery {
                     report.target.as_ref().map(|t| t.sequence),
                 )
             }
+            Source::Undo(id) => {
+                let job = self.job(tenant, id).await?;
+                if !runner::is_finished(job.state) {
+                    return Err(RecoveryError::Precondition(format!(
+                        "recovery {id} is still {}; undo it once it has finished (or cancel it first)",
+                        state_name(job.state)
+                    )));
+                }
+                if job.pre_recovery_backup_id.is_empty() {
+                    return Err(RecoveryError::Precondition(format!(
+                        "recovery {id} stopped before it took its pre-recovery backup, so it changed nothing to undo"
+                    )));
+                }
+                let backup = v1::Point {
+                    point: Some(v1::point::Point::BackupId(job.pre_recovery_backup_id)),
+                };
+                let resolved = self.snapshotter().resolve(tenant, Some(&backup)).await?;
+                let scope = job.scope.unwrap_or_default();
+                let scope = Scope {
+                    kinds: scope.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
+                    ids: scope.ids,
+                };
+                let applied = job.applied_through_sequence;
+                (
+                    resolved,
+                    scope,
+                    String::new(),
+                    (applied > 0).then_some(applied),
+                )
+            }
             Source::Point(point) => {
                 if point.point.is_none() {
                     return Err(RecoveryError::Invalid(
@@ -254,8 +289,8 @@ impl Recovery {
         Ok(DryRun {
             point: resolved.point,
             plan: planned.plan,
-            report_target: resolved.conflict_base,
-            changed_after_report: planned.changed_after_base,
+            conflict_base: resolved.conflict_base,
+            changed_after_base: planned.changed_after_base,
         })
     }
 
@@ -505,34 +540,26 @@ impl Recovery {
         by: &str,
         requester: Requester,
     ) -> Result<v1::RecoveryJob, RecoveryError> {
-        let job = self.job(tenant, id).await?;
-        if !runner::is_finished(job.state) {
-            return Err(RecoveryError::Precondition(format!(
-                "recovery {id} is still {}; undo it once it has finished (or cancel it first)",
-                state_name(job.state)
-            )));
-        }
-        if job.pre_recovery_backup_id.is_empty() {
-            return Err(RecoveryError::Precondition(format!(
-                "recovery {id} stopped before it took its pre-recovery backup, so it changed nothing to undo"
-            )));
-        }
-        let scope = job.scope.clone().unwrap_or_default();
-        let request = RecoveryRequest {
+        self.start_job_undoing(
+            Self::undo_request(tenant, id, by),
+            id.to_string(),
+            requester,
+        )
+        .await
+    }
+
+    /// The request that undoes job `id`: its `preRecovery` backup over its scope, changes
+    /// made after it set back with a warning.
+    pub fn undo_request(tenant: &str, id: &str, by: &str) -> RecoveryRequest {
+        RecoveryRequest {
             tenant: tenant.to_string(),
-            source: Source::Point(v1::Point {
-                point: Some(v1::point::Point::BackupId(
-                    job.pre_recovery_backup_id.clone(),
-                )),
-            }),
-            kinds: scope.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
-            ids: scope.ids,
+            source: Source::Undo(id.to_string()),
+            kinds: vec![],
+            ids: vec![],
             on_conflict: v1::OnConflict::Overwrite,
             ca_report_only: false,
             requested_by: by.to_string(),
-        };
-        self.start_job_undoing(request, id.to_string(), requester)
-            .await
+        }
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

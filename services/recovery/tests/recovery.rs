@@ -222,13 +222,10 @@ async fn objects_changed_since_the_report_are_overwritten_with_a_warning_or_skip
         .await
         .unwrap();
     assert_eq!(
-        Some(dry.report_target),
+        Some(dry.conflict_base),
         report.target.as_ref().map(|t| Some(t.sequence))
     );
-    assert_eq!(
-        dry.changed_after_report.into_iter().collect::<Vec<_>>(),
-        [U1]
-    );
+    assert_eq!(dry.changed_after_base.into_iter().collect::<Vec<_>>(), [U1]);
     let planned: Vec<&str> = dry.plan.operations.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(planned.len(), 2, "{planned:?}");
     // From a backup there is no report: nothing counts as changed after it.
@@ -237,7 +234,7 @@ async fn objects_changed_since_the_report_are_overwritten_with_a_warning_or_skip
         .plan(&s.request(Source::Point(from(&backup))))
         .await
         .unwrap();
-    assert!(dry.changed_after_report.is_empty() && dry.report_target.is_none());
+    assert!(dry.changed_after_base.is_empty() && dry.conflict_base.is_none());
 
     let mut request = s.request(Source::Report(report.id.clone()));
     request.on_conflict = v1::OnConflict::Skip;

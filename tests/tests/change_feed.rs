@@ -261,6 +261,38 @@ async fn the_feed_can_be_narrowed_to_kinds_and_objects() {
         ]
     );
 
+    // What one account changed: mallory, a writer, sets u2's title; the rest was admin.
+    let mallory = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "f",
+        "--role",
+        "DirectoryWriter",
+        "--subject",
+        "mallory",
+    ]);
+    let mallory = String::from_utf8_lossy(&mallory.stdout).trim().to_string();
+    let out = b.cli_with_env(
+        &[
+            "dir",
+            "update",
+            "--tenant",
+            "f",
+            &u2,
+            "--set",
+            "jobTitle=Intern",
+        ],
+        &[("BACKTRACK_TOKEN", &mallory)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        shown(&["--actor", "mallory"]),
+        [changed(&u2, "attributesChanged")]
+    );
+    assert_eq!(shown(&["--actor", "mallory", "--kind", "group"]), []);
+    assert_eq!(shown(&["--actor", "admin", "--id", &u2]), [created(&u2)]);
+
     // An unknown kind or an id that cannot be one is refused; a kind the token does not
     // cover is denied.
     for (args, code, says) in [

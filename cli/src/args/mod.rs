@@ -528,6 +528,10 @@ pub enum EventsCommand {
         /// Only events of this object (repeatable).
         #[arg(long = "id", value_name = "ID", allow_hyphen_values = true)]
         ids: Vec<String>,
+        /// Only changes this actor made (a token's subject, as the ACTOR of each line;
+        /// repeatable), e.g. everything one account changed since 01:00.
+        #[arg(long = "actor", value_name = "SUBJECT")]
+        actors: Vec<String>,
     },
 }
 

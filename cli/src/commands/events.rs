@@ -20,6 +20,7 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         no_follow,
         kinds,
         ids,
+        actors,
     } = command;
     if no_follow && !from_start && since.is_none() {
         refuse!(
@@ -44,6 +45,7 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
             after_time_ms: start.after_time_ms,
             kinds,
             object_ids: ids,
+            actors,
         })
         .await?
         .into_inner();

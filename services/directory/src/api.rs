@@ -620,10 +620,12 @@ impl DirectoryService for DirectoryApi {
         .map_err(crate::DirectoryError::from)?;
         // A token limited to some kinds sees only their events (and the tenant's own).
         let reader = caller.clone();
+        let actors = r.actors;
         let visible = move |meta: &backtrack_domain::EventMeta| {
             (meta.kind == TENANT_KIND || reader.can_access_kind(&meta.kind))
                 && (kinds.is_empty() || kinds.contains(&meta.kind))
                 && (ids.is_empty() || ids.contains(&meta.object_id))
+                && (actors.is_empty() || actors.contains(&meta.actor))
         };
         let mapped = stream.filter_map(move |item| {
             let envelope = match item {

@@ -692,3 +692,96 @@ async fn a_whole_tenant_recovery_waits_for_a_second_administrator() {
     assert_eq!(requested.roles, vec!["GlobalAdministrator".to_string()]);
     assert_eq!(requested.source_address, "127.0.0.1");
 }
+
+/// Undo what one account did: `--changed-by` recovers exactly the objects that subject
+/// changed after the point, and leaves what others changed alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_can_cover_what_one_account_changed() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", T]).unwrap();
+    let users: Vec<String> = (0..4)
+        .map(|n| {
+            let upn = format!("userPrincipalName=u{n}@inc.test");
+            let set = [format!("displayName=U{n}"), upn, "department=Sales".into()];
+            let set: Vec<&str> = set.iter().map(String::as_str).collect();
+            b.create(T, "user", &set).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let point = format!("seq:{}", backtrack_e2e::last_sequence(&b).unwrap());
+    let mallory = b.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        T,
+        "--role",
+        "DirectoryWriter",
+        "--subject",
+        "mallory",
+    ]);
+    let mallory = String::from_utf8_lossy(&mallory.stdout).trim().to_string();
+    let as_mallory = |args: &[&str]| {
+        let out = b.cli_with_env(args, &[("BACKTRACK_TOKEN", &mallory)]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    as_mallory(&[
+        "dir",
+        "update",
+        "--tenant",
+        T,
+        &users[0],
+        "--set",
+        "department=Gone",
+    ]);
+    as_mallory(&["dir", "delete", "--tenant", T, &users[1]]);
+    // Someone else changes another user meanwhile: that stays.
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        T,
+        &users[2],
+        "--set",
+        "department=Legal",
+    ])
+    .unwrap();
+
+    // Nobody else's changes: nothing to do, and no job.
+    let out = b.cli(&[
+        "recover",
+        "--tenant",
+        T,
+        "--from",
+        &point,
+        "--changed-by",
+        "nobody",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody changed nothing in scope"));
+    assert_eq!(
+        b.json(&["recovery", "list", "--tenant", T]).unwrap(),
+        json!([])
+    );
+
+    let job = recover(&b, &["--from", &point, "--changed-by", "mallory"]);
+    assert_eq!(job["residual"], 0, "{job}");
+    let scope = &job["scope"]["ids"];
+    let ids: BTreeSet<&str> = scope
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([users[0].as_str(), users[1].as_str()]),
+        "{job}"
+    );
+    assert_eq!(object(&b, &users[0])["department"], "Sales");
+    assert!(object(&b, &users[1])["deletedDateTime"].is_null());
+    assert_eq!(object(&b, &users[2])["department"], "Legal");
+}

@@ -4,7 +4,9 @@ use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
 
-use backtrack_domain::event::Change;
+use std::collections::BTreeSet;
+
+use backtrack_domain::event::{Change, TENANT_KIND};
 
 use crate::args::{EventsCommand, GlobalArgs, OutputFormat};
 use crate::client::{connect_channel, Connection};
@@ -69,6 +71,39 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The ids of the objects `actors` changed after `since` (a point as `--since` takes
+/// it) up to the events stored now, of `kinds` when given.
+pub async fn changed_by(
+    connection: &Connection,
+    tenant: &str,
+    since: &str,
+    actors: &[String],
+    kinds: &[String],
+) -> anyhow::Result<BTreeSet<String>> {
+    let start = Start::after(connection, tenant, since).await?;
+    let mut stream = connection
+        .directory()
+        .watch_events(v1::WatchEventsRequest {
+            tenant: tenant.to_string(),
+            from_sequence: start.from_sequence,
+            from_start: start.from_start,
+            until_now: true,
+            after_time_ms: start.after_time_ms,
+            kinds: kinds.to_vec(),
+            object_ids: vec![],
+            actors: actors.to_vec(),
+        })
+        .await?
+        .into_inner();
+    let mut ids = BTreeSet::new();
+    while let Some(envelope) = stream.message().await? {
+        if let Some(event) = envelope.event.filter(|e| e.kind != TENANT_KIND) {
+            ids.insert(event.object_id);
+        }
+    }
+    Ok(ids)
 }
 
 /// Where the feed starts, as `WatchEvents` takes it.

@@ -693,6 +693,12 @@ async fn a_whole_tenant_recovery_waits_for_a_second_administrator() {
     assert_eq!(requested.source_address, "127.0.0.1");
 }
 
+/// The ids a report's or a job's scope names.
+fn scope_ids(v: &Value) -> BTreeSet<&str> {
+    let ids = v["scope"]["ids"].as_array().unwrap();
+    ids.iter().filter_map(Value::as_str).collect()
+}
+
 /// Undo what one account did: `--changed-by` recovers exactly the objects that subject
 /// changed after the point, and leaves what others changed alone.
 #[tokio::test(flavor = "multi_thread")]
@@ -767,20 +773,27 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         json!([])
     );
 
+    // A report of what mallory changed, object by object.
+    let report = b
+        .json(&[
+            "diff",
+            "create",
+            "--tenant",
+            T,
+            "--from",
+            &point,
+            "--changed-by",
+            "mallory",
+            "--wait",
+        ])
+        .unwrap();
+    assert_eq!(report["changed"], 2, "{report}");
+    let mallorys = BTreeSet::from([users[0].as_str(), users[1].as_str()]);
+    assert_eq!(scope_ids(&report), mallorys, "{report}");
+
     let job = recover(&b, &["--from", &point, "--changed-by", "mallory"]);
     assert_eq!(job["residual"], 0, "{job}");
-    let scope = &job["scope"]["ids"];
-    let ids: BTreeSet<&str> = scope
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(
-        ids,
-        BTreeSet::from([users[0].as_str(), users[1].as_str()]),
-        "{job}"
-    );
+    assert_eq!(scope_ids(&job), mallorys, "{job}");
     assert_eq!(object(&b, &users[0])["department"], "Sales");
     assert!(object(&b, &users[1])["deletedDateTime"].is_null());
     assert_eq!(object(&b, &users[2])["department"], "Legal");

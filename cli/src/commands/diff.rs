@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::diff_names::{link_target_names, Names};
 use super::diff_view::{parse_items, print_page, print_report, print_reports, state_name};
+use super::events::ChangedBy;
 use crate::args::{DiffCommand, DiffCreateArgs, DiffExportArgs, DiffShowArgs, GlobalArgs};
 use crate::args::{DiffRefArgs, OutputFormat};
 use crate::client::{diff_client, DiffClient};
@@ -30,7 +31,22 @@ const POLL: Duration = Duration::from_millis(200);
 pub async fn run(g: &GlobalArgs, command: DiffCommand) -> anyhow::Result<()> {
     match command {
         DiffCommand::Create(a) => {
-            let request = create_request(&a, chrono::Utc::now().timestamp_millis())?;
+            let mut request = create_request(&a, chrono::Utc::now().timestamp_millis())?;
+            if !a.changed_by.is_empty() {
+                let scope = ChangedBy {
+                    tenant: &a.tenant,
+                    from: &a.from,
+                    actors: &a.changed_by,
+                    kinds: &a.kinds,
+                    ids: &a.ids,
+                };
+                let Some(ids) = scope.ids(g, "report").await? else {
+                    return Ok(());
+                };
+                if let Some(scope) = request.scope.as_mut() {
+                    scope.ids = ids;
+                }
+            }
             let mut client = diff_client(g).await?;
             let report = client.create_report(request).await?.into_inner();
             if a.wait {
@@ -329,6 +345,7 @@ mod tests {
             to: to.map(str::to_string),
             kinds: vec!["user".into()],
             ids: vec![],
+            changed_by: vec![],
             wait: false,
         };
         create_request(&a, NOW)

@@ -73,9 +73,56 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Most objects `--changed-by` turns into ids (a job or report record names them all).
+const MAX_CHANGED_BY: usize = 10_000;
+
+/// `--changed-by`: a scope of the objects some actors changed after a point.
+pub struct ChangedBy<'a> {
+    pub tenant: &'a str,
+    /// The point, as `--from` gave it.
+    pub from: &'a str,
+    pub actors: &'a [String],
+    pub kinds: &'a [String],
+    /// `--id`s given besides: the scope keeps only those.
+    pub ids: &'a [String],
+}
+
+impl ChangedBy<'_> {
+    /// The ids for a `job` ("recovery", "report") to cover, said on stderr; `None` (said
+    /// too) when the actors changed nothing in scope.
+    pub async fn ids(&self, g: &GlobalArgs, job: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let connection = connect_channel(g).await?;
+        let changed =
+            changed_by(&connection, self.tenant, self.from, self.actors, self.kinds).await?;
+        let (who, from) = (self.actors.join(", "), self.from);
+        let ids: Vec<String> = changed
+            .into_iter()
+            .filter(|id| {
+                self.ids.is_empty() || self.ids.iter().any(|given| given.eq_ignore_ascii_case(id))
+            })
+            .collect();
+        if ids.is_empty() {
+            eprintln!("no {job}: {who} changed nothing in scope after {from}");
+            return Ok(None);
+        }
+        if ids.len() > MAX_CHANGED_BY {
+            refuse!(
+                "{who} changed {} objects after {from}, more than one {job} names by id \
+                 ({MAX_CHANGED_BY}): narrow it by --kind, or leave out --changed-by",
+                ids.len()
+            );
+        }
+        eprintln!(
+            "{who} changed {} object(s) after {from}; the {job} covers those",
+            ids.len()
+        );
+        Ok(Some(ids))
+    }
+}
+
 /// The ids of the objects `actors` changed after `since` (a point as `--since` takes
 /// it) up to the events stored now, of `kinds` when given.
-pub async fn changed_by(
+async fn changed_by(
     connection: &Connection,
     tenant: &str,
     since: &str,

@@ -9,54 +9,35 @@ use anyhow::{anyhow, bail};
 use backtrack_proto::v1;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::events;
+use super::events::ChangedBy;
 use super::recovery_view::{
     is_finished, print_failures, print_job, print_jobs, print_plan, state_name,
 };
 use crate::args::{
     GlobalArgs, OnConflictArg, OutputFormat, RecoverArgs, RecoveryCommand, RecoveryRefArgs,
 };
-use crate::client::{connect_channel, recovery_client, RecoveryClient};
+use crate::client::{recovery_client, RecoveryClient};
 use crate::output::refuse;
 use crate::point;
 
 /// How often `--wait` asks for progress.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Most objects `--changed-by` turns into ids (a job record names them all).
-const MAX_CHANGED_BY: usize = 10_000;
-
 /// `backtrack recover`.
 pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
     let mut request = start_request(&a, chrono::Utc::now().timestamp_millis())?;
     if let (Some(from), false) = (&a.from, a.changed_by.is_empty()) {
-        let connection = connect_channel(g).await?;
-        let changed =
-            events::changed_by(&connection, &a.tenant, from, &a.changed_by, &a.kinds).await?;
-        let who = a.changed_by.join(", ");
-        let ids: Vec<String> = match a.ids.is_empty() {
-            true => changed.into_iter().collect(),
-            false => changed
-                .into_iter()
-                .filter(|id| a.ids.iter().any(|given| given.eq_ignore_ascii_case(id)))
-                .collect(),
+        let scope = ChangedBy {
+            tenant: &a.tenant,
+            from,
+            actors: &a.changed_by,
+            kinds: &a.kinds,
+            ids: &a.ids,
         };
-        if ids.is_empty() {
-            eprintln!("nothing to recover: {who} changed nothing in scope after {from}");
-            return Ok(());
+        match scope.ids(g, "recovery").await? {
+            Some(ids) => request.ids = ids,
+            None => return Ok(()),
         }
-        if ids.len() > MAX_CHANGED_BY {
-            refuse!(
-                "{who} changed {} objects after {from}, more than one recovery names by id \
-                 ({MAX_CHANGED_BY}): recover them by --kind, or from a report",
-                ids.len()
-            );
-        }
-        eprintln!(
-            "{who} changed {} object(s) after {from}; the recovery covers those",
-            ids.len()
-        );
-        request.ids = ids;
     }
     let mut client = recovery_client(g).await?;
     if a.dry_run || !a.yes {

@@ -638,6 +638,21 @@ mod tests {
     }
 
     #[test]
+    fn changed_by_needs_a_point_not_a_report() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["backtrack", "recover", "--tenant", "t", "--changed-by", "m"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.kind())
+        };
+        assert_eq!(parse(&["--from", "-2h"]), Ok(()));
+        assert_eq!(
+            parse(&["--report", "r1"]),
+            Err(clap::error::ErrorKind::ArgumentConflict)
+        );
+        assert!(parse(&[]).is_err());
+    }
+
+    #[test]
     fn diff_create_takes_relative_points_and_repeated_scopes() {
         let cli = Cli::try_parse_from([
             "backtrack",

@@ -24,7 +24,12 @@ pub struct RecoverArgs {
     /// Only the objects this actor (a token subject, as in the change feed) changed after
     /// --from (repeatable): undo what one account did, e.g. --from 01:00 --changed-by
     /// mallory. Each comes back whole, with changes others made to it since.
-    #[arg(long = "changed-by", value_name = "SUBJECT", requires = "from")]
+    #[arg(
+        long = "changed-by",
+        value_name = "SUBJECT",
+        requires = "from",
+        conflicts_with = "report"
+    )]
     pub changed_by: Vec<String>,
     /// Print the ordered plan with counts; apply nothing.
     #[arg(long)]

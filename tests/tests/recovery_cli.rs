@@ -773,20 +773,38 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         json!([])
     );
 
+    // Someone else then changes one of mallory's objects too: said, as it comes back whole.
+    b.json(&[
+        "dir",
+        "update",
+        "--tenant",
+        T,
+        &users[0],
+        "--set",
+        "jobTitle=Boss",
+    ])
+    .unwrap();
+
     // A report of what mallory changed, object by object.
-    let report = b
-        .json(&[
-            "diff",
-            "create",
-            "--tenant",
-            T,
-            "--from",
-            &point,
-            "--changed-by",
-            "mallory",
-            "--wait",
-        ])
-        .unwrap();
+    let out = b.cli(&[
+        "diff",
+        "create",
+        "--tenant",
+        T,
+        "--from",
+        &point,
+        "--changed-by",
+        "mallory",
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mallory changed 2 object(s)")
+            && stderr.contains("1 of them were changed by others too")
+            && stderr.contains(&format!("{} (also admin)", users[0])),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["changed"], 2, "{report}");
     let mallorys = BTreeSet::from([users[0].as_str(), users[1].as_str()]);
     assert_eq!(scope_ids(&report), mallorys, "{report}");
@@ -795,6 +813,7 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     assert_eq!(job["residual"], 0, "{job}");
     assert_eq!(scope_ids(&job), mallorys, "{job}");
     assert_eq!(object(&b, &users[0])["department"], "Sales");
+    assert!(object(&b, &users[0])["jobTitle"].is_null());
     assert!(object(&b, &users[1])["deletedDateTime"].is_null());
     assert_eq!(object(&b, &users[2])["department"], "Legal");
 }

@@ -4,7 +4,7 @@ use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backtrack_domain::event::{Change, TENANT_KIND};
 
@@ -92,15 +92,20 @@ impl ChangedBy<'_> {
     /// too) when the actors changed nothing in scope.
     pub async fn ids(&self, g: &GlobalArgs, job: &str) -> anyhow::Result<Option<Vec<String>>> {
         let connection = connect_channel(g).await?;
-        let changed =
-            changed_by(&connection, self.tenant, self.from, self.actors, self.kinds).await?;
+        let changed = changed_by(&connection, self.tenant, self.from, self.kinds).await?;
         let (who, from) = (self.actors.join(", "), self.from);
-        let ids: Vec<String> = changed
-            .into_iter()
-            .filter(|id| {
-                self.ids.is_empty() || self.ids.iter().any(|given| given.eq_ignore_ascii_case(id))
-            })
-            .collect();
+        let in_scope = |id: &String| {
+            self.ids.is_empty() || self.ids.iter().any(|given| given.eq_ignore_ascii_case(id))
+        };
+        let (mut ids, mut shared) = (Vec::new(), Vec::new());
+        for (id, by) in changed.into_iter().filter(|(id, _)| in_scope(id)) {
+            if by.iter().any(|a| self.actors.contains(a)) {
+                if let Some(other) = by.iter().find(|a| !self.actors.contains(a)) {
+                    shared.push(format!("{id} (also {other})"));
+                }
+                ids.push(id);
+            }
+        }
         if ids.is_empty() {
             eprintln!("no {job}: {who} changed nothing in scope after {from}");
             return Ok(None);
@@ -116,19 +121,27 @@ impl ChangedBy<'_> {
             "{who} changed {} object(s) after {from}; the {job} covers those",
             ids.len()
         );
+        if !shared.is_empty() {
+            // Each object comes back whole: what others changed in it goes too.
+            eprintln!(
+                "{} of them were changed by others too after {from}, and the {job} covers their \
+                 changes as well (to leave one out, name the others with --id): {}",
+                shared.len(),
+                shared.join(", ")
+            );
+        }
         Ok(Some(ids))
     }
 }
 
-/// The ids of the objects `actors` changed after `since` (a point as `--since` takes
-/// it) up to the events stored now, of `kinds` when given.
+/// Who changed which object after `since` (a point as `--since` takes it) up to the
+/// events stored now, of `kinds` when given: each object's actors.
 async fn changed_by(
     connection: &Connection,
     tenant: &str,
     since: &str,
-    actors: &[String],
     kinds: &[String],
-) -> anyhow::Result<BTreeSet<String>> {
+) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
     let start = Start::after(connection, tenant, since).await?;
     let mut stream = connection
         .directory()
@@ -140,17 +153,20 @@ async fn changed_by(
             after_time_ms: start.after_time_ms,
             kinds: kinds.to_vec(),
             object_ids: vec![],
-            actors: actors.to_vec(),
+            actors: vec![],
         })
         .await?
         .into_inner();
-    let mut ids = BTreeSet::new();
+    let mut actors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     while let Some(envelope) = stream.message().await? {
         if let Some(event) = envelope.event.filter(|e| e.kind != TENANT_KIND) {
-            ids.insert(event.object_id);
+            actors
+                .entry(event.object_id)
+                .or_default()
+                .insert(event.actor);
         }
     }
-    Ok(ids)
+    Ok(actors)
 }
 
 /// Where the feed starts, as `WatchEvents` takes it.

@@ -252,6 +252,17 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
         sizes.latency_samples,
     )
     .await?;
+    progress("reading the tenant's history over WatchEvents: whole, its groups', one group's");
+    let narrowed = feed::narrowed_reads(&mut client, import::TENANT, "group").await?;
+    progress(&format!(
+        "read {} events in {:.3}s, {} of groups in {:.3}s, {} of one group in {:.4}s",
+        narrowed.whole.events,
+        narrowed.whole.elapsed.as_secs_f64(),
+        narrowed.kind.events,
+        narrowed.kind.elapsed.as_secs_f64(),
+        narrowed.object.events,
+        narrowed.object.elapsed.as_secs_f64()
+    ));
     progress(&format!(
         "revoking {} tokens through one process, timing until another refuses them",
         sizes.latency_samples
@@ -304,6 +315,26 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
     );
     report.record("rpc_roundtrip_p50", percentile_ms(&fed.rpc, 0.50), "ms");
     report.record("rpc_roundtrip_p99", percentile_ms(&fed.rpc, 0.99), "ms");
+    let per_second = |r: &feed::Read| r.events as f64 / r.elapsed.as_secs_f64().max(1e-9);
+    report.record_against(
+        "feed_read_tenant",
+        per_second(&narrowed.whole),
+        "events/s",
+        Some("raw_read"),
+        None,
+    );
+    report.record(
+        "feed_read_one_kind_seconds",
+        narrowed.kind.elapsed.as_secs_f64(),
+        "seconds",
+    );
+    report.record(
+        "feed_read_one_object_seconds",
+        narrowed.object.elapsed.as_secs_f64(),
+        "seconds",
+    );
+    report.parameter("feed_read_one_kind_events", narrowed.kind.events);
+    report.parameter("feed_read_one_object_events", narrowed.object.events);
     report.record(
         "token_revocation_propagation_p50",
         percentile_ms(&revoked, 0.50),

@@ -143,3 +143,80 @@ async fn wait_for_event(
         }
     }
 }
+
+/// How long `WatchEvents` (`until_now`) takes to hand over a tenant's history: whole, one
+/// kind's, and one object's. One kind or one object is the consumer's filter subject, so
+/// the stream reads only those events; the whole tenant is the baseline.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NarrowedReads {
+    pub whole: Read,
+    pub kind: Read,
+    pub object: Read,
+}
+
+/// Events handed over and the time it took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Read {
+    pub events: u64,
+    pub elapsed: Duration,
+}
+
+/// Reads `tenant`'s history three ways: every event, `kind`'s, and one object's (the
+/// first of `kind` the directory lists).
+pub async fn narrowed_reads(
+    client: &mut Client,
+    tenant: &str,
+    kind: &str,
+) -> anyhow::Result<NarrowedReads> {
+    let object = client
+        .list_objects(v1::ListObjectsRequest {
+            tenant: tenant.to_string(),
+            kind: kind.to_string(),
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner()
+        .objects
+        .pop()
+        .with_context(|| format!("tenant {tenant} has no {kind}"))?;
+    let whole = read_history(client, tenant, vec![], vec![]).await?;
+    let kind = read_history(client, tenant, vec![kind.to_string()], vec![]).await?;
+    let object = read_history(client, tenant, vec![], vec![object.id]).await?;
+    if object.events == 0 || kind.events < object.events || whole.events < kind.events {
+        bail!("narrowed feed reads do not nest: {whole:?} ⊇ {kind:?} ⊇ {object:?}");
+    }
+    Ok(NarrowedReads {
+        whole,
+        kind,
+        object,
+    })
+}
+
+async fn read_history(
+    client: &mut Client,
+    tenant: &str,
+    kinds: Vec<String>,
+    object_ids: Vec<String>,
+) -> anyhow::Result<Read> {
+    let started = Instant::now();
+    let mut stream = client
+        .watch_events(v1::WatchEventsRequest {
+            tenant: tenant.to_string(),
+            from_start: true,
+            until_now: true,
+            kinds,
+            object_ids,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut events = 0;
+    while stream.message().await?.is_some() {
+        events += 1;
+    }
+    Ok(Read {
+        events,
+        elapsed: started.elapsed(),
+    })
+}

@@ -49,6 +49,9 @@ pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
             .into_inner()
             .plan
             .ok_or_else(|| anyhow!("the server answered the dry run without a plan"))?;
+        if let Some(note) = instant_note(&request, plan.point.as_ref()) {
+            eprintln!("{note}");
+        }
         // Only a plan from a report has a conflict base.
         let after = "the report, in ways it does not show";
         if a.dry_run {
@@ -195,6 +198,46 @@ fn reference(tenant: &str, id: &str) -> v1::RecoveryRef {
     }
 }
 
+/// For a point given as an instant: the state recovered to is the one at that instant,
+/// which is the state after the last change before it — said with that change's time, so
+/// an instant typed in local time can be checked against what it resolved to.
+fn instant_note(
+    request: &v1::StartRecoveryRequest,
+    resolved: Option<&v1::ResolvedPoint>,
+) -> Option<String> {
+    use v1::start_recovery_request::Source;
+    let Some(Source::Point(v1::Point {
+        point: Some(v1::point::Point::TimeMs(asked)),
+    })) = &request.source
+    else {
+        return None;
+    };
+    let resolved = resolved?;
+    let last = match resolved.time_ms {
+        0 => "no change was stored before it".to_string(),
+        at => format!(
+            "the last change before it is sequence {} at {}",
+            resolved.sequence,
+            backtrack_domain::time::rfc3339_ms(at)
+        ),
+    };
+    Some(format!(
+        "as of {} (your clock: {}): {last}",
+        backtrack_domain::time::rfc3339_ms(*asked),
+        local_text(*asked)
+    ))
+}
+
+/// `ms` on the local clock, as a person typed it.
+fn local_text(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f %:z").to_string())
+        .unwrap_or_default()
+}
+
 /// `recover`'s request; `--from` must name a point.
 fn start_request(a: &RecoverArgs, now_ms: i64) -> anyhow::Result<v1::StartRecoveryRequest> {
     use v1::start_recovery_request::Source;
@@ -271,4 +314,53 @@ async fn wait(
     }
     bar.finish_and_clear();
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use v1::point::Point as P;
+
+    use super::*;
+
+    fn request(point: P) -> v1::StartRecoveryRequest {
+        v1::StartRecoveryRequest {
+            source: Some(v1::start_recovery_request::Source::Point(v1::Point {
+                point: Some(point),
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn resolved(sequence: u64, time_ms: i64) -> v1::ResolvedPoint {
+        v1::ResolvedPoint {
+            sequence,
+            time_ms,
+            backup_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_instant_is_explained_by_the_last_change_before_it() {
+        // 2026-11-22T05:00:00Z, and a change ten minutes earlier.
+        let asked = request(P::TimeMs(1_795_323_600_000));
+        let note = instant_note(&asked, Some(&resolved(7, 1_795_323_000_000))).unwrap();
+        assert!(
+            note.starts_with("as of 2026-11-22T05:00:00.000Z (your clock: 2026-11-2")
+                && note.ends_with(
+                    "): the last change before it is sequence 7 at 2026-11-22T04:50:00.000Z"
+                ),
+            "{note}"
+        );
+        let note = instant_note(&asked, Some(&resolved(0, 0))).unwrap();
+        assert!(
+            note.ends_with("): no change was stored before it"),
+            "{note}"
+        );
+        // A sequence or a backup names its point exactly: nothing to explain.
+        assert_eq!(
+            instant_note(&request(P::Sequence(7)), Some(&resolved(7, 1))),
+            None
+        );
+        assert_eq!(instant_note(&asked, None), None);
+    }
 }

@@ -1,12 +1,12 @@
-//! `backtrack events tail`: the change feed, one line per event.
-
-use backtrack_proto::convert::event_from_proto;
-use backtrack_proto::v1;
-use serde_json::{json, Value};
+//! `backtrack events tail`: the change feed, one line per event; and the objects some
+//! actors changed after a point (`--changed-by` of `recover` and `diff create`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use backtrack_domain::event::{Change, TENANT_KIND};
+use backtrack_proto::convert::event_from_proto;
+use backtrack_proto::v1;
+use serde_json::{json, Value};
 
 use crate::args::{EventsCommand, GlobalArgs, OutputFormat};
 use crate::client::{connect_channel, Connection};

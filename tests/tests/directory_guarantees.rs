@@ -426,4 +426,19 @@ async fn a_failed_projection_read_refuses_the_write_instead_of_deciding_on_nothi
         .json(&["dir", "get", "--tenant", "v", location.as_str()])
         .unwrap();
     assert!(location["deletedDateTime"].is_null(), "{location}");
+
+    // An import of an object whose record is unreadable stops the same way, nothing
+    // appended (its decision would take the object for absent; the check after deciding,
+    // and before it the read of the object's version for its append, refuse).
+    let file = b.data().join("again.jsonl");
+    let line = serde_json::json!({"@kind": "conditionalAccessPolicy", "id": policy,
+        "displayName": "Again", "state": "disabled"});
+    std::fs::write(&file, line.to_string()).unwrap();
+    let out = b.cli(&["dir", "import", "--tenant", "v", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("INTERNAL: projection failure"),
+        "{out:?}"
+    );
+    assert_eq!(last_sequence(&b).unwrap(), last, "nothing appended");
 }

@@ -428,8 +428,8 @@ async fn a_failed_projection_read_refuses_the_write_instead_of_deciding_on_nothi
     assert!(location["deletedDateTime"].is_null(), "{location}");
 
     // An import of an object whose record is unreadable stops the same way, nothing
-    // appended (its decision would take the object for absent; the check after deciding,
-    // and before it the read of the object's version for its append, refuse).
+    // appended (its decision takes the object for absent; the check after deciding
+    // refuses, and without it the read of the object's version for its append would).
     let file = b.data().join("again.jsonl");
     let line = serde_json::json!({"@kind": "conditionalAccessPolicy", "id": policy,
         "displayName": "Again", "state": "disabled"});

@@ -812,6 +812,12 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     let job = recover(&b, &["--from", &point, "--changed-by", "mallory"]);
     assert_eq!(job["residual"], 0, "{job}");
     assert_eq!(scope_ids(&job), mallorys, "{job}");
+    let job_id = job["id"].as_str().unwrap();
+    let shown = b.cli(&["recovery", "show", "--tenant", T, job_id, "-o", "table"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let ids: Vec<&str> = mallorys.iter().copied().collect();
+    let scope = format!("scope       every kind; objects {}\n", ids.join(", "));
+    assert!(shown.contains(&scope), "{shown}");
     assert_eq!(object(&b, &users[0])["department"], "Sales");
     assert!(object(&b, &users[0])["jobTitle"].is_null());
     assert!(object(&b, &users[1])["deletedDateTime"].is_null());

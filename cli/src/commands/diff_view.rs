@@ -100,16 +100,30 @@ fn point_text(p: Option<&v1::ResolvedPoint>) -> String {
 /// Which kinds and objects a report covers, in words.
 fn scope_text(scope: Option<&v1::ReportScope>) -> String {
     let (kinds, ids) = scope.map_or((&[][..], &[][..]), |s| (&s.kinds[..], &s.ids[..]));
+    scope_words(kinds, ids)
+}
+
+/// A report's or a recovery's scope in words: its kinds (or every kind) and, when it names
+/// objects, the first few ids and how many more (a `--changed-by` scope may name
+/// thousands; `--output json` lists them all).
+pub fn scope_words(kinds: &[String], ids: &[String]) -> String {
+    const SHOWN_IDS: usize = 3;
     let kinds = if kinds.is_empty() {
         "every kind".to_string()
     } else {
         kinds.join(", ")
     };
     if ids.is_empty() {
-        kinds
-    } else {
-        format!("{kinds}; objects {}", ids.join(", "))
+        return kinds;
     }
+    let mut text = format!(
+        "{kinds}; objects {}",
+        ids[..ids.len().min(SHOWN_IDS)].join(", ")
+    );
+    if ids.len() > SHOWN_IDS {
+        text.push_str(&format!(" +{} more", ids.len() - SHOWN_IDS));
+    }
+    text
 }
 
 /// The counts per kind × change type as a table: the five change types as columns (and any
@@ -437,6 +451,11 @@ mod tests {
             ids: vec!["u1".into()],
         };
         assert_eq!(scope_text(Some(&scope)), "user, group; objects u1");
+        let ids: Vec<String> = (1..=5).map(|n| format!("u{n}")).collect();
+        assert_eq!(
+            scope_words(&[], &ids),
+            "every kind; objects u1, u2, u3 +2 more"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
 
+use super::diff_view::scope_words;
 use crate::args::{GlobalArgs, OutputFormat};
 use crate::output::outln;
 use crate::output::{print_json, table};
@@ -116,6 +117,8 @@ pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
     outln!("status      {}", state_name(j.state));
     outln!("tenant      {}", j.tenant);
     outln!("recovers to {}", point_text(&point));
+    let scope = j.scope.clone().unwrap_or_default();
+    outln!("scope       {}", scope_words(&scope.kinds, &scope.ids));
     if !j.report_id.is_empty() {
         outln!("report      {}", j.report_id);
     }

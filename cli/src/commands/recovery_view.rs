@@ -175,6 +175,20 @@ pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
     }
 }
 
+/// A job's scope in a list's column: its kinds (or every kind) and how many objects it
+/// names, if any (`recovery show` names them).
+fn scope_short(scope: Option<&v1::RecoveryScope>) -> String {
+    let (kinds, ids) = scope.map_or((&[][..], &[][..]), |s| (&s.kinds[..], &s.ids[..]));
+    let mut text = match kinds {
+        [] => "every kind".to_string(),
+        kinds => kinds.join(", "),
+    };
+    if !ids.is_empty() {
+        text.push_str(&format!("; {} object(s)", ids.len()));
+    }
+    text
+}
+
 pub fn print_jobs(g: &GlobalArgs, jobs: &[v1::RecoveryJob]) {
     if g.output == OutputFormat::Json {
         print_json(&Value::Array(jobs.iter().map(job_json).collect()));
@@ -191,6 +205,7 @@ pub fn print_jobs(g: &GlobalArgs, jobs: &[v1::RecoveryJob]) {
                 j.failed.to_string(),
                 j.residual.to_string(),
                 j.requested_by.clone(),
+                scope_short(j.scope.as_ref()),
             ]
         })
         .collect();
@@ -203,6 +218,7 @@ pub fn print_jobs(g: &GlobalArgs, jobs: &[v1::RecoveryJob]) {
             "FAILED",
             "RESIDUAL",
             "BY",
+            "SCOPE",
         ],
         &rows,
     );
@@ -439,7 +455,19 @@ pub fn print_failures(g: &GlobalArgs, changes: &[v1::FailedChange]) {
 
 #[cfg(test)]
 mod tests {
-    use super::operation_detail;
+    use backtrack_proto::v1;
+
+    use super::{operation_detail, scope_short};
+
+    #[test]
+    fn a_list_row_says_what_a_job_covers() {
+        assert_eq!(scope_short(None), "every kind");
+        let scope = v1::RecoveryScope {
+            kinds: vec!["user".into(), "group".into()],
+            ids: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(scope_short(Some(&scope)), "user, group; 2 object(s)");
+    }
 
     #[test]
     fn an_operation_says_what_it_changes_in_a_few_words() {

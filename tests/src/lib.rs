@@ -200,6 +200,16 @@ impl Backtrack {
             .to_string())
     }
 
+    /// A token `backtrack token create <args>` issues (with the admin token); fails the
+    /// test if the command fails.
+    pub fn issue_token(&self, args: &[&str]) -> String {
+        let mut all = vec!["token", "create"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "token create {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn data(&self) -> &Path {
         &self.data_dir
     }

@@ -262,9 +262,7 @@ async fn the_feed_can_be_narrowed_to_kinds_and_objects() {
     );
 
     // What one account changed: mallory, a writer, sets u2's title; the rest was admin.
-    let mallory = b.cli(&[
-        "token",
-        "create",
+    let mallory = b.issue_token(&[
         "--tenant",
         "f",
         "--role",
@@ -272,7 +270,6 @@ async fn the_feed_can_be_narrowed_to_kinds_and_objects() {
         "--subject",
         "mallory",
     ]);
-    let mallory = String::from_utf8_lossy(&mallory.stdout).trim().to_string();
     let out = b.cli_with_env(
         &[
             "dir",
@@ -315,17 +312,7 @@ async fn the_feed_can_be_narrowed_to_kinds_and_objects() {
             "{out:?}"
         );
     }
-    let scoped = b.cli(&[
-        "token",
-        "create",
-        "--tenant",
-        "f",
-        "--role",
-        "BackupReader",
-        "--kind",
-        "user",
-    ]);
-    let scoped = String::from_utf8_lossy(&scoped.stdout).trim().to_string();
+    let scoped = b.issue_token(&["--tenant", "f", "--role", "BackupReader", "--kind", "user"]);
     let out = b.cli_with_env(
         &[
             "events",

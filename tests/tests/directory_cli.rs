@@ -311,9 +311,7 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UNAUTHENTICATED"));
     b.json(&["tenant", "create", "other"]).unwrap();
-    let other = b.cli(&[
-        "token",
-        "create",
+    let other_token = b.issue_token(&[
         "--tenant",
         "other",
         "--role",
@@ -321,7 +319,6 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
         "--ttl",
         "1h",
     ]);
-    let other_token = String::from_utf8_lossy(&other.stdout).trim().to_string();
     let out = b.cli_with_env(
         &["dir", "list", "--tenant", "acme"],
         &[("BACKTRACK_TOKEN", &other_token)],
@@ -340,15 +337,7 @@ async fn bad_input_is_refused_precisely_and_leaves_the_log_alone() {
         1,
         "a tenant-scoped token sees only its tenant"
     );
-    let reader = b.cli(&[
-        "token",
-        "create",
-        "--tenant",
-        "acme",
-        "--role",
-        "BackupReader",
-    ]);
-    let reader = String::from_utf8_lossy(&reader.stdout).trim().to_string();
+    let reader = b.issue_token(&["--tenant", "acme", "--role", "BackupReader"]);
     let update = |set: &str, more: &[&str], env: &[(&str, &str)]| {
         let mut args = vec!["dir", "update", "--tenant", "acme", &uid, "--set", set];
         args.extend(more);

@@ -718,9 +718,7 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         })
         .collect();
     let point = format!("seq:{}", backtrack_e2e::last_sequence(&b).unwrap());
-    let mallory = b.cli(&[
-        "token",
-        "create",
+    let mallory = b.issue_token(&[
         "--tenant",
         T,
         "--role",
@@ -728,7 +726,6 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         "--subject",
         "mallory",
     ]);
-    let mallory = String::from_utf8_lossy(&mallory.stdout).trim().to_string();
     let as_mallory = |args: &[&str]| {
         let out = b.cli_with_env(args, &[("BACKTRACK_TOKEN", &mallory)]);
         assert!(out.status.success(), "{out:?}");

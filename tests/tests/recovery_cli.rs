@@ -699,8 +699,9 @@ fn scope_ids(v: &Value) -> BTreeSet<&str> {
     ids.iter().filter_map(Value::as_str).collect()
 }
 
-/// Undo what one account did: `--changed-by` recovers exactly the objects that subject
-/// changed after the point, and leaves what others changed alone.
+/// Undo what one account did: `--changed-by` sets back exactly what that subject changed
+/// after the point, and leaves what others changed alone, in the same objects too; a
+/// report with `--changed-by` covers the objects it changed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recovery_can_cover_what_one_account_changed() {
     let nats = NatsServer::start().await.unwrap();
@@ -770,7 +771,8 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         json!([])
     );
 
-    // Someone else then changes one of mallory's objects too: said, as it comes back whole.
+    // Someone else then changes one of mallory's objects too: a new title, and the
+    // department mallory changed.
     b.json(&[
         "dir",
         "update",
@@ -779,6 +781,8 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         &users[0],
         "--set",
         "jobTitle=Boss",
+        "--set",
+        "department=Audit",
     ])
     .unwrap();
 
@@ -806,17 +810,55 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     let mallorys = BTreeSet::from([users[0].as_str(), users[1].as_str()]);
     assert_eq!(scope_ids(&report), mallorys, "{report}");
 
+    // The plan sets back mallory's department over admin's later one, and says so.
+    let dry = b.cli(&[
+        "recover",
+        "--tenant",
+        T,
+        "--from",
+        &point,
+        "--changed-by",
+        "mallory",
+        "--dry-run",
+        "-o",
+        "table",
+    ]);
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        plan.contains("changed again after mallory: department (by admin); set back")
+            && plan.contains("* 1 object(s) where someone else changed again what mallory changed"),
+        "{plan}"
+    );
     let job = recover(&b, &["--from", &point, "--changed-by", "mallory"]);
     assert_eq!(job["residual"], 0, "{job}");
-    assert_eq!(scope_ids(&job), mallorys, "{job}");
+    assert_eq!(job["scope"]["changedBy"], json!(["mallory"]), "{job}");
+    assert!(scope_ids(&job).is_empty(), "{job}");
     let job_id = job["id"].as_str().unwrap();
     let shown = b.cli(&["recovery", "show", "--tenant", T, job_id, "-o", "table"]);
     let shown = String::from_utf8_lossy(&shown.stdout);
-    let ids: Vec<&str> = mallorys.iter().copied().collect();
-    let scope = format!("scope       every kind; objects {}\n", ids.join(", "));
-    assert!(shown.contains(&scope), "{shown}");
+    assert!(
+        shown.contains("scope       every kind; changes by mallory\n"),
+        "{shown}"
+    );
+    // The audit trail says whose changes the job set back.
+    let started = backtrack_e2e::audit_records(
+        &nats.client().await.unwrap(),
+        &format!("bt.audit.{T}.recovery"),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .find(|r| r.action == "recovery.started" && r.correlation.as_ref().unwrap().job_id == job_id)
+    .unwrap();
+    let details: Value = serde_json::from_str(&started.details_json).unwrap();
+    assert_eq!(
+        details["scope"]["changedBy"],
+        json!(["mallory"]),
+        "{details}"
+    );
     assert_eq!(object(&b, &users[0])["department"], "Sales");
-    assert!(object(&b, &users[0])["jobTitle"].is_null());
+    // Admin's title, set after mallory's change in the same object, stays.
+    assert_eq!(object(&b, &users[0])["jobTitle"], "Boss");
     assert!(object(&b, &users[1])["deletedDateTime"].is_null());
     assert_eq!(object(&b, &users[2])["department"], "Legal");
 }

@@ -345,6 +345,7 @@ async fn recover(
             on_conflict: v1::OnConflict::Overwrite,
             ca_report_only: false,
             requested_by: ACTOR.into(),
+            changed_by: vec![],
         })
         .await?;
     let mut until_running = None;

@@ -21,9 +21,10 @@ pub struct RecoverArgs {
     /// Only this object (repeatable).
     #[arg(long = "id", value_name = "ID", allow_hyphen_values = true)]
     pub ids: Vec<String>,
-    /// Only the objects this actor (a token subject, as in the change feed) changed after
-    /// --from (repeatable): undo what one account did, e.g. --from 01:00 --changed-by
-    /// mallory. Each comes back whole, with changes others made to it since.
+    /// Only what this actor (a token subject, as in the change feed) changed after --from
+    /// (repeatable): undo what one account did, e.g. --from 01:00 --changed-by mallory.
+    /// Each attribute, link and deletion of theirs goes back to what it was before their
+    /// change; what others changed stays, in the same objects too.
     #[arg(
         long = "changed-by",
         value_name = "SUBJECT",

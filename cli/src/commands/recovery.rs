@@ -9,7 +9,6 @@ use anyhow::{anyhow, bail};
 use backtrack_proto::v1;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::events::ChangedBy;
 use super::recovery_view::{
     is_finished, print_failures, print_job, print_jobs, print_plan, state_name,
 };
@@ -26,21 +25,11 @@ const POLL: Duration = Duration::from_millis(200);
 /// `backtrack recover`.
 pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
     let mut request = start_request(&a, chrono::Utc::now().timestamp_millis())?;
-    if let (Some(from), false) = (&a.from, a.changed_by.is_empty()) {
-        let scope = ChangedBy {
-            tenant: &a.tenant,
-            from,
-            actors: &a.changed_by,
-            kinds: &a.kinds,
-            ids: &a.ids,
-        };
-        match scope.ids(g, "recovery").await? {
-            Some(ids) => request.ids = ids,
-            None => return Ok(()),
-        }
-    }
+    let who = a.changed_by.join(", ");
     let mut client = recovery_client(g).await?;
-    if a.dry_run || !a.yes {
+    // With --changed-by the plan is asked for even with --yes: when the actors changed
+    // nothing that is not already back, no job starts.
+    if a.dry_run || !a.yes || !who.is_empty() {
         let mut dry = request.clone();
         dry.dry_run = true;
         let plan = client
@@ -52,29 +41,49 @@ pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
         if let Some(note) = instant_note(&request, plan.point.as_ref()) {
             eprintln!("{note}");
         }
-        // Only a plan from a report has a conflict base.
-        let after = "the report, in ways it does not show";
+        // Only a plan from a report has a conflict base; with --changed-by, a later change
+        // by someone else to what the actors changed is the conflict.
+        let after = if who.is_empty() {
+            "the report, in ways it does not show".to_string()
+        } else {
+            who.clone()
+        };
+        let after = after.as_str();
         if a.dry_run {
             print_plan(g, &plan, after);
             return Ok(());
         }
         if plan.operation_count == 0 && plan.skipped.is_empty() {
-            eprintln!("nothing to recover: the scope already matches the recovery point");
+            if who.is_empty() {
+                eprintln!("nothing to recover: the scope already matches the recovery point");
+            } else {
+                eprintln!(
+                    "nothing to recover: {who} changed nothing in scope after the point that is \
+                     not already as it was before them"
+                );
+            }
             if g.output == OutputFormat::Json {
                 print_plan(g, &plan, after);
             }
             return Ok(());
         }
-        // What it would do, then the question.
-        print_plan(g, &plan, after);
-        confirm(&format!(
-            "Recover tenant {} to sequence {}: {} operation(s) on {} object(s), {} link change(s)?",
-            a.tenant,
-            plan.point.as_ref().map_or(0, |p| p.sequence),
-            plan.operation_count,
-            plan.objects,
-            plan.links
-        ))?;
+        if !a.yes {
+            // What it would do, then the question.
+            print_plan(g, &plan, after);
+            let sequence = plan.point.as_ref().map_or(0, |p| p.sequence);
+            let what = if who.is_empty() {
+                format!("Recover tenant {} to sequence {sequence}", a.tenant)
+            } else {
+                format!(
+                    "Set back what {who} changed in tenant {} after sequence {sequence}",
+                    a.tenant
+                )
+            };
+            confirm(&format!(
+                "{what}: {} operation(s) on {} object(s), {} link change(s)?",
+                plan.operation_count, plan.objects, plan.links
+            ))?;
+        }
     }
     request.dry_run = false;
     let job = client
@@ -266,6 +275,7 @@ fn start_request(a: &RecoverArgs, now_ms: i64) -> anyhow::Result<v1::StartRecove
             OnConflictArg::Skip => v1::OnConflict::Skip,
         } as i32,
         ca_report_only: a.ca_report_only,
+        changed_by: a.changed_by.clone(),
     })
 }
 

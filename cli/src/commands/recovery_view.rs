@@ -62,7 +62,12 @@ pub fn job_json(j: &v1::RecoveryJob) -> Value {
             "backupId": nonempty(&point.backup_id),
         },
         "reportId": nonempty(&j.report_id),
-        "scope": {"kinds": scope.kinds, "ids": scope.ids},
+        "scope": {
+            "kinds": scope.kinds,
+            "ids": scope.ids,
+            "changedBy": scope.changed_by,
+            "changesOfJob": nonempty(&scope.changes_of_job),
+        },
         "onConflict": on_conflict_name(j.on_conflict),
         "caReportOnly": j.ca_report_only,
         "undoOf": nonempty(&j.undo_of),
@@ -118,7 +123,11 @@ pub fn print_job(g: &GlobalArgs, j: &v1::RecoveryJob) {
     outln!("tenant      {}", j.tenant);
     outln!("recovers to {}", point_text(&point));
     let scope = j.scope.clone().unwrap_or_default();
-    outln!("scope       {}", scope_words(&scope.kinds, &scope.ids));
+    outln!(
+        "scope       {}{}",
+        scope_words(&scope.kinds, &scope.ids),
+        authors_words(&scope)
+    );
     if !j.report_id.is_empty() {
         outln!("report      {}", j.report_id);
     }
@@ -186,7 +195,22 @@ fn scope_short(scope: Option<&v1::RecoveryScope>) -> String {
     if !ids.is_empty() {
         text.push_str(&format!("; {} object(s)", ids.len()));
     }
+    if let Some(scope) = scope {
+        text.push_str(&authors_words(scope));
+    }
     text
+}
+
+/// Whose changes a job sets back, when only some: `; changes by mallory` or `; changes of
+/// recovery <job>`.
+fn authors_words(scope: &v1::RecoveryScope) -> String {
+    if !scope.changed_by.is_empty() {
+        format!("; changes by {}", scope.changed_by.join(", "))
+    } else if !scope.changes_of_job.is_empty() {
+        format!("; changes of recovery {}", scope.changes_of_job)
+    } else {
+        String::new()
+    }
 }
 
 pub fn print_jobs(g: &GlobalArgs, jobs: &[v1::RecoveryJob]) {
@@ -279,6 +303,12 @@ fn changed_after_base_note(p: &v1::RecoveryPlan, after: &str) -> Option<String> 
     } else {
         "the job sets them back anyway, with a warning (--on-conflict skip leaves them)"
     };
+    if p.conflict_base == 0 {
+        // Set back only some authors' changes: others changed again what they changed.
+        return Some(format!(
+            "* {changed} object(s) where someone else changed again what {after} changed              (the notes say what, and who): {what}"
+        ));
+    }
     Some(format!(
         "* {changed} object(s) changed after {after} (after sequence {}): {what}",
         p.conflict_base
@@ -465,8 +495,22 @@ mod tests {
         let scope = v1::RecoveryScope {
             kinds: vec!["user".into(), "group".into()],
             ids: vec!["a".into(), "b".into()],
+            ..Default::default()
         };
         assert_eq!(scope_short(Some(&scope)), "user, group; 2 object(s)");
+        let scope = v1::RecoveryScope {
+            changed_by: vec!["mallory".into()],
+            ..Default::default()
+        };
+        assert_eq!(scope_short(Some(&scope)), "every kind; changes by mallory");
+        let scope = v1::RecoveryScope {
+            changes_of_job: "j1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            scope_short(Some(&scope)),
+            "every kind; changes of recovery j1"
+        );
     }
 
     #[test]

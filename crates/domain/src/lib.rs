@@ -14,12 +14,15 @@
 //! - [`diff`]: the differences between two states of an object, and what would undo them.
 //! - [`recovery`]: ordered recovery plans, and what each operation does to the state it meets.
 //! - [`batch`]: deciding a batch of a recovery plan against the state it meets.
+//! - [`authorship`]: what some actors (or one recovery job) changed in an object, and the
+//!   object with only their changes set back.
 //! - [`graph`]: rendering to and parsing from Microsoft Graph JSON, including delta pages.
 //!
 //! Everything that decides lives in `command`; `state` only folds. Time and ids come in
 //! as arguments so every rule is testable without a runtime.
 
 pub mod audit_chain;
+pub mod authorship;
 pub mod batch;
 pub mod canonical;
 pub mod command;

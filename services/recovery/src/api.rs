@@ -1,6 +1,6 @@
-//! The gRPC `RecoveryService`. Recovering a whole tenant (a scope that names no kinds
-//! and no ids, from a point or from a report over everything) is a protected action of
-//! global administrators; a dry run only plans and stays open to readers.
+//! The gRPC `RecoveryService`. Recovering a whole tenant (a scope that names no kinds, no
+//! ids and no actors, from a point or from a report over everything) is a protected action
+//! of global administrators; a dry run only plans and stays open to readers.
 
 use backtrack_domain::{validate, ObjectKind};
 use backtrack_platform::auth::{caller, Caller, Role};
@@ -115,6 +115,32 @@ fn parse_ids(ids: &[String]) -> Result<Vec<String>, Status> {
     Ok(out)
 }
 
+/// Most actors one `changed_by` names.
+const MAX_ACTORS: usize = 100;
+
+/// The actors of `changed_by`, sorted and without repeats.
+fn parse_actors(actors: &[String]) -> Result<Vec<String>, Status> {
+    if actors.len() > MAX_ACTORS {
+        return Err(Status::invalid_argument(format!(
+            "changed_by names {} actors; at most {MAX_ACTORS} per recovery",
+            actors.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(actors.len());
+    for actor in actors {
+        if actor.trim().is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "'{}' is not an actor: give the subject the feed and history show as ACTOR (at most 256 characters)",
+                validate::printable(actor)
+            )));
+        }
+        out.push(actor.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPlan {
     let DryRun {
         point,
@@ -216,7 +242,10 @@ impl RecoveryService for RecoveryApi {
                 ))
             }
         };
+        let changed_by = parse_actors(&r.changed_by)?;
+        // Only some actors' changes: not the whole tenant, however many objects they touched.
         if !r.dry_run
+            && changed_by.is_empty()
             && self
                 .whole_tenant(&r.tenant, &source, &r.kinds, &r.ids)
                 .await?
@@ -231,6 +260,7 @@ impl RecoveryService for RecoveryApi {
             on_conflict,
             ca_report_only: r.ca_report_only,
             requested_by: caller.subject.clone(),
+            changed_by,
         };
         if r.dry_run {
             let on_conflict = request.on_conflict;
@@ -306,7 +336,8 @@ impl RecoveryService for RecoveryApi {
         let job = self.recovery.job(&r.tenant, &r.id).await?;
         let scope = job.scope.unwrap_or_default();
         Self::require_kinds(&caller, &scope.kinds)?;
-        if scope.kinds.is_empty() && scope.ids.is_empty() {
+        let authored = !scope.changed_by.is_empty() || !scope.changes_of_job.is_empty();
+        if scope.kinds.is_empty() && scope.ids.is_empty() && !authored {
             caller.require_global_administrator(WHOLE_TENANT)?;
         }
         Ok(Response::new(
@@ -361,5 +392,26 @@ fn requester<T>(caller: &Caller, request: &Request<T>) -> crate::Requester {
             .remote_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_actors, MAX_ACTORS};
+
+    #[test]
+    fn actors_are_checked_sorted_and_deduplicated() {
+        let given = ["mallory", "eve", "mallory"].map(String::from);
+        assert_eq!(parse_actors(&given).unwrap(), ["eve", "mallory"]);
+        for bad in ["", "  ", "a\nb", &"x".repeat(257)] {
+            let status = parse_actors(&[bad.to_string()]).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains("is not an actor"), "{status:?}");
+        }
+        let many: Vec<String> = (0..=MAX_ACTORS).map(|i| format!("a{i}")).collect();
+        assert!(parse_actors(&many)
+            .unwrap_err()
+            .message()
+            .contains("at most 100"));
     }
 }

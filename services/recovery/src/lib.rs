@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use backtrack_differ::{Differ, Scope};
 use backtrack_directory::Directory;
-use backtrack_domain::recovery::{Plan, PlanOptions};
+use backtrack_domain::authorship::Authors;
+use backtrack_domain::recovery::{Plan, PlanOptions, Skipped};
 use backtrack_domain::{validate, ObjectKind};
 use backtrack_eventlog::AuditLog;
 use backtrack_platform::clock::now_ms;
@@ -92,6 +93,8 @@ pub struct RecoveryRequest {
     pub on_conflict: v1::OnConflict,
     pub ca_report_only: bool,
     pub requested_by: String,
+    /// Set back only what these actors changed after the point (a point source only).
+    pub changed_by: Vec<String>,
 }
 
 /// Who asks, as the audit trail records it.
@@ -150,6 +153,8 @@ struct Resolved {
     report_id: String,
     /// The report's target sequence, if the job starts from a report.
     conflict_base: Option<u64>,
+    /// Whose changes to set back (empty: all).
+    authors: Authors,
 }
 
 impl Recovery {
@@ -189,6 +194,12 @@ impl Recovery {
         let tenant = &request.tenant;
         validate::tenant_id(tenant).map_err(|e| RecoveryError::Invalid(e.to_string()))?;
         let created = self.snapshotter().tenant_record(tenant)?;
+        let mut authors = Authors::actors(request.changed_by.iter().cloned());
+        if !authors.is_empty() && !matches!(request.source, Source::Point(_)) {
+            return Err(RecoveryError::Invalid(
+                "--changed-by works from a point (--from): a report's scope is whole objects; recover from the report's base with --from and --changed-by instead".into(),
+            ));
+        }
         let (point, mut scope, report_id, conflict_base) = match &request.source {
             Source::Report(id) => {
                 let report = self.inner.differ.report(tenant, id).await?;
@@ -232,6 +243,13 @@ impl Recovery {
                 };
                 let resolved = self.snapshotter().resolve(tenant, Some(&backup)).await?;
                 let scope = job.scope.unwrap_or_default();
+                // A job that set back some authors' changes is undone the same way: only
+                // what it changed goes back (its events carry its id), and a later change
+                // by someone else to the same thing is a conflict of that thing alone.
+                let authored = !scope.changed_by.is_empty() || !scope.changes_of_job.is_empty();
+                if authored {
+                    authors = Authors::job(id.clone());
+                }
                 let scope = Scope {
                     kinds: scope.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
                     ids: scope.ids,
@@ -241,7 +259,7 @@ impl Recovery {
                     resolved,
                     scope,
                     String::new(),
-                    (applied > 0).then_some(applied),
+                    (applied > 0 && !authored).then_some(applied),
                 )
             }
             Source::Point(point) => {
@@ -269,6 +287,7 @@ impl Recovery {
             scope,
             report_id,
             conflict_base,
+            authors,
         })
     }
 
@@ -282,8 +301,8 @@ impl Recovery {
                 &resolved.point,
                 now,
                 resolved.conflict_base,
-                &resolved.scope,
-                request.ca_report_only,
+                (&resolved.scope, &resolved.authors),
+                (request.on_conflict, request.ca_report_only),
             )
             .await?;
         Ok(DryRun {
@@ -294,28 +313,63 @@ impl Recovery {
         })
     }
 
+    /// The plan over `scope`, of the changes by `authors` only when there are any;
+    /// `options`: what to do with conflicts, and whether policies come back report-only.
     async fn compute_plan(
         &self,
         tenant: &str,
         point: &v1::ResolvedPoint,
         now: u64,
         conflict_base: Option<u64>,
-        scope: &Scope,
-        ca_report_only: bool,
+        (scope, authors): (&Scope, &Authors),
+        (on_conflict, ca_report_only): (v1::OnConflict, bool),
     ) -> Result<Planned, RecoveryError> {
         let store = self.snapshotter().store().clone();
-        let (tenant, scope, point) = (tenant.to_string(), scope.clone(), point.sequence);
+        let (tenant, scope, authors, point) = (
+            tenant.to_string(),
+            scope.clone(),
+            authors.clone(),
+            point.sequence,
+        );
         tokio::task::spawn_blocking(move || {
-            let entries = planner::entries(&store, &tenant, point, now, conflict_base, &scope)?;
+            let keep_later = on_conflict == v1::OnConflict::Skip;
+            let entries = planner::entries(
+                &store,
+                &planner::Request {
+                    tenant: &tenant,
+                    point,
+                    now,
+                    conflict_base,
+                    scope: &scope,
+                    authors: &authors,
+                    keep_later,
+                },
+            )?;
             // The version the plan is based on is the one at the conflict base (a report's
-            // target): an object whose version now differs was changed after it.
-            let changed_after_base = entries
-                .iter()
-                .filter(|e| e.current.as_ref().map_or(0, |o| o.version) != e.planned_version)
-                .map(|e| e.id.clone())
-                .collect();
+            // target): an object whose version now differs was changed after it. With
+            // authors, an object is marked when someone else changed again a thing the
+            // authors changed, and the plan sets it back.
+            let mut changed_after_base = BTreeSet::new();
+            let mut notes = Vec::new();
+            for e in &entries {
+                let entry = &e.entry;
+                if entry.current.as_ref().map_or(0, |o| o.version) != entry.planned_version {
+                    changed_after_base.insert(entry.id.clone());
+                }
+                if let Some(note) = later_note(e, &authors, keep_later) {
+                    if !keep_later {
+                        changed_after_base.insert(entry.id.clone());
+                    }
+                    notes.push(note);
+                }
+            }
+            let mut plan = backtrack_domain::recovery::plan(
+                entries.into_iter().map(|e| e.entry).collect(),
+                &PlanOptions { ca_report_only },
+            );
+            plan.notes.extend(notes);
             Ok(Planned {
-                plan: backtrack_domain::recovery::plan(entries, &PlanOptions { ca_report_only }),
+                plan,
                 changed_after_base,
             })
         })
@@ -351,7 +405,9 @@ impl Recovery {
         let resolved = self.resolve(&request).await?;
         let tenant = request.tenant.clone();
         let id = uuid::Uuid::now_v7().to_string();
-        let whole_tenant = resolved.scope.kinds.is_empty() && resolved.scope.ids.is_empty();
+        let whole_tenant = resolved.scope.kinds.is_empty()
+            && resolved.scope.ids.is_empty()
+            && resolved.authors.is_empty();
         let mut job = v1::RecoveryJob {
             id: id.clone(),
             tenant: tenant.clone(),
@@ -366,6 +422,8 @@ impl Recovery {
                     .map(|k| k.as_str().to_string())
                     .collect(),
                 ids: resolved.scope.ids.clone(),
+                changed_by: resolved.authors.actors.iter().cloned().collect(),
+                changes_of_job: resolved.authors.job.clone().unwrap_or_default(),
             }),
             on_conflict: request.on_conflict as i32,
             ca_report_only: request.ca_report_only,
@@ -559,6 +617,7 @@ impl Recovery {
             on_conflict: v1::OnConflict::Overwrite,
             ca_report_only: false,
             requested_by: by.to_string(),
+            changed_by: vec![],
         }
     }
 
@@ -600,6 +659,44 @@ fn before_creation(created: &TenantRecord, point: &v1::ResolvedPoint) -> Result<
         "tenant {} was created at {created_at}; the point ({at}) lies before that, when it did not exist. A recovery sets objects back as they were and cannot take a tenant back to not existing: choose a point after its creation{empty}",
         created.id,
     )))
+}
+
+/// What the plan says about the things of `entry` someone else changed again after the
+/// authors: set back over their change (`keep_later`: left as they are), when the plan's
+/// value differs from theirs.
+fn later_note(entry: &planner::Entry, authors: &Authors, keep_later: bool) -> Option<Skipped> {
+    let e = &entry.entry;
+    let (current, desired) = (e.current.as_ref(), e.desired.as_ref());
+    let facets: Vec<String> = entry
+        .later
+        .iter()
+        .filter(|(facet, _)| keep_later || facet.differs(current, desired))
+        .map(|(facet, who)| {
+            let who: Vec<&str> = who.iter().map(String::as_str).collect();
+            format!("{facet} (by {})", who.join(", "))
+        })
+        .collect();
+    if facets.is_empty() {
+        return None;
+    }
+    let what = if keep_later {
+        "left as they are (--on-conflict skip)"
+    } else {
+        "set back over those changes (--on-conflict skip leaves them)"
+    };
+    Some(Skipped {
+        kind: e.kind,
+        id: e.id.clone(),
+        display_name: current
+            .or(desired)
+            .and_then(|o| o.display_name())
+            .map(str::to_string),
+        reason: format!(
+            "changed again after {}: {}; {what}",
+            authors.describe(),
+            facets.join(", ")
+        ),
+    })
 }
 
 /// Keeps in `have` only what `want` names too (an empty `want` keeps everything; an empty

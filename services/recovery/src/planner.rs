@@ -1,32 +1,50 @@
 //! Turning "bring the scope back to sequence P" into plan entries: the objects the change
 //! index names between P and now, each read at P (desired) and now (current) from the
 //! time-travel store. Cost follows the number of changes, not the tenant's size.
+//!
+//! With authors (`--changed-by`, or the undo of such a job), each object's events after P
+//! say what the authors changed in it, and the desired state is the current one with only
+//! that set back ([`backtrack_domain::authorship`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backtrack_differ::Scope;
+use backtrack_domain::authorship::{self, Authors, Facet};
 use backtrack_domain::recovery::PlanEntry;
 use backtrack_domain::ObjectKind;
 use backtrack_store::{StoreError, TimeTravelStore};
 
-/// The entries for `tenant`: objects in `scope` changed after `point` up to `now`.
-/// `conflict_base`: the sequence whose object versions count as "not changed by someone
-/// else" (a report's target); `None`: `now`.
-pub fn entries(
-    store: &TimeTravelStore,
-    tenant: &str,
-    point: u64,
-    now: u64,
-    conflict_base: Option<u64>,
-    scope: &Scope,
-) -> Result<Vec<PlanEntry>, StoreError> {
+/// One object to plan for, and the facets of it others changed after the authors (empty
+/// without authors).
+pub struct Entry {
+    pub entry: PlanEntry,
+    pub later: BTreeMap<Facet, BTreeSet<String>>,
+}
+
+/// What the planner is asked for.
+pub struct Request<'a> {
+    pub tenant: &'a str,
+    pub point: u64,
+    pub now: u64,
+    /// The sequence whose object versions count as "not changed by someone else" (a
+    /// report's target); `None`: `now`.
+    pub conflict_base: Option<u64>,
+    pub scope: &'a Scope,
+    /// Whose changes to set back (empty: all).
+    pub authors: &'a Authors,
+    /// With authors: leave the facets others changed after them as they are.
+    pub keep_later: bool,
+}
+
+/// The entries for the request: objects in scope changed after the point up to now.
+pub fn entries(store: &TimeTravelStore, r: &Request<'_>) -> Result<Vec<Entry>, StoreError> {
     let mut candidates: BTreeMap<String, ObjectKind> = BTreeMap::new();
-    if now > point {
-        for changed in store.changed_between(tenant, point, now)? {
-            if !scope.kinds.is_empty() && !scope.kinds.contains(&changed.kind) {
+    if r.now > r.point {
+        for changed in store.changed_between(r.tenant, r.point, r.now)? {
+            if !r.scope.kinds.is_empty() && !r.scope.kinds.contains(&changed.kind) {
                 continue;
             }
-            if !scope.ids.is_empty() && scope.ids.binary_search(&changed.id).is_err() {
+            if !r.scope.ids.is_empty() && r.scope.ids.binary_search(&changed.id).is_err() {
                 continue;
             }
             candidates.insert(changed.id, changed.kind);
@@ -37,30 +55,21 @@ pub fn entries(
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let chunk = candidates.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<PlanEntry>, StoreError>> = std::thread::scope(|s| {
+    let parts: Vec<Result<Vec<Entry>, StoreError>> = std::thread::scope(|s| {
         let handles: Vec<_> = candidates
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
-                    part.iter()
-                        .map(|(id, kind)| {
-                            let desired = store.object_at(tenant, id, point)?;
-                            let current = store.object_at(tenant, id, now)?;
-                            let planned_version = match conflict_base {
-                                Some(seq) if seq != now => {
-                                    store.object_at(tenant, id, seq)?.map_or(0, |o| o.version)
-                                }
-                                _ => current.as_ref().map_or(0, |o| o.version),
-                            };
-                            Ok(PlanEntry {
-                                kind: *kind,
-                                id: id.clone(),
-                                current,
-                                desired,
-                                planned_version,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, StoreError>>()
+                    let mut out = Vec::with_capacity(part.len());
+                    for (id, kind) in part {
+                        let entry = if r.authors.is_empty() {
+                            Some(whole(store, r, id, *kind)?)
+                        } else {
+                            authored(store, r, id, *kind)?
+                        };
+                        out.extend(entry);
+                    }
+                    Ok(out)
                 })
             })
             .collect();
@@ -69,7 +78,7 @@ pub fn entries(
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
                     Err(StoreError::Corrupt {
-                        key: tenant.to_string(),
+                        key: r.tenant.to_string(),
                         reason: "a planning worker panicked".into(),
                     })
                 })
@@ -81,4 +90,70 @@ pub fn entries(
         out.extend(part?);
     }
     Ok(out)
+}
+
+/// The whole object back to the point.
+fn whole(
+    store: &TimeTravelStore,
+    r: &Request<'_>,
+    id: &str,
+    kind: ObjectKind,
+) -> Result<Entry, StoreError> {
+    let desired = store.object_at(r.tenant, id, r.point)?;
+    let current = store.object_at(r.tenant, id, r.now)?;
+    let planned_version = match r.conflict_base {
+        Some(seq) if seq != r.now => store.object_at(r.tenant, id, seq)?.map_or(0, |o| o.version),
+        _ => current.as_ref().map_or(0, |o| o.version),
+    };
+    Ok(Entry {
+        entry: PlanEntry {
+            kind,
+            id: id.to_string(),
+            current,
+            desired,
+            planned_version,
+        },
+        later: BTreeMap::new(),
+    })
+}
+
+/// Only what the authors changed after the point set back (`None`: they changed nothing
+/// in it).
+fn authored(
+    store: &TimeTravelStore,
+    r: &Request<'_>,
+    id: &str,
+    kind: ObjectKind,
+) -> Result<Option<Entry>, StoreError> {
+    let history = store.history(r.tenant, id)?;
+    let events = history
+        .iter()
+        .filter(|h| h.sequence > r.point && h.sequence <= r.now)
+        .map(|h| (h.sequence, &h.event));
+    let touched = authorship::touched(events, r.authors);
+    if touched.is_empty() {
+        return Ok(None);
+    }
+    let current = store.object_at(r.tenant, id, r.now)?;
+    let before = match touched.lifecycle {
+        Some(sequence) => store.object_at(r.tenant, id, sequence - 1)?,
+        None => None,
+    };
+    let keep: BTreeSet<Facet> = if r.keep_later {
+        touched.later.keys().cloned().collect()
+    } else {
+        BTreeSet::new()
+    };
+    let desired = authorship::narrow(current.as_ref(), before.as_ref(), &touched, &keep);
+    let planned_version = current.as_ref().map_or(0, |o| o.version);
+    Ok(Some(Entry {
+        entry: PlanEntry {
+            kind,
+            id: id.to_string(),
+            current,
+            desired,
+            planned_version,
+        },
+        later: touched.later,
+    }))
 }

@@ -59,9 +59,17 @@ pub(crate) fn job_record(
         success,
         reason: reason.to_string(),
     });
+    let scope = job.scope.clone().unwrap_or_default();
     record.details_json = to_canonical_string(&json!({
         "state": crate::state_name(job.state),
         "point": job.point.as_ref().map(|p| p.sequence),
+        // What the job covers: kinds, how many ids, and whose changes when only some.
+        "scope": {
+            "kinds": scope.kinds,
+            "ids": scope.ids.len(),
+            "changedBy": scope.changed_by,
+            "changesOfJob": scope.changes_of_job,
+        },
         "undoOf": job.undo_of,
         "approvedBy": job.approved_by,
         "operationsTotal": job.operations_total,

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use backtrack_differ::{Progress, Scope};
 use backtrack_directory::writer::Origin;
+use backtrack_domain::authorship::Authors;
 use backtrack_domain::batch::{BatchPolicy, BatchStep, Met, PlannedOutcome, StepResult};
 use backtrack_domain::canonical::to_canonical_string;
+use backtrack_domain::diff::diff_objects;
 use backtrack_domain::recovery::Plan;
 use backtrack_domain::ObjectKind;
 use backtrack_platform::clock::now_ms;
@@ -25,7 +27,7 @@ use backtrack_snapshotter::backups::BackupRequest;
 use crate::error::RecoveryError;
 use crate::records::{self, action_json};
 use crate::store::JobStore;
-use crate::{state_name, Recovery};
+use crate::{planner, state_name, Recovery};
 
 /// Warnings a job record lists at most (counts cover the rest).
 const MAX_WARNINGS: usize = 100;
@@ -241,14 +243,17 @@ impl Recovery {
                 let now = self.snapshotter().catch_up().await?;
                 let point = job.point.clone().unwrap_or_default();
                 let base = (job.conflict_base_sequence > 0).then_some(job.conflict_base_sequence);
+                let (scope, authors) = scope_of(job);
+                let on_conflict =
+                    v1::OnConflict::try_from(job.on_conflict).unwrap_or(v1::OnConflict::Overwrite);
                 let computed = self
                     .compute_plan(
                         &job.tenant,
                         &point,
                         now,
                         base,
-                        &scope_of(job),
-                        job.ca_report_only,
+                        (&scope, &authors),
+                        (on_conflict, job.ca_report_only),
                     )
                     .await?
                     .plan;
@@ -534,11 +539,37 @@ impl Recovery {
         if !cancelled {
             let now = self.snapshotter().catch_up().await?;
             let store = self.snapshotter().store().clone();
-            let (tenant, scope) = (job.tenant.clone(), scope_of(job));
+            let (tenant, (scope, authors)) = (job.tenant.clone(), scope_of(job));
             let point = job.point.as_ref().map_or(0, |p| p.sequence);
+            let keep_later = job.on_conflict == v1::OnConflict::Skip as i32;
             // Counted as found; only the first ids are kept.
             let (residual, ids) = tokio::task::spawn_blocking(move || {
                 let (mut residual, mut ids) = (0u64, Vec::new());
+                if !authors.is_empty() {
+                    // What the authors changed that is still not as it was before them.
+                    let entries = planner::entries(
+                        &store,
+                        &planner::Request {
+                            tenant: &tenant,
+                            point,
+                            now,
+                            conflict_base: None,
+                            scope: &scope,
+                            authors: &authors,
+                            keep_later,
+                        },
+                    )?;
+                    for e in entries {
+                        let e = e.entry;
+                        if diff_objects(e.desired.as_ref(), e.current.as_ref()).is_some() {
+                            residual += 1;
+                            if ids.len() < MAX_RESIDUAL_IDS {
+                                ids.push(e.id);
+                            }
+                        }
+                    }
+                    return Ok((residual, ids));
+                }
                 backtrack_differ::compute::compute_each(
                     &store,
                     &tenant,
@@ -679,11 +710,16 @@ impl JobStore {
     }
 }
 
-fn scope_of(job: &v1::RecoveryJob) -> Scope {
+/// The job's scope, and whose changes it sets back (none: all).
+fn scope_of(job: &v1::RecoveryJob) -> (Scope, Authors) {
     let scope = job.scope.clone().unwrap_or_default();
     let mut kinds: Vec<ObjectKind> = scope.kinds.iter().filter_map(|k| k.parse().ok()).collect();
     kinds.sort();
     let mut ids = scope.ids;
     ids.sort();
-    Scope { kinds, ids }
+    let authors = Authors {
+        actors: scope.changed_by.into_iter().collect(),
+        job: Some(scope.changes_of_job).filter(|j| !j.is_empty()),
+    };
+    (Scope { kinds, ids }, authors)
 }

@@ -28,6 +28,10 @@ pub struct Tenant {
     pub state: TenantState,
     sequence: u64,
     pub now_ms: i64,
+    /// Who the next commands are made by.
+    pub actor: String,
+    /// Every event so far, with its sequence.
+    pub log: Vec<(u64, Event)>,
 }
 
 impl Tenant {
@@ -36,6 +40,8 @@ impl Tenant {
             state: TenantState::default(),
             sequence: 0,
             now_ms: START_MS,
+            actor: "admin@contoso.com".into(),
+            log: Vec::new(),
         }
     }
 
@@ -56,7 +62,7 @@ impl Tenant {
                     tenant: "contoso".into(),
                     kind: p.kind.as_str().into(),
                     object_id: p.object_id,
-                    actor: "admin@contoso.com".into(),
+                    actor: self.actor.clone(),
                     time_ms: self.now_ms,
                     source: "tests/decide".into(),
                     correlation_id: None,
@@ -65,6 +71,7 @@ impl Tenant {
                 change: p.change,
             };
             self.state.apply(&event, self.sequence);
+            self.log.push((self.sequence, event.clone()));
             events.push(event);
         }
         Ok(events)
@@ -127,6 +134,14 @@ pub fn update(id: &str, set: Value) -> Command {
 
 pub fn add(id: &str, relation: &str, targets: &[&str]) -> Command {
     Command::AddLinks {
+        id: id.into(),
+        relation: relation.into(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+pub fn remove(id: &str, relation: &str, targets: &[&str]) -> Command {
+    Command::RemoveLinks {
         id: id.into(),
         relation: relation.into(),
         targets: targets.iter().map(|t| t.to_string()).collect(),

@@ -225,6 +225,8 @@ async fn the_recovery_scenario_runs_in_process_and_over_grpc() -> anyhow::Result
     for wanted in [
         "recovery_200_changes_per_s",
         "recovery_200_seconds",
+        "recovery_200_plan_seconds",
+        "recovery_200_plan_changed_by_seconds",
         "recovery_grpc_200_changes_per_s",
         "recovery_grpc_200_seconds",
     ] {
@@ -237,6 +239,15 @@ async fn the_recovery_scenario_runs_in_process_and_over_grpc() -> anyhow::Result
         .unwrap();
     assert_eq!(grpc.baseline.as_deref(), Some("recovery_200_changes_per_s"));
     assert!(grpc.ratio.is_some_and(|r| r > 0.0), "{grpc:?}");
+    let by_actor = report
+        .rows
+        .iter()
+        .find(|r| r.name == "recovery_200_plan_changed_by_seconds")
+        .unwrap();
+    assert_eq!(
+        by_actor.baseline.as_deref(),
+        Some("recovery_200_plan_seconds")
+    );
     for key in ["recovery_200", "recovery_grpc_200"] {
         assert_eq!(
             report.parameters[key]["residual"], 0,

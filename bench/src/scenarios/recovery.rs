@@ -57,7 +57,7 @@ const POLL: Duration = Duration::from_millis(50);
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 /// How long the stopped snapshotter of the differ scenario may take to let go of its store.
 const REOPEN_DEADLINE: Duration = Duration::from_secs(60);
-const ACTOR: &str = "backtrack-bench";
+pub const ACTOR: &str = "backtrack-bench";
 const SEED: u64 = 17;
 /// The department every changed user gets; no user has it before.
 const INCIDENT_DEPARTMENT: &str = "Incident";
@@ -149,6 +149,19 @@ pub struct RecoveryRun {
     pub job: v1::RecoveryJob,
     /// Records on `bt.audit.<tenant>.recovery` after the job.
     pub audit_records: u64,
+    /// In process only: the dry runs before the job, of the whole incident and of what
+    /// its actor changed (`changed_by`; the same changes, planned from each object's
+    /// history).
+    pub plans: Option<PlanTimes>,
+}
+
+/// Two dry runs of one incident, timed, with their operation counts.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanTimes {
+    pub whole: Duration,
+    pub whole_operations: usize,
+    pub changed_by: Duration,
+    pub changed_by_operations: usize,
 }
 
 impl RecoveryRun {
@@ -333,21 +346,25 @@ async fn recover(
         backup.id,
         incident.changes()
     ));
+    let request = RecoveryRequest {
+        tenant: tenant.clone(),
+        source: Source::Point(v1::Point {
+            point: Some(v1::point::Point::BackupId(backup.id.clone())),
+        }),
+        kinds: Vec::new(),
+        ids: Vec::new(),
+        on_conflict: v1::OnConflict::Overwrite,
+        ca_report_only: false,
+        requested_by: ACTOR.into(),
+        changed_by: vec![],
+    };
+    let plans = if over_grpc {
+        None
+    } else {
+        Some(plan_times(recovery, &request).await?)
+    };
     let started = Instant::now();
-    let mut job = recovery
-        .start_job(RecoveryRequest {
-            tenant: tenant.clone(),
-            source: Source::Point(v1::Point {
-                point: Some(v1::point::Point::BackupId(backup.id.clone())),
-            }),
-            kinds: Vec::new(),
-            ids: Vec::new(),
-            on_conflict: v1::OnConflict::Overwrite,
-            ca_report_only: false,
-            requested_by: ACTOR.into(),
-            changed_by: vec![],
-        })
-        .await?;
+    let mut job = recovery.start_job(request).await?;
     let mut until_running = None;
     while !is_finished(job.state) && started.elapsed() < JOB_DEADLINE {
         tokio::time::sleep(POLL).await;
@@ -370,6 +387,7 @@ async fn recover(
         until_running,
         job,
         audit_records,
+        plans,
     };
     progress(&format!(
         "recovery {}: {} in {:.2}s: {} objects and {} links changed ({:.0} changes/s), {} already satisfied, {} failed, {} skipped, residual {}, {} audit records",
@@ -386,6 +404,23 @@ async fn recover(
         run.audit_records
     ));
     Ok(run)
+}
+
+/// Dry runs of `request`, whole and narrowed to the incident's actor.
+async fn plan_times(recovery: &Recovery, request: &RecoveryRequest) -> anyhow::Result<PlanTimes> {
+    let started = Instant::now();
+    let whole = recovery.plan(request).await?;
+    let whole_time = started.elapsed();
+    let mut by_actor = request.clone();
+    by_actor.changed_by = vec![ACTOR.into()];
+    let started = Instant::now();
+    let changed_by = recovery.plan(&by_actor).await?;
+    Ok(PlanTimes {
+        whole: whole_time,
+        whole_operations: whole.plan.operations.len(),
+        changed_by: started.elapsed(),
+        changed_by_operations: changed_by.plan.operations.len(),
+    })
 }
 
 fn origin() -> Origin {

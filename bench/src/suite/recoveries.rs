@@ -125,6 +125,18 @@ fn check_recovery(run: &recovery::RecoveryRun, outcome: &mut Outcome) {
             incident.changes()
         ));
     }
+    if let Some(p) = run
+        .plans
+        .filter(|p| p.changed_by_operations != p.whole_operations)
+    {
+        // The incident is all one actor's work: both plans must be the same.
+        problems.push(format!(
+            "the dry run of what {} changed planned {} operations, the whole dry run {}",
+            recovery::ACTOR,
+            p.changed_by_operations,
+            p.whole_operations
+        ));
+    }
     if run.finished() && run.audit_records != run.expected_audit_records() {
         problems.push(format!(
             "published {} audit records for {} applied operations and its start and end ({} expected)",
@@ -177,6 +189,20 @@ fn recovery_rows(run: &recovery::RecoveryRun, report: &mut Report) {
         run.audit_records as f64,
         "records",
     );
+    if let Some(p) = run.plans {
+        report.record(
+            &format!("recovery_{size}_plan_seconds"),
+            p.whole.as_secs_f64(),
+            "seconds",
+        );
+        report.record_against(
+            &format!("recovery_{size}_plan_changed_by_seconds"),
+            p.changed_by.as_secs_f64(),
+            "seconds",
+            Some(&format!("recovery_{size}_plan_seconds")),
+            None,
+        );
+    }
 }
 
 /// `grpc_` for a job whose batches went over gRPC.

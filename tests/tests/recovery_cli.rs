@@ -786,29 +786,47 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     ])
     .unwrap();
 
-    // A report of what mallory changed, object by object.
-    let out = b.cli(&[
-        "diff",
-        "create",
-        "--tenant",
-        T,
-        "--from",
-        &point,
-        "--changed-by",
-        "mallory",
-        "--wait",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("mallory changed 2 object(s)")
-            && stderr.contains("1 of them were changed by others too")
-            && stderr.contains(&format!("{} (also admin)", users[0])),
-        "{stderr}"
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A report of what mallory changed: mallory's changes alone, as they stand now.
+    let report = b
+        .json(&[
+            "diff",
+            "create",
+            "--tenant",
+            T,
+            "--from",
+            &point,
+            "--changed-by",
+            "mallory",
+            "--wait",
+        ])
+        .unwrap();
     assert_eq!(report["changed"], 2, "{report}");
-    let mallorys = BTreeSet::from([users[0].as_str(), users[1].as_str()]);
-    assert_eq!(scope_ids(&report), mallorys, "{report}");
+    assert_eq!(report["scope"]["changedBy"], json!(["mallory"]), "{report}");
+    let shown = b
+        .json(&[
+            "diff",
+            "show",
+            "--tenant",
+            T,
+            report["id"].as_str().unwrap(),
+        ])
+        .unwrap();
+    let first = shown["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["objectId"] == users[0].as_str())
+        .unwrap();
+    let paths: Vec<&str> = first["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    // Admin's new title is not mallory's; the department mallory changed is there, as
+    // admin left it.
+    assert_eq!(paths, ["department"], "{first}");
+    assert_eq!(first["attributes"][0]["target"], "Audit", "{first}");
 
     // The plan sets back mallory's department over admin's later one, and says so.
     let dry = b.cli(&[
@@ -826,7 +844,9 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     let plan = String::from_utf8_lossy(&dry.stdout);
     assert!(
         plan.contains("changed again after mallory: department (by admin); set back")
-            && plan.contains("* 1 object(s) where someone else changed again what mallory changed"),
+            && plan.contains(
+                "* 1 object(s) where someone else changed again what the recovery sets back"
+            ),
         "{plan}"
     );
     let job = recover(&b, &["--from", &point, "--changed-by", "mallory"]);

@@ -39,8 +39,9 @@ pub struct DiffCreateArgs {
     /// Only this object (repeatable; default: every object of the kinds).
     #[arg(long = "id", value_name = "ID", allow_hyphen_values = true)]
     pub ids: Vec<String>,
-    /// Only the objects this actor (a token subject, as in the change feed) changed after
-    /// --from (repeatable): what one account did, object by object.
+    /// Only what this actor (a token subject, as in the change feed) changed after --from
+    /// (repeatable): each object's changes by them alone, as they stand at --to; a
+    /// recovery from the report sets back only those.
     #[arg(long = "changed-by", value_name = "SUBJECT")]
     pub changed_by: Vec<String>,
     /// Wait for the report to finish, showing progress; fails when the report fails or is cancelled.

@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::diff_names::{link_target_names, Names};
 use super::diff_view::{parse_items, print_page, print_report, print_reports, state_name};
-use super::events::ChangedBy;
 use crate::args::{DiffCommand, DiffCreateArgs, DiffExportArgs, DiffShowArgs, GlobalArgs};
 use crate::args::{DiffRefArgs, OutputFormat};
 use crate::client::{diff_client, DiffClient};
@@ -31,22 +30,7 @@ const POLL: Duration = Duration::from_millis(200);
 pub async fn run(g: &GlobalArgs, command: DiffCommand) -> anyhow::Result<()> {
     match command {
         DiffCommand::Create(a) => {
-            let mut request = create_request(&a, chrono::Utc::now().timestamp_millis())?;
-            if !a.changed_by.is_empty() {
-                let scope = ChangedBy {
-                    tenant: &a.tenant,
-                    from: &a.from,
-                    actors: &a.changed_by,
-                    kinds: &a.kinds,
-                    ids: &a.ids,
-                };
-                let Some(ids) = scope.ids(g, "report").await? else {
-                    return Ok(());
-                };
-                if let Some(scope) = request.scope.as_mut() {
-                    scope.ids = ids;
-                }
-            }
+            let request = create_request(&a, chrono::Utc::now().timestamp_millis())?;
             let mut client = diff_client(g).await?;
             let report = client.create_report(request).await?.into_inner();
             if a.wait {
@@ -105,6 +89,7 @@ fn create_request(a: &DiffCreateArgs, now_ms: i64) -> anyhow::Result<v1::CreateR
         scope: Some(v1::ReportScope {
             kinds: a.kinds.clone(),
             ids: a.ids.clone(),
+            changed_by: a.changed_by.clone(),
         }),
     })
 }

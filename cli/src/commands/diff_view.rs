@@ -50,7 +50,8 @@ fn time_json(ms: i64) -> Value {
     }
 }
 
-/// A report's header for scripts: `{id, tenant, state, base, target, scope: {kinds, ids},
+/// A report's header for scripts: `{id, tenant, state, base, target, scope: {kinds, ids,
+/// changedBy},
 /// examined, total, changed, summary: [{kind, changeType, count}], createdAt, finishedAt,
 /// requestedBy, error, expiresAt, elapsedMs}`; absent times and an empty error are null.
 pub fn report_json(r: &v1::Report) -> Value {
@@ -66,7 +67,7 @@ pub fn report_json(r: &v1::Report) -> Value {
         "state": state_name(r.state),
         "base": point_json(r.base.as_ref()),
         "target": point_json(r.target.as_ref()),
-        "scope": {"kinds": scope.kinds, "ids": scope.ids},
+        "scope": {"kinds": scope.kinds, "ids": scope.ids, "changedBy": scope.changed_by},
         "examined": r.examined,
         "total": r.total,
         "changed": r.changed,
@@ -99,13 +100,19 @@ fn point_text(p: Option<&v1::ResolvedPoint>) -> String {
 
 /// Which kinds and objects a report covers, in words.
 fn scope_text(scope: Option<&v1::ReportScope>) -> String {
-    let (kinds, ids) = scope.map_or((&[][..], &[][..]), |s| (&s.kinds[..], &s.ids[..]));
-    scope_words(kinds, ids)
+    let Some(scope) = scope else {
+        return scope_words(&[], &[]);
+    };
+    let mut text = scope_words(&scope.kinds, &scope.ids);
+    if !scope.changed_by.is_empty() {
+        text.push_str(&format!("; changes by {}", scope.changed_by.join(", ")));
+    }
+    text
 }
 
 /// A report's or a recovery's scope in words: its kinds (or every kind) and, when it names
-/// objects, the first few ids and how many more (a `--changed-by` scope may name
-/// thousands; `--output json` lists them all).
+/// objects, the first few ids and how many more (a scope may name thousands; `--output
+/// json` lists them all).
 pub fn scope_words(kinds: &[String], ids: &[String]) -> String {
     const SHOWN_IDS: usize = 3;
     let kinds = if kinds.is_empty() {
@@ -389,7 +396,7 @@ mod tests {
             target: point(20, 0, ""),
             scope: Some(v1::ReportScope {
                 kinds: vec!["user".into()],
-                ids: vec![],
+                ..Default::default()
             }),
             changed: 2,
             summary: vec![count("user", "modified", 2)],
@@ -407,7 +414,7 @@ mod tests {
             "id": "r1", "tenant": "contoso", "state": "successful",
             "base": {"sequence": 10, "time": "2026-11-22T05:00:00.000Z", "backupId": "b1"},
             "target": {"sequence": 20, "time": null, "backupId": null},
-            "scope": {"kinds": ["user"], "ids": []},
+            "scope": {"kinds": ["user"], "ids": [], "changedBy": []},
             "examined": 0, "total": 0, "changed": 2,
             "summary": [{"kind": "user", "changeType": "modified", "count": 2}],
             "createdAt": "2026-11-22T05:00:00.000Z", "finishedAt": null, "requestedBy": "admin",
@@ -449,8 +456,17 @@ mod tests {
         let scope = v1::ReportScope {
             kinds: vec!["user".into(), "group".into()],
             ids: vec!["u1".into()],
+            changed_by: vec![],
         };
         assert_eq!(scope_text(Some(&scope)), "user, group; objects u1");
+        let scope = v1::ReportScope {
+            changed_by: vec!["mallory".into(), "eve".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            scope_text(Some(&scope)),
+            "every kind; changes by mallory, eve"
+        );
         let ids: Vec<String> = (1..=5).map(|n| format!("u{n}")).collect();
         assert_eq!(
             scope_words(&[], &ids),

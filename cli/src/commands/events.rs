@@ -1,9 +1,6 @@
-//! `backtrack events tail`: the change feed, one line per event; and the objects some
-//! actors changed after a point (`--changed-by` of `recover` and `diff create`).
+//! `backtrack events tail`: the change feed, one line per event.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use backtrack_domain::event::{Change, TENANT_KIND};
+use backtrack_domain::event::Change;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 use serde_json::{json, Value};
@@ -71,102 +68,6 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Most objects `--changed-by` turns into ids (a job or report record names them all).
-const MAX_CHANGED_BY: usize = 10_000;
-
-/// `--changed-by`: a scope of the objects some actors changed after a point.
-pub struct ChangedBy<'a> {
-    pub tenant: &'a str,
-    /// The point, as `--from` gave it.
-    pub from: &'a str,
-    pub actors: &'a [String],
-    pub kinds: &'a [String],
-    /// `--id`s given besides: the scope keeps only those.
-    pub ids: &'a [String],
-}
-
-impl ChangedBy<'_> {
-    /// The ids for a `job` ("recovery", "report") to cover, said on stderr; `None` (said
-    /// too) when the actors changed nothing in scope.
-    pub async fn ids(&self, g: &GlobalArgs, job: &str) -> anyhow::Result<Option<Vec<String>>> {
-        let connection = connect_channel(g).await?;
-        let changed = changed_by(&connection, self.tenant, self.from, self.kinds).await?;
-        let (who, from) = (self.actors.join(", "), self.from);
-        let in_scope = |id: &String| {
-            self.ids.is_empty() || self.ids.iter().any(|given| given.eq_ignore_ascii_case(id))
-        };
-        let (mut ids, mut shared) = (Vec::new(), Vec::new());
-        for (id, by) in changed.into_iter().filter(|(id, _)| in_scope(id)) {
-            if by.iter().any(|a| self.actors.contains(a)) {
-                if let Some(other) = by.iter().find(|a| !self.actors.contains(a)) {
-                    shared.push(format!("{id} (also {other})"));
-                }
-                ids.push(id);
-            }
-        }
-        if ids.is_empty() {
-            eprintln!("no {job}: {who} changed nothing in scope after {from}");
-            return Ok(None);
-        }
-        if ids.len() > MAX_CHANGED_BY {
-            refuse!(
-                "{who} changed {} objects after {from}, more than one {job} names by id \
-                 ({MAX_CHANGED_BY}): narrow it by --kind, or leave out --changed-by",
-                ids.len()
-            );
-        }
-        eprintln!(
-            "{who} changed {} object(s) after {from}; the {job} covers those",
-            ids.len()
-        );
-        if !shared.is_empty() {
-            // Each object comes back whole: what others changed in it goes too.
-            eprintln!(
-                "{} of them were changed by others too after {from}, and the {job} covers their \
-                 changes as well (to leave one out, name the others with --id): {}",
-                shared.len(),
-                shared.join(", ")
-            );
-        }
-        Ok(Some(ids))
-    }
-}
-
-/// Who changed which object after `since` (a point as `--since` takes it) up to the
-/// events stored now, of `kinds` when given: each object's actors.
-async fn changed_by(
-    connection: &Connection,
-    tenant: &str,
-    since: &str,
-    kinds: &[String],
-) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
-    let start = Start::after(connection, tenant, since).await?;
-    let mut stream = connection
-        .directory()
-        .watch_events(v1::WatchEventsRequest {
-            tenant: tenant.to_string(),
-            from_sequence: start.from_sequence,
-            from_start: start.from_start,
-            until_now: true,
-            after_time_ms: start.after_time_ms,
-            kinds: kinds.to_vec(),
-            object_ids: vec![],
-            actors: vec![],
-        })
-        .await?
-        .into_inner();
-    let mut actors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    while let Some(envelope) = stream.message().await? {
-        if let Some(event) = envelope.event.filter(|e| e.kind != TENANT_KIND) {
-            actors
-                .entry(event.object_id)
-                .or_default()
-                .insert(event.actor);
-        }
-    }
-    Ok(actors)
 }
 
 /// Where the feed starts, as `WatchEvents` takes it.

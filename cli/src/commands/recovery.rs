@@ -41,14 +41,9 @@ pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
         if let Some(note) = instant_note(&request, plan.point.as_ref()) {
             eprintln!("{note}");
         }
-        // Only a plan from a report has a conflict base; with --changed-by, a later change
-        // by someone else to what the actors changed is the conflict.
-        let after = if who.is_empty() {
-            "the report, in ways it does not show".to_string()
-        } else {
-            who.clone()
-        };
-        let after = after.as_str();
+        // Only a plan from a report has a conflict base (with --changed-by, a later change
+        // by someone else to what the actors changed is the conflict, said in the notes).
+        let after = "the report, in ways it does not show";
         if a.dry_run {
             print_plan(g, &plan, after);
             return Ok(());

@@ -306,7 +306,8 @@ fn changed_after_base_note(p: &v1::RecoveryPlan, after: &str) -> Option<String> 
     if p.conflict_base == 0 {
         // Set back only some authors' changes: others changed again what they changed.
         return Some(format!(
-            "* {changed} object(s) where someone else changed again what {after} changed              (the notes say what, and who): {what}"
+            "* {changed} object(s) where someone else changed again what the recovery sets \
+             back (the notes say what, and who): {what}"
         ));
     }
     Some(format!(

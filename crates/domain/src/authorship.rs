@@ -66,6 +66,33 @@ impl Authors {
     }
 }
 
+/// Most actors one scope names.
+pub const MAX_ACTORS: usize = 100;
+
+/// Actors as a caller names them (token subjects, as the feed shows them), checked,
+/// sorted and without repeats; the error says what is wrong and how to fix it.
+pub fn parse_actors(actors: &[String]) -> Result<Vec<String>, String> {
+    if actors.len() > MAX_ACTORS {
+        return Err(format!(
+            "changed_by names {} actors; at most {MAX_ACTORS}",
+            actors.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(actors.len());
+    for actor in actors {
+        if actor.trim().is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
+            return Err(format!(
+                "'{}' is not an actor: give the subject the feed and history show as ACTOR (at most 256 characters)",
+                crate::validate::printable(actor)
+            ));
+        }
+        out.push(actor.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// A facet's value before the authors' first change of it, and that change's sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Before<T> {

@@ -106,6 +106,8 @@ impl DiffService for DiffApi {
         let scope = Scope {
             kinds: parse_kinds(&scope.kinds)?,
             ids: parse_ids(&scope.ids)?,
+            changed_by: backtrack_domain::authorship::parse_actors(&scope.changed_by)
+                .map_err(Status::invalid_argument)?,
         };
         let entry = AuditEntry::new(&ctx, &r.tenant, category::REPORT, action::REPORT_CREATED);
         let result = self
@@ -301,7 +303,7 @@ fn report_json(report: &v1::Report) -> serde_json::Value {
     json!({
         "base": point(report.base.as_ref()),
         "target": point(report.target.as_ref()),
-        "scope": { "kinds": scope.kinds, "ids": scope.ids.len() },
+        "scope": { "kinds": scope.kinds, "ids": scope.ids.len(), "changedBy": scope.changed_by },
         "state": crate::state_name(report.state),
     })
 }

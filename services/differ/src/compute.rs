@@ -1,11 +1,14 @@
 //! Computing a report: only the objects the change index names between the two
 //! sequences are read, so the cost follows the changes, not the tenant's size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use backtrack_domain::authorship::{self, Authors, Facet, Touched};
+use backtrack_domain::diff::{diff_objects, ObjectDiff};
+use backtrack_domain::object::DirectoryObject;
 use backtrack_domain::ObjectKind;
-use backtrack_store::{TimeTravelStore, TwoPointReader};
+use backtrack_store::{StoreError, TimeTravelStore};
 
 use crate::error::DifferError;
 use crate::report::Item;
@@ -16,6 +19,8 @@ pub struct Scope {
     pub kinds: Vec<ObjectKind>,
     /// Lower-case ids.
     pub ids: Vec<String>,
+    /// Only these actors' changes (sorted; empty: everyone's).
+    pub changed_by: Vec<String>,
 }
 
 /// Progress a running computation publishes.
@@ -45,6 +50,12 @@ pub fn compute_each(
     progress: &Progress,
     mut emit: impl FnMut(Vec<Item>) -> Result<(), DifferError>,
 ) -> Result<(), DifferError> {
+    if !scope.changed_by.is_empty() && base > target {
+        return Err(DifferError::Invalid(
+            "a report of some actors' changes (changed_by) needs its base before its target".into(),
+        ));
+    }
+    let authors = Authors::actors(scope.changed_by.iter().cloned());
     let (low, high) = (base.min(target), base.max(target));
     let mut candidates: Vec<(ObjectKind, String)> = Vec::new();
     for changed in store.changed_between(tenant, low, high)? {
@@ -76,7 +87,7 @@ pub fn compute_each(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 let done = done.clone();
-                let (pieces, next, stop) = (&pieces, &next, &stop);
+                let (pieces, next, stop, authors) = (&pieces, &next, &stop, &authors);
                 scope.spawn(move || {
                     let mut reader = store.two_point_reader(tenant);
                     while !stop.load(Ordering::Relaxed) {
@@ -84,7 +95,18 @@ pub fn compute_each(
                         let Some(piece) = pieces.get(index) else {
                             return;
                         };
-                        let items = diff_some(&mut reader, base, target, piece, progress);
+                        let items = if authors.is_empty() {
+                            diff_some(piece, progress, |id| Ok(reader.diff(id, base, target)?))
+                        } else {
+                            let window = Window {
+                                tenant,
+                                base,
+                                target,
+                            };
+                            diff_some(piece, progress, |id| {
+                                diff_authored(store, &window, authors, id)
+                            })
+                        };
                         if done.send((index, items)).is_err() {
                             return;
                         }
@@ -118,23 +140,86 @@ pub fn compute_each(
     })
 }
 
+/// The items of `candidates`: `diff` says how each changed (`None`: it did not).
 fn diff_some(
-    reader: &mut TwoPointReader<'_>,
-    base: u64,
-    target: u64,
     candidates: &[(ObjectKind, String)],
     progress: &Progress,
+    mut diff: impl FnMut(&str) -> Result<Option<ObjectDiff>, DifferError>,
 ) -> Result<Vec<Item>, DifferError> {
     let mut items = Vec::new();
     for (i, (_, id)) in candidates.iter().enumerate() {
         if i % 256 == 0 && progress.cancelled.load(Ordering::Relaxed) {
             return Err(DifferError::Precondition("the report was cancelled".into()));
         }
-        if let Some(diff) = reader.diff(id, base, target)? {
+        if let Some(diff) = diff(id)? {
             items.push(Item::new(&diff));
             progress.changed.fetch_add(1, Ordering::Relaxed);
         }
         progress.examined.fetch_add(1, Ordering::Relaxed);
     }
     Ok(items)
+}
+
+/// A tenant and two sequences: a report's, or a recovery's point and now.
+pub struct Window<'a> {
+    pub tenant: &'a str,
+    pub base: u64,
+    pub target: u64,
+}
+
+/// One object at the target, and with some authors' changes after the base taken out.
+pub struct WithoutAuthors {
+    /// What they changed in it.
+    pub touched: Touched,
+    pub current: Option<DirectoryObject>,
+    /// `current` with their changes set back, except the facets `keep` chose.
+    pub without: Option<DirectoryObject>,
+}
+
+/// Object `id` as the window's target holds it and with what `authors` changed in the
+/// window taken out (each facet back to what they found), reading its versions from
+/// `store`; `keep` picks, from what they touched, facets to leave as they are. `None`:
+/// they changed nothing in it.
+pub fn without_authors(
+    store: &TimeTravelStore,
+    w: &Window<'_>,
+    id: &str,
+    authors: &Authors,
+    keep: impl FnOnce(&Touched) -> BTreeSet<Facet>,
+) -> Result<Option<WithoutAuthors>, StoreError> {
+    let history = store.history(w.tenant, id)?;
+    let events = history
+        .iter()
+        .filter(|h| h.sequence > w.base && h.sequence <= w.target)
+        .map(|h| (h.sequence, &h.event));
+    let touched = authorship::touched(events, authors);
+    if touched.is_empty() {
+        return Ok(None);
+    }
+    let current = store.object_at(w.tenant, id, w.target)?;
+    let before = match touched.lifecycle {
+        Some(sequence) => store.object_at(w.tenant, id, sequence - 1)?,
+        None => None,
+    };
+    let keep = keep(&touched);
+    let without = authorship::narrow(current.as_ref(), before.as_ref(), &touched, &keep);
+    Ok(Some(WithoutAuthors {
+        touched,
+        current,
+        without,
+    }))
+}
+
+/// How object `id` changed by `authors` alone: at the window's target against itself
+/// with their changes taken out.
+fn diff_authored(
+    store: &TimeTravelStore,
+    w: &Window<'_>,
+    authors: &Authors,
+    id: &str,
+) -> Result<Option<ObjectDiff>, DifferError> {
+    let Some(a) = without_authors(store, w, id, authors, |_| BTreeSet::new())? else {
+        return Ok(None);
+    };
+    Ok(diff_objects(a.without.as_ref(), a.current.as_ref()))
 }

@@ -124,6 +124,12 @@ impl Differ {
         let tenant = request.tenant.clone();
         let base = s.resolve(&tenant, Some(&request.base)).await?;
         let target = s.resolve(&tenant, request.target.as_ref()).await?;
+        if !request.scope.changed_by.is_empty() && base.sequence > target.sequence {
+            return Err(DifferError::Invalid(format!(
+                "the base (sequence {}) lies after the target (sequence {}): a report of what some actors changed runs forward in time; swap the two points",
+                base.sequence, target.sequence
+            )));
+        }
         let fingerprint = fingerprint(base.sequence, target.sequence, &request.scope);
         if let Some(id) = self.inner.jobs.cached(&tenant, &fingerprint).await? {
             if let Some(report) = self.inner.jobs.report(&tenant, &id).await? {
@@ -156,6 +162,7 @@ impl Differ {
                     .map(|k| k.as_str().to_string())
                     .collect(),
                 ids: request.scope.ids.clone(),
+                changed_by: request.scope.changed_by.clone(),
             }),
             created_at_ms: created,
             requested_by: request.requested_by,
@@ -474,6 +481,14 @@ fn fingerprint(base: u64, target: u64, scope: &Scope) -> String {
     for id in &scope.ids {
         hasher.update(id.as_bytes());
         hasher.update(b",");
+    }
+    // Reports of everyone's changes keep the fingerprints they had.
+    if !scope.changed_by.is_empty() {
+        hasher.update(b":by:");
+        for actor in &scope.changed_by {
+            hasher.update(actor.as_bytes());
+            hasher.update(b"\n");
+        }
     }
     hex::encode(&hasher.finalize()[..16])
 }

@@ -206,6 +206,7 @@ async fn reports_list_exactly_the_changes_between_two_points() {
         scope: Scope {
             kinds: vec![ObjectKind::User],
             ids: vec![],
+            ..Scope::default()
         },
         ..request
     };
@@ -345,6 +346,7 @@ async fn a_running_report_can_be_cancelled_from_any_replica_and_frees_the_tenant
         scope: Scope {
             kinds: vec![ObjectKind::User],
             ids: Vec::new(),
+            ..Scope::default()
         },
         ..request
     };

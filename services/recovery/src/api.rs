@@ -115,30 +115,9 @@ fn parse_ids(ids: &[String]) -> Result<Vec<String>, Status> {
     Ok(out)
 }
 
-/// Most actors one `changed_by` names.
-const MAX_ACTORS: usize = 100;
-
 /// The actors of `changed_by`, sorted and without repeats.
 fn parse_actors(actors: &[String]) -> Result<Vec<String>, Status> {
-    if actors.len() > MAX_ACTORS {
-        return Err(Status::invalid_argument(format!(
-            "changed_by names {} actors; at most {MAX_ACTORS} per recovery",
-            actors.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(actors.len());
-    for actor in actors {
-        if actor.trim().is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
-            return Err(Status::invalid_argument(format!(
-                "'{}' is not an actor: give the subject the feed and history show as ACTOR (at most 256 characters)",
-                validate::printable(actor)
-            )));
-        }
-        out.push(actor.clone());
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    backtrack_domain::authorship::parse_actors(actors).map_err(Status::invalid_argument)
 }
 
 fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPlan {
@@ -397,7 +376,9 @@ fn requester<T>(caller: &Caller, request: &Request<T>) -> crate::Requester {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_actors, MAX_ACTORS};
+    use backtrack_domain::authorship::MAX_ACTORS;
+
+    use super::parse_actors;
 
     #[test]
     fn actors_are_checked_sorted_and_deduplicated() {

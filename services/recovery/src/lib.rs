@@ -197,7 +197,7 @@ impl Recovery {
         let mut authors = Authors::actors(request.changed_by.iter().cloned());
         if !authors.is_empty() && !matches!(request.source, Source::Point(_)) {
             return Err(RecoveryError::Invalid(
-                "--changed-by works from a point (--from): a report's scope is whole objects; recover from the report's base with --from and --changed-by instead".into(),
+                "--changed-by goes with a point (--from); a report made with --changed-by carries its actors, and a recovery from it sets back only their changes".into(),
             ));
         }
         let (point, mut scope, report_id, conflict_base) = match &request.source {
@@ -215,14 +215,25 @@ impl Recovery {
                     .iter()
                     .filter_map(|k| k.parse::<ObjectKind>().ok())
                     .collect();
+                // A report of some actors' changes: set back what they changed since its
+                // base; a later change by someone else is a conflict of that thing alone.
+                let authored = !scope.changed_by.is_empty();
+                if authored {
+                    authors = Authors::actors(scope.changed_by);
+                }
                 (
                     report.base.clone().unwrap_or_default(),
                     Scope {
                         kinds,
                         ids: scope.ids,
+                        ..Scope::default()
                     },
                     report.id.clone(),
-                    report.target.as_ref().map(|t| t.sequence),
+                    report
+                        .target
+                        .as_ref()
+                        .map(|t| t.sequence)
+                        .filter(|_| !authored),
                 )
             }
             Source::Undo(id) => {
@@ -253,6 +264,7 @@ impl Recovery {
                 let scope = Scope {
                     kinds: scope.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
                     ids: scope.ids,
+                    ..Scope::default()
                 };
                 let applied = job.applied_through_sequence;
                 (

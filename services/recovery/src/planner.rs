@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use backtrack_differ::compute::{without_authors, Window, WithoutAuthors};
 use backtrack_differ::Scope;
-use backtrack_domain::authorship::{self, Authors, Facet};
+use backtrack_domain::authorship::{Authors, Facet, Touched};
 use backtrack_domain::recovery::PlanEntry;
 use backtrack_domain::ObjectKind;
 use backtrack_store::{StoreError, TimeTravelStore};
@@ -125,26 +126,26 @@ fn authored(
     id: &str,
     kind: ObjectKind,
 ) -> Result<Option<Entry>, StoreError> {
-    let history = store.history(r.tenant, id)?;
-    let events = history
-        .iter()
-        .filter(|h| h.sequence > r.point && h.sequence <= r.now)
-        .map(|h| (h.sequence, &h.event));
-    let touched = authorship::touched(events, r.authors);
-    if touched.is_empty() {
+    let window = Window {
+        tenant: r.tenant,
+        base: r.point,
+        target: r.now,
+    };
+    let keep = |touched: &Touched| -> BTreeSet<Facet> {
+        if r.keep_later {
+            touched.later.keys().cloned().collect()
+        } else {
+            BTreeSet::new()
+        }
+    };
+    let Some(WithoutAuthors {
+        touched,
+        current,
+        without: desired,
+    }) = without_authors(store, &window, id, r.authors, keep)?
+    else {
         return Ok(None);
-    }
-    let current = store.object_at(r.tenant, id, r.now)?;
-    let before = match touched.lifecycle {
-        Some(sequence) => store.object_at(r.tenant, id, sequence - 1)?,
-        None => None,
     };
-    let keep: BTreeSet<Facet> = if r.keep_later {
-        touched.later.keys().cloned().collect()
-    } else {
-        BTreeSet::new()
-    };
-    let desired = authorship::narrow(current.as_ref(), before.as_ref(), &touched, &keep);
     let planned_version = current.as_ref().map_or(0, |o| o.version);
     Ok(Some(Entry {
         entry: PlanEntry {

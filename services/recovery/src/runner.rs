@@ -721,5 +721,10 @@ fn scope_of(job: &v1::RecoveryJob) -> (Scope, Authors) {
         actors: scope.changed_by.into_iter().collect(),
         job: Some(scope.changes_of_job).filter(|j| !j.is_empty()),
     };
-    (Scope { kinds, ids }, authors)
+    let scope = Scope {
+        kinds,
+        ids,
+        ..Scope::default()
+    };
+    (scope, authors)
 }

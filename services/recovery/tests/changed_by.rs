@@ -229,3 +229,67 @@ async fn an_actor_who_changed_nothing_plans_nothing_and_a_report_source_is_refus
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_of_one_actors_changes_shows_them_alone_and_a_recovery_from_it_sets_them_back() {
+    let s = stack(1000).await;
+    let backup = incident(&s).await;
+    let scope = Scope {
+        changed_by: vec![MALLORY.into()],
+        ..Scope::default()
+    };
+    let report = s.report_over(&backup, scope).await;
+    assert_eq!(report.scope.clone().unwrap().changed_by, [MALLORY]);
+    let (_, items) = s.differ.items("t", &report.id).await.unwrap();
+    let item = |id: &str| items.iter().find(|i| i["objectId"] == id).unwrap();
+    let paths = |id: &str| -> Vec<(String, Value, Value)> {
+        item(id)["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let path = a["path"].as_str().unwrap().to_string();
+                (path, a["base"].clone(), a["target"].clone())
+            })
+            .collect()
+    };
+    // Mallory's changes to U1 as they stand now (alice set the title again later); alice's
+    // own rename is not there.
+    assert_eq!(
+        paths(U1),
+        [
+            ("department".into(), json!("Sales"), json!("Hacked")),
+            ("jobTitle".into(), json!("Senior Rep"), json!("Lead")),
+        ]
+    );
+    assert!(paths(G1).is_empty(), "alice's description is not mallory's");
+    let links: Vec<(String, String)> = item(G1)["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let target = l["targetId"].as_str().unwrap().to_string();
+            (target, l["change"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        links,
+        [(U1.into(), "removed".into()), (U2.into(), "added".into())]
+    );
+    assert_eq!(item(U2)["changeType"], "softDeleted");
+    assert_eq!(item(U3)["changeType"], "added");
+    assert_eq!(report.changed, 4);
+
+    let job = s
+        .recovery
+        .start_job(s.request(Source::Report(report.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(job.scope.clone().unwrap().changed_by, [MALLORY]);
+    let job = s.finished(&job).await;
+    assert_eq!((job.failed, job.residual), (0, 0), "{job:?}");
+    assert_eq!(s.attribute(U1, "department").await, Some(json!("Sales")));
+    assert_eq!(s.attribute(U1, "displayName").await, Some(json!("Adele")));
+    assert_eq!(members(&s, G1), [U1]);
+    assert_eq!(deleted(&s, U3), Some(true));
+}

@@ -407,6 +407,7 @@ async fn bad_requests_get_precise_errors() {
             scope: Scope {
                 kinds: vec![ObjectKind::User],
                 ids: vec![],
+                ..Scope::default()
             },
             requested_by: "test".into(),
         })

@@ -186,13 +186,18 @@ impl Stack {
     }
 
     pub async fn report(&self, base: &str) -> v1::Report {
+        self.report_over(base, Scope::default()).await
+    }
+
+    /// A finished report from `base` to now over `scope`.
+    pub async fn report_over(&self, base: &str, scope: Scope) -> v1::Report {
         let report = self
             .differ
             .create_report(ReportRequest {
                 tenant: "t".into(),
                 base: from(base),
                 target: None,
-                scope: Scope::default(),
+                scope,
                 requested_by: "test".into(),
             })
             .await

@@ -9,7 +9,7 @@ use backtrack_domain::diff::diff_objects;
 use backtrack_domain::digest::{tenant_digest, StateDigest};
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::TenantState;
-use backtrack_store::timetravel::query::ListAt;
+use backtrack_store::timetravel::query::{HistoryEntry, ListAt};
 use backtrack_store::{Prepared, SequencedEvent, StoreError, TimeTravelStore};
 use proptest::prelude::*;
 
@@ -254,6 +254,10 @@ proptest! {
             prop_assert_eq!(&entry.event, &e.event);
             prop_assert_eq!(entry.published_ms, e.published_ms);
             prop_assert!(history.windows(2).all(|w| w[0].sequence < w[1].sequence));
+            // A window of it reads the same events.
+            let window = store.history_between("t1", &e.event.meta.object_id, from, to).unwrap();
+            let want: Vec<&HistoryEntry> = history.iter().filter(|h| h.sequence > from && h.sequence <= to).collect();
+            prop_assert_eq!(window.iter().collect::<Vec<_>>(), want);
         }
     }
 

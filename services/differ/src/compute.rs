@@ -187,11 +187,8 @@ pub fn without_authors(
     authors: &Authors,
     keep: impl FnOnce(&Touched) -> BTreeSet<Facet>,
 ) -> Result<Option<WithoutAuthors>, StoreError> {
-    let history = store.history(w.tenant, id)?;
-    let events = history
-        .iter()
-        .filter(|h| h.sequence > w.base && h.sequence <= w.target)
-        .map(|h| (h.sequence, &h.event));
+    let history = store.history_between(w.tenant, id, w.base, w.target)?;
+    let events = history.iter().map(|h| (h.sequence, &h.event));
     let touched = authorship::touched(events, authors);
     if touched.is_empty() {
         return Ok(None);

@@ -227,6 +227,40 @@ impl TimeTravelStore {
         Ok(out)
     }
 
+    /// The events of one object after sequence `after` up to `upto`, oldest first: reads
+    /// only the versions in that window (an object's versions are stored newest first).
+    pub fn history_between(
+        &self,
+        tenant: &str,
+        id: &str,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let prefix = keys::versions(tenant, id);
+        let mut it = self.db().raw_iterator_opt(within_prefix(&prefix));
+        it.seek(keys::version(tenant, id, upto));
+        let mut out = Vec::new();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let sequence = version_sequence(key, &prefix)?;
+            if sequence <= after {
+                break;
+            }
+            let parts = version::parts(key, value)?;
+            out.push(HistoryEntry {
+                sequence,
+                published_ms: parts.published_ms,
+                event: version::event(key, &parts)?,
+            });
+            it.next();
+        }
+        it.status()?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// Every change of a link pointing at `target` (memberships, ownerships, manager of
     /// ...), oldest first. The store keeps links by the object that holds them, so this
     /// reads every link key of the tenant once: its cost grows with the tenant's links.

@@ -210,6 +210,17 @@ impl Backtrack {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A token of `tenant` with one `role`, for `subject`.
+    pub fn token_for(&self, tenant: &str, role: &str, subject: &str) -> String {
+        self.issue_token(&["--tenant", tenant, "--role", role, "--subject", subject])
+    }
+
+    /// Runs `backtrack <args>` with `token`; fails the test if the command fails.
+    pub fn ok_with_token(&self, token: &str, args: &[&str]) {
+        let out = self.cli_with_env(args, &[("BACKTRACK_TOKEN", token)]);
+        assert!(out.status.success(), "backtrack {args:?}: {out:?}");
+    }
+
     pub fn data(&self) -> &Path {
         &self.data_dir
     }

@@ -719,18 +719,8 @@ async fn a_recovery_can_cover_what_one_account_changed() {
         })
         .collect();
     let point = format!("seq:{}", backtrack_e2e::last_sequence(&b).unwrap());
-    let mallory = b.issue_token(&[
-        "--tenant",
-        T,
-        "--role",
-        "DirectoryWriter",
-        "--subject",
-        "mallory",
-    ]);
-    let as_mallory = |args: &[&str]| {
-        let out = b.cli_with_env(args, &[("BACKTRACK_TOKEN", &mallory)]);
-        assert!(out.status.success(), "{out:?}");
-    };
+    let mallory = b.token_for(T, "DirectoryWriter", "mallory");
+    let as_mallory = |args: &[&str]| b.ok_with_token(&mallory, args);
     as_mallory(&[
         "dir",
         "update",

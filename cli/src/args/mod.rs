@@ -10,6 +10,7 @@ mod audit;
 mod backup;
 mod diff;
 mod events;
+mod overview;
 mod recovery;
 
 pub use audit::{AuditCommand, AuditQueryArgs, ResultArg};
@@ -18,6 +19,7 @@ pub use diff::{
     DiffCommand, DiffCreateArgs, DiffExportArgs, DiffRefArgs, DiffShowArgs, ExportFormat,
 };
 pub use events::EventsCommand;
+pub use overview::OverviewArgs;
 pub use recovery::{OnConflictArg, RecoverArgs, RecoveryCommand, RecoveryRefArgs};
 
 #[derive(Debug, Parser)]
@@ -129,6 +131,10 @@ pub enum Command {
     /// The audit trail: query, follow and verify a tenant's hash-chained audit records.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// One screen of a tenant: its size, backups, reports, recoveries, and alerts on the
+    /// changes since --since (deleted or weakened conditional access policies, mass
+    /// deletions, new credentials and roles), each with the dry run that would undo it.
+    Overview(OverviewArgs),
     /// Services, stream position and projection lag; with --tenant also its content digest.
     Status {
         /// Also report this tenant's object count and content digest.
@@ -569,6 +575,7 @@ impl Command {
             Command::Recovery(_) => "recovery",
             Command::Approve { .. } => "approve",
             Command::Audit(_) => "audit",
+            Command::Overview(_) => "overview",
             Command::Status { .. } => "status",
             Command::Token(_) => "token",
         }

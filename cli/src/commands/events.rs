@@ -72,17 +72,21 @@ pub async fn run(g: &GlobalArgs, command: EventsCommand) -> anyhow::Result<()> {
 
 /// Where the feed starts, as `WatchEvents` takes it.
 #[derive(Default)]
-struct Start {
-    from_sequence: u64,
-    from_start: bool,
-    after_time_ms: i64,
+pub(crate) struct Start {
+    pub(crate) from_sequence: u64,
+    pub(crate) from_start: bool,
+    pub(crate) after_time_ms: i64,
 }
 
 impl Start {
     /// The events after `text` (an `--at` style point). A sequence or a time needs only
     /// the directory (`seq:N` is how a consumer resumes); a backup is resolved by the
     /// time-travel service to the sequence it names.
-    async fn after(connection: &Connection, tenant: &str, text: &str) -> anyhow::Result<Start> {
+    pub(crate) async fn after(
+        connection: &Connection,
+        tenant: &str,
+        text: &str,
+    ) -> anyhow::Result<Start> {
         let at = point::parse_flag("--since", text, chrono::Utc::now().timestamp_millis())?;
         let sequence = match at.point {
             None => return Ok(Start::default()),

@@ -9,6 +9,7 @@ mod diff_names;
 mod diff_view;
 mod dir;
 mod events;
+mod overview;
 mod recovery;
 mod recovery_view;
 mod status;
@@ -40,6 +41,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Recover(a) => recovery::recover(&g, a).await,
         Command::Recovery(c) => recovery::run(&g, c).await,
         Command::Approve { job, wait } => recovery::approve(&g, job, wait).await,
+        Command::Overview(a) => overview::run(&g, a).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c).await,
     }

@@ -1,6 +1,8 @@
 //! The pure model of Backtrack's directory: no I/O, no clock, no randomness.
 //!
 //! A tour of the modules:
+//! - [`alerts`]: the changes an administrator must look at first (deleted or weakened
+//!   conditional access policies, mass deletions, new credentials), from a run of events.
 //! - [`audit_chain`]: the hash chain that makes a tenant's audit records tamper-evident.
 //! - [`kind`]: the object kinds (Microsoft Graph names) and which of them are singletons.
 //! - [`schema`]: per kind, the read-only, secret, link and typed attributes.
@@ -21,6 +23,7 @@
 //! Everything that decides lives in `command`; `state` only folds. Time and ids come in
 //! as arguments so every rule is testable without a runtime.
 
+pub mod alerts;
 pub mod audit_chain;
 pub mod authorship;
 pub mod batch;

@@ -1,0 +1,424 @@
+//! `backtrack overview`: one screen of a tenant, for the administrator who wants to know
+//! at once whether something is wrong: its size and log position, its backups and
+//! schedule, its reports and recoveries (running, waiting for approval, the last one),
+//! and alerts on the changes since a point ([`backtrack_domain::alerts`]), each with the
+//! dry run that would undo it. Each part is asked of its own service; a part the caller's
+//! role may not see, or a service that does not answer, says so and the rest still shows.
+
+use backtrack_domain::alerts::{alerts, Alert, Thresholds};
+use backtrack_domain::time::rfc3339_ms;
+use backtrack_proto::convert::event_from_proto;
+use backtrack_proto::v1;
+use serde_json::{json, Value};
+
+use super::events::Start;
+use super::{diff_view, recovery_view};
+use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
+use crate::client::{connect_channel, Connection};
+use crate::output::{outln, print_json, table};
+
+/// Alerts listed in a table at most (`--output json` has them all).
+const SHOWN_ALERTS: usize = 50;
+
+pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
+    let connection = connect_channel(g).await?;
+    let tenant = a.tenant.as_str();
+    // The alerts come first: a bad --since is the caller's mistake, not a missing part.
+    let start = Start::after(&connection, tenant, &a.since).await?;
+    let thresholds = Thresholds {
+        deletions: a.mass_deletions.max(1),
+        link_removals: a.mass_link_removals.max(1),
+    };
+    let watched = watch(&connection, tenant, &start, &thresholds).await;
+    let status = connection
+        .directory()
+        .status(v1::StatusRequest {
+            tenant: tenant.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner());
+    let backups = connection
+        .backup()
+        .list_backups(v1::ListBackupsRequest {
+            tenant: tenant.to_string(),
+            all: false,
+        })
+        .await
+        .map(|r| r.into_inner().backups);
+    let policy = connection
+        .backup()
+        .get_backup_policy(v1::BackupPolicyRequest {
+            tenant: tenant.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner());
+    let reports = connection
+        .diff()
+        .list_reports(v1::ListReportsRequest {
+            tenant: tenant.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner().reports);
+    let recoveries = connection
+        .recovery()
+        .list_recoveries(v1::ListRecoveriesRequest {
+            tenant: tenant.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner().jobs);
+    let view = View {
+        tenant,
+        status: status.map_err(|e| e.message().to_string()),
+        backups: backups.map_err(|e| e.message().to_string()),
+        policy: policy.map_err(|e| e.message().to_string()),
+        reports: reports.map_err(|e| e.message().to_string()),
+        recoveries: recoveries.map_err(|e| e.message().to_string()),
+        watched: watched.map_err(|e| e.to_string()),
+        since: a.since.clone(),
+    };
+    match g.output {
+        OutputFormat::Json => print_json(&view.json()),
+        OutputFormat::Table => view.print(),
+    }
+    Ok(())
+}
+
+/// The events after `start`, read to the tenant's last one, and their alerts.
+struct Watched {
+    events: u64,
+    last: Option<(u64, i64, String)>,
+    alerts: Vec<Alert>,
+}
+
+async fn watch(
+    connection: &Connection,
+    tenant: &str,
+    start: &Start,
+    thresholds: &Thresholds,
+) -> anyhow::Result<Watched> {
+    let mut stream = connection
+        .directory()
+        .watch_events(v1::WatchEventsRequest {
+            tenant: tenant.to_string(),
+            from_sequence: start.from_sequence,
+            from_start: start.from_start,
+            until_now: true,
+            after_time_ms: start.after_time_ms,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(envelope) = stream.message().await? {
+        if let Some(event) = envelope.event {
+            events.push((envelope.sequence, event_from_proto(event)?));
+        }
+    }
+    let last = events
+        .last()
+        .map(|(s, e)| (*s, e.meta.time_ms, e.meta.actor.clone()));
+    Ok(Watched {
+        events: events.len() as u64,
+        last,
+        alerts: alerts(events.iter().map(|(s, e)| (*s, e)), thresholds),
+    })
+}
+
+/// What the overview shows; each part is what its service answered, or why not.
+struct View<'a> {
+    tenant: &'a str,
+    status: Result<v1::StatusResponse, String>,
+    backups: Result<Vec<v1::Backup>, String>,
+    policy: Result<v1::BackupPolicy, String>,
+    reports: Result<Vec<v1::Report>, String>,
+    recoveries: Result<Vec<v1::RecoveryJob>, String>,
+    watched: Result<Watched, String>,
+    since: String,
+}
+
+impl View<'_> {
+    fn print(&self) {
+        let line = |label: &str, text: String| outln!("{label:<11}{text}");
+        line("tenant", self.tenant_text());
+        line("backups", self.backups_text());
+        line("reports", self.reports_text());
+        line("recoveries", self.recoveries_text());
+        let watched = match &self.watched {
+            Ok(w) => w,
+            Err(e) => return line("alerts", format!("not read: {e}")),
+        };
+        let n = watched.alerts.len();
+        line(
+            "alerts",
+            format!("{n} in {} change(s) after {}", watched.events, self.since),
+        );
+        if n == 0 {
+            return;
+        }
+        let shown = &watched.alerts[..n.min(SHOWN_ALERTS)];
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|a| {
+                vec![
+                    a.severity.as_str().to_string(),
+                    a.rule.to_string(),
+                    rfc3339_ms(a.time_ms),
+                    a.actor.clone(),
+                    a.object
+                        .as_ref()
+                        .map(|o| format!("{} {}", o.kind, o.id))
+                        .unwrap_or_default(),
+                    a.what.clone(),
+                ]
+            })
+            .collect();
+        outln!();
+        table(
+            &["SEVERITY", "RULE", "WHEN", "ACTOR", "OBJECT", "WHAT"],
+            &rows,
+        );
+        if n > SHOWN_ALERTS {
+            outln!("… and {} more (--output json lists them)", n - SHOWN_ALERTS);
+        }
+        outln!();
+        outln!("to see what undoing each would do (a dry run; drop --dry-run to recover):");
+        let mut seen = Vec::new();
+        for a in shown {
+            let command = undo_command(self.tenant, a);
+            if !seen.contains(&command) {
+                outln!("  {command}");
+                seen.push(command);
+            }
+        }
+    }
+
+    fn tenant_text(&self) -> String {
+        match &self.status {
+            Ok(s) => {
+                let objects = s
+                    .tenant
+                    .as_ref()
+                    .map_or("?".to_string(), |t| t.objects.to_string());
+                let last = match self.watched.as_ref().ok().and_then(|w| w.last.as_ref()) {
+                    Some((sequence, time, actor)) => format!(
+                        "; its last change sequence {sequence} at {} by {actor}",
+                        rfc3339_ms(*time)
+                    ),
+                    None => "; no change after --since".to_string(),
+                };
+                format!(
+                    "{}: {objects} objects (live and in the recycle bin); log at sequence {}{last}",
+                    self.tenant, s.last_sequence
+                )
+            }
+            Err(e) => format!("{}: {e}", self.tenant),
+        }
+    }
+
+    fn backups_text(&self) -> String {
+        let schedule = match &self.policy {
+            Ok(p) if p.schedule.is_empty() => "; no schedule".to_string(),
+            Ok(p) => format!(
+                "; schedule \"{}\" (UTC), kept {} day(s)",
+                p.schedule, p.retention_days
+            ),
+            Err(_) => String::new(),
+        };
+        match &self.backups {
+            Ok(list) => match list.iter().max_by_key(|b| (b.created_at_ms, b.sequence)) {
+                Some(b) => format!(
+                    "{} kept; latest {} at {} (sequence {}, {}){schedule}",
+                    list.len(),
+                    b.id,
+                    rfc3339_ms(b.created_at_ms),
+                    b.sequence,
+                    trigger(b.trigger)
+                ),
+                None => format!("none kept{schedule}"),
+            },
+            Err(e) => e.clone(),
+        }
+    }
+
+    fn reports_text(&self) -> String {
+        match &self.reports {
+            Ok(list) => match list.iter().max_by_key(|r| r.created_at_ms) {
+                Some(r) => format!(
+                    "{}; latest {} {} ({} changed objects)",
+                    list.len(),
+                    r.id,
+                    diff_view::state_name(r.state),
+                    r.changed
+                ),
+                None => "none".to_string(),
+            },
+            Err(e) => e.clone(),
+        }
+    }
+
+    fn recoveries_text(&self) -> String {
+        let list = match &self.recoveries {
+            Ok(list) => list,
+            Err(e) => return e.clone(),
+        };
+        let Some(latest) = list.iter().max_by_key(|j| j.created_at_ms) else {
+            return "none".to_string();
+        };
+        let (running, waiting) = recovery_counts(list);
+        format!(
+            "{}; latest {} {}; {running} running, {waiting} awaiting approval",
+            list.len(),
+            latest.id,
+            recovery_view::state_name(latest.state)
+        )
+    }
+
+    fn json(&self) -> Value {
+        let part = |r: Result<Value, &String>| match r {
+            Ok(v) => v,
+            Err(e) => json!({ "error": e }),
+        };
+        let status = part(self.status.as_ref().map(|s| {
+            json!({
+                "lastSequence": s.last_sequence,
+                "objects": s.tenant.as_ref().map(|t| t.objects),
+            })
+        }));
+        let backups = part(self.backups.as_ref().map(|list| {
+            let latest = list.iter().max_by_key(|b| (b.created_at_ms, b.sequence));
+            json!({
+                "count": list.len(),
+                "latest": latest.map(|b| json!({
+                    "id": b.id, "sequence": b.sequence, "createdAt": rfc3339_ms(b.created_at_ms),
+                    "trigger": trigger(b.trigger),
+                })),
+                "schedule": self.policy.as_ref().ok().map(|p| p.schedule.clone()),
+            })
+        }));
+        let reports = part(self.reports.as_ref().map(|list| {
+            let latest = list.iter().max_by_key(|r| r.created_at_ms);
+            json!({
+                "count": list.len(),
+                "latest": latest.map(diff_view::report_json),
+            })
+        }));
+        let recoveries = part(self.recoveries.as_ref().map(|list| {
+            let (running, waiting) = recovery_counts(list);
+            let latest = list.iter().max_by_key(|j| j.created_at_ms);
+            json!({
+                "count": list.len(),
+                "running": running,
+                "awaitingApproval": waiting,
+                "latest": latest.map(|j| json!({"id": j.id, "state": recovery_view::state_name(j.state)})),
+            })
+        }));
+        let alerts = part(self.watched.as_ref().map(|w| {
+            let alerts: Vec<Value> = w
+                .alerts
+                .iter()
+                .map(|a| {
+                    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+                    v["time"] = json!(rfc3339_ms(a.time_ms));
+                    v["undo"] = json!(undo_command(self.tenant, a));
+                    v
+                })
+                .collect();
+            json!({ "since": self.since, "events": w.events, "alerts": alerts })
+        }));
+        json!({
+            "tenant": self.tenant,
+            "status": status,
+            "backups": backups,
+            "reports": reports,
+            "recoveries": recoveries,
+            "changes": alerts,
+        })
+    }
+}
+
+/// Jobs running (or about to), and jobs waiting for a second administrator.
+fn recovery_counts(jobs: &[v1::RecoveryJob]) -> (usize, usize) {
+    use v1::RecoveryState as S;
+    let state = |j: &v1::RecoveryJob| S::try_from(j.state).unwrap_or(S::Unspecified);
+    let running = jobs
+        .iter()
+        .filter(|j| {
+            matches!(
+                state(j),
+                S::RecoveryInitialized | S::RecoveryCalculating | S::RecoveryRunning
+            )
+        })
+        .count();
+    let waiting = jobs
+        .iter()
+        .filter(|j| state(j) == S::RecoveryAwaitingApproval)
+        .count();
+    (running, waiting)
+}
+
+fn trigger(trigger: i32) -> &'static str {
+    match v1::BackupTrigger::try_from(trigger) {
+        Ok(v1::BackupTrigger::Scheduled) => "scheduled",
+        Ok(v1::BackupTrigger::PreRecovery) => "before a recovery",
+        _ => "on demand",
+    }
+}
+
+/// The dry run that would set back what the alert is about: the actor's changes from just
+/// before it, to that object when it names one.
+fn undo_command(tenant: &str, a: &Alert) -> String {
+    let from = a.sequence.saturating_sub(1);
+    let mut command = format!(
+        "backtrack recover --tenant {tenant} --from seq:{from} --changed-by {}",
+        shell_word(&a.actor)
+    );
+    if let Some(o) = &a.object {
+        command.push_str(&format!(" --id {}", o.id));
+    }
+    command.push_str(" --dry-run");
+    command
+}
+
+/// `word`, quoted for a POSIX shell when it holds anything but plain characters.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@._-:/+=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_domain::alerts::{Alert, AlertObject, Severity};
+
+    use super::{shell_word, undo_command};
+
+    #[test]
+    fn each_alert_names_the_dry_run_that_undoes_it() {
+        let mut alert = Alert {
+            severity: Severity::Critical,
+            rule: "caPolicyDeleted",
+            actor: "mallory@contoso.com".into(),
+            sequence: 612,
+            time_ms: 0,
+            object: Some(AlertObject {
+                kind: "conditionalAccessPolicy".into(),
+                id: "p1".into(),
+            }),
+            what: String::new(),
+        };
+        assert_eq!(
+            undo_command("contoso", &alert),
+            "backtrack recover --tenant contoso --from seq:611 --changed-by mallory@contoso.com --id p1 --dry-run"
+        );
+        alert.object = None;
+        alert.actor = "svc account's".into();
+        assert_eq!(
+            undo_command("contoso", &alert),
+            r"backtrack recover --tenant contoso --from seq:611 --changed-by 'svc account'\''s' --dry-run"
+        );
+        assert_eq!(shell_word(""), "''");
+    }
+}

@@ -1,0 +1,327 @@
+//! Alerts: the changes in a run of events an identity administrator must look at first —
+//! the ones that lock people out or let attackers in. Each alert names the change, who
+//! made it and when, and the recovery that would undo it.
+//!
+//! Rules (the `rule` names are stable, for scripts):
+//!
+//! | rule | severity | what |
+//! |---|---|---|
+//! | `caPolicyDeleted` | critical | a conditional access policy soft- or hard-deleted |
+//! | `caPolicyDisabled` | high | a policy's `state` moved from `enabled` to anything else |
+//! | `caPolicyExclusionAdded` | high | users, groups or roles added to a policy's exclusions |
+//! | `caPolicyControlRemoved` | high | a built-in grant control (e.g. `mfa`) taken out |
+//! | `namedLocationDeleted` | high | a named location soft- or hard-deleted |
+//! | `massDeletion` | high | one actor deleted at least [`Thresholds::deletions`] objects |
+//! | `massLinkRemoval` | high | one actor removed at least [`Thresholds::link_removals`] links |
+//! | `authPolicyChanged` | medium | the authentication methods or authorization policy changed |
+//! | `appCredentialsChanged` | medium | an application's or service principal's credentials, redirect URIs, identifier URIs or API permissions changed |
+//! | `roleAssigned` | medium | a directory role assignment created |
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::{AttributeChange, Change, Event};
+use crate::kind::ObjectKind;
+
+/// How bad an alert is; alerts sort by it, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+        }
+    }
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub severity: Severity,
+    pub rule: &'static str,
+    /// Who made the change(s).
+    pub actor: String,
+    /// The (first) event's sequence and time.
+    pub sequence: u64,
+    pub time_ms: i64,
+    /// The object, for alerts about one object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<AlertObject>,
+    /// What happened, in words.
+    pub what: String,
+}
+
+/// The object an alert is about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertObject {
+    pub kind: String,
+    pub id: String,
+}
+
+/// When a run of changes by one actor is an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Soft or hard deletions by one actor.
+    pub deletions: usize,
+    /// Links removed by one actor (memberships, owners, managers).
+    pub link_removals: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            deletions: 20,
+            link_removals: 100,
+        }
+    }
+}
+
+/// Application and service principal attributes that decide who can sign in as the app,
+/// where tokens go, and what it may call.
+const APP_SENSITIVE: &[&str] = &[
+    "passwordCredentials",
+    "keyCredentials",
+    "web",
+    "spa",
+    "publicClient",
+    "identifierUris",
+    "replyUrls",
+    "requiredResourceAccess",
+];
+
+/// The alerts of `events` (sequence, event), in ascending sequence order: worst first,
+/// then oldest first.
+pub fn alerts<'e>(
+    events: impl IntoIterator<Item = (u64, &'e Event)>,
+    thresholds: &Thresholds,
+) -> Vec<Alert> {
+    let mut out = Vec::new();
+    // Per actor: deletions and link removals, with the first one's sequence and time.
+    let mut deletions: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut removals: BTreeMap<&str, Tally> = BTreeMap::new();
+    for (sequence, event) in events {
+        let m = &event.meta;
+        let Ok(kind) = m.kind.parse::<ObjectKind>() else {
+            continue;
+        };
+        let alert = |severity, rule, what: String| Alert {
+            severity,
+            rule,
+            actor: m.actor.clone(),
+            sequence,
+            time_ms: m.time_ms,
+            object: Some(AlertObject {
+                kind: m.kind.clone(),
+                id: m.object_id.clone(),
+            }),
+            what,
+        };
+        match &event.change {
+            Change::SoftDeleted { .. } | Change::HardDeleted { .. } => {
+                let how = if matches!(event.change, Change::HardDeleted { .. }) {
+                    "purged"
+                } else {
+                    "deleted (in the recycle bin)"
+                };
+                match kind {
+                    ObjectKind::ConditionalAccessPolicy => out.push(alert(
+                        Severity::Critical,
+                        "caPolicyDeleted",
+                        format!("conditional access policy {how}"),
+                    )),
+                    ObjectKind::NamedLocation => out.push(alert(
+                        Severity::High,
+                        "namedLocationDeleted",
+                        format!("named location {how}"),
+                    )),
+                    _ => {}
+                }
+                deletions
+                    .entry(m.actor.as_str())
+                    .or_insert_with(|| Tally::first(sequence, m.time_ms))
+                    .count += 1;
+            }
+            Change::LinksRemoved(links) => {
+                removals
+                    .entry(m.actor.as_str())
+                    .or_insert_with(|| Tally::first(sequence, m.time_ms))
+                    .count += links.len();
+            }
+            Change::AttributesChanged(changes) => match kind {
+                ObjectKind::ConditionalAccessPolicy => {
+                    for (severity, rule, what) in policy_alerts(changes) {
+                        out.push(alert(severity, rule, what));
+                    }
+                }
+                ObjectKind::AuthenticationMethodsPolicy | ObjectKind::AuthorizationPolicy => {
+                    out.push(alert(
+                        Severity::Medium,
+                        "authPolicyChanged",
+                        format!("{} changed: {}", m.kind, names(changes)),
+                    ));
+                }
+                ObjectKind::Application | ObjectKind::ServicePrincipal => {
+                    let sensitive: Vec<&AttributeChange> = changes
+                        .iter()
+                        .filter(|c| APP_SENSITIVE.contains(&c.name.as_str()))
+                        .collect();
+                    if !sensitive.is_empty() {
+                        let changed: Vec<&str> =
+                            sensitive.iter().map(|c| c.name.as_str()).collect();
+                        out.push(alert(
+                            Severity::Medium,
+                            "appCredentialsChanged",
+                            format!("{} changed", changed.join(", ")),
+                        ));
+                    }
+                }
+                _ => {}
+            },
+            Change::Created { attributes, .. } if kind == ObjectKind::RoleAssignment => {
+                let text = |name: &str| {
+                    attributes
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string()
+                };
+                out.push(alert(
+                    Severity::Medium,
+                    "roleAssigned",
+                    format!(
+                        "role {} assigned to {}",
+                        text("roleDefinitionId"),
+                        text("principalId")
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut runs = |tallies: BTreeMap<&str, Tally>, least: usize, rule, noun: &str| {
+        for (actor, t) in tallies.into_iter().filter(|(_, t)| t.count >= least) {
+            out.push(Alert {
+                severity: Severity::High,
+                rule,
+                actor: actor.to_string(),
+                sequence: t.sequence,
+                time_ms: t.time_ms,
+                object: None,
+                what: format!("{} {noun} by one actor", t.count),
+            });
+        }
+    };
+    runs(
+        deletions,
+        thresholds.deletions,
+        "massDeletion",
+        "objects deleted",
+    );
+    runs(
+        removals,
+        thresholds.link_removals,
+        "massLinkRemoval",
+        "links removed",
+    );
+    out.sort_by_key(|a| (a.severity, a.sequence));
+    out
+}
+
+/// How many changes one actor made, from which first one.
+struct Tally {
+    count: usize,
+    sequence: u64,
+    time_ms: i64,
+}
+
+impl Tally {
+    fn first(sequence: u64, time_ms: i64) -> Self {
+        Self {
+            count: 0,
+            sequence,
+            time_ms,
+        }
+    }
+}
+
+fn names(changes: &[AttributeChange]) -> String {
+    let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// What a conditional access policy's attribute changes weaken.
+fn policy_alerts(changes: &[AttributeChange]) -> Vec<(Severity, &'static str, String)> {
+    let mut out = Vec::new();
+    for c in changes {
+        match c.name.as_str() {
+            "state" => {
+                let old = c.old.as_ref().and_then(Value::as_str);
+                if old == Some("enabled") {
+                    let new = c.new.as_ref().and_then(Value::as_str).unwrap_or("removed");
+                    out.push((
+                        Severity::High,
+                        "caPolicyDisabled",
+                        format!("state enabled → {new}"),
+                    ));
+                }
+            }
+            "conditions" => {
+                for field in ["excludeUsers", "excludeGroups", "excludeRoles"] {
+                    let pointer = format!("/users/{field}");
+                    let added = gained(c.old.as_ref(), c.new.as_ref(), &pointer);
+                    if !added.is_empty() {
+                        out.push((
+                            Severity::High,
+                            "caPolicyExclusionAdded",
+                            format!("conditions.users.{field} + {}", added.join(", ")),
+                        ));
+                    }
+                }
+            }
+            "grantControls" => {
+                let lost = gained(c.new.as_ref(), c.old.as_ref(), "/builtInControls");
+                if !lost.is_empty() {
+                    out.push((
+                        Severity::High,
+                        "caPolicyControlRemoved",
+                        format!("grantControls.builtInControls − {}", lost.join(", ")),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The strings of the list at `pointer` in `new` that the one in `old` lacks.
+fn gained(old: Option<&Value>, new: Option<&Value>, pointer: &str) -> Vec<String> {
+    let list = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(|v| v.pointer(pointer))
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = list(old);
+    list(new)
+        .into_iter()
+        .filter(|item| !before.contains(item))
+        .collect()
+}

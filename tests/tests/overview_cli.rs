@@ -1,0 +1,132 @@
+//! `backtrack overview` through the real binary: a tenant's parts, and alerts on what one
+//! account did (a conditional access policy deleted, another disabled, a run of
+//! deletions), each with the dry run that undoes it; the suggested command, run, puts it
+//! back; a caller whose role does not cover a part sees why, and the rest.
+#![allow(clippy::unwrap_used)]
+
+use backtrack_e2e::Backtrack;
+use backtrack_test_support::NatsServer;
+use serde_json::Value;
+
+const T: &str = "ov";
+
+fn alert<'a>(overview: &'a Value, rule: &str) -> &'a Value {
+    overview["changes"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == rule)
+        .unwrap_or_else(|| panic!("no {rule} in {overview}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start(Some(nats.url())).await.unwrap();
+    b.json(&["tenant", "create", T]).unwrap();
+    let policy = |name: &str| {
+        let set = [
+            format!("displayName={name}"),
+            "state=enabled".into(),
+            r#"conditions={"users":{"includeUsers":["All"]}}"#.into(),
+        ];
+        let set: Vec<&str> = set.iter().map(String::as_str).collect();
+        b.create(T, "conditionalAccessPolicy", &set).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (deleted, disabled) = (policy("CA001"), policy("CA002"));
+    let users: Vec<String> = (0..3)
+        .map(|n| {
+            let upn = format!("userPrincipalName=u{n}@ov.test");
+            let name = format!("displayName=U{n}");
+            b.create(T, "user", &[&upn, &name]).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    b.json(&["backup", "create", "--tenant", T]).unwrap();
+
+    // Nothing wrong yet: no alert.
+    let calm = b.json(&["overview", "--tenant", T]).unwrap();
+    assert_eq!(calm["changes"]["alerts"], Value::Array(vec![]), "{calm}");
+    assert_eq!(calm["backups"]["count"], 1, "{calm}");
+    assert_eq!(calm["status"]["objects"], 5, "{calm}");
+
+    let mallory = b.token_for(T, "DirectoryWriter", "mallory");
+    let as_mallory = |args: &[&str]| b.ok_with_token(&mallory, args);
+    as_mallory(&["dir", "delete", "--tenant", T, &deleted]);
+    let update = ["dir", "update", "--tenant", T, &disabled];
+    as_mallory(&[&update[..], &["--set", "state=disabled"]].concat());
+    for user in &users {
+        as_mallory(&["dir", "delete", "--tenant", T, user]);
+    }
+
+    let overview = b
+        .json(&["overview", "--tenant", T, "--mass-deletions", "4"])
+        .unwrap();
+    let first = &overview["changes"]["alerts"][0];
+    assert_eq!(first["rule"], "caPolicyDeleted", "{overview}");
+    assert_eq!(first["severity"], "critical");
+    assert_eq!(first["actor"], "mallory");
+    assert_eq!(first["object"]["id"], deleted.as_str());
+    assert_eq!(
+        alert(&overview, "caPolicyDisabled")["object"]["id"],
+        disabled.as_str()
+    );
+    assert_eq!(
+        alert(&overview, "massDeletion")["what"],
+        "4 objects deleted by one actor"
+    );
+    // The default threshold (20) makes no mass deletion of four.
+    let default = b.json(&["overview", "--tenant", T]).unwrap();
+    let rules: Vec<&str> = default["changes"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["caPolicyDeleted", "caPolicyDisabled"], "{default}");
+
+    // The table shows the same, and the command that undoes the run of deletions.
+    let table = b.cli(&[
+        "overview",
+        "--tenant",
+        T,
+        "--mass-deletions",
+        "4",
+        "-o",
+        "table",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    let undo = alert(&overview, "massDeletion")["undo"].as_str().unwrap();
+    assert!(
+        text.contains("critical  caPolicyDeleted") && text.contains(undo),
+        "{text}"
+    );
+
+    // Running it (not as a dry run) puts back what mallory deleted, and only that.
+    let words: Vec<&str> = undo
+        .split(' ')
+        .skip(1)
+        .filter(|w| *w != "--dry-run")
+        .chain(["--yes", "--wait"])
+        .collect();
+    b.json(&words).unwrap();
+    let get = |id: &str| b.json(&["dir", "get", "--tenant", T, id]).unwrap();
+    assert!(get(&deleted)["deletedDateTime"].is_null());
+    assert!(users.iter().all(|u| get(u)["deletedDateTime"].is_null()));
+    assert_eq!(get(&disabled)["state"], "enabled");
+
+    // A directory writer's token: the parts its role does not cover say why.
+    let out = b.cli_with_env(
+        &["overview", "--tenant", T, "-o", "json"],
+        &[("BACKTRACK_TOKEN", &mallory)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let limited: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(limited["backups"]["error"].as_str().is_some(), "{limited}");
+    assert_eq!(limited["status"]["objects"], 5, "{limited}");
+}

@@ -333,6 +333,14 @@ async fn run_on(bed: &Testbed, sizes: &Sizes) -> anyhow::Result<Outcome> {
         narrowed.object.elapsed.as_secs_f64(),
         "seconds",
     );
+    report.record_against(
+        "overview_alerts_tenant",
+        per_second(&narrowed.alerts),
+        "events/s",
+        Some("feed_read_tenant"),
+        None,
+    );
+    report.parameter("overview_alerts_found", narrowed.alert_count);
     report.parameter("feed_read_one_kind_events", narrowed.kind.events);
     report.parameter("feed_read_one_object_events", narrowed.object.events);
     report.record(

@@ -24,6 +24,7 @@ const ROWS: &[&str] = &[
     "feed_read_tenant",
     "feed_read_one_kind_seconds",
     "feed_read_one_object_seconds",
+    "overview_alerts_tenant",
     "token_revocation_propagation_p50",
     "token_revocation_propagation_p99",
     "peak_rss_bench",

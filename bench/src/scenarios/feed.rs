@@ -9,6 +9,8 @@ use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use backtrack_cli::client::Client;
+use backtrack_cli::commands::overview;
+use backtrack_domain::alerts::Thresholds;
 use backtrack_eventlog::codec;
 use backtrack_proto::v1;
 use futures::StreamExt;
@@ -152,6 +154,11 @@ pub struct NarrowedReads {
     pub whole: Read,
     pub kind: Read,
     pub object: Read,
+    /// The whole history read again as `backtrack overview` reads it: each event decoded
+    /// into the domain's and the alert rules run over them.
+    pub alerts: Read,
+    /// Alerts the rules raised (the demo's role assignments, at least).
+    pub alert_count: usize,
 }
 
 /// Events handed over and the time it took.
@@ -186,11 +193,35 @@ pub async fn narrowed_reads(
     if object.events == 0 || kind.events < object.events || whole.events < kind.events {
         bail!("narrowed feed reads do not nest: {whole:?} ⊇ {kind:?} ⊇ {object:?}");
     }
+    let (alerts, alert_count) = read_alerts(client, tenant).await?;
+    if alerts.events != whole.events {
+        bail!("the overview's read saw {alerts:?}, the plain one {whole:?}");
+    }
     Ok(NarrowedReads {
         whole,
         kind,
         object,
+        alerts,
+        alert_count,
     })
+}
+
+/// The tenant's whole history read by `backtrack overview`'s own code: decoded and run
+/// through the alert rules.
+async fn read_alerts(client: &mut Client, tenant: &str) -> anyhow::Result<(Read, usize)> {
+    let started = Instant::now();
+    let request = v1::WatchEventsRequest {
+        tenant: tenant.to_string(),
+        from_start: true,
+        until_now: true,
+        ..Default::default()
+    };
+    let watched = overview::watch(client, request, &Thresholds::default()).await?;
+    let read = Read {
+        events: watched.events,
+        elapsed: started.elapsed(),
+    };
+    Ok((read, watched.alerts.len()))
 }
 
 async fn read_history(

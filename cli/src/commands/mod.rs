@@ -9,7 +9,7 @@ mod diff_names;
 mod diff_view;
 mod dir;
 mod events;
-mod overview;
+pub mod overview;
 mod recovery;
 mod recovery_view;
 mod status;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::events::Start;
 use super::{diff_view, recovery_view};
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
-use crate::client::{connect_channel, Connection};
+use crate::client::{connect_channel, Client};
 use crate::output::{outln, print_json, table};
 
 /// Alerts listed in a table at most (`--output json` has them all).
@@ -29,7 +29,15 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         deletions: a.mass_deletions.max(1),
         link_removals: a.mass_link_removals.max(1),
     };
-    let watched = watch(&connection, tenant, &start, &thresholds).await;
+    let request = v1::WatchEventsRequest {
+        tenant: tenant.to_string(),
+        from_sequence: start.from_sequence,
+        from_start: start.from_start,
+        until_now: true,
+        after_time_ms: start.after_time_ms,
+        ..Default::default()
+    };
+    let watched = watch(&mut connection.directory(), request, &thresholds).await;
     let status = connection
         .directory()
         .status(v1::StatusRequest {
@@ -83,31 +91,22 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The events after `start`, read to the tenant's last one, and their alerts.
-struct Watched {
-    events: u64,
-    last: Option<(u64, i64, String)>,
-    alerts: Vec<Alert>,
+/// The events a feed read handed over, and their alerts.
+pub struct Watched {
+    pub events: u64,
+    /// The last event's sequence, time and actor.
+    pub last: Option<(u64, i64, String)>,
+    pub alerts: Vec<Alert>,
 }
 
-async fn watch(
-    connection: &Connection,
-    tenant: &str,
-    start: &Start,
+/// Reads the feed as `request` asks (with `until_now`, to the tenant's last event) and
+/// runs the alert rules over what it read.
+pub async fn watch(
+    client: &mut Client,
+    request: v1::WatchEventsRequest,
     thresholds: &Thresholds,
 ) -> anyhow::Result<Watched> {
-    let mut stream = connection
-        .directory()
-        .watch_events(v1::WatchEventsRequest {
-            tenant: tenant.to_string(),
-            from_sequence: start.from_sequence,
-            from_start: start.from_start,
-            until_now: true,
-            after_time_ms: start.after_time_ms,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut stream = client.watch_events(request).await?.into_inner();
     let mut events = Vec::new();
     while let Some(envelope) = stream.message().await? {
         if let Some(event) = envelope.event {

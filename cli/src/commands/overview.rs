@@ -5,7 +5,7 @@
 //! dry run that would undo it. Each part is asked of its own service; a part the caller's
 //! role may not see, or a service that does not answer, says so and the rest still shows.
 
-use backtrack_domain::alerts::{alerts, Alert, Thresholds};
+use backtrack_domain::alerts::{Alert, Thresholds, Watch};
 use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
@@ -107,19 +107,21 @@ pub async fn watch(
     thresholds: &Thresholds,
 ) -> anyhow::Result<Watched> {
     let mut stream = client.watch_events(request).await?.into_inner();
-    let mut events = Vec::new();
+    // Event by event: a long window holds no events, only the alerts and tallies.
+    let mut watch = Watch::new(*thresholds);
+    let (mut events, mut last) = (0u64, None);
     while let Some(envelope) = stream.message().await? {
         if let Some(event) = envelope.event {
-            events.push((envelope.sequence, event_from_proto(event)?));
+            let event = event_from_proto(event)?;
+            watch.push(envelope.sequence, &event);
+            events += 1;
+            last = Some((envelope.sequence, event.meta.time_ms, event.meta.actor));
         }
     }
-    let last = events
-        .last()
-        .map(|(s, e)| (*s, e.meta.time_ms, e.meta.actor.clone()));
     Ok(Watched {
-        events: events.len() as u64,
+        events,
         last,
-        alerts: alerts(events.iter().map(|(s, e)| (*s, e)), thresholds),
+        alerts: watch.finish(),
     })
 }
 

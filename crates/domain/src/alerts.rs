@@ -107,14 +107,38 @@ pub fn alerts<'e>(
     events: impl IntoIterator<Item = (u64, &'e Event)>,
     thresholds: &Thresholds,
 ) -> Vec<Alert> {
-    let mut out = Vec::new();
-    // Per actor: deletions and link removals, with the first one's sequence and time.
-    let mut deletions: BTreeMap<&str, Tally> = BTreeMap::new();
-    let mut removals: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut watch = Watch::new(*thresholds);
     for (sequence, event) in events {
+        watch.push(sequence, event);
+    }
+    watch.finish()
+}
+
+/// The alert rules over events pushed one at a time, holding only the alerts so far and
+/// a tally per actor (a reader of a long window keeps no events).
+#[derive(Debug, Default)]
+pub struct Watch {
+    thresholds: Thresholds,
+    out: Vec<Alert>,
+    /// Per actor: deletions and link removals, with the first one's sequence and time.
+    deletions: BTreeMap<String, Tally>,
+    removals: BTreeMap<String, Tally>,
+}
+
+impl Watch {
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self {
+            thresholds,
+            ..Self::default()
+        }
+    }
+
+    /// Runs the rules over the next event (at `sequence`, after every one pushed before).
+    pub fn push(&mut self, sequence: u64, event: &Event) {
+        let out = &mut self.out;
         let m = &event.meta;
         let Ok(kind) = m.kind.parse::<ObjectKind>() else {
-            continue;
+            return;
         };
         let alert = |severity, rule, what: String| Alert {
             severity,
@@ -127,6 +151,12 @@ pub fn alerts<'e>(
                 id: m.object_id.clone(),
             }),
             what,
+        };
+        let tally = |tallies: &mut BTreeMap<String, Tally>, n: usize| {
+            tallies
+                .entry(m.actor.clone())
+                .or_insert_with(|| Tally::first(sequence, m.time_ms))
+                .count += n;
         };
         match &event.change {
             Change::SoftDeleted { .. } | Change::HardDeleted { .. } => {
@@ -148,16 +178,10 @@ pub fn alerts<'e>(
                     )),
                     _ => {}
                 }
-                deletions
-                    .entry(m.actor.as_str())
-                    .or_insert_with(|| Tally::first(sequence, m.time_ms))
-                    .count += 1;
+                tally(&mut self.deletions, 1);
             }
             Change::LinksRemoved(links) => {
-                removals
-                    .entry(m.actor.as_str())
-                    .or_insert_with(|| Tally::first(sequence, m.time_ms))
-                    .count += links.len();
+                tally(&mut self.removals, links.len());
             }
             Change::AttributesChanged(changes) => match kind {
                 ObjectKind::ConditionalAccessPolicy => {
@@ -210,36 +234,47 @@ pub fn alerts<'e>(
             _ => {}
         }
     }
-    let mut runs = |tallies: BTreeMap<&str, Tally>, least: usize, rule, noun: &str| {
-        for (actor, t) in tallies.into_iter().filter(|(_, t)| t.count >= least) {
-            out.push(Alert {
-                severity: Severity::High,
-                rule,
-                actor: actor.to_string(),
-                sequence: t.sequence,
-                time_ms: t.time_ms,
-                object: None,
-                what: format!("{} {noun} by one actor", t.count),
-            });
-        }
-    };
-    runs(
-        deletions,
-        thresholds.deletions,
-        "massDeletion",
-        "objects deleted",
-    );
-    runs(
-        removals,
-        thresholds.link_removals,
-        "massLinkRemoval",
-        "links removed",
-    );
-    out.sort_by_key(|a| (a.severity, a.sequence));
-    out
+
+    /// The alerts of everything pushed: worst first, then oldest first.
+    pub fn finish(self) -> Vec<Alert> {
+        let Watch {
+            thresholds,
+            mut out,
+            deletions,
+            removals,
+        } = self;
+        let mut runs = |tallies: BTreeMap<String, Tally>, least: usize, rule, noun: &str| {
+            for (actor, t) in tallies.into_iter().filter(|(_, t)| t.count >= least) {
+                out.push(Alert {
+                    severity: Severity::High,
+                    rule,
+                    actor,
+                    sequence: t.sequence,
+                    time_ms: t.time_ms,
+                    object: None,
+                    what: format!("{} {noun} by one actor", t.count),
+                });
+            }
+        };
+        runs(
+            deletions,
+            thresholds.deletions,
+            "massDeletion",
+            "objects deleted",
+        );
+        runs(
+            removals,
+            thresholds.link_removals,
+            "massLinkRemoval",
+            "links removed",
+        );
+        out.sort_by_key(|a| (a.severity, a.sequence));
+        out
+    }
 }
 
 /// How many changes one actor made, from which first one.
+#[derive(Debug)]
 struct Tally {
     count: usize,
     sequence: u64,

@@ -9,6 +9,7 @@ mod diff_names;
 mod diff_view;
 mod dir;
 mod events;
+mod missed_backups;
 pub mod overview;
 mod recovery;
 mod recovery_view;

@@ -5,14 +5,15 @@
 //! dry run that would undo it. Each part is asked of its own service; a part the caller's
 //! role may not see, or a service that does not answer, says so and the rest still shows.
 
-use backtrack_domain::alerts::{Alert, Thresholds, Watch};
+use backtrack_domain::alerts::{Alert, Severity, Thresholds, Watch};
 use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
+use backtrack_snapshotter::policy::Policy;
 use serde_json::{json, Value};
 
 use super::events::Start;
-use super::{diff_view, recovery_view};
+use super::{diff_view, missed_backups, recovery_view};
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
 use crate::client::{connect_channel, Client};
 use crate::output::{outln, print_json, table};
@@ -49,10 +50,21 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         .backup()
         .list_backups(v1::ListBackupsRequest {
             tenant: tenant.to_string(),
-            all: false,
+            // Expired ones too: a schedule's last slots may be older than the retention.
+            all: true,
         })
         .await
         .map(|r| r.into_inner().backups);
+    let created_ms = connection
+        .directory()
+        .list_tenants(v1::ListTenantsRequest::default())
+        .await
+        .ok()
+        .and_then(|r| {
+            let tenants = r.into_inner().tenants;
+            tenants.into_iter().find(|t| t.id == tenant)
+        })
+        .map(|t| t.created_at_ms);
     let policy = connection
         .backup()
         .get_backup_policy(v1::BackupPolicyRequest {
@@ -83,6 +95,11 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         recoveries: recoveries.map_err(|e| e.message().to_string()),
         watched: watched.map_err(|e| e.to_string()),
         since: a.since.clone(),
+        health: Vec::new(),
+    };
+    let view = View {
+        health: view.health(created_ms, chrono::Utc::now().timestamp_millis()),
+        ..view
     };
     match g.output {
         OutputFormat::Json => print_json(&view.json()),
@@ -135,6 +152,18 @@ struct View<'a> {
     recoveries: Result<Vec<v1::RecoveryJob>, String>,
     watched: Result<Watched, String>,
     since: String,
+    /// What needs a look about the tenant's protection itself.
+    health: Vec<Health>,
+}
+
+/// Something about a tenant's protection that needs a look (not a change to it).
+#[derive(Debug, Clone, PartialEq)]
+struct Health {
+    severity: Severity,
+    rule: &'static str,
+    what: String,
+    /// What to run.
+    fix: String,
 }
 
 impl View<'_> {
@@ -144,6 +173,13 @@ impl View<'_> {
         line("backups", self.backups_text());
         line("reports", self.reports_text());
         line("recoveries", self.recoveries_text());
+        for h in &self.health {
+            line(
+                "health",
+                format!("{} {}: {}", h.severity.as_str(), h.rule, h.what),
+            );
+            line("", format!("→ {}", h.fix));
+        }
         let watched = match &self.watched {
             Ok(w) => w,
             Err(e) => return line("alerts", format!("not read: {e}")),
@@ -216,6 +252,73 @@ impl View<'_> {
         }
     }
 
+    /// The health findings: scheduled backups that stopped, jobs waiting for approval,
+    /// and a last recovery that failed.
+    fn health(&self, created_ms: Option<i64>, now_ms: i64) -> Vec<Health> {
+        let tenant = self.tenant;
+        let mut out = Vec::new();
+        let schedule = self.policy.as_ref().ok().and_then(|p| {
+            let policy = Policy {
+                schedule: p.schedule.clone(),
+                ..Policy::default()
+            };
+            policy
+                .cron()
+                .ok()
+                .flatten()
+                .map(|c| (p.schedule.clone(), c))
+        });
+        if let (Some((text, cron)), Ok(backups), Some(created)) =
+            (schedule, &self.backups, created_ms)
+        {
+            if let Some((earlier, later)) = missed_backups::missed(&cron, backups, created, now_ms)
+            {
+                out.push(Health {
+                    severity: Severity::High,
+                    rule: "backupsMissed",
+                    what: format!(
+                        "no scheduled backup since the slot at {}, and the one at {} passed too (schedule \"{text}\", UTC)",
+                        rfc3339_ms(earlier),
+                        rfc3339_ms(later)
+                    ),
+                    fix: format!(
+                        "backtrack backup create --tenant {tenant} --description catch-up; then check the snapshotter (backtrack status)"
+                    ),
+                });
+            }
+        }
+        if let Ok(jobs) = &self.recoveries {
+            use v1::RecoveryState as S;
+            for job in jobs
+                .iter()
+                .filter(|j| j.state == S::RecoveryAwaitingApproval as i32)
+            {
+                out.push(Health {
+                    severity: Severity::Medium,
+                    rule: "recoveryAwaitingApproval",
+                    what: format!(
+                        "recovery {} by {} waits for a second Global Administrator",
+                        job.id, job.requested_by
+                    ),
+                    fix: format!(
+                        "backtrack recovery show --tenant {tenant} {id}; backtrack approve --tenant {tenant} {id}",
+                        id = job.id
+                    ),
+                });
+            }
+            let latest = jobs.iter().max_by_key(|j| j.created_at_ms);
+            if let Some(job) = latest.filter(|j| j.state == S::RecoveryFailed as i32) {
+                out.push(Health {
+                    severity: Severity::High,
+                    rule: "recoveryFailed",
+                    what: format!("the latest recovery, {}, failed: {}", job.id, job.error),
+                    fix: format!("backtrack recovery failed --tenant {tenant} {}", job.id),
+                });
+            }
+        }
+        out
+    }
+
     fn backups_text(&self) -> String {
         let schedule = match &self.policy {
             Ok(p) if p.schedule.is_empty() => "; no schedule".to_string(),
@@ -229,7 +332,7 @@ impl View<'_> {
             Ok(list) => match list.iter().max_by_key(|b| (b.created_at_ms, b.sequence)) {
                 Some(b) => format!(
                     "{} kept; latest {} at {} (sequence {}, {}){schedule}",
-                    list.len(),
+                    list.iter().filter(|b| !b.expired).count(),
                     b.id,
                     rfc3339_ms(b.created_at_ms),
                     b.sequence,
@@ -288,7 +391,7 @@ impl View<'_> {
         let backups = part(self.backups.as_ref().map(|list| {
             let latest = list.iter().max_by_key(|b| (b.created_at_ms, b.sequence));
             json!({
-                "count": list.len(),
+                "count": list.iter().filter(|b| !b.expired).count(),
                 "latest": latest.map(|b| json!({
                     "id": b.id, "sequence": b.sequence, "createdAt": rfc3339_ms(b.created_at_ms),
                     "trigger": trigger(b.trigger),
@@ -333,6 +436,12 @@ impl View<'_> {
             "reports": reports,
             "recoveries": recoveries,
             "changes": alerts,
+            "health": self.health.iter().map(|h| json!({
+                "severity": h.severity.as_str(),
+                "rule": h.rule,
+                "what": h.what,
+                "fix": h.fix,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -393,8 +502,66 @@ fn shell_word(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use backtrack_domain::alerts::{Alert, AlertObject, Severity};
+    use backtrack_proto::v1;
 
-    use super::{shell_word, undo_command};
+    use super::{shell_word, undo_command, View};
+
+    #[test]
+    fn stopped_schedules_jobs_awaiting_approval_and_a_failed_recovery_need_a_look() {
+        const HOUR: i64 = 3600 * 1000;
+        let now = 1_796_644_800_000; // 2026-12-07T12:00:00Z
+        let job = |id: &str, state: v1::RecoveryState, created_at_ms: i64| v1::RecoveryJob {
+            id: id.into(),
+            state: state as i32,
+            created_at_ms,
+            requested_by: "alice".into(),
+            error: "directory unavailable".into(),
+            ..Default::default()
+        };
+        let view = View {
+            tenant: "contoso",
+            status: Err(String::new()),
+            backups: Ok(vec![]),
+            policy: Ok(v1::BackupPolicy {
+                schedule: "0 0 * * * *".into(),
+                ..Default::default()
+            }),
+            reports: Ok(vec![]),
+            recoveries: Ok(vec![
+                job(
+                    "j1",
+                    v1::RecoveryState::RecoveryAwaitingApproval,
+                    now - HOUR,
+                ),
+                job("j2", v1::RecoveryState::RecoveryFailed, now - 1),
+            ]),
+            watched: Err(String::new()),
+            since: "-24h".into(),
+            health: vec![],
+        };
+        let rules = |created| -> Vec<&'static str> {
+            view.health(created, now).iter().map(|h| h.rule).collect()
+        };
+        assert_eq!(
+            rules(Some(now - 48 * HOUR)),
+            [
+                "backupsMissed",
+                "recoveryAwaitingApproval",
+                "recoveryFailed"
+            ]
+        );
+        // A tenant an hour old has not had two slots yet; one of unknown age is not judged.
+        assert_eq!(
+            rules(Some(now - HOUR)),
+            ["recoveryAwaitingApproval", "recoveryFailed"]
+        );
+        assert_eq!(rules(None).len(), 2);
+        let health = view.health(Some(now - 48 * HOUR), now);
+        assert!(health[1]
+            .fix
+            .contains("backtrack approve --tenant contoso j1"));
+        assert!(health[2].what.contains("directory unavailable"));
+    }
 
     #[test]
     fn each_alert_names_the_dry_run_that_undoes_it() {

@@ -817,6 +817,22 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     // admin left it.
     assert_eq!(paths, ["department"], "{first}");
     assert_eq!(first["attributes"][0]["target"], "Audit", "{first}");
+    // A recovery from that report sets back mallory's changes, and its question says so
+    // (without a terminal to ask on, the question comes back in the refusal).
+    let asked = b.cli(&[
+        "recover",
+        "--tenant",
+        T,
+        "--report",
+        report["id"].as_str().unwrap(),
+    ]);
+    let asked = String::from_utf8_lossy(&asked.stderr);
+    assert!(
+        asked.contains(&format!(
+            "Set back what mallory changed in tenant {T} after sequence"
+        )),
+        "{asked}"
+    );
 
     // The plan sets back mallory's department over admin's later one, and says so.
     let dry = b.cli(&[
@@ -833,7 +849,8 @@ async fn a_recovery_can_cover_what_one_account_changed() {
     ]);
     let plan = String::from_utf8_lossy(&dry.stdout);
     assert!(
-        plan.contains("changed again after mallory: department (by admin); set back")
+        plan.contains("only what mallory changed after it, each back to what they found")
+            && plan.contains("changed again after mallory: department (by admin); set back")
             && plan.contains(
                 "* 1 object(s) where someone else changed again what the recovery sets back"
             ),

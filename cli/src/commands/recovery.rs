@@ -25,11 +25,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// `backtrack recover`.
 pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
     let mut request = start_request(&a, chrono::Utc::now().timestamp_millis())?;
-    let who = a.changed_by.join(", ");
     let mut client = recovery_client(g).await?;
     // With --changed-by the plan is asked for even with --yes: when the actors changed
     // nothing that is not already back, no job starts.
-    if a.dry_run || !a.yes || !who.is_empty() {
+    if a.dry_run || !a.yes || !a.changed_by.is_empty() {
         let mut dry = request.clone();
         dry.dry_run = true;
         let plan = client
@@ -38,6 +37,8 @@ pub async fn recover(g: &GlobalArgs, a: RecoverArgs) -> anyhow::Result<()> {
             .into_inner()
             .plan
             .ok_or_else(|| anyhow!("the server answered the dry run without a plan"))?;
+        // Whose changes: given, or those of the report the recovery starts from.
+        let who = plan.changed_by.join(", ");
         if let Some(note) = instant_note(&request, plan.point.as_ref()) {
             eprintln!("{note}");
         }

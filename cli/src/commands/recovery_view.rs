@@ -277,6 +277,8 @@ fn plan_json(p: &v1::RecoveryPlan) -> Value {
             "changedAfterBase": o.changed_after_base,
         })).collect::<Vec<_>>(),
         "conflictBase": (p.conflict_base > 0).then_some(p.conflict_base),
+        "changedBy": p.changed_by,
+        "changesOfJob": nonempty(&p.changes_of_job),
         "skipped": skipped(&p.skipped),
         "notes": skipped(&p.notes),
         "passwordResets": p.password_resets,
@@ -373,6 +375,17 @@ pub fn print_plan(g: &GlobalArgs, p: &v1::RecoveryPlan, after: &str) {
         p.links,
         point_text(&point)
     );
+    if !p.changed_by.is_empty() {
+        outln!(
+            "only what {} changed after it, each back to what they found",
+            p.changed_by.join(", ")
+        );
+    } else if !p.changes_of_job.is_empty() {
+        outln!(
+            "only what recovery {} changed, each back to what it found",
+            p.changes_of_job
+        );
+    }
     if p.operation_count == 0 && p.skipped.is_empty() {
         outln!("nothing to recover: the scope already matches the recovery point");
         return;

@@ -126,6 +126,7 @@ fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPla
         plan,
         conflict_base,
         changed_after_base,
+        authors,
     } = dry_run;
     let skipped = |list: &[backtrack_domain::recovery::Skipped]| {
         list.iter()
@@ -174,6 +175,8 @@ fn plan_message(dry_run: DryRun, on_conflict: v1::OnConflict) -> v1::RecoveryPla
         to_enable: plan.to_enable.clone(),
         conflict_base: conflict_base.unwrap_or_default(),
         on_conflict: on_conflict as i32,
+        changed_by: authors.actors.into_iter().collect(),
+        changes_of_job: authors.job.unwrap_or_default(),
     }
 }
 

@@ -138,6 +138,8 @@ pub struct DryRun {
     /// show, or made after the job an undo undoes): a job overwrites them with a warning,
     /// or skips them with `OnConflict::Skip`.
     pub changed_after_base: BTreeSet<String>,
+    /// Whose changes the plan sets back (empty: all).
+    pub authors: Authors,
 }
 
 /// A plan, and the objects of it changed after its conflict base.
@@ -322,6 +324,7 @@ impl Recovery {
             plan: planned.plan,
             conflict_base: resolved.conflict_base,
             changed_after_base: planned.changed_after_base,
+            authors: resolved.authors,
         })
     }
 

@@ -122,6 +122,7 @@ async fn only_the_actors_changes_go_back_and_the_job_is_undone_by_its_own_change
     let backup = incident(&s).await;
 
     let dry = s.recovery.plan(&by_mallory(&s, &backup)).await.unwrap();
+    assert_eq!(dry.authors.actors.iter().collect::<Vec<_>>(), [MALLORY]);
     let u1: Vec<&Action> = dry
         .plan
         .operations
@@ -195,6 +196,7 @@ async fn only_the_actors_changes_go_back_and_the_job_is_undone_by_its_own_change
         .plan(&Recovery::undo_request("t", &job.id, "test"))
         .await
         .unwrap();
+    assert_eq!(undo_plan.authors.job.as_deref(), Some(job.id.as_str()));
     assert!(
         undo_plan.conflict_base.is_none() && undo_plan.changed_after_base.is_empty(),
         "{undo_plan:?}"
@@ -280,6 +282,15 @@ async fn a_report_of_one_actors_changes_shows_them_alone_and_a_recovery_from_it_
     assert_eq!(item(U3)["changeType"], "added");
     assert_eq!(report.changed, 4);
 
+    let from_report = s
+        .recovery
+        .plan(&s.request(Source::Report(report.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        from_report.authors.actors.iter().collect::<Vec<_>>(),
+        [MALLORY]
+    );
     let job = s
         .recovery
         .start_job(s.request(Source::Report(report.id.clone())))

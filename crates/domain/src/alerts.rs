@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | `caPolicyDeleted` | critical | a conditional access policy soft- or hard-deleted |
 //! | `caPolicyDisabled` | high | a policy's `state` moved from `enabled` to anything else |
-//! | `caPolicyExclusionAdded` | high | users, groups or roles added to a policy's exclusions |
+//! | `caPolicyExclusionAdded` | high | users, groups, roles, applications, locations or platforms added to a policy's exclusions |
+//! | `caPolicyScopeNarrowed` | high | users, groups, roles or applications taken out of what a policy includes (e.g. `All`) |
 //! | `caPolicyControlRemoved` | high | a built-in grant control (e.g. `mfa`) taken out |
 //! | `namedLocationDeleted` | high | a named location soft- or hard-deleted |
 //! | `massDeletion` | high | one actor deleted at least [`Thresholds::deletions`] objects |
@@ -296,6 +297,30 @@ fn names(changes: &[AttributeChange]) -> String {
     names.join(", ")
 }
 
+/// The lists in a policy's `conditions` whose new entries leave someone or something out.
+const EXCLUSIONS: &[&str] = &[
+    "/users/excludeUsers",
+    "/users/excludeGroups",
+    "/users/excludeRoles",
+    "/applications/excludeApplications",
+    "/locations/excludeLocations",
+    "/platforms/excludePlatforms",
+];
+
+/// The lists in a policy's `conditions` whose lost entries take someone or something out
+/// of the policy.
+const INCLUSIONS: &[&str] = &[
+    "/users/includeUsers",
+    "/users/includeGroups",
+    "/users/includeRoles",
+    "/applications/includeApplications",
+];
+
+/// `conditions.users.excludeUsers` for `/users/excludeUsers`.
+fn dotted(pointer: &str) -> String {
+    format!("conditions{}", pointer.replace('/', "."))
+}
+
 /// What a conditional access policy's attribute changes weaken.
 fn policy_alerts(changes: &[AttributeChange]) -> Vec<(Severity, &'static str, String)> {
     let mut out = Vec::new();
@@ -313,14 +338,23 @@ fn policy_alerts(changes: &[AttributeChange]) -> Vec<(Severity, &'static str, St
                 }
             }
             "conditions" => {
-                for field in ["excludeUsers", "excludeGroups", "excludeRoles"] {
-                    let pointer = format!("/users/{field}");
-                    let added = gained(c.old.as_ref(), c.new.as_ref(), &pointer);
+                for pointer in EXCLUSIONS {
+                    let added = gained(c.old.as_ref(), c.new.as_ref(), pointer);
                     if !added.is_empty() {
                         out.push((
                             Severity::High,
                             "caPolicyExclusionAdded",
-                            format!("conditions.users.{field} + {}", added.join(", ")),
+                            format!("{} + {}", dotted(pointer), added.join(", ")),
+                        ));
+                    }
+                }
+                for pointer in INCLUSIONS {
+                    let lost = gained(c.new.as_ref(), c.old.as_ref(), pointer);
+                    if !lost.is_empty() {
+                        out.push((
+                            Severity::High,
+                            "caPolicyScopeNarrowed",
+                            format!("{} − {}", dotted(pointer), lost.join(", ")),
                         ));
                     }
                 }

@@ -67,6 +67,13 @@ fn weakened_policies_deletions_credentials_and_roles_are_alerts_and_ordinary_wor
     ));
     t.ok(update(
         POLICY,
+        json!({"conditions": {
+            "users": {"includeUsers": [ADELE], "excludeUsers": [BRIAN]},
+            "applications": {"includeApplications": ["All"], "excludeApplications": [APP]},
+        }}),
+    ));
+    t.ok(update(
+        POLICY,
         json!({"grantControls": {"operator": "OR", "builtInControls": ["compliantDevice"]}}),
     ));
     t.ok(update(POLICY, json!({"state": "disabled"})));
@@ -95,6 +102,8 @@ fn weakened_policies_deletions_credentials_and_roles_are_alerts_and_ordinary_wor
         [
             "caPolicyDeleted",
             "caPolicyExclusionAdded",
+            "caPolicyExclusionAdded",
+            "caPolicyScopeNarrowed",
             "caPolicyControlRemoved",
             "caPolicyDisabled",
             "massLinkRemoval",
@@ -110,6 +119,13 @@ fn weakened_policies_deletions_credentials_and_roles_are_alerts_and_ordinary_wor
     let exclusion = found(&all, "caPolicyExclusionAdded")[0];
     assert!(exclusion.what.contains(BRIAN), "{}", exclusion.what);
     assert_eq!(exclusion.object.as_ref().unwrap().id, POLICY);
+    let apps = found(&all, "caPolicyExclusionAdded")[1];
+    assert_eq!(
+        apps.what,
+        format!("conditions.applications.excludeApplications + {APP}")
+    );
+    let narrowed = found(&all, "caPolicyScopeNarrowed")[0];
+    assert_eq!(narrowed.what, "conditions.users.includeUsers − All");
     let control = found(&all, "caPolicyControlRemoved")[0];
     assert!(control.what.contains("mfa") && !control.what.contains("compliantDevice"));
     let mass = found(&all, "massDeletion")[0];

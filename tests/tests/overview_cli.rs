@@ -72,6 +72,8 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
     assert_eq!(first["severity"], "critical");
     assert_eq!(first["actor"], "mallory");
     assert_eq!(first["object"]["id"], deleted.as_str());
+    // Named as it was just before the change (it is in the recycle bin now).
+    assert_eq!(first["object"]["displayName"], "CA001", "{first}");
     assert_eq!(
         alert(&overview, "caPolicyDisabled")["object"]["id"],
         disabled.as_str()
@@ -103,7 +105,9 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
     let text = String::from_utf8_lossy(&table.stdout);
     let undo = alert(&overview, "massDeletion")["undo"].as_str().unwrap();
     assert!(
-        text.contains("critical  caPolicyDeleted") && text.contains(undo),
+        text.contains("critical  caPolicyDeleted")
+            && text.contains(&format!("conditionalAccessPolicy CA001 ({deleted})"))
+            && text.contains(undo),
         "{text}"
     );
 

@@ -25,7 +25,12 @@ const IN_FLIGHT: usize = 16;
 
 /// The names of the link targets of `items`, a page of `report`.
 pub async fn link_target_names(g: &GlobalArgs, report: &v1::Report, items: &[Value]) -> Names {
-    let wanted = wanted(report, items);
+    names_at(g, &report.tenant, wanted(report, items)).await
+}
+
+/// The display names of objects of `tenant`, each as it was at its sequence in `wanted`;
+/// an object that cannot be looked up is left out.
+pub async fn names_at(g: &GlobalArgs, tenant: &str, wanted: BTreeMap<String, u64>) -> Names {
     if wanted.is_empty() {
         return Names::new();
     }
@@ -35,7 +40,7 @@ pub async fn link_target_names(g: &GlobalArgs, report: &v1::Report, items: &[Val
     futures::stream::iter(wanted)
         .map(|(id, sequence)| {
             let mut client = client.clone();
-            let tenant = report.tenant.clone();
+            let tenant = tenant.to_string();
             async move {
                 let request = v1::GetObjectAtRequest {
                     tenant,

@@ -12,6 +12,7 @@ use backtrack_proto::v1;
 use backtrack_snapshotter::policy::Policy;
 use serde_json::{json, Value};
 
+use super::diff_names::{names_at, Names};
 use super::events::Start;
 use super::{diff_view, missed_backups, recovery_view};
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
@@ -96,9 +97,26 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         watched: watched.map_err(|e| e.to_string()),
         since: a.since.clone(),
         health: Vec::new(),
+        names: Names::new(),
     };
+    // Each alerted object's name as it was just before the change (a deleted or purged
+    // one included): the screen is read by people.
+    let wanted = view.watched.as_ref().map_or_else(
+        |_| Default::default(),
+        |w| {
+            w.alerts
+                .iter()
+                .take(SHOWN_ALERTS)
+                .filter_map(|a| {
+                    let o = a.object.as_ref()?;
+                    Some((o.id.clone(), a.sequence.saturating_sub(1)))
+                })
+                .collect()
+        },
+    );
     let view = View {
         health: view.health(created_ms, chrono::Utc::now().timestamp_millis()),
+        names: names_at(g, tenant, wanted).await,
         ..view
     };
     match g.output {
@@ -154,6 +172,8 @@ struct View<'a> {
     since: String,
     /// What needs a look about the tenant's protection itself.
     health: Vec<Health>,
+    /// Display names of alerted objects, by id.
+    names: Names,
 }
 
 /// Something about a tenant's protection that needs a look (not a change to it).
@@ -203,7 +223,10 @@ impl View<'_> {
                     a.actor.clone(),
                     a.object
                         .as_ref()
-                        .map(|o| format!("{} {}", o.kind, o.id))
+                        .map(|o| match self.names.get(&o.id) {
+                            Some(name) => format!("{} {} ({})", o.kind, name, o.id),
+                            None => format!("{} {}", o.kind, o.id),
+                        })
                         .unwrap_or_default(),
                     a.what.clone(),
                 ]
@@ -424,6 +447,9 @@ impl View<'_> {
                     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
                     v["time"] = json!(rfc3339_ms(a.time_ms));
                     v["undo"] = json!(undo_command(self.tenant, a));
+                    if let Some(name) = a.object.as_ref().and_then(|o| self.names.get(&o.id)) {
+                        v["object"]["displayName"] = json!(name);
+                    }
                     v
                 })
                 .collect();
@@ -538,6 +564,7 @@ mod tests {
             watched: Err(String::new()),
             since: "-24h".into(),
             health: vec![],
+            names: Default::default(),
         };
         let rules = |created| -> Vec<&'static str> {
             view.health(created, now).iter().map(|h| h.rule).collect()

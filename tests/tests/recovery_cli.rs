@@ -421,17 +421,26 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         .collect();
     assert_eq!(failed, [(i.policy.as_str(), "overwritten")]);
 
-    // After the recovery someone renames the policy again. The undo's dry run marks it:
-    // a change made after the recovery, which the undo sets back with a warning.
+    // After the recovery someone renames the policy again (the recovery had set its name
+    // back: a conflict the undo's dry run marks and the undo sets back with a warning), and
+    // gives the group a description (nothing the recovery changed: the undo leaves it).
     rename(&b, &i.policy, "Renamed after the recovery");
+    let described = [
+        "dir",
+        "update",
+        "--tenant",
+        T,
+        &i.group,
+        "--set",
+        "description=Kept by the undo",
+    ];
+    b.json(&described).unwrap();
     let (undo_plan, marked) = dry_run(&b, &["recovery", "undo", "--tenant", T, &job_id]);
-    let shown = b
-        .json(&["recovery", "show", "--tenant", T, &job_id])
-        .unwrap();
-    assert_eq!(undo_plan["conflictBase"], shown["appliedThroughSequence"]);
+    assert_eq!(undo_plan["changesOfJob"], job_id.as_str(), "{undo_plan}");
+    assert!(undo_plan["conflictBase"].is_null(), "{undo_plan}");
     assert_eq!(marked, BTreeSet::from([i.policy.clone()]), "{undo_plan}");
 
-    // Undo: back to the pre-recovery state.
+    // Undo: what the recovery changed goes back to what it found.
     let pre = job["preRecoveryBackupId"].as_str().unwrap();
     let undo = b
         .json(&[
@@ -440,19 +449,19 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         .unwrap();
     assert_eq!(undo["undoOf"], job_id.as_str(), "{undo}");
     assert_eq!(undo["residual"], 0, "{undo}");
-    let overwritten = b
-        .json(&[
-            "recovery",
-            "failed",
-            "--tenant",
-            T,
-            undo["id"].as_str().unwrap(),
-        ])
-        .unwrap();
-    assert_eq!(overwritten[0]["id"], i.policy.as_str(), "{overwritten}");
-    assert_eq!(overwritten[0]["outcome"], "overwritten", "{overwritten}");
+    let conflict = format!("changed again after recovery {job_id}: displayName (by admin)");
+    assert!(
+        undo["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains(&conflict)),
+        "{undo}"
+    );
+    // Everything is as before the recovery but the description given after it.
     let undone = report(&b, pre, &[]);
-    assert_eq!(undone["changed"], 0, "{undone}");
+    assert_eq!(undone["changed"], 1, "{undone}");
+    assert_eq!(object(&b, &i.group)["description"], "Kept by the undo");
     assert_eq!(object(&b, &i.policy)["state"], "disabled");
 }
 
@@ -668,6 +677,16 @@ async fn a_whole_tenant_recovery_waits_for_a_second_administrator() {
     assert_eq!(approved["approvedBy"], "bob", "{approved}");
     assert_eq!(approved["residual"], 0, "{approved}");
     assert!(object(&b, &user)["deletedDateTime"].is_string());
+    // Undoing it sets back only what it changed, and is a whole-tenant recovery as it
+    // was: it waits for a second administrator too.
+    let undo = b
+        .json(&["recovery", "undo", "--tenant", T, &id, "--yes"])
+        .unwrap();
+    assert_eq!(undo["status"], "awaitingApproval", "{undo}");
+    assert_eq!(undo["scope"]["changesOfJob"], id.as_str(), "{undo}");
+    let undo_id = undo["id"].as_str().unwrap().to_string();
+    b.json(&["recovery", "cancel", "--tenant", T, &undo_id])
+        .unwrap();
     // A scoped recovery needs no approval.
     let scoped = recover(&b, &["--from", &backup, "--kind", "group"]);
     assert_eq!(scoped["status"], "successful", "{scoped}");

@@ -318,8 +318,9 @@ impl RecoveryService for RecoveryApi {
         let job = self.recovery.job(&r.tenant, &r.id).await?;
         let scope = job.scope.unwrap_or_default();
         Self::require_kinds(&caller, &scope.kinds)?;
-        let authored = !scope.changed_by.is_empty() || !scope.changes_of_job.is_empty();
-        if scope.kinds.is_empty() && scope.ids.is_empty() && !authored {
+        // Undoing a whole-tenant job (or an undo of one) is a whole-tenant recovery; undoing
+        // one of some actors' changes is not.
+        if scope.kinds.is_empty() && scope.ids.is_empty() && scope.changed_by.is_empty() {
             caller.require_global_administrator(WHOLE_TENANT)?;
         }
         Ok(Response::new(

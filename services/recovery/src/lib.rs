@@ -77,8 +77,9 @@ pub enum Source {
     Report(String),
     /// A backup id, an instant or a sequence.
     Point(v1::Point),
-    /// Undoing a finished job: its `preRecovery` backup over its scope; objects changed
-    /// after the sequence it applied through are conflicts.
+    /// Undoing a finished job: what it changed (its events, by correlation id) set back to
+    /// what it found, over its scope; a later change by someone else to the same thing is
+    /// a conflict.
     Undo(String),
 }
 
@@ -256,25 +257,16 @@ impl Recovery {
                 };
                 let resolved = self.snapshotter().resolve(tenant, Some(&backup)).await?;
                 let scope = job.scope.unwrap_or_default();
-                // A job that set back some authors' changes is undone the same way: only
-                // what it changed goes back (its events carry its id), and a later change
-                // by someone else to the same thing is a conflict of that thing alone.
-                let authored = !scope.changed_by.is_empty() || !scope.changes_of_job.is_empty();
-                if authored {
-                    authors = Authors::job(id.clone());
-                }
+                // Only what the job changed goes back, each thing to what the job found (its
+                // events carry its id): a later change by someone else to something else
+                // stays, and one to the same thing is a conflict of that thing alone.
+                authors = Authors::job(id.clone());
                 let scope = Scope {
                     kinds: scope.kinds.iter().filter_map(|k| k.parse().ok()).collect(),
                     ids: scope.ids,
                     ..Scope::default()
                 };
-                let applied = job.applied_through_sequence;
-                (
-                    resolved,
-                    scope,
-                    String::new(),
-                    (applied > 0 && !authored).then_some(applied),
-                )
+                (resolved, scope, String::new(), None)
             }
             Source::Point(point) => {
                 if point.point.is_none() {
@@ -420,9 +412,11 @@ impl Recovery {
         let resolved = self.resolve(&request).await?;
         let tenant = request.tenant.clone();
         let id = uuid::Uuid::now_v7().to_string();
+        // Some actors' changes are not the whole tenant; an undo's (one job's changes) of a
+        // whole-tenant job is, as the job was.
         let whole_tenant = resolved.scope.kinds.is_empty()
             && resolved.scope.ids.is_empty()
-            && resolved.authors.is_empty();
+            && resolved.authors.actors.is_empty();
         let mut job = v1::RecoveryJob {
             id: id.clone(),
             tenant: tenant.clone(),
@@ -594,8 +588,8 @@ impl Recovery {
         Ok(job)
     }
 
-    /// Starts a job that brings the tenant back to `id`'s pre-recovery backup over the
-    /// same scope.
+    /// Starts a job that sets back what job `id` changed, each thing to what it found
+    /// (from its pre-recovery backup on).
     pub async fn undo(
         &self,
         tenant: &str,
@@ -621,8 +615,8 @@ impl Recovery {
         .await
     }
 
-    /// The request that undoes job `id`: its `preRecovery` backup over its scope, changes
-    /// made after it set back with a warning.
+    /// The request that undoes job `id`: what it changed set back, changes made after it
+    /// to the same things set back with a warning.
     pub fn undo_request(tenant: &str, id: &str, by: &str) -> RecoveryRequest {
         RecoveryRequest {
             tenant: tenant.to_string(),

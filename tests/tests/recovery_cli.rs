@@ -458,6 +458,17 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
             .any(|w| w.as_str().unwrap().contains(&conflict)),
         "{undo}"
     );
+    let listed = b
+        .json(&[
+            "recovery",
+            "failed",
+            "--tenant",
+            T,
+            undo["id"].as_str().unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(listed[0]["id"], i.policy.as_str(), "{listed}");
+    assert_eq!(listed[0]["outcome"], "conflict", "{listed}");
     // Everything is as before the recovery but the description given after it.
     let undone = report(&b, pre, &[]);
     assert_eq!(undone["changed"], 1, "{undone}");

@@ -147,6 +147,9 @@ pub struct DryRun {
 struct Planned {
     plan: Plan,
     changed_after_base: BTreeSet<String>,
+    /// With authors: the objects where someone else changed again what the plan sets
+    /// back, and what (also among the plan's notes).
+    conflicts: Vec<Skipped>,
 }
 
 /// Where the job starts from, resolved.
@@ -374,10 +377,11 @@ impl Recovery {
                 entries.into_iter().map(|e| e.entry).collect(),
                 &PlanOptions { ca_report_only },
             );
-            plan.notes.extend(notes);
+            plan.notes.extend(notes.iter().cloned());
             Ok(Planned {
                 plan,
                 changed_after_base,
+                conflicts: notes,
             })
         })
         .await

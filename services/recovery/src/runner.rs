@@ -246,7 +246,7 @@ impl Recovery {
                 let (scope, authors) = scope_of(job);
                 let on_conflict =
                     v1::OnConflict::try_from(job.on_conflict).unwrap_or(v1::OnConflict::Overwrite);
-                let computed = self
+                let planned = self
                     .compute_plan(
                         &job.tenant,
                         &point,
@@ -255,8 +255,8 @@ impl Recovery {
                         (&scope, &authors),
                         (on_conflict, job.ca_report_only),
                     )
-                    .await?
-                    .plan;
+                    .await?;
+                let computed = planned.plan;
                 self.inner
                     .jobs
                     .put_plan(&job.tenant, &job.id, &computed)
@@ -286,6 +286,23 @@ impl Recovery {
                     })
                     .collect();
                 job.skipped = skipped.len() as u64;
+                // Conflicts of some authors' changes (or an undo's) are listed with the
+                // failed changes too, as `conflict`: what `recovery failed` shows.
+                let action = if on_conflict == v1::OnConflict::Skip {
+                    "none"
+                } else {
+                    "setBack"
+                };
+                let mut skipped = skipped;
+                skipped.extend(planned.conflicts.iter().map(|c| v1::FailedChange {
+                    operation: 0,
+                    kind: c.kind.as_str().to_string(),
+                    id: c.id.clone(),
+                    display_name: c.display_name.clone().unwrap_or_default(),
+                    action: action.into(),
+                    reason: c.reason.clone(),
+                    outcome: "conflict".into(),
+                }));
                 self.inner
                     .jobs
                     .put_failures(&job.tenant, &job.id, &skipped)

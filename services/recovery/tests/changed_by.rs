@@ -177,6 +177,14 @@ async fn only_the_actors_changes_go_back_and_the_job_is_undone_by_its_own_change
         "{:?}",
         job.warnings
     );
+    // `recovery failed` lists the conflict too.
+    let failures = s.recovery.failures("t", &job.id).await.unwrap();
+    let conflict: Vec<(&str, &str)> = failures
+        .iter()
+        .filter(|f| f.outcome == "conflict")
+        .map(|f| (f.id.as_str(), f.action.as_str()))
+        .collect();
+    assert_eq!(conflict, [(U1, "setBack")], "{failures:?}");
     assert_eq!(s.attribute(U1, "department").await, Some(json!("Sales")));
     assert_eq!(s.attribute(U1, "jobTitle").await, Some(json!("Senior Rep")));
     assert_eq!(s.attribute(U1, "displayName").await, Some(json!("Adele")));

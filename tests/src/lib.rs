@@ -210,6 +210,19 @@ impl Backtrack {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// `backtrack recover --tenant <tenant> --yes --wait <args>`: the finished job.
+    pub fn recover(&self, tenant: &str, args: &[&str]) -> Value {
+        let mut full = vec!["recover", "--tenant", tenant, "--yes", "--wait"];
+        full.extend_from_slice(args);
+        self.json(&full).expect("the recovery ran")
+    }
+
+    /// `backtrack dir get --tenant <tenant> <id>`.
+    pub fn object(&self, tenant: &str, id: &str) -> Value {
+        self.json(&["dir", "get", "--tenant", tenant, id])
+            .expect("the object is there")
+    }
+
     /// A token of `tenant` with one `role`, for `subject`.
     pub fn token_for(&self, tenant: &str, role: &str, subject: &str) -> String {
         self.issue_token(&["--tenant", tenant, "--role", role, "--subject", subject])

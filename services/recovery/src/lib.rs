@@ -30,7 +30,7 @@ use std::time::Duration;
 use backtrack_differ::{Differ, Scope};
 use backtrack_directory::Directory;
 use backtrack_domain::authorship::Authors;
-use backtrack_domain::recovery::{Plan, PlanOptions, Skipped};
+use backtrack_domain::recovery::Plan;
 use backtrack_domain::{validate, ObjectKind};
 use backtrack_eventlog::AuditLog;
 use backtrack_platform::clock::now_ms;
@@ -141,15 +141,6 @@ pub struct DryRun {
     pub changed_after_base: BTreeSet<String>,
     /// Whose changes the plan sets back (empty: all).
     pub authors: Authors,
-}
-
-/// A plan, and the objects of it changed after its conflict base.
-struct Planned {
-    plan: Plan,
-    changed_after_base: BTreeSet<String>,
-    /// With authors: the objects where someone else changed again what the plan sets
-    /// back, and what (also among the plan's notes).
-    conflicts: Vec<Skipped>,
 }
 
 /// Where the job starts from, resolved.
@@ -333,7 +324,7 @@ impl Recovery {
         conflict_base: Option<u64>,
         (scope, authors): (&Scope, &Authors),
         (on_conflict, ca_report_only): (v1::OnConflict, bool),
-    ) -> Result<Planned, RecoveryError> {
+    ) -> Result<planner::Planned, RecoveryError> {
         let store = self.snapshotter().store().clone();
         let (tenant, scope, authors, point) = (
             tenant.to_string(),
@@ -342,47 +333,16 @@ impl Recovery {
             point.sequence,
         );
         tokio::task::spawn_blocking(move || {
-            let keep_later = on_conflict == v1::OnConflict::Skip;
-            let entries = planner::entries(
-                &store,
-                &planner::Request {
-                    tenant: &tenant,
-                    point,
-                    now,
-                    conflict_base,
-                    scope: &scope,
-                    authors: &authors,
-                    keep_later,
-                },
-            )?;
-            // The version the plan is based on is the one at the conflict base (a report's
-            // target): an object whose version now differs was changed after it. With
-            // authors, an object is marked when someone else changed again a thing the
-            // authors changed, and the plan sets it back.
-            let mut changed_after_base = BTreeSet::new();
-            let mut notes = Vec::new();
-            for e in &entries {
-                let entry = &e.entry;
-                if entry.current.as_ref().map_or(0, |o| o.version) != entry.planned_version {
-                    changed_after_base.insert(entry.id.clone());
-                }
-                if let Some(note) = later_note(e, &authors, keep_later) {
-                    if !keep_later {
-                        changed_after_base.insert(entry.id.clone());
-                    }
-                    notes.push(note);
-                }
-            }
-            let mut plan = backtrack_domain::recovery::plan(
-                entries.into_iter().map(|e| e.entry).collect(),
-                &PlanOptions { ca_report_only },
-            );
-            plan.notes.extend(notes.iter().cloned());
-            Ok(Planned {
-                plan,
-                changed_after_base,
-                conflicts: notes,
-            })
+            let request = planner::Request {
+                tenant: &tenant,
+                point,
+                now,
+                conflict_base,
+                scope: &scope,
+                authors: &authors,
+                keep_later: on_conflict == v1::OnConflict::Skip,
+            };
+            Ok(planner::plan(&store, &request, ca_report_only)?)
         })
         .await
         .map_err(|e| RecoveryError::Internal(format!("planning stopped: {e}")))?
@@ -672,44 +632,6 @@ fn before_creation(created: &TenantRecord, point: &v1::ResolvedPoint) -> Result<
         "tenant {} was created at {created_at}; the point ({at}) lies before that, when it did not exist. A recovery sets objects back as they were and cannot take a tenant back to not existing: choose a point after its creation{empty}",
         created.id,
     )))
-}
-
-/// What the plan says about the things of `entry` someone else changed again after the
-/// authors: set back over their change (`keep_later`: left as they are), when the plan's
-/// value differs from theirs.
-fn later_note(entry: &planner::Entry, authors: &Authors, keep_later: bool) -> Option<Skipped> {
-    let e = &entry.entry;
-    let (current, desired) = (e.current.as_ref(), e.desired.as_ref());
-    let facets: Vec<String> = entry
-        .later
-        .iter()
-        .filter(|(facet, _)| keep_later || facet.differs(current, desired))
-        .map(|(facet, who)| {
-            let who: Vec<&str> = who.iter().map(String::as_str).collect();
-            format!("{facet} (by {})", who.join(", "))
-        })
-        .collect();
-    if facets.is_empty() {
-        return None;
-    }
-    let what = if keep_later {
-        "left as they are (--on-conflict skip)"
-    } else {
-        "set back over those changes (--on-conflict skip leaves them)"
-    };
-    Some(Skipped {
-        kind: e.kind,
-        id: e.id.clone(),
-        display_name: current
-            .or(desired)
-            .and_then(|o| o.display_name())
-            .map(str::to_string),
-        reason: format!(
-            "changed again after {}: {}; {what}",
-            authors.describe(),
-            facets.join(", ")
-        ),
-    })
 }
 
 /// Keeps in `have` only what `want` names too (an empty `want` keeps everything; an empty

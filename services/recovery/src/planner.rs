@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use backtrack_differ::compute::{without_authors, Window, WithoutAuthors};
 use backtrack_differ::Scope;
 use backtrack_domain::authorship::{Authors, Facet, Touched};
-use backtrack_domain::recovery::PlanEntry;
+use backtrack_domain::recovery::{Plan, PlanEntry, PlanOptions, Skipped};
 use backtrack_domain::ObjectKind;
 use backtrack_store::{StoreError, TimeTravelStore};
 
@@ -157,4 +157,89 @@ fn authored(
         },
         later: touched.later,
     }))
+}
+
+/// The ordered plan for the request: its entries planned, with the objects changed after
+/// its conflict base and, with authors, the conflicts (also among the plan's notes).
+pub fn plan(
+    store: &TimeTravelStore,
+    r: &Request<'_>,
+    ca_report_only: bool,
+) -> Result<Planned, StoreError> {
+    let entries = entries(store, r)?;
+    // The version the plan is based on is the one at the conflict base (a report's
+    // target): an object whose version now differs was changed after it. With
+    // authors, an object is marked when someone else changed again a thing the
+    // authors changed, and the plan sets it back.
+    let mut changed_after_base = BTreeSet::new();
+    let mut notes = Vec::new();
+    for e in &entries {
+        let entry = &e.entry;
+        if entry.current.as_ref().map_or(0, |o| o.version) != entry.planned_version {
+            changed_after_base.insert(entry.id.clone());
+        }
+        if let Some(note) = later_note(e, r.authors, r.keep_later) {
+            if !r.keep_later {
+                changed_after_base.insert(entry.id.clone());
+            }
+            notes.push(note);
+        }
+    }
+    let mut plan = backtrack_domain::recovery::plan(
+        entries.into_iter().map(|e| e.entry).collect(),
+        &PlanOptions { ca_report_only },
+    );
+    plan.notes.extend(notes.iter().cloned());
+    Ok(Planned {
+        plan,
+        changed_after_base,
+        conflicts: notes,
+    })
+}
+
+/// A plan, and the objects of it changed after its conflict base.
+pub struct Planned {
+    pub plan: Plan,
+    pub changed_after_base: BTreeSet<String>,
+    /// With authors: the objects where someone else changed again what the plan sets
+    /// back, and what (also among the plan's notes).
+    pub conflicts: Vec<Skipped>,
+}
+
+/// What the plan says about the things of `entry` someone else changed again after the
+/// authors: set back over their change (`keep_later`: left as they are), when the plan's
+/// value differs from theirs.
+fn later_note(entry: &Entry, authors: &Authors, keep_later: bool) -> Option<Skipped> {
+    let e = &entry.entry;
+    let (current, desired) = (e.current.as_ref(), e.desired.as_ref());
+    let facets: Vec<String> = entry
+        .later
+        .iter()
+        .filter(|(facet, _)| keep_later || facet.differs(current, desired))
+        .map(|(facet, who)| {
+            let who: Vec<&str> = who.iter().map(String::as_str).collect();
+            format!("{facet} (by {})", who.join(", "))
+        })
+        .collect();
+    if facets.is_empty() {
+        return None;
+    }
+    let what = if keep_later {
+        "left as they are (--on-conflict skip)"
+    } else {
+        "set back over those changes (--on-conflict skip leaves them)"
+    };
+    Some(Skipped {
+        kind: e.kind,
+        id: e.id.clone(),
+        display_name: current
+            .or(desired)
+            .and_then(|o| o.display_name())
+            .map(str::to_string),
+        reason: format!(
+            "changed again after {}: {}; {what}",
+            authors.describe(),
+            facets.join(", ")
+        ),
+    })
 }

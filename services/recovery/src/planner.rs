@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use backtrack_differ::compute::{without_authors, Window, WithoutAuthors};
+use backtrack_differ::compute::{compute_each, without_authors, Window, WithoutAuthors};
 use backtrack_differ::Scope;
+use backtrack_differ::{DifferError, Progress};
 use backtrack_domain::authorship::{Authors, Facet, Touched};
+use backtrack_domain::diff::diff_objects;
 use backtrack_domain::recovery::{Plan, PlanEntry, PlanOptions, Skipped};
 use backtrack_domain::ObjectKind;
 use backtrack_store::{StoreError, TimeTravelStore};
@@ -195,6 +197,44 @@ pub fn plan(
         changed_after_base,
         conflicts: notes,
     })
+}
+
+/// What still differs after a job: the objects of the request's scope not as the job
+/// wanted them — with authors, those whose facets of theirs are not back; else every
+/// object that differs from the point. Counted in full; the first `most` ids kept.
+pub fn residual(
+    store: &TimeTravelStore,
+    r: &Request<'_>,
+    most: usize,
+) -> Result<(u64, Vec<String>), DifferError> {
+    let (mut residual, mut ids) = (0u64, Vec::new());
+    if !r.authors.is_empty() {
+        for e in entries(store, r)? {
+            let e = e.entry;
+            if diff_objects(e.desired.as_ref(), e.current.as_ref()).is_some() {
+                residual += 1;
+                if ids.len() < most {
+                    ids.push(e.id);
+                }
+            }
+        }
+        return Ok((residual, ids));
+    }
+    compute_each(
+        store,
+        r.tenant,
+        r.point,
+        r.now,
+        r.scope,
+        &Progress::default(),
+        |piece| {
+            residual += piece.len() as u64;
+            let room = most.saturating_sub(ids.len());
+            ids.extend(piece.into_iter().take(room).map(|i| i.object_id));
+            Ok(())
+        },
+    )?;
+    Ok((residual, ids))
 }
 
 /// A plan, and the objects of it changed after its conflict base.

@@ -3,7 +3,7 @@
 //! published again after a crash is a duplicate the stream drops.
 
 use backtrack_domain::canonical::to_canonical_string;
-use backtrack_domain::recovery::{Action, Operation};
+use backtrack_domain::recovery::{Action, Operation, Skipped};
 use backtrack_eventlog::audit::AUDIT_SCHEMA_VERSION;
 use backtrack_platform::clock::now_ms;
 use backtrack_proto::v1;
@@ -119,4 +119,20 @@ pub fn action_json(action: &Action) -> Value {
         map.remove("type");
     }
     value
+}
+
+/// Objects a plan leaves out or notes, as `recovery failed` lists them.
+pub(crate) fn listed(objects: &[Skipped], action: &str, outcome: &str) -> Vec<v1::FailedChange> {
+    objects
+        .iter()
+        .map(|s| v1::FailedChange {
+            operation: 0,
+            kind: s.kind.as_str().to_string(),
+            id: s.id.clone(),
+            display_name: s.display_name.clone().unwrap_or_default(),
+            action: action.into(),
+            reason: s.reason.clone(),
+            outcome: outcome.into(),
+        })
+        .collect()
 }

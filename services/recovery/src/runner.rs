@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backtrack_differ::{Progress, Scope};
+use backtrack_differ::Scope;
 use backtrack_directory::writer::Origin;
 use backtrack_domain::authorship::Authors;
 use backtrack_domain::batch::{BatchPolicy, BatchStep, Met, PlannedOutcome, StepResult};
 use backtrack_domain::canonical::to_canonical_string;
-use backtrack_domain::diff::diff_objects;
 use backtrack_domain::recovery::Plan;
 use backtrack_domain::ObjectKind;
 use backtrack_platform::clock::now_ms;
@@ -272,37 +271,16 @@ impl Recovery {
                     .take(MAX_WARNINGS)
                     .map(|n| format!("{} {}: {}", n.kind, n.id, n.reason))
                     .collect();
-                let skipped: Vec<v1::FailedChange> = computed
-                    .skipped
-                    .iter()
-                    .map(|s| v1::FailedChange {
-                        operation: 0,
-                        kind: s.kind.as_str().to_string(),
-                        id: s.id.clone(),
-                        display_name: s.display_name.clone().unwrap_or_default(),
-                        action: "none".into(),
-                        reason: s.reason.clone(),
-                        outcome: "skipped".into(),
-                    })
-                    .collect();
-                job.skipped = skipped.len() as u64;
                 // Conflicts of some authors' changes (or an undo's) are listed with the
-                // failed changes too, as `conflict`: what `recovery failed` shows.
-                let action = if on_conflict == v1::OnConflict::Skip {
+                // skipped objects, as `conflict`: what `recovery failed` shows.
+                let set_back = if on_conflict == v1::OnConflict::Skip {
                     "none"
                 } else {
                     "setBack"
                 };
-                let mut skipped = skipped;
-                skipped.extend(planned.conflicts.iter().map(|c| v1::FailedChange {
-                    operation: 0,
-                    kind: c.kind.as_str().to_string(),
-                    id: c.id.clone(),
-                    display_name: c.display_name.clone().unwrap_or_default(),
-                    action: action.into(),
-                    reason: c.reason.clone(),
-                    outcome: "conflict".into(),
-                }));
+                let mut skipped = records::listed(&computed.skipped, "none", "skipped");
+                job.skipped = skipped.len() as u64;
+                skipped.extend(records::listed(&planned.conflicts, set_back, "conflict"));
                 self.inner
                     .jobs
                     .put_failures(&job.tenant, &job.id, &skipped)
@@ -559,49 +537,17 @@ impl Recovery {
             let (tenant, (scope, authors)) = (job.tenant.clone(), scope_of(job));
             let point = job.point.as_ref().map_or(0, |p| p.sequence);
             let keep_later = job.on_conflict == v1::OnConflict::Skip as i32;
-            // Counted as found; only the first ids are kept.
             let (residual, ids) = tokio::task::spawn_blocking(move || {
-                let (mut residual, mut ids) = (0u64, Vec::new());
-                if !authors.is_empty() {
-                    // What the authors changed that is still not as it was before them.
-                    let entries = planner::entries(
-                        &store,
-                        &planner::Request {
-                            tenant: &tenant,
-                            point,
-                            now,
-                            conflict_base: None,
-                            scope: &scope,
-                            authors: &authors,
-                            keep_later,
-                        },
-                    )?;
-                    for e in entries {
-                        let e = e.entry;
-                        if diff_objects(e.desired.as_ref(), e.current.as_ref()).is_some() {
-                            residual += 1;
-                            if ids.len() < MAX_RESIDUAL_IDS {
-                                ids.push(e.id);
-                            }
-                        }
-                    }
-                    return Ok((residual, ids));
-                }
-                backtrack_differ::compute::compute_each(
-                    &store,
-                    &tenant,
+                let request = planner::Request {
+                    tenant: &tenant,
                     point,
                     now,
-                    &scope,
-                    &Progress::default(),
-                    |piece| {
-                        residual += piece.len() as u64;
-                        let room = MAX_RESIDUAL_IDS.saturating_sub(ids.len());
-                        ids.extend(piece.into_iter().take(room).map(|i| i.object_id));
-                        Ok(())
-                    },
-                )
-                .map(|()| (residual, ids))
+                    conflict_base: None,
+                    scope: &scope,
+                    authors: &authors,
+                    keep_later,
+                };
+                planner::residual(&store, &request, MAX_RESIDUAL_IDS)
             })
             .await
             .map_err(|e| RecoveryError::Internal(format!("residual diff stopped: {e}")))??;

@@ -19,8 +19,8 @@ use backtrack_eventlog::AuditLog;
 use backtrack_platform::audit::{AuditLayer, Auditor};
 use backtrack_platform::auth::token_api::{issued_records, revoked_records, IssuerOf, TokenApi};
 use backtrack_platform::auth::{
-    AuthInterceptor, JwksHandle, JwksSource, OidcProvider, Revocation, Revocations, Role,
-    SigningKey, TokenRecord, TokenRegistry, TokenValidator, ALL_TENANTS,
+    AuthInterceptor, JwksHandle, OidcProvider, Revocation, Revocations, Role, SigningKey,
+    TokenRecord, TokenRegistry, TokenValidator, ALL_TENANTS,
 };
 use backtrack_platform::health::{serve_http, Health};
 use backtrack_platform::metrics::RpcMetricsLayer;
@@ -37,6 +37,7 @@ mod data_lock;
 mod local_nats;
 mod parts;
 mod seed;
+mod settings;
 mod startup;
 
 use crate::output::announceln;
@@ -44,6 +45,8 @@ use local_nats::{start_nats_server, stop_nats_server};
 pub use parts::Parts;
 pub use seed::demo_options;
 use seed::seed_demo;
+use settings::alert_settings;
+pub(crate) use settings::{default_policy, oidc_settings, OidcSettings};
 use startup::{catch_up, catch_up_snapshotter, starting};
 
 /// Lifetime of the admin token written on every start.
@@ -229,6 +232,8 @@ pub(crate) async fn serve(
         // A replica neither schedules backups nor writes checkpoints: the snapshotter
         // service does both, once per deployment.
         config.scheduler = parts.snapshotter_api;
+        // Alerts are raised once per deployment, by the snapshotter service.
+        config.alerts = (parts.snapshotter_api && !args.no_alerts).then(|| alert_settings(args));
         config.checkpoint_every = if parts.snapshotter_api {
             args.checkpoint_every
         } else {
@@ -555,50 +560,6 @@ async fn write_admin_token(
         }
     }
     Ok(())
-}
-
-/// The identity provider `backtrack up` trusts besides its own key.
-pub(crate) struct OidcSettings {
-    issuer: String,
-    audience: String,
-    pub(crate) source: JwksSource,
-    refresh: Duration,
-}
-
-/// `--jwt-issuer`, `--jwt-audience` and one of `--jwks-file` / `--jwks-url`, all or none.
-pub(crate) fn oidc_settings(args: &UpArgs) -> Result<Option<OidcSettings>, String> {
-    let source = match (&args.jwks_file, &args.jwks_url) {
-        (Some(_), Some(_)) => return Err("give --jwks-file or --jwks-url, not both".into()),
-        (Some(path), None) => Some(JwksSource::File(path.clone())),
-        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
-        (None, None) => None,
-    };
-    match (&args.jwt_issuer, &args.jwt_audience, source) {
-        (None, None, None) => Ok(None),
-        (Some(issuer), Some(audience), Some(source))
-            if !issuer.trim().is_empty() && !audience.trim().is_empty() =>
-        {
-            Ok(Some(OidcSettings {
-                issuer: issuer.trim().to_string(),
-                audience: audience.trim().to_string(),
-                source,
-                refresh: Duration::from_secs(args.jwks_refresh_secs.max(10)),
-            }))
-        }
-        _ => Err(
-            "an identity provider needs --jwt-issuer, --jwt-audience and one of --jwks-file / --jwks-url"
-                .into(),
-        ),
-    }
-}
-
-/// The backup policy of tenants without one of their own.
-pub(crate) fn default_policy(args: &UpArgs) -> backtrack_snapshotter::policy::Policy {
-    backtrack_snapshotter::policy::Policy {
-        schedule: args.backup_schedule.trim().to_string(),
-        retention_days: args.backup_retention_days,
-        ..Default::default()
-    }
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

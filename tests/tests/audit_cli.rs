@@ -5,7 +5,9 @@
 
 use backtrack_e2e::Backtrack;
 use backtrack_store::audit::AuditIndex;
-use backtrack_test_support::NatsServer;
+use std::time::Duration;
+
+use backtrack_test_support::{eventually, NatsServer};
 use prost::Message;
 use serde_json::{json, Value};
 
@@ -40,9 +42,29 @@ async fn a_recoverys_audit_trail_is_queried_followed_verified_and_tamper_evident
         args.extend_from_slice(extra);
         b.json(&args).unwrap()
     };
+    // The recovery deleted 30 objects: a mass deletion, alerted on and correlated to the job
+    // like the rest of its trail (it is waited for, so the trail below is complete).
+    let alerted = eventually(
+        "the job's mass-deletion alert",
+        Duration::from_secs(30),
+        || {
+            let alerts = query(&["--correlation", job_id, "--action", "alert.raised"]);
+            let alerts = alerts["entries"].as_array().unwrap().clone();
+            async move { (!alerts.is_empty()).then_some(alerts) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(alerted.len(), 1);
+    assert_eq!(alerted[0]["details"]["rule"], "massDeletion");
+    assert_eq!(alerted[0]["actor"]["subject"], "admin");
     let of_job = query(&["--correlation", job_id]);
     let entries = of_job["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 32, "30 operations, start and finish");
+    assert_eq!(
+        entries.len(),
+        33,
+        "30 operations, start, finish and the alert"
+    );
     let applied = query(&[
         "--correlation",
         job_id,
@@ -87,7 +109,7 @@ async fn a_recoverys_audit_trail_is_queried_followed_verified_and_tamper_evident
         ])
         .unwrap();
     assert_eq!(first["entries"].as_array().unwrap().len(), 20);
-    assert_eq!(second["entries"].as_array().unwrap().len(), 12);
+    assert_eq!(second["entries"].as_array().unwrap().len(), 13);
     // Tail from the start stops after --limit.
     let tail = b.cli(&[
         "audit",

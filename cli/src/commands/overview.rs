@@ -244,7 +244,7 @@ impl View<'_> {
         outln!("to see what undoing each would do (a dry run; drop --dry-run to recover):");
         let mut seen = Vec::new();
         for a in shown {
-            let command = undo_command(self.tenant, a);
+            let command = a.undo_command(self.tenant);
             if !seen.contains(&command) {
                 outln!("  {command}");
                 seen.push(command);
@@ -446,7 +446,7 @@ impl View<'_> {
                 .map(|a| {
                     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
                     v["time"] = json!(rfc3339_ms(a.time_ms));
-                    v["undo"] = json!(undo_command(self.tenant, a));
+                    v["undo"] = json!(a.undo_command(self.tenant));
                     if let Some(name) = a.object.as_ref().and_then(|o| self.names.get(&o.id)) {
                         v["object"]["displayName"] = json!(name);
                     }
@@ -500,37 +500,12 @@ fn trigger(trigger: i32) -> &'static str {
     }
 }
 
-/// The dry run that would set back what the alert is about: the actor's changes from just
-/// before it, to that object when it names one.
-fn undo_command(tenant: &str, a: &Alert) -> String {
-    let from = a.sequence.saturating_sub(1);
-    let mut command = format!(
-        "backtrack recover --tenant {tenant} --from seq:{from} --changed-by {}",
-        shell_word(&a.actor)
-    );
-    if let Some(o) = &a.object {
-        command.push_str(&format!(" --id {}", o.id));
-    }
-    command.push_str(" --dry-run");
-    command
-}
-
-/// `word`, quoted for a POSIX shell when it holds anything but plain characters.
-fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "@._-:/+=".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use backtrack_domain::alerts::{Alert, AlertObject, Severity};
+
     use backtrack_proto::v1;
 
-    use super::{shell_word, undo_command, View};
+    use super::View;
 
     #[test]
     fn stopped_schedules_jobs_awaiting_approval_and_a_failed_recovery_need_a_look() {
@@ -588,32 +563,5 @@ mod tests {
             .fix
             .contains("backtrack approve --tenant contoso j1"));
         assert!(health[2].what.contains("directory unavailable"));
-    }
-
-    #[test]
-    fn each_alert_names_the_dry_run_that_undoes_it() {
-        let mut alert = Alert {
-            severity: Severity::Critical,
-            rule: "caPolicyDeleted",
-            actor: "mallory@contoso.com".into(),
-            sequence: 612,
-            time_ms: 0,
-            object: Some(AlertObject {
-                kind: "conditionalAccessPolicy".into(),
-                id: "p1".into(),
-            }),
-            what: String::new(),
-        };
-        assert_eq!(
-            undo_command("contoso", &alert),
-            "backtrack recover --tenant contoso --from seq:611 --changed-by mallory@contoso.com --id p1 --dry-run"
-        );
-        alert.object = None;
-        alert.actor = "svc account's".into();
-        assert_eq!(
-            undo_command("contoso", &alert),
-            r"backtrack recover --tenant contoso --from seq:611 --changed-by 'svc account'\''s' --dry-run"
-        );
-        assert_eq!(shell_word(""), "''");
     }
 }

@@ -210,6 +210,82 @@ fn ocsf_picks_api_activity_or_entity_management() {
     );
 }
 
+/// An `alert.raised` record as the alerter writes it.
+fn alert_record(severity: &str) -> AuditRecord {
+    AuditRecord {
+        schema_version: 1,
+        id: "alert:0193f1c2-7a00-7000-8000-000000000001:0".into(),
+        tenant: "contoso".into(),
+        time_ms: 1_796_644_800_000,
+        actor: Some(AuditActor {
+            subject: "mallory@contoso.com".into(),
+            ..Default::default()
+        }),
+        action: "alert.raised".into(),
+        category: "alert".into(),
+        target: Some(AuditTarget {
+            kind: "conditionalAccessPolicy".into(),
+            id: "p1".into(),
+            display_name: "Require MFA".into(),
+        }),
+        details_json: json!({
+            "rule": "caPolicyDeleted",
+            "severity": severity,
+            "what": "conditional access policy deleted (in the recycle bin)",
+            "undo": "backtrack recover --tenant contoso --from seq:9 --changed-by mallory@contoso.com --id p1 --dry-run",
+        })
+        .to_string(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn alerts_are_findings_with_their_own_severity_in_every_format() {
+    let critical = alert_record("critical");
+    let finding = ocsf::ocsf_json(&critical);
+    assert_eq!(finding["class_uid"], 2004);
+    assert_eq!(finding["category_uid"], 2);
+    assert_eq!(finding["type_uid"], 200_401);
+    assert_eq!(
+        (finding["severity_id"].clone(), finding["severity"].clone()),
+        (json!(5), json!("Critical"))
+    );
+    assert_eq!(finding["finding_info"]["uid"], critical.id);
+    assert_eq!(finding["finding_info"]["types"], json!(["caPolicyDeleted"]));
+    assert_eq!(
+        finding["finding_info"]["title"],
+        "caPolicyDeleted: conditional access policy deleted (in the recycle bin)"
+    );
+    assert_eq!(finding["resources"][0]["name"], "Require MFA");
+    assert_eq!(finding["actor"]["user"]["name"], "mallory@contoso.com");
+    assert!(finding["unmapped"]["details"]["undo"]
+        .as_str()
+        .unwrap()
+        .contains("--changed-by mallory@contoso.com --id p1"));
+    assert_eq!(ocsf::ocsf_json(&alert_record("high"))["severity_id"], 4);
+    assert_eq!(ocsf::ocsf_json(&alert_record("medium"))["severity_id"], 3);
+
+    let (header, ext) = parse_cef(&cef::cef_line(&critical)).unwrap();
+    assert_eq!(header[4], "alert.raised");
+    assert_eq!(
+        header[5],
+        "caPolicyDeleted: conditional access policy deleted (in the recycle bin)"
+    );
+    assert_eq!(header[6], "10");
+    assert_eq!(cef::severity(&alert_record("high")), 8);
+    assert_eq!(cef::severity(&alert_record("medium")), 5);
+    assert_eq!(ext["suser"], "mallory@contoso.com");
+    assert_eq!(ext.get("outcome"), None, "a finding has no outcome");
+    assert_eq!(
+        ext["msg"],
+        "mallory@contoso.com alert.raised conditionalAccessPolicy p1 (Require MFA): caPolicyDeleted (critical): conditional access policy deleted (in the recycle bin)"
+    );
+    // Any other record is unchanged by it.
+    let ordinary = &sample_records(2)[1];
+    assert_eq!(ocsf::ocsf_json(ordinary)["class_uid"], 6003);
+    assert!(format::alert_facts(ordinary).is_none());
+}
+
 #[test]
 fn config_file_loads_and_errors_name_the_sink_and_field() {
     let dir = tempfile::tempdir().unwrap();

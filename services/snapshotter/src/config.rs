@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::alerter::AlertSettings;
 use crate::policy::Policy;
 
 /// What the snapshotter needs to run; the CLI fills it from flags and `BACKTRACK_*` vars.
@@ -28,6 +29,9 @@ pub struct SnapshotterConfig {
     /// time-travel store (a differ or recovery process), so one deployment takes each
     /// scheduled backup once.
     pub scheduler: bool,
+    /// Whether (and how) this instance raises alerts on the audit stream: one instance per
+    /// deployment, like the scheduler (two would publish the same records, stored once).
+    pub alerts: Option<AlertSettings>,
 }
 
 /// The shortest interval of a backup schedule unless configured otherwise: 5 minutes.
@@ -56,6 +60,7 @@ impl SnapshotterConfig {
             backup_min_interval: DEFAULT_BACKUP_MIN_INTERVAL,
             checkpoint_every: 1_000_000,
             scheduler: true,
+            alerts: None,
         }
     }
 }

@@ -16,9 +16,11 @@
 //! - [`backups`]: creating, listing, pinning and verifying backups.
 //! - [`points`]: turning a sequence, an instant or a backup id into a stream sequence.
 //! - [`scheduler`]: scheduled backups from each tenant's cron expression.
+//! - [`alerter`]: alerts on dangerous changes, as records on the audit stream.
 //! - [`api`]: the gRPC `BackupService` and `TimeTravelService`.
 //! - [`error`]: the service error and its one mapping onto gRPC statuses.
 
+pub mod alerter;
 pub mod api;
 pub mod backups;
 pub mod builder;
@@ -142,6 +144,17 @@ pub async fn start(
             restored_from,
         }),
     };
+    if let Some(settings) = snapshotter.inner.config.alerts {
+        let bucket = alerter::prepare(&snapshotter)
+            .await
+            .map_err(|e| SnapshotterError::Unavailable(format!("the alerter: {e}")))?;
+        tokio::spawn(alerter::run(
+            snapshotter.clone(),
+            settings,
+            bucket,
+            shutdown.clone(),
+        ));
+    }
     if snapshotter.inner.config.scheduler {
         tokio::spawn(scheduler::run(snapshotter.clone(), shutdown));
     }

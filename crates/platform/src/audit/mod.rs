@@ -52,6 +52,8 @@ pub mod category {
     pub const DIRECTORY: &str = "directory";
     pub const TENANT: &str = "tenant";
     pub const SECURITY: &str = "security";
+    /// Alerts on dangerous directory changes (the snapshotter's alerter).
+    pub const ALERT: &str = "alert";
 }
 
 /// Audit actions written outside the recovery runner.
@@ -69,6 +71,7 @@ pub mod action {
     pub const TOKEN_REVOKED: &str = "token.revoked";
     pub const ACCESS_DENIED: &str = "security.accessDenied";
     pub const DENIALS_DROPPED: &str = "security.accessDeniedDropped";
+    pub const ALERT_RAISED: &str = "alert.raised";
 }
 
 /// Namespace of deterministic record ids (UUIDv5 of `<tenant>:<action>:<natural id>`).

@@ -9,11 +9,18 @@ use std::net::{IpAddr, SocketAddr};
 
 use backtrack_proto::v1::AuditRecord;
 
-use super::{human_name, summary, Outcome, PRODUCT_VERSION};
+use super::{alert_facts, human_name, summary, Outcome, PRODUCT_VERSION};
 
 /// CEF severity (0–10) of a record: 3 (low) for a success or an unknown result, 6 (medium)
-/// for a failure.
+/// for a failure; an alert's by its severity: 10 critical, 8 high, 5 medium.
 pub fn severity(record: &AuditRecord) -> u8 {
+    if let Some(alert) = alert_facts(record) {
+        return match alert.severity.as_str() {
+            "critical" => 10,
+            "high" => 8,
+            _ => 5,
+        };
+    }
     match Outcome::of(record) {
         Outcome::Failure => 6,
         Outcome::Success | Outcome::Unknown => 3,
@@ -88,7 +95,7 @@ pub fn cef_line(record: &AuditRecord) -> String {
         "CEF:0|Backtrack|Backtrack|{}|{}|{}|{}|",
         escape_header(PRODUCT_VERSION),
         escape_header(&record.action),
-        escape_header(&human_name(&record.action)),
+        escape_header(&name(record)),
         severity(record),
     );
     let mut ext = Extensions(String::with_capacity(384));
@@ -133,6 +140,15 @@ pub fn cef_line(record: &AuditRecord) -> String {
     ext.add("msg", &summary(record));
     line.push_str(&ext.0);
     line
+}
+
+/// The CEF name of a record: the action in words; for an alert, its rule and what it saw
+/// (`caPolicyDeleted: conditional access policy deleted (in the recycle bin)`).
+fn name(record: &AuditRecord) -> String {
+    match alert_facts(record) {
+        Some(alert) => format!("{}: {}", alert.rule, alert.what),
+        None => human_name(&record.action),
+    }
 }
 
 /// `src` (and `spt`) when the address is an IP (with a port), else `shost`.

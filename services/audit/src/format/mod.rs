@@ -17,7 +17,8 @@ pub use native::native_json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// OCSF 1.1.0 JSON: API Activity (6003) or Entity Management (3004).
+    /// OCSF 1.1.0 JSON: API Activity (6003), Entity Management (3004) or, for alerts,
+    /// Detection Finding (2004).
     Ocsf,
     /// ArcSight Common Event Format, version 0.
     Cef,
@@ -95,6 +96,40 @@ pub fn human_name(action: &str) -> String {
     }
 }
 
+/// The action of the alerter's records.
+pub const ALERT_RAISED: &str = "alert.raised";
+
+/// What an `alert.raised` record says, from its details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertFacts {
+    /// The rule's stable name, e.g. `caPolicyDeleted`.
+    pub rule: String,
+    /// `critical`, `high` or `medium`.
+    pub severity: String,
+    /// What happened, in words.
+    pub what: String,
+}
+
+/// The rule, severity and text of an alert record; `None` for any other record.
+pub fn alert_facts(record: &AuditRecord) -> Option<AlertFacts> {
+    if record.action != ALERT_RAISED {
+        return None;
+    }
+    let details = parse_embedded(&record.details_json);
+    let text = |name: &str| {
+        details
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(AlertFacts {
+        rule: text("rule"),
+        severity: text("severity"),
+        what: text("what"),
+    })
+}
+
 /// One sentence about the record, for CEF `msg` and OCSF `message`:
 /// `alice recovery.started recoveryJob j1 (Nightly): failed: lease held`.
 pub fn summary(record: &AuditRecord) -> String {
@@ -119,6 +154,12 @@ pub fn summary(record: &AuditRecord) -> String {
             s.push_str(&t.display_name);
             s.push(')');
         }
+    }
+    if let Some(alert) = alert_facts(record) {
+        s.push_str(&format!(
+            ": {} ({}): {}",
+            alert.rule, alert.severity, alert.what
+        ));
     }
     match Outcome::of(record) {
         Outcome::Success => s.push_str(": succeeded"),

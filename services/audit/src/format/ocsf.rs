@@ -4,20 +4,23 @@
 //! event (class 3004, Identity & Access Management): Create when only `after` is set, Delete
 //! when only `before` is, Update when both are. Every other record is an API Activity
 //! (class 6003, Application Activity) whose activity comes from the verb that ends the action
-//! (`backup.created` → Create). Fields OCSF has no place for go under `unmapped`.
+//! (`backup.created` → Create). An alert (`alert.raised`) is a Detection Finding (class
+//! 2004, Findings) with the alert's severity. Fields OCSF has no place for go under
+//! `unmapped`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use backtrack_proto::v1::AuditRecord;
 use serde_json::{json, Map, Value};
 
-use super::{parse_embedded, summary, Outcome, PRODUCT_VERSION};
+use super::{alert_facts, parse_embedded, summary, AlertFacts, Outcome, PRODUCT_VERSION};
 
 /// The OCSF schema version the renderings follow.
 pub const OCSF_VERSION: &str = "1.1.0";
 
 pub const API_ACTIVITY: u32 = 6003;
 pub const ENTITY_MANAGEMENT: u32 = 3004;
+pub const DETECTION_FINDING: u32 = 2004;
 
 /// (class_uid, activity_id) of a record.
 pub fn classify(record: &AuditRecord) -> (u32, u32) {
@@ -59,6 +62,9 @@ fn activity_name(class_uid: u32, activity_id: u32) -> &'static str {
 
 /// The record as an OCSF 1.1.0 event.
 pub fn ocsf_json(record: &AuditRecord) -> Value {
+    if let Some(alert) = alert_facts(record) {
+        return detection_finding(record, &alert);
+    }
     let (class_uid, activity_id) = classify(record);
     let (class_name, category_uid, category_name) = if class_uid == ENTITY_MANAGEMENT {
         ("Entity Management", 3, "Identity & Access Management")
@@ -78,14 +84,7 @@ pub fn ocsf_json(record: &AuditRecord) -> Value {
     };
     let actor = record.actor.clone().unwrap_or_default();
     let mut event = json!({
-        "metadata": {
-            "version": OCSF_VERSION,
-            "product": {"name": "Backtrack", "vendor_name": "Backtrack", "version": PRODUCT_VERSION},
-            "uid": record.id,
-            "tenant_uid": record.tenant,
-            "log_name": "BT_AUDIT",
-            "event_code": record.action,
-        },
+        "metadata": metadata(record),
         "time": record.time_ms,
         "category_uid": category_uid,
         "category_name": category_name,
@@ -107,11 +106,6 @@ pub fn ocsf_json(record: &AuditRecord) -> Value {
     if let Some(reason) = record.result.as_ref().map(|r| &r.reason) {
         if !reason.is_empty() {
             object.insert("status_detail".into(), Value::String(reason.clone()));
-        }
-    }
-    if let Some(job) = record.correlation.as_ref().map(|c| &c.job_id) {
-        if !job.is_empty() {
-            object["metadata"]["correlation_uid"] = Value::String(job.clone());
         }
     }
     let target = record.target.clone().unwrap_or_default();
@@ -147,6 +141,70 @@ pub fn ocsf_json(record: &AuditRecord) -> Value {
         if !target.id.is_empty() || !target.kind.is_empty() {
             object.insert("resources".into(), json!([resource]));
         }
+    }
+    object.insert("unmapped".into(), unmapped(record));
+    event
+}
+
+/// `metadata`: schema version, product, the record's id, tenant and action, and its job as
+/// `correlation_uid` when it has one.
+fn metadata(record: &AuditRecord) -> Value {
+    let mut metadata = json!({
+        "version": OCSF_VERSION,
+        "product": {"name": "Backtrack", "vendor_name": "Backtrack", "version": PRODUCT_VERSION},
+        "uid": record.id,
+        "tenant_uid": record.tenant,
+        "log_name": "BT_AUDIT",
+        "event_code": record.action,
+    });
+    if let Some(job) = record.correlation.as_ref().map(|c| &c.job_id) {
+        if !job.is_empty() {
+            metadata["correlation_uid"] = Value::String(job.clone());
+        }
+    }
+    metadata
+}
+
+/// An alert as an OCSF Detection Finding: created (activity 1), new (status 1), with the
+/// alert's severity, the rule as the finding's type and the changed object as its resource.
+fn detection_finding(record: &AuditRecord, alert: &AlertFacts) -> Value {
+    let (severity_id, severity) = match alert.severity.as_str() {
+        "critical" => (5, "Critical"),
+        "high" => (4, "High"),
+        _ => (3, "Medium"),
+    };
+    let actor = record.actor.clone().unwrap_or_default();
+    let mut event = json!({
+        "metadata": metadata(record),
+        "time": record.time_ms,
+        "category_uid": 2,
+        "category_name": "Findings",
+        "class_uid": DETECTION_FINDING,
+        "class_name": "Detection Finding",
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": DETECTION_FINDING * 100 + 1,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity_id,
+        "severity": severity,
+        "status_id": 1,
+        "status": "New",
+        "message": summary(record),
+        "finding_info": {
+            "uid": record.id,
+            "title": format!("{}: {}", alert.rule, alert.what),
+            "desc": alert.what,
+            "types": [alert.rule],
+            "created_time": record.time_ms,
+        },
+        "actor": {"user": {"name": actor.subject, "uid": actor.subject}},
+    });
+    let object = event.as_object_mut().expect("json! object");
+    if let Some(t) = record.target.as_ref().filter(|t| !t.id.is_empty()) {
+        object.insert(
+            "resources".into(),
+            json!([{"uid": t.id, "name": t.display_name, "type": t.kind}]),
+        );
     }
     object.insert("unmapped".into(), unmapped(record));
     event

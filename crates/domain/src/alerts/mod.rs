@@ -17,17 +17,26 @@
 //! | `authPolicyChanged` | medium | the authentication methods or authorization policy changed |
 //! | `appCredentialsChanged` | medium | an application's or service principal's credentials, redirect URIs, identifier URIs or API permissions changed |
 //! | `roleAssigned` | medium | a directory role assignment created |
+//!
+//! Two readers run them: [`Watch`] over a window of events read once (the `overview`
+//! command: the mass rules count the whole window), and [`event_alerts`] with
+//! [`Bursts`] over a log followed for ever (the snapshotter's alerter: the mass rules
+//! count a sliding window, and their state can be stored and resumed).
+
+mod bursts;
+
+pub use bursts::{BurstLimits, Bursts};
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{AttributeChange, Change, Event};
 use crate::kind::ObjectKind;
 
 /// How bad an alert is; alerts sort by it, worst first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Severity {
     Critical,
@@ -56,6 +65,11 @@ pub struct Alert {
     /// The (first) event's sequence and time.
     pub sequence: u64,
     pub time_ms: i64,
+    /// The id of the event that raised it: the one changed, or the one that took a run of
+    /// changes over its threshold. With the alert's position among that event's alerts it
+    /// makes the alert's stable id ([`Alert::id`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub event_id: String,
     /// The object, for alerts about one object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<AlertObject>,
@@ -69,6 +83,44 @@ pub struct Alert {
 pub struct AlertObject {
     pub kind: String,
     pub id: String,
+}
+
+impl Alert {
+    /// A stable id: the same alert from the same event is the same id however often the
+    /// log is read. `n` is the alert's position among the alerts its event raised by
+    /// itself ([`event_alerts`]); mass alerts are named by their rule instead.
+    pub fn id(&self, n: usize) -> String {
+        if self.object.is_some() {
+            format!("alert:{}:{n}", self.event_id)
+        } else {
+            format!("alert:{}:{}", self.event_id, self.rule)
+        }
+    }
+
+    /// The dry run that would set back what the alert is about: the actor's changes from
+    /// just before it, to that object when it names one.
+    pub fn undo_command(&self, tenant: &str) -> String {
+        let from = self.sequence.saturating_sub(1);
+        let mut command = format!(
+            "backtrack recover --tenant {tenant} --from seq:{from} --changed-by {}",
+            shell_word(&self.actor)
+        );
+        if let Some(o) = &self.object {
+            command.push_str(&format!(" --id {}", o.id));
+        }
+        command.push_str(" --dry-run");
+        command
+    }
+}
+
+/// `word`, quoted for a POSIX shell when it holds anything but plain characters.
+pub fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@._-:/+=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// When a run of changes by one actor is an alert.
@@ -136,103 +188,22 @@ impl Watch {
 
     /// Runs the rules over the next event (at `sequence`, after every one pushed before).
     pub fn push(&mut self, sequence: u64, event: &Event) {
-        let out = &mut self.out;
+        self.out.extend(event_alerts(sequence, event));
         let m = &event.meta;
-        let Ok(kind) = m.kind.parse::<ObjectKind>() else {
-            return;
-        };
-        let alert = |severity, rule, what: String| Alert {
-            severity,
-            rule,
-            actor: m.actor.clone(),
-            sequence,
-            time_ms: m.time_ms,
-            object: Some(AlertObject {
-                kind: m.kind.clone(),
-                id: m.object_id.clone(),
-            }),
-            what,
-        };
-        let tally = |tallies: &mut BTreeMap<String, Tally>, n: usize| {
-            tallies
-                .entry(m.actor.clone())
-                .or_insert_with(|| Tally::first(sequence, m.time_ms))
-                .count += n;
-        };
-        match &event.change {
+        let counted = match &event.change {
             Change::SoftDeleted { .. } | Change::HardDeleted { .. } => {
-                let how = if matches!(event.change, Change::HardDeleted { .. }) {
-                    "purged"
-                } else {
-                    "deleted (in the recycle bin)"
-                };
-                match kind {
-                    ObjectKind::ConditionalAccessPolicy => out.push(alert(
-                        Severity::Critical,
-                        "caPolicyDeleted",
-                        format!("conditional access policy {how}"),
-                    )),
-                    ObjectKind::NamedLocation => out.push(alert(
-                        Severity::High,
-                        "namedLocationDeleted",
-                        format!("named location {how}"),
-                    )),
-                    _ => {}
-                }
-                tally(&mut self.deletions, 1);
+                Some((&mut self.deletions, 1))
             }
-            Change::LinksRemoved(links) => {
-                tally(&mut self.removals, links.len());
+            Change::LinksRemoved(links) => Some((&mut self.removals, links.len())),
+            _ => None,
+        };
+        if let Some((tallies, n)) = counted {
+            if m.kind.parse::<ObjectKind>().is_ok() {
+                tallies
+                    .entry(m.actor.clone())
+                    .or_insert_with(|| Tally::first(sequence, m.time_ms, &m.event_id))
+                    .count += n;
             }
-            Change::AttributesChanged(changes) => match kind {
-                ObjectKind::ConditionalAccessPolicy => {
-                    for (severity, rule, what) in policy_alerts(changes) {
-                        out.push(alert(severity, rule, what));
-                    }
-                }
-                ObjectKind::AuthenticationMethodsPolicy | ObjectKind::AuthorizationPolicy => {
-                    out.push(alert(
-                        Severity::Medium,
-                        "authPolicyChanged",
-                        format!("{} changed: {}", m.kind, names(changes)),
-                    ));
-                }
-                ObjectKind::Application | ObjectKind::ServicePrincipal => {
-                    let sensitive: Vec<&AttributeChange> = changes
-                        .iter()
-                        .filter(|c| APP_SENSITIVE.contains(&c.name.as_str()))
-                        .collect();
-                    if !sensitive.is_empty() {
-                        let changed: Vec<&str> =
-                            sensitive.iter().map(|c| c.name.as_str()).collect();
-                        out.push(alert(
-                            Severity::Medium,
-                            "appCredentialsChanged",
-                            format!("{} changed", changed.join(", ")),
-                        ));
-                    }
-                }
-                _ => {}
-            },
-            Change::Created { attributes, .. } if kind == ObjectKind::RoleAssignment => {
-                let text = |name: &str| {
-                    attributes
-                        .get(name)
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string()
-                };
-                out.push(alert(
-                    Severity::Medium,
-                    "roleAssigned",
-                    format!(
-                        "role {} assigned to {}",
-                        text("roleDefinitionId"),
-                        text("principalId")
-                    ),
-                ));
-            }
-            _ => {}
         }
     }
 
@@ -252,6 +223,7 @@ impl Watch {
                     actor,
                     sequence: t.sequence,
                     time_ms: t.time_ms,
+                    event_id: t.event_id,
                     object: None,
                     what: format!("{} {noun} by one actor", t.count),
                 });
@@ -274,20 +246,116 @@ impl Watch {
     }
 }
 
+/// The alerts one event raises by itself (every rule but the mass ones), in a fixed order:
+/// an alert's position in this list is part of its id.
+pub fn event_alerts(sequence: u64, event: &Event) -> Vec<Alert> {
+    let mut out = Vec::new();
+    let m = &event.meta;
+    let Ok(kind) = m.kind.parse::<ObjectKind>() else {
+        return out;
+    };
+    let alert = |severity, rule, what: String| Alert {
+        severity,
+        rule,
+        actor: m.actor.clone(),
+        sequence,
+        time_ms: m.time_ms,
+        event_id: m.event_id.clone(),
+        object: Some(AlertObject {
+            kind: m.kind.clone(),
+            id: m.object_id.clone(),
+        }),
+        what,
+    };
+    match &event.change {
+        Change::SoftDeleted { .. } | Change::HardDeleted { .. } => {
+            let how = if matches!(event.change, Change::HardDeleted { .. }) {
+                "purged"
+            } else {
+                "deleted (in the recycle bin)"
+            };
+            match kind {
+                ObjectKind::ConditionalAccessPolicy => out.push(alert(
+                    Severity::Critical,
+                    "caPolicyDeleted",
+                    format!("conditional access policy {how}"),
+                )),
+                ObjectKind::NamedLocation => out.push(alert(
+                    Severity::High,
+                    "namedLocationDeleted",
+                    format!("named location {how}"),
+                )),
+                _ => {}
+            }
+        }
+        Change::AttributesChanged(changes) => match kind {
+            ObjectKind::ConditionalAccessPolicy => {
+                for (severity, rule, what) in policy_alerts(changes) {
+                    out.push(alert(severity, rule, what));
+                }
+            }
+            ObjectKind::AuthenticationMethodsPolicy | ObjectKind::AuthorizationPolicy => {
+                out.push(alert(
+                    Severity::Medium,
+                    "authPolicyChanged",
+                    format!("{} changed: {}", m.kind, names(changes)),
+                ));
+            }
+            ObjectKind::Application | ObjectKind::ServicePrincipal => {
+                let sensitive: Vec<&AttributeChange> = changes
+                    .iter()
+                    .filter(|c| APP_SENSITIVE.contains(&c.name.as_str()))
+                    .collect();
+                if !sensitive.is_empty() {
+                    let changed: Vec<&str> = sensitive.iter().map(|c| c.name.as_str()).collect();
+                    out.push(alert(
+                        Severity::Medium,
+                        "appCredentialsChanged",
+                        format!("{} changed", changed.join(", ")),
+                    ));
+                }
+            }
+            _ => {}
+        },
+        Change::Created { attributes, .. } if kind == ObjectKind::RoleAssignment => {
+            let text = |name: &str| {
+                attributes
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            out.push(alert(
+                Severity::Medium,
+                "roleAssigned",
+                format!(
+                    "role {} assigned to {}",
+                    text("roleDefinitionId"),
+                    text("principalId")
+                ),
+            ));
+        }
+        _ => {}
+    }
+    out
+}
+
 /// How many changes one actor made, from which first one.
 #[derive(Debug)]
 struct Tally {
     count: usize,
     sequence: u64,
     time_ms: i64,
+    event_id: String,
 }
 
 impl Tally {
-    fn first(sequence: u64, time_ms: i64) -> Self {
+    fn first(sequence: u64, time_ms: i64, event_id: &str) -> Self {
         Self {
             count: 0,
             sequence,
             time_ms,
+            event_id: event_id.to_string(),
         }
     }
 }

@@ -1,0 +1,307 @@
+//! The alerter: follows `BT_EVENTS` just behind the time-travel store and writes each
+//! alert of [`backtrack_domain::alerts`] as an `alert.raised` record on the audit stream,
+//! where it is hash-chained, queryable (`audit query --action alert.raised`) and exported
+//! to every SIEM sink like any other record.
+//!
+//! Alerts are raised from the log, not from requests, so a change made through any
+//! directory instance, an import or a recovery is seen, and none is lost to a crash:
+//! - Records are published before the position moves, and each has a stable id (the
+//!   event's id and the alert's place among its alerts), so a record published again
+//!   after a restart is stored and chained once.
+//! - The mass rules' sliding windows ([`Bursts`]) are stored per tenant in the KV bucket
+//!   [`ALERTS_BUCKET`] (`t.<tenant>`, with the sequence they include) whenever they
+//!   change, and the position (`position`) after them; a restart resumes from the
+//!   position and skips, per tenant, what its stored windows already counted.
+//! - A deployment starts alerting at the log's end when it first runs the alerter: the
+//!   history before it is not alerted on (`backtrack overview` reads any window).
+//!
+//! Alerted objects are named as they were just before the change (a deleted policy by the
+//! name it had), read from the time-travel store, which is why the alerter waits for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts};
+use backtrack_domain::{Event, ObjectKind};
+use backtrack_eventlog::{Run, Runs};
+use backtrack_platform::audit::{action, category, AuditEntry};
+use backtrack_platform::shutdown::Shutdown;
+use backtrack_proto::v1;
+use backtrack_store::TimeTravelStore;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::Snapshotter;
+
+/// Where the alerter keeps its position and each tenant's mass-rule windows.
+pub const ALERTS_BUCKET: &str = "bt-alerts";
+const POSITION_KEY: &str = "position";
+
+/// How the alerter runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlertSettings {
+    /// Thresholds and window of the mass rules.
+    pub limits: BurstLimits,
+}
+
+/// One tenant's stored windows, with the last sequence they include.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct TenantWindows {
+    position: u64,
+    #[serde(default)]
+    bursts: Bursts,
+}
+
+fn tenant_key(tenant: &str) -> String {
+    format!("t.{tenant}")
+}
+
+/// Opens the alerter's bucket and, the first time, fixes its position at the log's end,
+/// so every change after [`crate::start`] returns is alerted on.
+pub(crate) async fn prepare(snapshotter: &Snapshotter) -> Result<kv::Store, String> {
+    let js = async_nats::jetstream::new(snapshotter.log().client().clone());
+    let bucket = backtrack_eventlog::buckets::kv_bucket(
+        &js,
+        ALERTS_BUCKET,
+        "Backtrack alerter: position and mass-rule windows",
+        Duration::ZERO,
+        snapshotter.config().stream_replicas,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if read_json::<u64>(&bucket, POSITION_KEY).await?.is_none() {
+        let end = snapshotter
+            .log()
+            .state()
+            .await
+            .map_err(|e| e.to_string())?
+            .last_sequence;
+        write_json(&bucket, POSITION_KEY, &end).await?;
+        tracing::info!(position = end, "the alerter starts at the end of the log");
+    }
+    Ok(bucket)
+}
+
+/// Runs until `shutdown`; after a failure (the stream, the bucket or the audit stream)
+/// resumes from the stored position with backoff.
+pub(crate) async fn run(
+    snapshotter: Snapshotter,
+    settings: AlertSettings,
+    bucket: kv::Store,
+    shutdown: Shutdown,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            r = follow(&snapshotter, &settings, &bucket) => r,
+            () = shutdown.wait() => break,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "the alerter stopped; resuming from its stored position");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {},
+            () = shutdown.wait() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn follow(
+    snapshotter: &Snapshotter,
+    settings: &AlertSettings,
+    bucket: &kv::Store,
+) -> Result<(), String> {
+    let position = read_json::<u64>(bucket, POSITION_KEY)
+        .await?
+        .ok_or_else(|| format!("{ALERTS_BUCKET}/{POSITION_KEY} is gone"))?;
+    let stream = snapshotter
+        .log()
+        .follow(position + 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut runs = Runs::new(stream.map(|item| item.map(|stored| (stored.sequence, stored.event))));
+    let mut tenants: HashMap<String, TenantWindows> = HashMap::new();
+    let mut progress = snapshotter.inner.progress.clone();
+    while let Some(Run { items, failure }) = runs.next().await {
+        if let Some((last, _)) = items.last() {
+            // Objects are named from the store, so it must hold the run first.
+            let last = *last;
+            progress
+                .wait_for(|p| *p >= last)
+                .await
+                .map_err(|_| "the time-travel builder has stopped".to_string())?;
+            alert_run(snapshotter, settings, bucket, &mut tenants, &items).await?;
+            write_json(bucket, POSITION_KEY, &last).await?;
+        }
+        if let Some(e) = failure {
+            return Err(e.to_string());
+        }
+    }
+    Err("stream ended".into())
+}
+
+/// Raises, names and publishes the alerts of one run of events, then stores the windows
+/// it changed.
+async fn alert_run(
+    snapshotter: &Snapshotter,
+    settings: &AlertSettings,
+    bucket: &kv::Store,
+    tenants: &mut HashMap<String, TenantWindows>,
+    items: &[(u64, Event)],
+) -> Result<(), String> {
+    // Per tenant touched: its windows as stored, and the time of its last event here.
+    let mut touched: BTreeMap<String, (TenantWindows, i64)> = BTreeMap::new();
+    let mut raised: Vec<(usize, Alert, &Event)> = Vec::new();
+    for (sequence, event) in items {
+        let tenant = &event.meta.tenant;
+        if !tenants.contains_key(tenant) {
+            let stored = read_json(bucket, &tenant_key(tenant)).await?;
+            tenants.insert(tenant.clone(), stored.unwrap_or_default());
+        }
+        let Some(windows) = tenants.get_mut(tenant) else {
+            continue;
+        };
+        if windows.position >= *sequence {
+            continue; // counted before a restart; its alerts are published
+        }
+        touched
+            .entry(tenant.clone())
+            .or_insert_with(|| (windows.clone(), 0))
+            .1 = event.meta.time_ms;
+        windows.position = *sequence;
+        for (n, alert) in event_alerts(*sequence, event).into_iter().enumerate() {
+            raised.push((n, alert, event));
+        }
+        if let Some(alert) = windows.bursts.push(*sequence, event, &settings.limits) {
+            raised.push((0, alert, event));
+        }
+    }
+    if !raised.is_empty() {
+        let store = snapshotter.store().clone();
+        let wanted: Vec<(String, Alert)> = raised
+            .iter()
+            .map(|(_, a, e)| (e.meta.tenant.clone(), a.clone()))
+            .collect();
+        let names = tokio::task::spawn_blocking(move || names_of(&store, &wanted))
+            .await
+            .map_err(|e| e.to_string())?;
+        let records: Vec<v1::AuditRecord> = raised
+            .iter()
+            .zip(names)
+            .map(|((n, alert, event), name)| record(*n, alert, event, &name))
+            .collect();
+        snapshotter
+            .audit_log()
+            .publish(&records)
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in &records {
+            tracing::info!(tenant = %r.tenant, id = %r.id, "alert raised");
+        }
+    }
+    for (tenant, (before, last_ms)) in touched {
+        let Some(windows) = tenants.get_mut(&tenant) else {
+            continue;
+        };
+        windows.bursts.prune(last_ms, &settings.limits);
+        if windows.bursts != before.bursts {
+            write_json(bucket, &tenant_key(&tenant), &*windows).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The name of each alert's object as it was just before the change (at the change, for
+/// one it created); a role assignment by its role and principal. Empty when unknown.
+fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<String> {
+    let name_at = |tenant: &str, id: &str, sequence: u64| -> Option<String> {
+        let object = store
+            .object_at_without_links(tenant, id, sequence)
+            .ok()
+            .flatten()?;
+        object.display_name().map(str::to_string)
+    };
+    alerts
+        .iter()
+        .map(|(tenant, alert)| {
+            let Some(object) = &alert.object else {
+                return String::new();
+            };
+            if object.kind == ObjectKind::RoleAssignment.as_str() {
+                let assignment = store
+                    .object_at_without_links(tenant, &object.id, alert.sequence)
+                    .ok()
+                    .flatten();
+                let of = |name: &str| -> String {
+                    let id = assignment
+                        .as_ref()
+                        .and_then(|a| a.attributes.get(name))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default();
+                    name_at(tenant, id, alert.sequence).unwrap_or_else(|| id.to_string())
+                };
+                return format!("{} → {}", of("roleDefinitionId"), of("principalId"));
+            }
+            name_at(tenant, &object.id, alert.sequence.saturating_sub(1))
+                .or_else(|| name_at(tenant, &object.id, alert.sequence))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The `alert.raised` record of an alert: its actor is who made the change, its time the
+/// raising event's, its id stable (see [`Alert::id`]).
+fn record(n: usize, alert: &Alert, event: &Event, name: &str) -> v1::AuditRecord {
+    let tenant = &event.meta.tenant;
+    let mut entry = AuditEntry::system(&alert.actor, tenant, category::ALERT, action::ALERT_RAISED)
+        .correlation(
+            event.meta.correlation_id.as_deref().unwrap_or_default(),
+            "",
+            "",
+        )
+        .details(&json!({
+            "rule": alert.rule,
+            "severity": alert.severity.as_str(),
+            "what": alert.what,
+            "sequence": alert.sequence,
+            "eventId": event.meta.event_id,
+            "undo": alert.undo_command(tenant),
+        }));
+    if let Some(object) = &alert.object {
+        entry = entry.target(&object.kind, &object.id, name);
+    }
+    let mut record = entry.into_record();
+    record.id = alert.id(n);
+    record.time_ms = event.meta.time_ms;
+    // An alert is a finding, not an action that succeeded or failed.
+    record.result = None;
+    record
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    bucket: &kv::Store,
+    key: &str,
+) -> Result<Option<T>, String> {
+    let value = bucket
+        .get(key)
+        .await
+        .map_err(|e| format!("read {ALERTS_BUCKET}/{key}: {e}"))?;
+    value
+        .map(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{ALERTS_BUCKET}/{key} holds no alerter state: {e}"))
+        })
+        .transpose()
+}
+
+async fn write_json<T: Serialize>(bucket: &kv::Store, key: &str, value: &T) -> Result<(), String> {
+    let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    bucket
+        .put(key, bytes.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("write {ALERTS_BUCKET}/{key}: {e}"))
+}

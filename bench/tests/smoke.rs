@@ -76,6 +76,7 @@ fn time_travel_rows(demo_objects: u64) -> Vec<String> {
     vec![
         "raw_read_log".into(),
         "timetravel_build".into(),
+        "alerter_catch_up".into(),
         format!("backup_create_p50_{demo}_objects"),
         format!("backup_create_p99_{demo}_objects"),
         "backup_create_p50_2k_objects".into(),

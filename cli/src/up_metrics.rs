@@ -72,8 +72,8 @@ pub struct Projection {
     pub lag: u64,
 }
 
-/// The projections this process keeps (`directory` and `timetravel` on the event
-/// stream, `audit` on the audit stream), where their stream could be read.
+/// The projections this process keeps (`directory`, `timetravel` and `alerter` on the
+/// event stream, `audit` on the audit stream), where their stream could be read.
 pub async fn projections(scraped: &Scraped) -> Vec<Projection> {
     let mut out = Vec::new();
     // A stream that cannot be read leaves the projection out rather than a made-up lag.
@@ -94,6 +94,13 @@ pub async fn projections(scraped: &Scraped) -> Vec<Projection> {
                     (
                         "timetravel",
                         scraped.snapshotter.as_ref().map(|s| s.position()),
+                    ),
+                    (
+                        "alerter",
+                        scraped
+                            .snapshotter
+                            .as_ref()
+                            .and_then(Snapshotter::alerter_position),
                     ),
                 ];
                 for (name, position) in positions {

@@ -450,7 +450,29 @@ async fn a_schedule_that_fires_too_often_is_refused() {
         .json(&["backup", "policy", "get", "--tenant", "often"])
         .unwrap();
     assert_eq!(policy["schedule"], "0 0 2 * * *", "the policy is unchanged");
+    assert_eq!(
+        policy["setAt"],
+        Value::Null,
+        "the deployment's default was never set"
+    );
+    // Times in one RFC 3339 form (UTC, milliseconds) sort as they happened.
+    let now = || {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        i64::try_from(ms).unwrap()
+    };
+    let before = backtrack_domain::time::rfc3339_ms(now() - 5_000);
     assert!(set("0 */5 * * * *").status.success());
+    // When it was set, as the policy bucket stored it: what the overview judges missed
+    // slots from.
+    let policy = b
+        .json(&["backup", "policy", "get", "--tenant", "often"])
+        .unwrap();
+    let set_at = policy["setAt"].as_str().unwrap().to_string();
+    let after = backtrack_domain::time::rfc3339_ms(now());
+    assert!(before <= set_at && set_at <= after, "{policy}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -531,6 +531,7 @@ async fn status_reports_every_service_and_projection_of_the_process() {
         vec![
             ("backtrack-up", "directory", "BT_EVENTS"),
             ("backtrack-up", "timetravel", "BT_EVENTS"),
+            ("backtrack-up", "alerter", "BT_EVENTS"),
             ("backtrack-up", "audit", "BT_AUDIT")
         ]
     );
@@ -591,5 +592,5 @@ async fn status_reports_every_service_and_projection_of_the_process() {
             .starts_with("unreachable"),
         "{split}"
     );
-    assert_eq!(split["projections"].as_array().unwrap().len(), 3, "{split}");
+    assert_eq!(split["projections"].as_array().unwrap().len(), 4, "{split}");
 }

@@ -381,7 +381,7 @@ async fn a_scripted_incident_is_recovered_from_its_report_and_undone() {
         backtrack_e2e::metric(&after, "backtrack_events_appended_total").unwrap()
             >= operations as f64
     );
-    for projection in ["directory", "timetravel", "audit"] {
+    for projection in ["directory", "timetravel", "alerter", "audit"] {
         let lag = backtrack_e2e::metric(
             &after,
             &format!("backtrack_projection_lag_events{{projection=\"{projection}\"}}"),

@@ -26,11 +26,13 @@ use backtrack_platform::auth::{
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_proto::v1;
 use backtrack_proto::v1::time_travel_service_client::TimeTravelServiceClient;
+use backtrack_snapshotter::alerter::{self, AlertSettings};
 use backtrack_snapshotter::api::timetravel::TimeTravelApi;
 use backtrack_snapshotter::backups::BackupRequest;
 use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
 use backtrack_store::timetravel::query::ListAt;
 use backtrack_store::TimeTravelStore;
+use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tonic::service::interceptor::InterceptedService;
@@ -99,6 +101,11 @@ pub struct StoreFigures {
     pub listing: Throughput,
     pub listing_with_links: Throughput,
     pub grpc_object_at: Vec<Duration>,
+    /// The alerter, rewound to the log's start and started on the built store, until its
+    /// position reaches the tail: every event of the log through the alert rules.
+    pub alerter: Throughput,
+    /// The `alert.raised` records on the audit stream afterwards.
+    pub alerts_raised: u64,
 }
 
 impl StoreFigures {
@@ -270,6 +277,7 @@ impl Built<'_> {
         };
         let grpc_object_at =
             grpc_object_at(self.snapshotter, &self.shutdown, tenant, &ids, (from, to)).await?;
+        let (alerter, alerts_raised) = self.alerter_catch_up().await?;
         Ok(StoreFigures {
             bytes,
             bytes_at_build_end,
@@ -284,7 +292,45 @@ impl Built<'_> {
             listing,
             listing_with_links,
             grpc_object_at,
+            alerter,
+            alerts_raised,
         })
+    }
+
+    /// Rewinds the alerter to the log's start, starts it on the built store and times it
+    /// to the tail; counts the alert records it wrote.
+    async fn alerter_catch_up(&self) -> anyhow::Result<(Throughput, u64)> {
+        let js = async_nats::jetstream::new(self.snapshotter.log().client().clone());
+        alerter::rewind(&js, 1, 0).await?;
+        let started = Instant::now();
+        alerter::start(
+            self.snapshotter,
+            AlertSettings::default(),
+            self.shutdown.clone(),
+        )
+        .await?;
+        while alerter::position(&js).await?.unwrap_or(0) < self.last {
+            anyhow::ensure!(
+                started.elapsed() < SETTLE_LIMIT,
+                "the alerter did not reach sequence {} within {SETTLE_LIMIT:?}",
+                self.last
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = started.elapsed();
+        let audit = js.get_stream("BT_AUDIT").await?;
+        let mut subjects = audit.info_with_subjects("bt.audit.*.alert").await?;
+        let mut raised = 0;
+        while let Some(subject) = subjects.next().await {
+            raised += subject?.1;
+        }
+        Ok((
+            Throughput {
+                count: self.last,
+                elapsed,
+            },
+            raised as u64,
+        ))
     }
 }
 

@@ -115,6 +115,16 @@ fn time_travel_rows(run: &snapshotter::TimeTravelRun, report: &mut Report) {
         Some("raw_read_log"),
         Some(Target::RatioAtLeast(0.5)),
     );
+    // The alerter reads the same log with the alert rules and its naming reads: held
+    // against the same raw read.
+    report.record_against(
+        "alerter_catch_up",
+        store.alerter.per_second(),
+        "events/s",
+        Some("raw_read_log"),
+        None,
+    );
+    report.parameter("alerter_alerts_raised", store.alerts_raised);
     for (figures, target) in [
         (&store.demo, None),
         (&store.large, at_target_size.then_some(Target::Below(100.0))),

@@ -140,6 +140,7 @@ mod tests {
             keep_daily: 7,
             keep_weekly: 4,
             keep_monthly: 12,
+            updated_at_ms: 0,
         }
     }
 

@@ -198,7 +198,7 @@ pub fn print_verification(g: &GlobalArgs, v: &v1::VerifyBackupResponse) {
 }
 
 /// A policy for scripts: `{tenant, schedule, retentionDays, keepDaily, keepWeekly,
-/// keepMonthly}`.
+/// keepMonthly, setAt}` (`setAt` null for the deployment's default policy).
 pub fn policy_json(p: &v1::BackupPolicy) -> Value {
     json!({
         "tenant": p.tenant,
@@ -207,6 +207,7 @@ pub fn policy_json(p: &v1::BackupPolicy) -> Value {
         "keepDaily": p.keep_daily,
         "keepWeekly": p.keep_weekly,
         "keepMonthly": p.keep_monthly,
+        "setAt": (p.updated_at_ms > 0).then(|| rfc3339_ms(p.updated_at_ms)),
     })
 }
 
@@ -230,6 +231,14 @@ pub fn print_policy(g: &GlobalArgs, p: &v1::BackupPolicy, verb: &str) {
         vec!["keep daily".into(), p.keep_daily.to_string()],
         vec!["keep weekly".into(), p.keep_weekly.to_string()],
         vec!["keep monthly".into(), p.keep_monthly.to_string()],
+        vec![
+            "set".into(),
+            if p.updated_at_ms > 0 {
+                rfc3339_ms(p.updated_at_ms)
+            } else {
+                "never (the deployment's default)".into()
+            },
+        ],
     ];
     table(&["SETTING", "VALUE"], &rows);
 }

@@ -294,16 +294,20 @@ impl View<'_> {
         if let (Some((text, cron)), Ok(backups), Some(created)) =
             (schedule, &self.backups, created_ms)
         {
-            if let Some((earlier, later)) = missed_backups::missed(&cron, backups, created, now_ms)
-            {
+            let set_at = self.policy.as_ref().map_or(0, |p| p.updated_at_ms);
+            if let Some(slots) = missed_backups::missed(&cron, backups, created, set_at, now_ms) {
+                let at: Vec<String> = slots.iter().map(|s| rfc3339_ms(*s)).collect();
+                let what = match at.as_slice() {
+                    [one] => format!("no scheduled backup from the slot at {one} (schedule \"{text}\", UTC)"),
+                    [earlier, later, ..] => format!(
+                        "no scheduled backup since the slot at {earlier}, and the one at {later} passed too (schedule \"{text}\", UTC)"
+                    ),
+                    [] => String::new(),
+                };
                 out.push(Health {
                     severity: Severity::High,
                     rule: "backupsMissed",
-                    what: format!(
-                        "no scheduled backup since the slot at {}, and the one at {} passed too (schedule \"{text}\", UTC)",
-                        rfc3339_ms(earlier),
-                        rfc3339_ms(later)
-                    ),
+                    what,
                     fix: format!(
                         "backtrack backup create --tenant {tenant} --description catch-up; then check the snapshotter (backtrack status)"
                     ),

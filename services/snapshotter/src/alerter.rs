@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts};
 use backtrack_domain::{Event, ObjectKind};
 use backtrack_eventlog::{Run, Runs};
@@ -33,11 +33,12 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Snapshotter;
+use crate::{Snapshotter, SnapshotterError};
 
 /// Where the alerter keeps its position and each tenant's mass-rule windows.
 pub const ALERTS_BUCKET: &str = "bt-alerts";
 const POSITION_KEY: &str = "position";
+const BUCKET_DESCRIPTION: &str = "Backtrack alerter: position and mass-rule windows";
 
 /// How the alerter runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,35 +59,98 @@ fn tenant_key(tenant: &str) -> String {
     format!("t.{tenant}")
 }
 
+/// Starts the alerter of `snapshotter` (see the module docs). Its position is fixed before
+/// this returns: the first time in a deployment at the log's end.
+pub async fn start(
+    snapshotter: &Snapshotter,
+    settings: AlertSettings,
+    shutdown: Shutdown,
+) -> Result<(), SnapshotterError> {
+    let bucket = prepare(snapshotter)
+        .await
+        .map_err(|e| SnapshotterError::Unavailable(format!("the alerter: {e}")))?;
+    tokio::spawn(run(snapshotter.clone(), settings, bucket, shutdown));
+    Ok(())
+}
+
+/// The last sequence the deployment's alerter has handled; `None` before its first start.
+pub async fn position(js: &jetstream::Context) -> Result<Option<u64>, SnapshotterError> {
+    let Ok(bucket) = js.get_key_value(ALERTS_BUCKET).await else {
+        return Ok(None);
+    };
+    read_json(&bucket, POSITION_KEY)
+        .await
+        .map_err(SnapshotterError::Unavailable)
+}
+
+/// Moves the alerter's position back to `sequence` and forgets every tenant's windows, so
+/// an alerter started afterwards reads the log from there again; the alerts it raises
+/// again are stored once (their ids are stable). Stop the alerter first.
+pub async fn rewind(
+    js: &jetstream::Context,
+    replicas: usize,
+    sequence: u64,
+) -> Result<(), SnapshotterError> {
+    let bucket = backtrack_eventlog::buckets::kv_bucket(
+        js,
+        ALERTS_BUCKET,
+        BUCKET_DESCRIPTION,
+        Duration::ZERO,
+        replicas,
+    )
+    .await?;
+    let mut keys = bucket
+        .keys()
+        .await
+        .map_err(|e| SnapshotterError::Unavailable(format!("list {ALERTS_BUCKET}: {e}")))?;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| SnapshotterError::Unavailable(e.to_string()))?;
+        if key.starts_with("t.") {
+            bucket
+                .purge(&key)
+                .await
+                .map_err(|e| SnapshotterError::Unavailable(format!("forget {key}: {e}")))?;
+        }
+    }
+    write_json(&bucket, POSITION_KEY, &sequence)
+        .await
+        .map_err(SnapshotterError::Unavailable)
+}
+
 /// Opens the alerter's bucket and, the first time, fixes its position at the log's end,
 /// so every change after [`crate::start`] returns is alerted on.
-pub(crate) async fn prepare(snapshotter: &Snapshotter) -> Result<kv::Store, String> {
+async fn prepare(snapshotter: &Snapshotter) -> Result<kv::Store, String> {
     let js = async_nats::jetstream::new(snapshotter.log().client().clone());
     let bucket = backtrack_eventlog::buckets::kv_bucket(
         &js,
         ALERTS_BUCKET,
-        "Backtrack alerter: position and mass-rule windows",
+        BUCKET_DESCRIPTION,
         Duration::ZERO,
         snapshotter.config().stream_replicas,
     )
     .await
     .map_err(|e| e.to_string())?;
-    if read_json::<u64>(&bucket, POSITION_KEY).await?.is_none() {
-        let end = snapshotter
-            .log()
-            .state()
-            .await
-            .map_err(|e| e.to_string())?
-            .last_sequence;
-        write_json(&bucket, POSITION_KEY, &end).await?;
-        tracing::info!(position = end, "the alerter starts at the end of the log");
-    }
+    let position = match read_json::<u64>(&bucket, POSITION_KEY).await? {
+        Some(position) => position,
+        None => {
+            let end = snapshotter
+                .log()
+                .state()
+                .await
+                .map_err(|e| e.to_string())?
+                .last_sequence;
+            write_json(&bucket, POSITION_KEY, &end).await?;
+            tracing::info!(position = end, "the alerter starts at the end of the log");
+            end
+        }
+    };
+    moved_to(snapshotter, position);
     Ok(bucket)
 }
 
 /// Runs until `shutdown`; after a failure (the stream, the bucket or the audit stream)
 /// resumes from the stored position with backoff.
-pub(crate) async fn run(
+async fn run(
     snapshotter: Snapshotter,
     settings: AlertSettings,
     bucket: kv::Store,
@@ -135,12 +199,21 @@ async fn follow(
                 .map_err(|_| "the time-travel builder has stopped".to_string())?;
             alert_run(snapshotter, settings, bucket, &mut tenants, &items).await?;
             write_json(bucket, POSITION_KEY, &last).await?;
+            moved_to(snapshotter, last);
         }
         if let Some(e) = failure {
             return Err(e.to_string());
         }
     }
     Err("stream ended".into())
+}
+
+/// Tells `status` and the metrics where the alerter stands.
+fn moved_to(snapshotter: &Snapshotter, position: u64) {
+    snapshotter
+        .inner
+        .alerter_position
+        .store(position, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Raises, names and publishes the alerts of one run of events, then stores the windows

@@ -64,6 +64,8 @@ struct Inner {
     audit: backtrack_eventlog::AuditLog,
     /// The checkpoint position the store was restored from at start, if any.
     restored_from: Option<u64>,
+    /// The alerter's position, when this instance runs it (see [`alerter`]).
+    alerter_position: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -142,18 +144,11 @@ pub async fn start(
             policies,
             audit,
             restored_from,
+            alerter_position: Arc::default(),
         }),
     };
     if let Some(settings) = snapshotter.inner.config.alerts {
-        let bucket = alerter::prepare(&snapshotter)
-            .await
-            .map_err(|e| SnapshotterError::Unavailable(format!("the alerter: {e}")))?;
-        tokio::spawn(alerter::run(
-            snapshotter.clone(),
-            settings,
-            bucket,
-            shutdown.clone(),
-        ));
+        alerter::start(&snapshotter, settings, shutdown.clone()).await?;
     }
     if snapshotter.inner.config.scheduler {
         tokio::spawn(scheduler::run(snapshotter.clone(), shutdown));
@@ -191,6 +186,15 @@ impl Snapshotter {
 
     pub fn config(&self) -> &SnapshotterConfig {
         &self.inner.config
+    }
+
+    /// The last sequence this instance's alerter has handled; `None` when it runs none.
+    pub fn alerter_position(&self) -> Option<u64> {
+        self.inner.config.alerts.map(|_| {
+            self.inner
+                .alerter_position
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// The last sequence the store has applied.

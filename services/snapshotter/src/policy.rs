@@ -96,6 +96,9 @@ fn shortest_gap(schedule: &cron::Schedule) -> Option<Duration> {
         .min()
 }
 
+/// A cached policy: when it was read, the policy, and when it was set (`None`: default).
+type Cached = (Instant, Policy, Option<i64>);
+
 /// The policy bucket with a short-lived cache in front of it.
 #[derive(Clone)]
 pub struct Policies {
@@ -103,7 +106,7 @@ pub struct Policies {
     default: Policy,
     refresh: Duration,
     min_interval: Duration,
-    cache: Arc<RwLock<HashMap<String, (Instant, Policy)>>>,
+    cache: Arc<RwLock<HashMap<String, Cached>>>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -154,24 +157,37 @@ impl Policies {
 
     /// The tenant's policy (or the default), at most `refresh` old.
     pub async fn get(&self, tenant: &str) -> Result<Policy, SnapshotterError> {
-        if let Some((at, policy)) = self.read_cache().get(tenant) {
+        Ok(self.get_with_time(tenant).await?.0)
+    }
+
+    /// The tenant's policy (or the default) and when it was set (ms since the Unix epoch;
+    /// `None` for the default), at most `refresh` old.
+    pub async fn get_with_time(
+        &self,
+        tenant: &str,
+    ) -> Result<(Policy, Option<i64>), SnapshotterError> {
+        if let Some((at, policy, set_at)) = self.read_cache().get(tenant) {
             if at.elapsed() < self.refresh {
-                return Ok(policy.clone());
+                return Ok((policy.clone(), *set_at));
             }
         }
-        let policy = match self.bucket.get(key(tenant)).await {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
-                SnapshotterError::Internal(format!("policy of tenant {tenant} is unreadable: {e}"))
-            })?,
-            Ok(None) => self.default.clone(),
-            Err(e) => {
-                return Err(SnapshotterError::Unavailable(format!(
-                    "read the policy of tenant {tenant}: {e}"
-                )))
+        let entry = self.bucket.entry(key(tenant)).await.map_err(|e| {
+            SnapshotterError::Unavailable(format!("read the policy of tenant {tenant}: {e}"))
+        })?;
+        let (policy, set_at) = match entry.filter(|e| e.operation == kv::Operation::Put) {
+            Some(entry) => {
+                let policy = serde_json::from_slice(&entry.value).map_err(|e| {
+                    SnapshotterError::Internal(format!(
+                        "policy of tenant {tenant} is unreadable: {e}"
+                    ))
+                })?;
+                let set_at = i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).ok();
+                (policy, set_at)
             }
+            None => (self.default.clone(), None),
         };
-        self.remember(tenant, &policy);
-        Ok(policy)
+        self.remember(tenant, &policy, set_at);
+        Ok((policy, set_at))
     }
 
     /// Stores a validated policy.
@@ -185,18 +201,19 @@ impl Policies {
             .map_err(|e| {
                 SnapshotterError::Unavailable(format!("store the policy of tenant {tenant}: {e}"))
             })?;
-        self.remember(tenant, &policy);
+        // The bucket stamps the entry; the next read past `refresh` takes its own time.
+        self.remember(tenant, &policy, Some(backtrack_platform::clock::now_ms()));
         Ok(policy)
     }
 
-    fn remember(&self, tenant: &str, policy: &Policy) {
+    fn remember(&self, tenant: &str, policy: &Policy, set_at: Option<i64>) {
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.to_string(), (Instant::now(), policy.clone()));
+            .insert(tenant.to_string(), (Instant::now(), policy.clone(), set_at));
     }
 
-    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, (Instant, Policy)>> {
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached>> {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -177,8 +177,8 @@ impl BackupService for BackupApi {
             READERS,
             "reading backup policies",
         )?;
-        let policy = self.snapshotter.policies().get(&r.tenant).await?;
-        Ok(Response::new(to_proto(&r.tenant, &policy)))
+        let (policy, set_at) = self.snapshotter.policies().get_with_time(&r.tenant).await?;
+        Ok(Response::new(to_proto(&r.tenant, &policy, set_at)))
     }
 
     async fn set_backup_policy(
@@ -214,7 +214,8 @@ impl BackupService for BackupApi {
         .after(&policy_json(&policy));
         let result = policies.set(&r.tenant, policy).await.map_err(Status::from);
         let policy = self.auditor.outcome(entry, result, |e, _| e).await?;
-        Ok(Response::new(to_proto(&r.tenant, &policy)))
+        let set_at = Some(backtrack_platform::clock::now_ms());
+        Ok(Response::new(to_proto(&r.tenant, &policy, set_at)))
     }
 }
 
@@ -311,7 +312,7 @@ fn policy_json(policy: &Policy) -> serde_json::Value {
     serde_json::to_value(policy).unwrap_or_default()
 }
 
-fn to_proto(tenant: &str, policy: &Policy) -> v1::BackupPolicy {
+fn to_proto(tenant: &str, policy: &Policy, set_at: Option<i64>) -> v1::BackupPolicy {
     v1::BackupPolicy {
         tenant: tenant.to_string(),
         schedule: policy.schedule.clone(),
@@ -319,5 +320,6 @@ fn to_proto(tenant: &str, policy: &Policy) -> v1::BackupPolicy {
         keep_daily: policy.keep_daily,
         keep_weekly: policy.keep_weekly,
         keep_monthly: policy.keep_monthly,
+        updated_at_ms: set_at.unwrap_or(0),
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod alerts;
 mod audit;
 mod backup;
 mod diff;
@@ -13,6 +14,7 @@ mod overview;
 mod recovery;
 mod up;
 
+pub use alerts::{AlertPolicyCommand, AlertPolicySetArgs, AlertsCommand};
 pub use audit::{AuditCommand, AuditQueryArgs, ResultArg};
 pub use backup::{BackupCommand, BackupRefArgs, PolicyCommand, PolicySetArgs};
 pub use diff::{
@@ -136,6 +138,10 @@ pub enum Command {
     /// changes since --since (deleted or weakened conditional access policies, mass
     /// deletions, new credentials and roles), each with the dry run that would undo it.
     Overview(OverviewArgs),
+    /// The alerter's per-tenant policy (alerts themselves are audit records:
+    /// `audit query --action alert.raised`).
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Services, stream position and projection lag; with --tenant also its content digest.
     Status {
         /// Also report this tenant's object count and content digest.
@@ -446,6 +452,7 @@ impl Command {
             Command::Approve { .. } => "approve",
             Command::Audit(_) => "audit",
             Command::Overview(_) => "overview",
+            Command::Alerts(_) => "alerts",
             Command::Status { .. } => "status",
             Command::Token(_) => "token",
         }

@@ -1,5 +1,6 @@
 //! One module per command group; each talks to the server over gRPC.
 
+mod alerts;
 mod attribute_names;
 mod audit;
 mod backup;
@@ -43,6 +44,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Recovery(c) => recovery::run(&g, c).await,
         Command::Approve { job, wait } => recovery::approve(&g, job, wait).await,
         Command::Overview(a) => overview::run(&g, a).await,
+        Command::Alerts(c) => alerts::run(&g, c).await,
         Command::Status { tenant } => status::run(&g, tenant).await,
         Command::Token(c) => token::run(&g, c).await,
     }

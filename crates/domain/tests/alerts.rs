@@ -4,7 +4,7 @@
 
 mod common;
 
-use backtrack_domain::alerts::{alerts, Alert, Severity, Thresholds};
+use backtrack_domain::alerts::{alerts, Alert, Severity, Thresholds, RULES};
 use backtrack_domain::{Event, ObjectKind};
 use serde_json::json;
 
@@ -115,6 +115,12 @@ fn weakened_policies_deletions_credentials_and_roles_are_alerts_and_ordinary_wor
         "{all:#?}"
     );
     assert!(all.iter().all(|a| a.actor == "mallory"));
+    // Every rule raised here is listed; the list names each rule once.
+    assert!(all.iter().all(|a| RULES.contains(&a.rule)));
+    let mut listed = RULES.to_vec();
+    listed.sort_unstable();
+    listed.dedup();
+    assert_eq!(listed.len(), RULES.len());
     assert_eq!(all[0].severity, Severity::Critical);
     let exclusion = found(&all, "caPolicyExclusionAdded")[0];
     assert!(exclusion.what.contains(BRIAN), "{}", exclusion.what);

@@ -33,6 +33,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::alert_policy::AlertPolicy;
 use crate::{Snapshotter, SnapshotterError};
 
 /// Where the alerter keeps its position and each tenant's mass-rule windows.
@@ -227,6 +228,8 @@ async fn alert_run(
 ) -> Result<(), String> {
     // Per tenant touched: its windows as stored, and the time of its last event here.
     let mut touched: BTreeMap<String, (TenantWindows, i64)> = BTreeMap::new();
+    // Per tenant: its alert policy, read once per run.
+    let mut policies: HashMap<String, AlertPolicy> = HashMap::new();
     let mut raised: Vec<(usize, Alert, &Event)> = Vec::new();
     for (sequence, event) in items {
         let tenant = &event.meta.tenant;
@@ -240,16 +243,34 @@ async fn alert_run(
         if windows.position >= *sequence {
             continue; // counted before a restart; its alerts are published
         }
+        if !policies.contains_key(tenant) {
+            let (policy, _) = snapshotter
+                .policies()
+                .alerts()
+                .get_with_time(tenant)
+                .await
+                .map_err(|e| e.to_string())?;
+            policies.insert(tenant.clone(), policy);
+        }
+        let policy = &policies[tenant];
         touched
             .entry(tenant.clone())
             .or_insert_with(|| (windows.clone(), 0))
             .1 = event.meta.time_ms;
         windows.position = *sequence;
+        // Numbered before the tenant's disabled rules are left out: ids stay stable.
         for (n, alert) in event_alerts(*sequence, event).into_iter().enumerate() {
-            raised.push((n, alert, event));
+            if policy.raises(alert.rule) {
+                raised.push((n, alert, event));
+            }
         }
-        if let Some(alert) = windows.bursts.push(*sequence, event, &settings.limits) {
-            raised.push((0, alert, event));
+        if policy.counts(&event.meta.actor) {
+            let limits = policy.limits(&settings.limits);
+            if let Some(alert) = windows.bursts.push(*sequence, event, &limits) {
+                if policy.raises(alert.rule) {
+                    raised.push((0, alert, event));
+                }
+            }
         }
     }
     if !raised.is_empty() {
@@ -279,7 +300,10 @@ async fn alert_run(
         let Some(windows) = tenants.get_mut(&tenant) else {
             continue;
         };
-        windows.bursts.prune(last_ms, &settings.limits);
+        let limits = policies
+            .get(&tenant)
+            .map_or(settings.limits, |p| p.limits(&settings.limits));
+        windows.bursts.prune(last_ms, &limits);
         if windows.bursts != before.bursts {
             write_json(bucket, &tenant_key(&tenant), &*windows).await?;
         }

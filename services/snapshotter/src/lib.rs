@@ -17,9 +17,11 @@
 //! - [`points`]: turning a sequence, an instant or a backup id into a stream sequence.
 //! - [`scheduler`]: scheduled backups from each tenant's cron expression.
 //! - [`alerter`]: alerts on dangerous changes, as records on the audit stream.
+//! - [`alert_policy`]: per-tenant alert thresholds, disabled rules and quiet actors.
 //! - [`api`]: the gRPC `BackupService` and `TimeTravelService`.
 //! - [`error`]: the service error and its one mapping onto gRPC statuses.
 
+pub mod alert_policy;
 pub mod alerter;
 pub mod api;
 pub mod backups;

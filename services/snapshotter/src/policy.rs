@@ -1,6 +1,8 @@
 //! Per-tenant backup policies: when scheduled backups run and how long backups stay
 //! usable. Policies live in the NATS KV bucket `bt-policies` (key `backup.<tenant>`), so
 //! every replica reads the same ones; a tenant without one uses the configured default.
+//! The same bucket holds each tenant's alert policy (`alerts.<tenant>`,
+//! [`crate::alert_policy`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -8,8 +10,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::alert_policy::AlertPolicy;
 use crate::error::SnapshotterError;
 
 pub const POLICY_BUCKET: &str = "bt-policies";
@@ -96,25 +100,106 @@ fn shortest_gap(schedule: &cron::Schedule) -> Option<Duration> {
         .min()
 }
 
-/// A cached policy: when it was read, the policy, and when it was set (`None`: default).
-type Cached = (Instant, Policy, Option<i64>);
+/// A cached setting: when it was read, its value, and when it was set (`None`: default).
+type Cached<T> = (Instant, T, Option<i64>);
 
-/// The policy bucket with a short-lived cache in front of it.
+/// One kind of per-tenant setting in the policy bucket (key `<prefix>.<tenant>`, JSON),
+/// with a short-lived cache in front of it.
 #[derive(Clone)]
-pub struct Policies {
+pub struct TenantSettings<T> {
     bucket: kv::Store,
-    default: Policy,
+    prefix: &'static str,
+    default: T,
     refresh: Duration,
-    min_interval: Duration,
-    cache: Arc<RwLock<HashMap<String, Cached>>>,
+    cache: Arc<RwLock<HashMap<String, Cached<T>>>>,
 }
 
-impl std::fmt::Debug for Policies {
+impl<T: std::fmt::Debug> std::fmt::Debug for TenantSettings<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policies")
+        f.debug_struct("TenantSettings")
+            .field("prefix", &self.prefix)
             .field("default", &self.default)
             .finish_non_exhaustive()
     }
+}
+
+impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
+    fn new(bucket: kv::Store, prefix: &'static str, default: T, refresh: Duration) -> Self {
+        Self {
+            bucket,
+            prefix,
+            default,
+            refresh,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The tenant's setting (or the default) and when it was set (ms since the Unix epoch;
+    /// `None` for the default), at most `refresh` old.
+    pub async fn get_with_time(&self, tenant: &str) -> Result<(T, Option<i64>), SnapshotterError> {
+        if let Some((at, value, set_at)) = self.read_cache().get(tenant) {
+            if at.elapsed() < self.refresh {
+                return Ok((value.clone(), *set_at));
+            }
+        }
+        let key = self.key(tenant);
+        let entry = self.bucket.entry(key.as_str()).await.map_err(|e| {
+            SnapshotterError::Unavailable(format!("read {key} of the policy bucket: {e}"))
+        })?;
+        let (value, set_at) = match entry.filter(|e| e.operation == kv::Operation::Put) {
+            Some(entry) => {
+                let value = serde_json::from_slice(&entry.value).map_err(|e| {
+                    SnapshotterError::Internal(format!(
+                        "{key} of the policy bucket is unreadable: {e}"
+                    ))
+                })?;
+                let set_at = i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).ok();
+                (value, set_at)
+            }
+            None => (self.default.clone(), None),
+        };
+        self.remember(tenant, &value, set_at);
+        Ok((value, set_at))
+    }
+
+    /// Stores the tenant's setting (validated by the caller).
+    pub async fn put(&self, tenant: &str, value: &T) -> Result<(), SnapshotterError> {
+        let key = self.key(tenant);
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| SnapshotterError::Internal(e.to_string()))?;
+        self.bucket
+            .put(key.as_str(), bytes.into())
+            .await
+            .map_err(|e| {
+                SnapshotterError::Unavailable(format!("store {key} in the policy bucket: {e}"))
+            })?;
+        // The bucket stamps the entry; the next read past `refresh` takes its own time.
+        self.remember(tenant, value, Some(backtrack_platform::clock::now_ms()));
+        Ok(())
+    }
+
+    fn key(&self, tenant: &str) -> String {
+        format!("{}.{tenant}", self.prefix)
+    }
+
+    fn remember(&self, tenant: &str, value: &T, set_at: Option<i64>) {
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_string(), (Instant::now(), value.clone(), set_at));
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached<T>>> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The tenants' backup policies and alert policies, in the policy bucket.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    backup: TenantSettings<Policy>,
+    alerts: TenantSettings<AlertPolicy>,
+    min_interval: Duration,
 }
 
 impl Policies {
@@ -147,79 +232,47 @@ impl Policies {
                 })?,
         };
         Ok(Self {
-            bucket,
-            default,
-            refresh,
+            backup: TenantSettings::new(bucket.clone(), "backup", default, refresh),
+            alerts: TenantSettings::new(bucket, "alerts", AlertPolicy::default(), refresh),
             min_interval,
-            cache: Arc::default(),
         })
     }
 
-    /// The tenant's policy (or the default), at most `refresh` old.
+    /// The tenant's backup policy (or the default), at most `refresh` old.
     pub async fn get(&self, tenant: &str) -> Result<Policy, SnapshotterError> {
-        Ok(self.get_with_time(tenant).await?.0)
+        Ok(self.backup.get_with_time(tenant).await?.0)
     }
 
-    /// The tenant's policy (or the default) and when it was set (ms since the Unix epoch;
-    /// `None` for the default), at most `refresh` old.
+    /// The tenant's backup policy (or the default) and when it was set (`None`: default).
     pub async fn get_with_time(
         &self,
         tenant: &str,
     ) -> Result<(Policy, Option<i64>), SnapshotterError> {
-        if let Some((at, policy, set_at)) = self.read_cache().get(tenant) {
-            if at.elapsed() < self.refresh {
-                return Ok((policy.clone(), *set_at));
-            }
-        }
-        let entry = self.bucket.entry(key(tenant)).await.map_err(|e| {
-            SnapshotterError::Unavailable(format!("read the policy of tenant {tenant}: {e}"))
-        })?;
-        let (policy, set_at) = match entry.filter(|e| e.operation == kv::Operation::Put) {
-            Some(entry) => {
-                let policy = serde_json::from_slice(&entry.value).map_err(|e| {
-                    SnapshotterError::Internal(format!(
-                        "policy of tenant {tenant} is unreadable: {e}"
-                    ))
-                })?;
-                let set_at = i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).ok();
-                (policy, set_at)
-            }
-            None => (self.default.clone(), None),
-        };
-        self.remember(tenant, &policy, set_at);
-        Ok((policy, set_at))
+        self.backup.get_with_time(tenant).await
     }
 
-    /// Stores a validated policy.
+    /// Stores a validated backup policy.
     pub async fn set(&self, tenant: &str, policy: Policy) -> Result<Policy, SnapshotterError> {
         policy.validate(self.min_interval)?;
-        let bytes =
-            serde_json::to_vec(&policy).map_err(|e| SnapshotterError::Internal(e.to_string()))?;
-        self.bucket
-            .put(key(tenant), bytes.into())
-            .await
-            .map_err(|e| {
-                SnapshotterError::Unavailable(format!("store the policy of tenant {tenant}: {e}"))
-            })?;
-        // The bucket stamps the entry; the next read past `refresh` takes its own time.
-        self.remember(tenant, &policy, Some(backtrack_platform::clock::now_ms()));
+        self.backup.put(tenant, &policy).await?;
         Ok(policy)
     }
 
-    fn remember(&self, tenant: &str, policy: &Policy, set_at: Option<i64>) {
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.to_string(), (Instant::now(), policy.clone(), set_at));
+    /// The tenants' alert policies ([`AlertPolicy`]).
+    pub fn alerts(&self) -> &TenantSettings<AlertPolicy> {
+        &self.alerts
     }
 
-    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached>> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    /// Stores a validated alert policy.
+    pub async fn set_alerts(
+        &self,
+        tenant: &str,
+        policy: AlertPolicy,
+    ) -> Result<AlertPolicy, SnapshotterError> {
+        let policy = policy.validated()?;
+        self.alerts.put(tenant, &policy).await?;
+        Ok(policy)
     }
-}
-
-fn key(tenant: &str) -> String {
-    format!("backup.{tenant}")
 }
 
 #[cfg(test)]

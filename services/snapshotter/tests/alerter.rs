@@ -14,6 +14,7 @@ use backtrack_domain::ObjectKind;
 use backtrack_eventlog::AuditLog;
 use backtrack_platform::shutdown::{Shutdown, ShutdownTrigger};
 use backtrack_proto::v1::AuditRecord;
+use backtrack_snapshotter::alert_policy::AlertPolicy;
 use backtrack_snapshotter::alerter::AlertSettings;
 use backtrack_snapshotter::{Snapshotter, SnapshotterConfig};
 use backtrack_test_support::{eventually, NatsServer};
@@ -106,6 +107,22 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Users 0..n, by the admin.
+    async fn users(&self, n: usize) {
+        for i in 0..n {
+            let name = json!({"displayName": format!("User {i}"), "userPrincipalName": format!("u{i}@t.test")});
+            self.by("admin", create(ObjectKind::User, &user_id(i), name))
+                .await;
+        }
+    }
+
+    /// The role definition [`ROLE`], by the admin.
+    async fn role_definition(&self) {
+        let role = json!({"displayName": "Global Administrator"});
+        self.by("admin", create(ObjectKind::RoleDefinition, ROLE, role))
+            .await;
+    }
+
     /// Every alert record of tenant `t` on the audit stream, in stream order.
     async fn alerts(&self) -> Vec<AuditRecord> {
         let log = AuditLog::open(self.nats.client().await.unwrap(), 1)
@@ -155,26 +172,8 @@ fn rule(r: &AuditRecord) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
     let f = Fixture::start().await;
-    f.by(
-        "admin",
-        create(
-            ObjectKind::RoleDefinition,
-            ROLE,
-            json!({"displayName": "Global Administrator"}),
-        ),
-    )
-    .await;
-    for i in 0..4 {
-        f.by(
-            "admin",
-            create(
-                ObjectKind::User,
-                &user_id(i),
-                json!({"displayName": format!("User {i}"), "userPrincipalName": format!("u{i}@t.test")}),
-            ),
-        )
-        .await;
-    }
+    f.role_definition().await;
+    f.users(4).await;
     // History before the alerter first runs is not alerted on.
     f.by(
         "admin",
@@ -331,4 +330,67 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
     assert!(all
         .iter()
         .all(|r| r.actor.as_ref().unwrap().subject == "mallory"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_policy_quiets_bulk_work_turns_a_rule_off_and_sets_its_threshold() {
+    let f = Fixture::start().await;
+    f.by(
+        "admin",
+        create(
+            ObjectKind::ConditionalAccessPolicy,
+            POLICY,
+            json!({"displayName": "Require MFA", "state": "enabled"}),
+        ),
+    )
+    .await;
+    f.users(5).await;
+    f.role_definition().await;
+    let (s, _stop) = f.snapshotter("policy").await;
+    let policy = s
+        .policies()
+        .set_alerts(
+            "t",
+            AlertPolicy {
+                mass_deletions: 2,
+                disabled_rules: vec!["roleAssigned".into()],
+                quiet_actors: vec!["svc-sync".into()],
+                ..AlertPolicy::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(policy.quiet_actors, ["svc-sync"]);
+    // The sync account deletes in bulk and assigns a role: neither is an alert here; its
+    // deletion of a policy still is.
+    for i in 0..3 {
+        f.by("svc-sync", Command::SoftDelete { id: user_id(i) })
+            .await;
+    }
+    f.by(
+        "svc-sync",
+        create(
+            ObjectKind::RoleAssignment,
+            ASSIGNMENT,
+            json!({"roleDefinitionId": ROLE, "principalId": user_id(4), "directoryScopeId": "/"}),
+        ),
+    )
+    .await;
+    f.by("svc-sync", Command::SoftDelete { id: POLICY.into() })
+        .await;
+    // mallory's two deletions reach the tenant's own threshold (the deployment's is six).
+    for i in 3..5 {
+        f.by("mallory", Command::SoftDelete { id: user_id(i) })
+            .await;
+    }
+    let all = f.alerts_with(&["caPolicyDeleted", "massDeletion"]).await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let mass = all.iter().find(|r| rule(r) == "massDeletion").unwrap();
+    assert_eq!(mass.actor.as_ref().unwrap().subject, "mallory");
+    assert_eq!(
+        details(mass)["what"],
+        "2 objects deleted by one actor within 60 min"
+    );
+    let deleted = all.iter().find(|r| rule(r) == "caPolicyDeleted").unwrap();
+    assert_eq!(deleted.actor.as_ref().unwrap().subject, "svc-sync");
 }

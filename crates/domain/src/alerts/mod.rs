@@ -35,6 +35,21 @@ use serde_json::Value;
 use crate::event::{AttributeChange, Change, Event};
 use crate::kind::ObjectKind;
 
+/// Every rule's name, as alerts carry it (`rule`), in the order of the table above.
+pub const RULES: &[&str] = &[
+    "caPolicyDeleted",
+    "caPolicyDisabled",
+    "caPolicyExclusionAdded",
+    "caPolicyScopeNarrowed",
+    "caPolicyControlRemoved",
+    "namedLocationDeleted",
+    "massDeletion",
+    "massLinkRemoval",
+    "authPolicyChanged",
+    "appCredentialsChanged",
+    "roleAssigned",
+];
+
 /// How bad an alert is; alerts sort by it, worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -63,6 +63,7 @@ pub mod action {
     pub const BACKUP_UNPINNED: &str = "backup.unpinned";
     pub const BACKUP_VERIFIED: &str = "backup.verified";
     pub const BACKUP_POLICY_CHANGED: &str = "configuration.backupPolicyChanged";
+    pub const ALERT_POLICY_CHANGED: &str = "configuration.alertPolicyChanged";
     pub const REPORT_CREATED: &str = "report.created";
     pub const REPORT_CANCELLED: &str = "report.cancelled";
     pub const HARD_DELETED: &str = "directory.hardDeleted";

@@ -3,7 +3,7 @@
 //! (see `backtrack_platform::audit`).
 
 use backtrack_platform::audit::{action, category, AuditEntry, Auditor, CallContext};
-use backtrack_platform::auth::caller;
+use backtrack_platform::auth::{caller, Role};
 use backtrack_proto::v1;
 use backtrack_proto::v1::backup_service_server::{BackupService, BackupServiceServer};
 use backtrack_proto::v1::BackupTrigger;
@@ -11,6 +11,7 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use super::{authorize, ADMINISTRATORS, READERS};
+use crate::alert_policy::AlertPolicy;
 use crate::backups::BackupRequest;
 use crate::policy::Policy;
 use crate::Snapshotter;
@@ -217,6 +218,68 @@ impl BackupService for BackupApi {
         let set_at = Some(backtrack_platform::clock::now_ms());
         Ok(Response::new(to_proto(&r.tenant, &policy, set_at)))
     }
+
+    async fn get_alert_policy(
+        &self,
+        request: Request<v1::AlertPolicyRequest>,
+    ) -> Result<Response<v1::AlertPolicy>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        authorize(
+            &self.snapshotter,
+            &caller,
+            &r.tenant,
+            READERS,
+            "reading alert policies",
+        )?;
+        let alerts = self.snapshotter.policies().alerts();
+        let (policy, set_at) = alerts.get_with_time(&r.tenant).await?;
+        Ok(Response::new(alert_policy_to_proto(
+            &r.tenant, &policy, set_at,
+        )))
+    }
+
+    async fn set_alert_policy(
+        &self,
+        request: Request<v1::AlertPolicy>,
+    ) -> Result<Response<v1::AlertPolicy>, Status> {
+        let ctx = CallContext::of(&request)?;
+        let r = request.into_inner();
+        authorize(
+            &self.snapshotter,
+            &ctx.caller,
+            &r.tenant,
+            &[Role::GlobalAdministrator],
+            "changing alert policies (turning alerts off is what an intruder would do)",
+        )?;
+        let policy = AlertPolicy {
+            mass_deletions: r.mass_deletions,
+            mass_link_removals: r.mass_link_removals,
+            window_minutes: r.window_minutes,
+            disabled_rules: r.disabled_rules,
+            quiet_actors: r.quiet_actors,
+        };
+        let policies = self.snapshotter.policies();
+        let (before, _) = policies.alerts().get_with_time(&r.tenant).await?;
+        let entry = AuditEntry::new(
+            &ctx,
+            &r.tenant,
+            category::CONFIGURATION,
+            action::ALERT_POLICY_CHANGED,
+        )
+        .target("alertPolicy", &r.tenant, "")
+        .before(&serde_json::to_value(&before).unwrap_or_default())
+        .after(&serde_json::to_value(&policy).unwrap_or_default());
+        let result = policies
+            .set_alerts(&r.tenant, policy)
+            .await
+            .map_err(Status::from);
+        let policy = self.auditor.outcome(entry, result, |e, _| e).await?;
+        let set_at = Some(backtrack_platform::clock::now_ms());
+        Ok(Response::new(alert_policy_to_proto(
+            &r.tenant, &policy, set_at,
+        )))
+    }
 }
 
 impl BackupApi {
@@ -306,6 +369,22 @@ fn backup_json(backup: &v1::Backup) -> serde_json::Value {
         "expiresAtMs": backup.expires_at_ms,
         "pinned": backup.pinned,
     })
+}
+
+fn alert_policy_to_proto(
+    tenant: &str,
+    policy: &AlertPolicy,
+    set_at: Option<i64>,
+) -> v1::AlertPolicy {
+    v1::AlertPolicy {
+        tenant: tenant.to_string(),
+        mass_deletions: policy.mass_deletions,
+        mass_link_removals: policy.mass_link_removals,
+        window_minutes: policy.window_minutes,
+        disabled_rules: policy.disabled_rules.clone(),
+        quiet_actors: policy.quiet_actors.clone(),
+        updated_at_ms: set_at.unwrap_or(0),
+    }
 }
 
 fn policy_json(policy: &Policy) -> serde_json::Value {

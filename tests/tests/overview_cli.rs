@@ -19,6 +19,16 @@ fn alert<'a>(overview: &'a Value, rule: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {rule} in {overview}"))
 }
 
+/// The rules of an overview's alerts, in order.
+fn rules(overview: &Value) -> Vec<&str> {
+    overview["changes"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
     let nats = NatsServer::start().await.unwrap();
@@ -84,13 +94,30 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
     );
     // The default threshold (20) makes no mass deletion of four.
     let default = b.json(&["overview", "--tenant", T]).unwrap();
-    let rules: Vec<&str> = default["changes"]["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["rule"].as_str().unwrap())
-        .collect();
-    assert_eq!(rules, ["caPolicyDeleted", "caPolicyDisabled"], "{default}");
+    assert_eq!(
+        rules(&default),
+        ["caPolicyDeleted", "caPolicyDisabled"],
+        "{default}"
+    );
+    // The tenant's alert policy sets the defaults and turns rules off, as for the alerter.
+    b.json(&[
+        "alerts",
+        "policy",
+        "set",
+        "--tenant",
+        T,
+        "--mass-deletions",
+        "4",
+        "--disable",
+        "caPolicyDisabled",
+    ])
+    .unwrap();
+    let tuned = b.json(&["overview", "--tenant", T]).unwrap();
+    assert_eq!(
+        rules(&tuned),
+        ["caPolicyDeleted", "massDeletion"],
+        "{tuned}"
+    );
 
     // The table shows the same, and the command that undoes the run of deletions.
     let table = b.cli(&[

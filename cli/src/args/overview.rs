@@ -16,10 +16,12 @@ pub struct OverviewArgs {
         allow_hyphen_values = true
     )]
     pub since: String,
-    /// Deletions by one actor that make a mass-deletion alert.
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub mass_deletions: usize,
-    /// Links removed by one actor (memberships, owners, managers) that make an alert.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub mass_link_removals: usize,
+    /// Deletions by one actor that make a mass-deletion alert (default: the tenant's
+    /// alert policy, else 20).
+    #[arg(long, value_name = "N")]
+    pub mass_deletions: Option<usize>,
+    /// Links removed by one actor (memberships, owners, managers) that make an alert
+    /// (default: the tenant's alert policy, else 100).
+    #[arg(long, value_name = "N")]
+    pub mass_link_removals: Option<usize>,
 }

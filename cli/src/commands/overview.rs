@@ -27,9 +27,26 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
     let tenant = a.tenant.as_str();
     // The alerts come first: a bad --since is the caller's mistake, not a missing part.
     let start = Start::after(&connection, tenant, &a.since).await?;
+    // The tenant's alert policy, as the alerter applies it (none when it cannot be read).
+    let alert_policy = connection
+        .backup()
+        .get_alert_policy(v1::AlertPolicyRequest {
+            tenant: tenant.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner())
+        .unwrap_or_default();
+    let own = |n: u32, default: usize| if n == 0 { default } else { n as usize };
+    let defaults = Thresholds::default();
     let thresholds = Thresholds {
-        deletions: a.mass_deletions.max(1),
-        link_removals: a.mass_link_removals.max(1),
+        deletions: a
+            .mass_deletions
+            .unwrap_or_else(|| own(alert_policy.mass_deletions, defaults.deletions))
+            .max(1),
+        link_removals: a
+            .mass_link_removals
+            .unwrap_or_else(|| own(alert_policy.mass_link_removals, defaults.link_removals))
+            .max(1),
     };
     let request = v1::WatchEventsRequest {
         tenant: tenant.to_string(),
@@ -39,7 +56,12 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         after_time_ms: start.after_time_ms,
         ..Default::default()
     };
-    let watched = watch(&mut connection.directory(), request, &thresholds).await;
+    let watched = watch(&mut connection.directory(), request, &thresholds)
+        .await
+        .map(|mut w| {
+            w.alerts = as_the_tenant_wants(w.alerts, &alert_policy);
+            w
+        });
     let status = connection
         .directory()
         .status(v1::StatusRequest {
@@ -124,6 +146,16 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         OutputFormat::Table => view.print(),
     }
     Ok(())
+}
+
+/// The alerts the tenant's alert policy keeps: none of a disabled rule, and no mass alert
+/// about a quiet actor (whose other alerts stand).
+fn as_the_tenant_wants(alerts: Vec<Alert>, policy: &v1::AlertPolicy) -> Vec<Alert> {
+    alerts
+        .into_iter()
+        .filter(|a| !policy.disabled_rules.iter().any(|r| r == a.rule))
+        .filter(|a| a.object.is_some() || !policy.quiet_actors.contains(&a.actor))
+        .collect()
 }
 
 /// The events a feed read handed over, and their alerts.
@@ -509,7 +541,9 @@ mod tests {
 
     use backtrack_proto::v1;
 
-    use super::View;
+    use backtrack_domain::alerts::{Alert, AlertObject, Severity};
+
+    use super::{as_the_tenant_wants, View};
 
     #[test]
     fn stopped_schedules_jobs_awaiting_approval_and_a_failed_recovery_need_a_look() {
@@ -567,5 +601,41 @@ mod tests {
             .fix
             .contains("backtrack approve --tenant contoso j1"));
         assert!(health[2].what.contains("directory unavailable"));
+    }
+
+    #[test]
+    fn the_tenants_policy_drops_disabled_rules_and_quiet_actors_mass_alerts() {
+        let alert = |rule: &'static str, actor: &str, object: bool| Alert {
+            severity: Severity::High,
+            rule,
+            actor: actor.into(),
+            sequence: 1,
+            time_ms: 0,
+            event_id: String::new(),
+            object: object.then(|| AlertObject {
+                kind: "conditionalAccessPolicy".into(),
+                id: "p1".into(),
+            }),
+            what: String::new(),
+        };
+        let policy = v1::AlertPolicy {
+            disabled_rules: vec!["roleAssigned".into()],
+            quiet_actors: vec!["svc-sync".into()],
+            ..Default::default()
+        };
+        let kept = as_the_tenant_wants(
+            vec![
+                alert("roleAssigned", "mallory", true),
+                alert("massDeletion", "svc-sync", false),
+                alert("caPolicyDeleted", "svc-sync", true),
+                alert("massDeletion", "mallory", false),
+            ],
+            &policy,
+        );
+        let kept: Vec<(&str, &str)> = kept.iter().map(|a| (a.rule, a.actor.as_str())).collect();
+        assert_eq!(
+            kept,
+            [("caPolicyDeleted", "svc-sync"), ("massDeletion", "mallory")]
+        );
     }
 }

@@ -12,12 +12,14 @@
 //!
 //! Modules: [`planner`] (plans and residuals from the time-travel store), `resolve` (what
 //! a request recovers to, over what, and whose changes), [`runner`] (applying,
-//! checkpoints, resuming), [`records`] (the jobs' audit records), [`remote`] (the
+//! checkpoints), [`lease`] (the tenant's lease kept while a job runs, resuming jobs whose
+//! runner died), [`records`] (the jobs' audit records), [`remote`] (the
 //! directory service over gRPC, when recovery runs in its own process), [`store`] (the
 //! buckets), [`api`] (the gRPC `RecoveryService`), [`error`].
 
 pub mod api;
 pub mod error;
+pub mod lease;
 pub mod planner;
 pub mod records;
 pub mod remote;
@@ -308,14 +310,14 @@ impl Recovery {
     /// Takes the tenant's lease for `job`, stores the record and starts running it.
     async fn launch(&self, job: v1::RecoveryJob) -> Result<v1::RecoveryJob, RecoveryError> {
         let (tenant, id) = (job.tenant.clone(), job.id.clone());
-        let value = runner::lease_value(&id);
+        let value = lease::lease_value(&id);
         let revision = match self
             .inner
             .jobs
             .acquire(
                 &tenant,
                 &value,
-                &runner::holder(&id),
+                &lease::holder(&id),
                 self.inner.config.lease_stale_after,
             )
             .await?

@@ -24,12 +24,15 @@ pub enum Format {
     Cef,
     /// The native JSON rendering (see [`native_json`]).
     Json,
+    /// A chat webhook's message (Slack, Microsoft Teams, Mattermost, Google Chat):
+    /// `{"text": "..."}`, one record per request ([`chat_text`]).
+    Chat,
 }
 
 impl Format {
     /// Whether the rendering is a JSON object (rather than text).
     pub fn is_json(self) -> bool {
-        matches!(self, Format::Ocsf | Format::Json)
+        matches!(self, Format::Ocsf | Format::Json | Format::Chat)
     }
 }
 
@@ -39,6 +42,7 @@ pub fn render(record: &AuditRecord, format: Format) -> String {
         Format::Ocsf => ocsf::ocsf_json(record).to_string(),
         Format::Cef => cef::cef_line(record),
         Format::Json => native::native_text(record),
+        Format::Chat => serde_json::json!({ "text": chat_text(record) }).to_string(),
     }
 }
 
@@ -173,6 +177,40 @@ pub fn summary(record: &AuditRecord) -> String {
         }
     }
     s
+}
+
+/// What a chat message says about a record. An alert: `[CRITICAL] caPolicyDeleted in
+/// contoso: <what>: conditionalAccessPolicy "Require MFA" (<id>), by mallory at <time>.
+/// Undo (dry run): backtrack recover ...`; any other record: `[contoso] <summary> at <time>`.
+pub fn chat_text(record: &AuditRecord) -> String {
+    let when = rfc3339_ms(record.time_ms);
+    let Some(alert) = alert_facts(record) else {
+        return format!("[{}] {} at {when}", record.tenant, summary(record));
+    };
+    let mut text = format!(
+        "[{}] {} in {}: {}",
+        alert.severity.to_uppercase(),
+        alert.rule,
+        record.tenant,
+        alert.what
+    );
+    if let Some(t) = record.target.as_ref().filter(|t| !t.id.is_empty()) {
+        if t.display_name.is_empty() {
+            text.push_str(&format!(": {} {}", t.kind, t.id));
+        } else {
+            text.push_str(&format!(": {} \"{}\" ({})", t.kind, t.display_name, t.id));
+        }
+    }
+    let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
+    text.push_str(&format!(", by {actor} at {when}."));
+    let undo = parse_embedded(&record.details_json)
+        .get("undo")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    if let Some(undo) = undo {
+        text.push_str(&format!(" Undo (dry run): {undo}"));
+    }
+    text
 }
 
 /// A record's JSON text field as a JSON value: null when empty, the parsed value when it is

@@ -330,6 +330,21 @@ impl SinkConfig {
                 "must be at least twice io_timeout_ms + backoff_max_ms, or records waiting for a retry would be offered twice",
             );
         }
+        if self.format == Format::Chat {
+            match &self.kind {
+                SinkKind::Http {
+                    hec: false,
+                    max_batch_records: 1,
+                    ..
+                } => {}
+                _ => {
+                    return bad(
+                        "format",
+                        "chat posts one message per request to a chat webhook: use type \"http\" with \"hec\": false and \"max_batch_records\": 1",
+                    )
+                }
+            }
+        }
         match &self.kind {
             SinkKind::Syslog { address, tls, .. } => {
                 super::tls::split_host_port(address)

@@ -165,7 +165,8 @@ pub fn check_syslog_frame(
             if body != native_json(record) && body != ocsf::ocsf_json(record) {
                 return Err(format!("JSON body differs: {body}"));
             }
-        }
+        } // Refused for syslog sinks by the config.
+        Format::Chat => return Err("a chat rendering on syslog".into()),
     }
     Ok(id)
 }

@@ -282,6 +282,7 @@ pub(crate) async fn serve(
                 backtrack_audit::AuditConfig {
                     replicas: args.stream_replicas,
                     sinks,
+                    alerts: !args.no_alerts,
                     ..backtrack_audit::AuditConfig::new(data.join("audit"))
                 },
                 nats.clone(),

@@ -230,4 +230,25 @@ async fn only_a_global_administrator_changes_a_tenants_alert_policy_and_it_is_au
         .as_str()
         .unwrap()
         .contains("roleAsigned"));
+
+    // Silencing alerts is itself an alert, which no tenant policy can turn off.
+    let silenced = eventually("the alertsSilenced alert", Duration::from_secs(30), || {
+        let alerts = b
+            .json(&["audit", "query", "--tenant", T, "--action", "alert.raised"])
+            .unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        async move { (!alerts.is_empty()).then_some(alerts) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(silenced.len(), 1, "{silenced:#?}");
+    assert_eq!(silenced[0]["details"]["rule"], "alertsSilenced");
+    assert_eq!(silenced[0]["details"]["severity"], "high");
+    assert_eq!(silenced[0]["actor"]["subject"], "admin");
+    assert_eq!(
+        silenced[0]["details"]["what"],
+        "rules turned off + roleAssigned; quiet actors + svc-hr-sync"
+    );
 }

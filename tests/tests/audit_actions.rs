@@ -8,9 +8,10 @@
 
 use backtrack_e2e::{audit_records, id, Backtrack};
 use backtrack_proto::v1::AuditRecord;
-use backtrack_test_support::NatsServer;
+use backtrack_test_support::{eventually, NatsServer};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const T: &str = "acts";
 /// The deployment may not publish this tenant's audit records (see [`NATS_CONFIG`]).
@@ -260,10 +261,31 @@ async fn every_privileged_action_leaves_exactly_one_record_naming_actor_and_targ
         .unwrap();
     let issued_to_alice: Vec<_> = deployment
         .iter()
-        .filter(|r| target(r).2 == "alice")
+        .filter(|r| r.action == "token.issued" && target(r).2 == "alice")
         .collect();
     assert_eq!(issued_to_alice.len(), 1);
     assert_eq!(actor(issued_to_alice[0]), "admin");
+    // A token that grants everything, issued by a caller, is also an alert.
+    let alerted = eventually(
+        "the privilegedTokenIssued alert",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            async move {
+                let records = audit_records(&client, "bt.audit._deployment.alert")
+                    .await
+                    .unwrap();
+                (!records.is_empty()).then_some(records)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(alerted.len(), 1, "{alerted:?}");
+    assert_eq!(
+        alerted[0].id,
+        format!("alert:{}:privilegedTokenIssued", issued_to_alice[0].id)
+    );
 
     // The stream refuses this tenant's records: the tenant is created all the same, but
     // the call says UNAVAILABLE and that the action was carried out.

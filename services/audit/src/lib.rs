@@ -3,8 +3,10 @@
 //! checkpoints in NATS KV, and exports records to SIEM sinks.
 //!
 //! Modules: [`indexer`] (the consumer), [`api`] (the gRPC `AuditService`), [`sinks`] (SIEM
-//! delivery), [`format`] (OCSF, CEF, JSON renderings), [`error`].
+//! delivery), [`format`] (OCSF, CEF, JSON and chat renderings), [`alerting`] (alerts on
+//! the trail itself: backups turned off, alerts silenced, all-powerful tokens), [`error`].
 
+pub mod alerting;
 pub mod api;
 pub mod error;
 pub mod format;
@@ -43,6 +45,9 @@ pub struct AuditConfig {
     pub catch_up_wait: Duration,
     /// SIEM sinks to export to, each on its own durable consumer.
     pub sinks: Vec<sinks::SinkConfig>,
+    /// Whether this instance raises the trail's own alerts ([`alerting`]); one per
+    /// deployment.
+    pub alerts: bool,
 }
 
 impl AuditConfig {
@@ -53,6 +58,7 @@ impl AuditConfig {
             checkpoint_every: Duration::from_secs(1),
             catch_up_wait: Duration::from_secs(30),
             sinks: Vec::new(),
+            alerts: false,
         }
     }
 }
@@ -87,6 +93,17 @@ impl Audit {
         shutdown: Shutdown,
     ) -> Result<Self, AuditError> {
         let log = AuditLog::open(nats.clone(), config.replicas).await?;
+        if config.alerts {
+            alerting::prepare(&log, &nats, config.replicas)
+                .await
+                .map_err(|e| AuditError::Unavailable(format!("the audit trail's alerting: {e}")))?;
+            tokio::spawn(alerting::run(
+                log.clone(),
+                nats.clone(),
+                config.replicas,
+                shutdown.clone(),
+            ));
+        }
         let js = jetstream::new(nats);
         for sink in &config.sinks {
             sink.validate()

@@ -458,8 +458,9 @@ fn policy_alerts(changes: &[AttributeChange]) -> Vec<(Severity, &'static str, St
     out
 }
 
-/// The strings of the list at `pointer` in `new` that the one in `old` lacks.
-fn gained(old: Option<&Value>, new: Option<&Value>, pointer: &str) -> Vec<String> {
+/// The strings of the list at `pointer` (a JSON pointer; `""` for the value itself) in
+/// `new` that the one in `old` lacks.
+pub fn gained(old: Option<&Value>, new: Option<&Value>, pointer: &str) -> Vec<String> {
     let list = |v: Option<&Value>| -> Vec<String> {
         v.and_then(|v| v.pointer(pointer))
             .and_then(Value::as_array)

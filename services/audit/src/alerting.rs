@@ -1,0 +1,379 @@
+//! Alerts on the audit trail itself: changes that weaken the protection rather than the
+//! directory (scheduled backups turned off or kept shorter, alerts silenced) and tokens
+//! that grant everything. The directory's own alerts come from the snapshotter's alerter;
+//! these come from records only the audit stream holds, and are written the same way: an
+//! `alert.raised` record (category `alert`) with the rule, severity and what, whose id is
+//! stable (`alert:<record id>:<rule>`), so a record read again after a restart raises
+//! nothing twice.
+//!
+//! One task follows `BT_AUDIT` from its position in the KV bucket `bt-alerts` (key
+//! `audit.position`; the first start begins at the stream's end), publishes what each
+//! successful record raises, then stores the position. These rules cannot be turned off
+//! by a tenant's alert policy: silencing the alert about silencing alerts would defeat it.
+
+use std::time::Duration;
+
+use backtrack_domain::alerts::gained;
+use backtrack_eventlog::AuditLog;
+use backtrack_platform::audit::{action, category, AuditEntry};
+use backtrack_platform::shutdown::Shutdown;
+use backtrack_proto::v1::AuditRecord;
+use futures::StreamExt;
+use prost::Message;
+use serde_json::{json, Value};
+
+use crate::format::parse_embedded;
+
+/// The rules, as their alerts carry them.
+pub const RULES: &[&str] = &[
+    "backupsTurnedOff",
+    "backupRetentionShortened",
+    "alertsSilenced",
+    "privilegedTokenIssued",
+];
+
+/// The bucket and key of the follower's position (the snapshotter's alerter keeps its own
+/// state in the same bucket).
+const BUCKET: &str = "bt-alerts";
+const POSITION_KEY: &str = "audit.position";
+/// Records handled per position write, at most.
+const MAX_CHUNK: usize = 1024;
+
+/// What one record raises: (severity, rule, what).
+pub fn record_alerts(record: &AuditRecord) -> Vec<(&'static str, &'static str, String)> {
+    if !record.result.as_ref().is_some_and(|r| r.success) {
+        return Vec::new();
+    }
+    let before = parse_embedded(&record.before_json);
+    let after = parse_embedded(&record.after_json);
+    let mut out = Vec::new();
+    match record.action.as_str() {
+        action::BACKUP_POLICY_CHANGED => {
+            let schedule = |v: &Value| {
+                v["schedule"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            if !schedule(&before).is_empty() && schedule(&after).is_empty() {
+                out.push((
+                    "high",
+                    "backupsTurnedOff",
+                    format!(
+                        "scheduled backups turned off (schedule was \"{}\")",
+                        schedule(&before)
+                    ),
+                ));
+            }
+            let days = |v: &Value| v["retentionDays"].as_u64();
+            if let (Some(was), Some(now)) = (days(&before), days(&after)) {
+                if now < was {
+                    out.push((
+                        "medium",
+                        "backupRetentionShortened",
+                        format!("backups kept {now} days instead of {was}"),
+                    ));
+                }
+            }
+        }
+        action::ALERT_POLICY_CHANGED => {
+            let mut silenced = Vec::new();
+            for (list, what) in [
+                ("disabledRules", "rules turned off"),
+                ("quietActors", "quiet actors"),
+            ] {
+                let added = gained(Some(&before[list]), Some(&after[list]), "");
+                if !added.is_empty() {
+                    silenced.push(format!("{what} + {}", added.join(", ")));
+                }
+            }
+            for (field, what) in [
+                ("massDeletions", "mass-deletion threshold"),
+                ("massLinkRemovals", "mass-link-removal threshold"),
+            ] {
+                let (was, now) = (
+                    before[field].as_u64().unwrap_or(0),
+                    after[field].as_u64().unwrap_or(0),
+                );
+                if was > 0 && now > was {
+                    silenced.push(format!("{what} {was} → {now}"));
+                }
+            }
+            let (was, now) = (
+                before["windowMinutes"].as_u64().unwrap_or(0),
+                after["windowMinutes"].as_u64().unwrap_or(0),
+            );
+            if was > 0 && now > 0 && now < was {
+                silenced.push(format!("window {was} → {now} minutes"));
+            }
+            if !silenced.is_empty() {
+                out.push(("high", "alertsSilenced", silenced.join("; ")));
+            }
+        }
+        action::TOKEN_ISSUED => {
+            let roles = after["roles"].as_array().cloned().unwrap_or_default();
+            let by_caller = record.actor.as_ref().is_some_and(|a| !a.roles.is_empty());
+            if by_caller && roles.iter().any(|r| r == "GlobalAdministrator") {
+                out.push((
+                    "medium",
+                    "privilegedTokenIssued",
+                    format!(
+                        "GlobalAdministrator token issued to {}",
+                        after["subject"].as_str().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The `alert.raised` record of what `trigger` raised: same tenant, actor and target, the
+/// trigger's time, no result.
+pub fn alert_record(trigger: &AuditRecord, severity: &str, rule: &str, what: &str) -> AuditRecord {
+    let actor = trigger.actor.clone().unwrap_or_default();
+    let mut entry = AuditEntry::system(
+        &actor.subject,
+        &trigger.tenant,
+        category::ALERT,
+        action::ALERT_RAISED,
+    )
+    .details(&json!({
+        "rule": rule,
+        "severity": severity,
+        "what": what,
+        "recordId": trigger.id,
+        "recordAction": trigger.action,
+    }));
+    if let Some(t) = &trigger.target {
+        entry = entry.target(&t.kind, &t.id, &t.display_name);
+    }
+    let mut record = entry.into_record();
+    record.id = format!("alert:{}:{rule}", trigger.id);
+    record.time_ms = trigger.time_ms;
+    record.actor = Some(actor);
+    record.result = None;
+    record
+}
+
+/// Follows `BT_AUDIT` until `shutdown`; after a failure resumes from the stored position.
+pub async fn run(log: AuditLog, nats: async_nats::Client, replicas: usize, shutdown: Shutdown) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            r = follow(&log, &nats, replicas) => r,
+            () = shutdown.wait() => break,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "the audit trail's alerting stopped; resuming from its stored position");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {},
+            () = shutdown.wait() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Opens the position the first time at the stream's end, so what is recorded after the
+/// service started is alerted on.
+pub async fn prepare(
+    log: &AuditLog,
+    nats: &async_nats::Client,
+    replicas: usize,
+) -> Result<(), String> {
+    let bucket = bucket(nats, replicas).await?;
+    if position(&bucket).await?.is_none() {
+        let end = log.last_sequence().await.map_err(|e| e.to_string())?;
+        store(&bucket, end).await?;
+    }
+    Ok(())
+}
+
+async fn follow(log: &AuditLog, nats: &async_nats::Client, replicas: usize) -> Result<(), String> {
+    let bucket = bucket(nats, replicas).await?;
+    let from = position(&bucket).await?.unwrap_or(0) + 1;
+    let mut chunks = log
+        .follow(from)
+        .await
+        .map_err(|e| e.to_string())?
+        .ready_chunks(MAX_CHUNK);
+    while let Some(chunk) = chunks.next().await {
+        let mut raised = Vec::new();
+        let mut last = None;
+        let mut failure = None;
+        for item in chunk {
+            match item {
+                Ok(stored) => {
+                    last = Some(stored.sequence);
+                    let Ok(record) = AuditRecord::decode(stored.payload.as_ref()) else {
+                        continue;
+                    };
+                    for (severity, rule, what) in record_alerts(&record) {
+                        raised.push(alert_record(&record, severity, rule, &what));
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if !raised.is_empty() {
+            log.publish(&raised).await.map_err(|e| e.to_string())?;
+            for r in &raised {
+                tracing::info!(tenant = %r.tenant, id = %r.id, "alert raised");
+            }
+        }
+        if let Some(last) = last {
+            store(&bucket, last).await?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Err("stream ended".into())
+}
+
+async fn bucket(
+    nats: &async_nats::Client,
+    replicas: usize,
+) -> Result<async_nats::jetstream::kv::Store, String> {
+    let js = async_nats::jetstream::new(nats.clone());
+    backtrack_eventlog::buckets::kv_bucket(
+        &js,
+        BUCKET,
+        "Backtrack alerter: position and mass-rule windows",
+        Duration::ZERO,
+        replicas,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn position(bucket: &async_nats::jetstream::kv::Store) -> Result<Option<u64>, String> {
+    let value = bucket
+        .get(POSITION_KEY)
+        .await
+        .map_err(|e| format!("read {BUCKET}/{POSITION_KEY}: {e}"))?;
+    value
+        .map(|v| {
+            serde_json::from_slice::<u64>(&v)
+                .map_err(|e| format!("{BUCKET}/{POSITION_KEY} holds no position: {e}"))
+        })
+        .transpose()
+}
+
+async fn store(bucket: &async_nats::jetstream::kv::Store, position: u64) -> Result<(), String> {
+    bucket
+        .put(POSITION_KEY, position.to_string().into_bytes().into())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("write {BUCKET}/{POSITION_KEY}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_platform::audit::AuditEntry;
+    use backtrack_proto::v1::{AuditActor, AuditRecord};
+    use serde_json::json;
+
+    use super::{alert_record, record_alerts};
+
+    fn changed(action: &str, before: serde_json::Value, after: serde_json::Value) -> AuditRecord {
+        let mut r = AuditEntry::system("alice", "contoso", "configuration", action)
+            .target("backupPolicy", "contoso", "")
+            .before(&before)
+            .after(&after)
+            .into_record();
+        r.actor = Some(AuditActor {
+            subject: "alice".into(),
+            roles: vec!["GlobalAdministrator".into()],
+            ..Default::default()
+        });
+        r
+    }
+
+    fn rules(r: &AuditRecord) -> Vec<&'static str> {
+        record_alerts(r)
+            .into_iter()
+            .map(|(_, rule, _)| rule)
+            .collect()
+    }
+
+    #[test]
+    fn weakened_protection_and_all_powerful_tokens_are_alerts_and_the_rest_is_not() {
+        let backup = "configuration.backupPolicyChanged";
+        let off = changed(
+            backup,
+            json!({"schedule": "0 0 2 * * *", "retentionDays": 30}),
+            json!({"schedule": "", "retentionDays": 1}),
+        );
+        assert_eq!(
+            rules(&off),
+            ["backupsTurnedOff", "backupRetentionShortened"]
+        );
+        let (_, _, what) = &record_alerts(&off)[1];
+        assert_eq!(what, "backups kept 1 days instead of 30");
+        let longer = changed(
+            backup,
+            json!({"schedule": "0 0 2 * * *", "retentionDays": 7}),
+            json!({"schedule": "0 0 */6 * * *", "retentionDays": 30}),
+        );
+        assert!(rules(&longer).is_empty());
+
+        let alerts = "configuration.alertPolicyChanged";
+        let silenced = changed(
+            alerts,
+            json!({"disabledRules": [], "quietActors": [], "massDeletions": 20}),
+            json!({"disabledRules": ["caPolicyDeleted"], "quietActors": ["mallory"], "massDeletions": 5000}),
+        );
+        let raised = record_alerts(&silenced);
+        assert_eq!(raised.len(), 1);
+        assert_eq!(
+            raised[0].2,
+            "rules turned off + caPolicyDeleted; quiet actors + mallory; mass-deletion threshold 20 → 5000"
+        );
+        let stricter = changed(
+            alerts,
+            json!({"disabledRules": ["roleAssigned"], "massDeletions": 50}),
+            json!({"disabledRules": [], "massDeletions": 10}),
+        );
+        assert!(rules(&stricter).is_empty());
+
+        let mut token = changed(
+            "token.issued",
+            json!(null),
+            json!({"subject": "eve", "roles": ["GlobalAdministrator"]}),
+        );
+        token.before_json.clear();
+        assert_eq!(rules(&token), ["privilegedTokenIssued"]);
+        // The admin token `backtrack up` mints for itself at each start is no news.
+        token.actor = Some(AuditActor {
+            subject: "backtrack-up".into(),
+            ..Default::default()
+        });
+        assert!(rules(&token).is_empty());
+
+        // A failed attempt changed nothing.
+        let mut failed = off.clone();
+        failed.result.as_mut().unwrap().success = false;
+        assert!(rules(&failed).is_empty());
+
+        let alert = alert_record(
+            &off,
+            "high",
+            "backupsTurnedOff",
+            "scheduled backups turned off",
+        );
+        assert_eq!(alert.id, format!("alert:{}:backupsTurnedOff", off.id));
+        assert_eq!(
+            (alert.action.as_str(), alert.category.as_str()),
+            ("alert.raised", "alert")
+        );
+        assert_eq!(alert.actor.unwrap().subject, "alice");
+        assert!(alert.result.is_none());
+    }
+}

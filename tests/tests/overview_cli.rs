@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use backtrack_e2e::Backtrack;
-use backtrack_test_support::NatsServer;
+use std::time::Duration;
+
+use backtrack_test_support::{eventually, NatsServer};
 use serde_json::Value;
 
 const T: &str = "ov";
@@ -118,6 +120,32 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
         ["caPolicyDeleted", "massDeletion"],
         "{tuned}"
     );
+    // Turning a rule off is itself on the screen, as a finding about the protection.
+    let silenced = eventually(
+        "the alertsSilenced finding",
+        Duration::from_secs(30),
+        || {
+            let overview = b.json(&["overview", "--tenant", T]).unwrap();
+            async move {
+                let health = overview["health"].as_array().unwrap().clone();
+                health.into_iter().find(|h| h["rule"] == "alertsSilenced")
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(silenced["severity"], "high", "{silenced}");
+    assert!(
+        silenced["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("rules turned off + caPolicyDisabled (by admin at "),
+        "{silenced}"
+    );
+    assert!(silenced["fix"]
+        .as_str()
+        .unwrap()
+        .contains("backtrack alerts policy get --tenant ov"));
 
     // The table shows the same, and the command that undoes the run of deletions.
     let table = b.cli(&[

@@ -5,13 +5,14 @@
 //! dry run that would undo it. Each part is asked of its own service; a part the caller's
 //! role may not see, or a service that does not answer, says so and the rest still shows.
 
-use backtrack_domain::alerts::{Alert, Thresholds, Watch};
+use backtrack_domain::alerts::{Alert, Severity, Thresholds, Watch};
+use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 
 use super::diff_names::{names_at, Names};
 use super::events::Start;
-use super::overview_view::View;
+use super::overview_view::{Health, View};
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
 use crate::client::{connect_channel, Client};
 use crate::output::print_json;
@@ -133,8 +134,24 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
                 .collect()
         },
     );
+    // The audit trail's own alerts since then (backups turned off, alerts silenced, ...):
+    // findings about the protection, listed with the health lines.
+    let trail = connection
+        .audit()
+        .query_audit(v1::QueryAuditRequest {
+            tenant: tenant.to_string(),
+            since_ms: start.after_time_ms,
+            action: "alert.raised".into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .map(|r| trail_findings(tenant, &r.into_inner().entries))
+        .unwrap_or_default();
+    let mut health = view.health(created_ms, chrono::Utc::now().timestamp_millis());
+    health.extend(trail);
     let view = View {
-        health: view.health(created_ms, chrono::Utc::now().timestamp_millis()),
+        health,
         names: names_at(g, tenant, wanted).await,
         ..view
     };
@@ -143,6 +160,48 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         OutputFormat::Table => view.print(),
     }
     Ok(())
+}
+
+/// The health lines of the audit trail's own alerts among `entries` (oldest first, as the
+/// audit service pages), each with who, when, and what to run.
+fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let record = e.record.as_ref()?;
+            let details: serde_json::Value = serde_json::from_str(&record.details_json).ok()?;
+            let rule = details["rule"].as_str()?;
+            let rule = *backtrack_audit::alerting::RULES.iter().find(|r| **r == rule)?;
+            let severity = match details["severity"].as_str() {
+                Some("critical") => Severity::Critical,
+                Some("high") => Severity::High,
+                _ => Severity::Medium,
+            };
+            let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
+            let what = format!(
+                "{} (by {actor} at {})",
+                details["what"].as_str().unwrap_or_default(),
+                rfc3339_ms(record.time_ms)
+            );
+            let fix = match rule {
+                "backupsTurnedOff" | "backupRetentionShortened" => format!(
+                    "backtrack backup policy get --tenant {tenant}; set it back with backtrack backup policy set"
+                ),
+                "alertsSilenced" => format!(
+                    "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
+                ),
+                _ => format!(
+                    "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
+                ),
+            };
+            Some(Health {
+                severity,
+                rule,
+                what,
+                fix,
+            })
+        })
+        .collect()
 }
 
 /// The alerts the tenant's alert policy keeps: none of a disabled rule, and no mass alert
@@ -232,5 +291,42 @@ mod tests {
             kept,
             [("caPolicyDeleted", "svc-sync"), ("massDeletion", "mallory")]
         );
+    }
+
+    #[test]
+    fn only_the_trails_own_alerts_become_findings() {
+        let entry = |rule: &str, severity: &str| {
+            v1::AuditEntry {
+            record: Some(v1::AuditRecord {
+                action: "alert.raised".into(),
+                time_ms: 1_796_644_800_000,
+                actor: Some(v1::AuditActor {
+                    subject: "eve".into(),
+                    ..Default::default()
+                }),
+                details_json: serde_json::json!({"rule": rule, "severity": severity, "what": "scheduled backups turned off"}).to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        };
+        // The directory's alerts are on the screen already, from the log: not twice.
+        let found = super::trail_findings(
+            "contoso",
+            &[
+                entry("caPolicyDeleted", "critical"),
+                entry("backupsTurnedOff", "high"),
+            ],
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule, "backupsTurnedOff");
+        assert_eq!(found[0].severity, Severity::High);
+        assert_eq!(
+            found[0].what,
+            "scheduled backups turned off (by eve at 2026-12-07T12:00:00.000Z)"
+        );
+        assert!(found[0]
+            .fix
+            .starts_with("backtrack backup policy get --tenant contoso"));
     }
 }

@@ -31,11 +31,11 @@ pub(super) struct View<'a> {
 /// Something about a tenant's protection that needs a look (not a change to it).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Health {
-    severity: Severity,
-    rule: &'static str,
-    what: String,
+    pub(super) severity: Severity,
+    pub(super) rule: &'static str,
+    pub(super) what: String,
     /// What to run.
-    fix: String,
+    pub(super) fix: String,
 }
 
 impl View<'_> {

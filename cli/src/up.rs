@@ -470,7 +470,7 @@ pub(crate) async fn serve(
         }
         if args.demo {
             announceln!(
-                "Try: backtrack tenant list   |   backtrack dir list --tenant contoso --kind group"
+                "Try: backtrack overview --tenant contoso   |   backtrack dir list --tenant contoso --kind group   |   backtrack audit query --tenant contoso --action alert.raised"
             );
         } else {
             announceln!(

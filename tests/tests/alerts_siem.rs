@@ -85,6 +85,23 @@ async fn what_one_account_broke_reaches_the_siem_as_findings() {
     let deleted = &entries[0];
     assert_eq!(deleted["actor"]["subject"], "mallory");
     assert_eq!(deleted["target"]["displayName"], "CA001 Require MFA");
+    // A finding, not an action: no result (and the table shows its severity and rule).
+    assert_eq!(deleted["result"], Value::Null, "{deleted}");
+    let table = b.cli(&[
+        "audit",
+        "query",
+        "--tenant",
+        T,
+        "--action",
+        "alert.raised",
+        "-o",
+        "table",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("critical caPolicyDeleted") && !text.contains("failure"),
+        "{text}"
+    );
     assert_eq!(
         entries[1]["details"]["what"],
         "3 objects deleted by one actor within 60 min"

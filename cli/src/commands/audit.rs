@@ -132,6 +132,10 @@ fn query_request(a: &AuditQueryArgs, now_ms: i64) -> anyhow::Result<v1::QueryAud
     })
 }
 
+fn opt_text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
 fn parsed(text: &str) -> Value {
     if text.is_empty() {
         Value::Null
@@ -146,7 +150,10 @@ fn entry_json(e: &v1::AuditEntry) -> Value {
     let r = e.record.clone().unwrap_or_default();
     let actor = r.actor.unwrap_or_default();
     let target = r.target.unwrap_or_default();
-    let result = r.result.unwrap_or_default();
+    // An alert is a finding: it has no result (null, not a failure).
+    let result = r
+        .result
+        .map(|result| json!({"success": result.success, "reason": opt_text(&result.reason)}));
     let c = r.correlation.unwrap_or_default();
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     json!({
@@ -158,7 +165,7 @@ fn entry_json(e: &v1::AuditEntry) -> Value {
         "category": r.category,
         "actor": {"subject": actor.subject, "roles": actor.roles, "sourceAddress": opt(&actor.source_address)},
         "target": {"kind": opt(&target.kind), "id": opt(&target.id), "displayName": opt(&target.display_name)},
-        "result": {"success": result.success, "reason": opt(&result.reason)},
+        "result": result,
         "correlation": {"jobId": opt(&c.job_id), "reportId": opt(&c.report_id), "backupId": opt(&c.backup_id)},
         "before": parsed(&r.before_json),
         "after": parsed(&r.after_json),
@@ -172,18 +179,25 @@ fn entry_json(e: &v1::AuditEntry) -> Value {
 fn row(e: &v1::AuditEntry) -> Vec<String> {
     let r = e.record.clone().unwrap_or_default();
     let target = r.target.unwrap_or_default();
-    let result = r.result.unwrap_or_default();
+    let result = match &r.result {
+        Some(result) if result.success => "success".to_string(),
+        Some(result) => format!("failure: {}", result.reason),
+        // A finding: its severity and rule instead of an outcome.
+        None => {
+            let details = parsed(&r.details_json);
+            let text = |k: &str| details[k].as_str().unwrap_or_default().to_string();
+            format!("{} {}", text("severity"), text("rule"))
+                .trim()
+                .to_string()
+        }
+    };
     vec![
         e.index.to_string(),
         rfc3339_ms(r.time_ms),
         r.actor.unwrap_or_default().subject,
         r.action,
         format!("{} {}", target.kind, target.id).trim().to_string(),
-        if result.success {
-            "success".to_string()
-        } else {
-            format!("failure: {}", result.reason)
-        },
+        result,
     ]
 }
 

@@ -32,6 +32,56 @@ pub async fn kv_bucket(
     .map_err(|e| EventLogError::Unavailable(creation_failed("KV bucket", name, &e)))
 }
 
+/// The KV bucket of the alerters (the snapshotter's over the event log, the audit
+/// service's over the audit trail): their positions and mass-rule windows.
+pub const ALERTS_BUCKET: &str = "bt-alerts";
+
+/// Opens [`ALERTS_BUCKET`], creating it the first time.
+pub async fn alerts_bucket(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<kv::Store, EventLogError> {
+    kv_bucket(
+        js,
+        ALERTS_BUCKET,
+        "Backtrack alerters: positions and mass-rule windows",
+        Duration::ZERO,
+        replicas,
+    )
+    .await
+}
+
+/// The JSON value under `key`, `None` when there is none.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    bucket: &kv::Store,
+    key: &str,
+) -> Result<Option<T>, EventLogError> {
+    let value = bucket
+        .get(key)
+        .await
+        .map_err(|e| EventLogError::Unavailable(format!("read {key}: {e}")))?;
+    value
+        .map(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| EventLogError::Internal(format!("{key} is unreadable: {e}")))
+        })
+        .transpose()
+}
+
+/// Stores `value` as JSON under `key`.
+pub async fn put_json<T: serde::Serialize>(
+    bucket: &kv::Store,
+    key: &str,
+    value: &T,
+) -> Result<(), EventLogError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| EventLogError::Internal(e.to_string()))?;
+    bucket
+        .put(key, bytes.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| EventLogError::Unavailable(format!("write {key}: {e}")))
+}
+
 /// Opens an object store bucket, creating it the first time.
 pub async fn object_bucket(
     js: &jetstream::Context,

@@ -14,8 +14,9 @@
 use std::time::Duration;
 
 use backtrack_domain::alerts::gained;
+use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json, ALERTS_BUCKET};
 use backtrack_eventlog::AuditLog;
-use backtrack_platform::audit::{action, category, AuditEntry};
+use backtrack_platform::audit::{action, AuditEntry};
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_proto::v1::AuditRecord;
 use futures::StreamExt;
@@ -32,9 +33,8 @@ pub const RULES: &[&str] = &[
     "privilegedTokenIssued",
 ];
 
-/// The bucket and key of the follower's position (the snapshotter's alerter keeps its own
-/// state in the same bucket).
-const BUCKET: &str = "bt-alerts";
+/// The key of the follower's position in [`ALERTS_BUCKET`] (the snapshotter's alerter
+/// keeps its own state in the same bucket).
 const POSITION_KEY: &str = "audit.position";
 /// Records handled per position write, at most.
 const MAX_CHUNK: usize = 1024;
@@ -134,27 +134,21 @@ pub fn record_alerts(record: &AuditRecord) -> Vec<(&'static str, &'static str, S
 /// trigger's time, no result.
 pub fn alert_record(trigger: &AuditRecord, severity: &str, rule: &str, what: &str) -> AuditRecord {
     let actor = trigger.actor.clone().unwrap_or_default();
-    let mut entry = AuditEntry::system(
-        &actor.subject,
-        &trigger.tenant,
-        category::ALERT,
-        action::ALERT_RAISED,
-    )
-    .details(&json!({
-        "rule": rule,
-        "severity": severity,
-        "what": what,
-        "recordId": trigger.id,
-        "recordAction": trigger.action,
-    }));
+    let id = format!("alert:{}:{rule}", trigger.id);
+    let mut entry = AuditEntry::alert(&actor.subject, &trigger.tenant, &id, trigger.time_ms)
+        .details(&json!({
+            "rule": rule,
+            "severity": severity,
+            "what": what,
+            "recordId": trigger.id,
+            "recordAction": trigger.action,
+        }));
     if let Some(t) = &trigger.target {
         entry = entry.target(&t.kind, &t.id, &t.display_name);
     }
     let mut record = entry.into_record();
-    record.id = format!("alert:{}:{rule}", trigger.id);
-    record.time_ms = trigger.time_ms;
+    // The trigger's actor as it was recorded, roles and address included.
     record.actor = Some(actor);
-    record.result = None;
     record
 }
 
@@ -242,36 +236,21 @@ async fn bucket(
     replicas: usize,
 ) -> Result<async_nats::jetstream::kv::Store, String> {
     let js = async_nats::jetstream::new(nats.clone());
-    backtrack_eventlog::buckets::kv_bucket(
-        &js,
-        BUCKET,
-        "Backtrack alerter: position and mass-rule windows",
-        Duration::ZERO,
-        replicas,
-    )
-    .await
-    .map_err(|e| e.to_string())
+    alerts_bucket(&js, replicas)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn position(bucket: &async_nats::jetstream::kv::Store) -> Result<Option<u64>, String> {
-    let value = bucket
-        .get(POSITION_KEY)
+    get_json(bucket, POSITION_KEY)
         .await
-        .map_err(|e| format!("read {BUCKET}/{POSITION_KEY}: {e}"))?;
-    value
-        .map(|v| {
-            serde_json::from_slice::<u64>(&v)
-                .map_err(|e| format!("{BUCKET}/{POSITION_KEY} holds no position: {e}"))
-        })
-        .transpose()
+        .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))
 }
 
 async fn store(bucket: &async_nats::jetstream::kv::Store, position: u64) -> Result<(), String> {
-    bucket
-        .put(POSITION_KEY, position.to_string().into_bytes().into())
+    put_json(bucket, POSITION_KEY, &position)
         .await
-        .map(|_| ())
-        .map_err(|e| format!("write {BUCKET}/{POSITION_KEY}: {e}"))
+        .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))
 }
 
 #[cfg(test)]

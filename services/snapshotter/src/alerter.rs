@@ -24,12 +24,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts};
 use backtrack_domain::{Event, ObjectKind};
+use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json};
 use backtrack_eventlog::{Run, Runs};
-use backtrack_platform::audit::{action, category, AuditEntry};
+use backtrack_platform::audit::AuditEntry;
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_proto::v1;
 use backtrack_store::TimeTravelStore;
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -37,9 +39,8 @@ use crate::alert_policy::AlertPolicy;
 use crate::{Snapshotter, SnapshotterError};
 
 /// Where the alerter keeps its position and each tenant's mass-rule windows.
-pub const ALERTS_BUCKET: &str = "bt-alerts";
+pub use backtrack_eventlog::buckets::ALERTS_BUCKET;
 const POSITION_KEY: &str = "position";
-const BUCKET_DESCRIPTION: &str = "Backtrack alerter: position and mass-rule windows";
 
 /// How the alerter runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,9 +80,7 @@ pub async fn position(js: &jetstream::Context) -> Result<Option<u64>, Snapshotte
     let Ok(bucket) = js.get_key_value(ALERTS_BUCKET).await else {
         return Ok(None);
     };
-    read_json(&bucket, POSITION_KEY)
-        .await
-        .map_err(SnapshotterError::Unavailable)
+    Ok(get_json(&bucket, POSITION_KEY).await?)
 }
 
 /// Moves the alerter's position back to `sequence` and forgets every tenant's windows, so
@@ -92,14 +91,7 @@ pub async fn rewind(
     replicas: usize,
     sequence: u64,
 ) -> Result<(), SnapshotterError> {
-    let bucket = backtrack_eventlog::buckets::kv_bucket(
-        js,
-        ALERTS_BUCKET,
-        BUCKET_DESCRIPTION,
-        Duration::ZERO,
-        replicas,
-    )
-    .await?;
+    let bucket = alerts_bucket(js, replicas).await?;
     let mut keys = bucket
         .keys()
         .await
@@ -113,24 +105,16 @@ pub async fn rewind(
                 .map_err(|e| SnapshotterError::Unavailable(format!("forget {key}: {e}")))?;
         }
     }
-    write_json(&bucket, POSITION_KEY, &sequence)
-        .await
-        .map_err(SnapshotterError::Unavailable)
+    Ok(put_json(&bucket, POSITION_KEY, &sequence).await?)
 }
 
 /// Opens the alerter's bucket and, the first time, fixes its position at the log's end,
 /// so every change after [`crate::start`] returns is alerted on.
 async fn prepare(snapshotter: &Snapshotter) -> Result<kv::Store, String> {
     let js = async_nats::jetstream::new(snapshotter.log().client().clone());
-    let bucket = backtrack_eventlog::buckets::kv_bucket(
-        &js,
-        ALERTS_BUCKET,
-        BUCKET_DESCRIPTION,
-        Duration::ZERO,
-        snapshotter.config().stream_replicas,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let bucket = alerts_bucket(&js, snapshotter.config().stream_replicas)
+        .await
+        .map_err(|e| e.to_string())?;
     let position = match read_json::<u64>(&bucket, POSITION_KEY).await? {
         Some(position) => position,
         None => {
@@ -353,7 +337,7 @@ fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<String> 
 /// raising event's, its id stable (see [`Alert::id`]).
 fn record(n: usize, alert: &Alert, event: &Event, name: &str) -> v1::AuditRecord {
     let tenant = &event.meta.tenant;
-    let mut entry = AuditEntry::system(&alert.actor, tenant, category::ALERT, action::ALERT_RAISED)
+    let mut entry = AuditEntry::alert(&alert.actor, tenant, &alert.id(n), event.meta.time_ms)
         .correlation(
             event.meta.correlation_id.as_deref().unwrap_or_default(),
             "",
@@ -370,35 +354,22 @@ fn record(n: usize, alert: &Alert, event: &Event, name: &str) -> v1::AuditRecord
     if let Some(object) = &alert.object {
         entry = entry.target(&object.kind, &object.id, name);
     }
-    let mut record = entry.into_record();
-    record.id = alert.id(n);
-    record.time_ms = event.meta.time_ms;
-    // An alert is a finding, not an action that succeeded or failed.
-    record.result = None;
-    record
+    entry.into_record()
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(
+/// [`get_json`] with the error as the follower reports it.
+async fn read_json<T: DeserializeOwned>(
     bucket: &kv::Store,
     key: &str,
 ) -> Result<Option<T>, String> {
-    let value = bucket
-        .get(key)
+    get_json(bucket, key)
         .await
-        .map_err(|e| format!("read {ALERTS_BUCKET}/{key}: {e}"))?;
-    value
-        .map(|bytes| {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{ALERTS_BUCKET}/{key} holds no alerter state: {e}"))
-        })
-        .transpose()
+        .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))
 }
 
+/// [`put_json`] with the error as the follower reports it.
 async fn write_json<T: Serialize>(bucket: &kv::Store, key: &str, value: &T) -> Result<(), String> {
-    let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    bucket
-        .put(key, bytes.into())
+    put_json(bucket, key, value)
         .await
-        .map(|_| ())
-        .map_err(|e| format!("write {ALERTS_BUCKET}/{key}: {e}"))
+        .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))
 }

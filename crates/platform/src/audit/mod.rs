@@ -258,6 +258,20 @@ impl AuditEntry {
         Self { record }
     }
 
+    /// An alert (`alert.raised`, category `alert`) about a change `actor` made: a finding,
+    /// so it carries no result; its id is the caller's stable one and its time the
+    /// change's, so an alert raised again is stored once.
+    pub fn alert(actor: &str, tenant: &str, id: &str, time_ms: i64) -> Self {
+        let mut record = new_record(tenant, category::ALERT, action::ALERT_RAISED);
+        record.id = id.to_string();
+        record.time_ms = time_ms;
+        record.actor = Some(v1::AuditActor {
+            subject: actor.to_string(),
+            ..Default::default()
+        });
+        Self { record }
+    }
+
     /// A deterministic id from the action's natural id (a backup id, a report id, ...), so
     /// the record of a retried action or publish is stored once.
     pub fn natural_id(mut self, natural: &str) -> Self {

@@ -1,6 +1,6 @@
 //! A second `backtrack up` on a data directory in use is refused at once and leaves the
 //! running one alone (before, it stopped the running one's nats-server as if a crash had
-//! left it behind).
+//! left it behind); `up`s started at once each get a nats-server of their own.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
@@ -51,4 +51,30 @@ async fn a_second_up_on_the_same_data_dir_is_refused_and_harms_nothing() {
         .json(&["dir", "get", "--tenant", "l", &id(&user)])
         .unwrap();
     assert_eq!(got["displayName"], "L");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ups_started_at_once_each_get_a_nats_server_of_their_own() {
+    // Each finds 4222 (or the same next port) free at the same moment; only one server
+    // can bind it, and the others must not take that one for theirs.
+    let (a, b, c) = tokio::join!(
+        Backtrack::start(None),
+        Backtrack::start(None),
+        Backtrack::start(None)
+    );
+    let ups = [a.unwrap(), b.unwrap(), c.unwrap()];
+    for (n, up) in ups.iter().enumerate() {
+        up.json(&["tenant", "create", &format!("own{n}")]).unwrap();
+    }
+    for (n, up) in ups.iter().enumerate() {
+        let tenants: Vec<String> = up
+            .json(&["tenant", "list"])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(tenants, [format!("own{n}")], "up {n} sees another's log");
+    }
 }

@@ -283,6 +283,11 @@ pub(crate) async fn serve(
                     replicas: args.stream_replicas,
                     sinks,
                     alerts: !args.no_alerts,
+                    denial_limits: backtrack_audit::alerting::DenialLimits {
+                        calls: args.alert_denied_calls,
+                        window_ms: i64::try_from(args.alert_denied_window_mins * 60_000)
+                            .unwrap_or(i64::MAX),
+                    },
                     ..backtrack_audit::AuditConfig::new(data.join("audit"))
                 },
                 nats.clone(),

@@ -2,7 +2,8 @@
 //! record for what one account broke (a conditional access policy deleted, a run of
 //! deletions over `--alert-mass-deletions`), the audit trail answers
 //! `audit query --action alert.raised`, an OCSF file sink receives Detection Findings, and
-//! the dry run each alert suggests runs as it is written.
+//! the dry run each alert suggests runs as it is written; a caller refused again and again
+//! is an alert too.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -267,5 +268,86 @@ async fn only_a_global_administrator_changes_a_tenants_alert_policy_and_it_is_au
     assert_eq!(
         silenced[0]["details"]["what"],
         "rules turned off + roleAssigned; quiet actors + svc-hr-sync"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_refused_again_and_again_is_an_alert() {
+    let nats = NatsServer::start().await.unwrap();
+    let b = Backtrack::start_with(Some(nats.url()), &["--alert-denied-calls", "3"])
+        .await
+        .unwrap();
+    b.json(&["tenant", "create", T]).unwrap();
+    // A reader trying to write, three times; a made-up token, three times.
+    let reader = b.token_for(T, "BackupReader", "eve");
+    let write = [
+        "dir",
+        "create",
+        "--tenant",
+        T,
+        "--kind",
+        "group",
+        "--set",
+        "displayName=Mine",
+    ];
+    for token in [reader.as_str(), "not-a-token"] {
+        for _ in 0..3 {
+            let out = b.cli_with_env(&write, &[("BACKTRACK_TOKEN", token)]);
+            assert!(!out.status.success(), "{out:?}");
+        }
+    }
+
+    let burst = eventually("the burst on the overview", Duration::from_secs(30), || {
+        let overview = b.json(&["overview", "--tenant", T]).unwrap();
+        async move {
+            let health = overview["health"].as_array().unwrap().clone();
+            health
+                .into_iter()
+                .find(|h| h["rule"] == "accessDeniedBurst")
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(burst["severity"], "high", "{burst}");
+    assert!(
+        burst["what"].as_str().unwrap().starts_with(
+            "3 calls refused within 10 min by eve; the last: /backtrack.v1.DirectoryService/"
+        ),
+        "{burst}"
+    );
+    assert!(
+        burst["fix"].as_str().unwrap().starts_with(&format!(
+            "backtrack audit query --tenant {T} --action security.accessDenied --actor eve"
+        )),
+        "{burst}"
+    );
+
+    // The calls without a valid token are kept apart, under `_unauthenticated`.
+    let anonymous = eventually("the anonymous burst", Duration::from_secs(30), || {
+        let entries = b
+            .json(&[
+                "audit",
+                "query",
+                "--tenant",
+                "_unauthenticated",
+                "--action",
+                "alert.raised",
+            ])
+            .unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        async move { (!entries.is_empty()).then_some(entries) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(anonymous.len(), 1, "{anonymous:#?}");
+    assert_eq!(anonymous[0]["details"]["rule"], "accessDeniedBurst");
+    assert!(
+        anonymous[0]["details"]["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 calls refused within 10 min from 127.0.0.1; the last: "),
+        "{anonymous:#?}"
     );
 }

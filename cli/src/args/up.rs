@@ -103,6 +103,14 @@ pub struct UpArgs {
     /// The sliding window, in minutes, the mass-change alerts count in.
     #[arg(long, env = "BACKTRACK_ALERT_WINDOW_MINS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
     pub alert_window_mins: u64,
+    /// Refused calls (UNAUTHENTICATED or PERMISSION_DENIED) of one caller — a token's
+    /// subject, or an address without a valid token — within --alert-denied-window-mins
+    /// that raise an accessDeniedBurst alert (0: never).
+    #[arg(long, env = "BACKTRACK_ALERT_DENIED_CALLS", default_value_t = 20)]
+    pub alert_denied_calls: usize,
+    /// The sliding window, in minutes, refused calls are counted in.
+    #[arg(long, env = "BACKTRACK_ALERT_DENIED_WINDOW_MINS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_440))]
+    pub alert_denied_window_mins: u64,
     /// Log format.
     #[arg(long, env = "BACKTRACK_LOG_FORMAT", value_enum, default_value_t = backtrack_platform::telemetry::LogFormat::Text)]
     pub log_format: backtrack_platform::telemetry::LogFormat,

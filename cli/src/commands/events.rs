@@ -76,6 +76,9 @@ pub(crate) struct Start {
     pub(crate) from_sequence: u64,
     pub(crate) from_start: bool,
     pub(crate) after_time_ms: i64,
+    /// The time of the point (a time, or the stream time of a backup's sequence), when it
+    /// was resolved to one; 0 otherwise.
+    pub(crate) point_time_ms: i64,
 }
 
 impl Start {
@@ -90,7 +93,7 @@ impl Start {
         let at = point::parse_flag("--since", text, chrono::Utc::now().timestamp_millis())?;
         let sequence = match at.point {
             None => return Ok(Start::default()),
-            Some(v1::point::Point::Sequence(sequence)) => sequence,
+            Some(v1::point::Point::Sequence(sequence)) => (sequence, 0),
             Some(v1::point::Point::TimeMs(ms)) => {
                 eprintln!(
                     "events stored after {}",
@@ -98,6 +101,7 @@ impl Start {
                 );
                 return Ok(Start {
                     after_time_ms: ms.max(1),
+                    point_time_ms: ms.max(1),
                     ..Start::default()
                 });
             }
@@ -114,14 +118,16 @@ impl Start {
                     "events after {}",
                     point::describe(&resolved).trim_start_matches("as of ")
                 );
-                resolved.sequence
+                (resolved.sequence, resolved.time_ms)
             }
         };
+        let (sequence, point_time_ms) = sequence;
         // Sequence 0 lies before the first event: everything is after it.
         Ok(Start {
             from_sequence: sequence.saturating_add(1),
             from_start: sequence == 0,
             after_time_ms: 0,
+            point_time_ms,
         })
     }
 }

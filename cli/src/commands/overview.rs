@@ -5,7 +5,7 @@
 //! dry run that would undo it. Each part is asked of its own service; a part the caller's
 //! role may not see, or a service that does not answer, says so and the rest still shows.
 
-use backtrack_domain::alerts::{Alert, Severity, Thresholds, Watch};
+use backtrack_domain::alerts::{shell_word, Alert, Severity, Thresholds, Watch};
 use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
@@ -135,12 +135,26 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         },
     );
     // The audit trail's own alerts since then (backups turned off, alerts silenced, ...):
-    // findings about the protection, listed with the health lines.
+    // findings about the protection, listed with the health lines. The trail knows times,
+    // not the log's sequences: `seq:N` is the time of its event.
+    let since_ms = match start.point_time_ms {
+        0 if start.from_sequence > 1 => connection
+            .time_travel()
+            .resolve_point(v1::ResolvePointRequest {
+                tenant: tenant.to_string(),
+                at: Some(v1::Point {
+                    point: Some(v1::point::Point::Sequence(start.from_sequence - 1)),
+                }),
+            })
+            .await
+            .map_or(0, |r| r.into_inner().time_ms),
+        ms => ms,
+    };
     let trail = connection
         .audit()
         .query_audit(v1::QueryAuditRequest {
             tenant: tenant.to_string(),
-            since_ms: start.after_time_ms,
+            since_ms,
             action: "alert.raised".into(),
             page_size: 1000,
             ..Default::default()
@@ -190,6 +204,16 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
                 "alertsSilenced" => format!(
                     "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
                 ),
+                "accessDeniedBurst" | "accessDeniedFlood" => {
+                    let by = if actor.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" --actor {}", shell_word(actor))
+                    };
+                    format!(
+                        "backtrack audit query --tenant {tenant} --action security.accessDenied{by}; revoke a token it shows with backtrack token revoke <id>"
+                    )
+                }
                 _ => format!(
                     "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
                 ),
@@ -328,5 +352,11 @@ mod tests {
         assert!(found[0]
             .fix
             .starts_with("backtrack backup policy get --tenant contoso"));
+        let burst = super::trail_findings("contoso", &[entry("accessDeniedBurst", "high")]);
+        assert_eq!(
+            burst[0].fix,
+            "backtrack audit query --tenant contoso --action security.accessDenied --actor eve; \
+             revoke a token it shows with backtrack token revoke <id>"
+        );
     }
 }

@@ -48,6 +48,8 @@ pub struct AuditConfig {
     /// Whether this instance raises the trail's own alerts ([`alerting`]); one per
     /// deployment.
     pub alerts: bool,
+    /// When refused calls are a burst ([`alerting::DenialLimits`]).
+    pub denial_limits: alerting::DenialLimits,
 }
 
 impl AuditConfig {
@@ -59,6 +61,7 @@ impl AuditConfig {
             catch_up_wait: Duration::from_secs(30),
             sinks: Vec::new(),
             alerts: false,
+            denial_limits: alerting::DenialLimits::default(),
         }
     }
 }
@@ -101,6 +104,7 @@ impl Audit {
                 log.clone(),
                 nats.clone(),
                 config.replicas,
+                config.denial_limits,
                 shutdown.clone(),
             ));
         }

@@ -3,13 +3,20 @@
 //! every replica reads the same ones; a tenant without one uses the configured default.
 //! The same bucket holds each tenant's alert policy (`alerts.<tenant>`,
 //! [`crate::alert_policy`]).
+//!
+//! Each process keeps the settings it read in a cache, which a watch of the bucket keeps
+//! current: a change made through any process is seen by every other one as soon as NATS
+//! delivers it (milliseconds). An entry is also read again once it is `refresh` old, so a
+//! change made while the watch was down (NATS unreachable) is seen within that time. The
+//! KV revision decides between a read and a watched change that cross: the newer wins.
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +107,9 @@ fn shortest_gap(schedule: &cron::Schedule) -> Option<Duration> {
         .min()
 }
 
-/// A cached setting: when it was read, its value, and when it was set (`None`: default).
-type Cached<T> = (Instant, T, Option<i64>);
+/// A cached setting: when it was read, its value, when it was set (`None`: default), and
+/// the KV revision it comes from (0: the key was absent when read).
+type Cached<T> = (Instant, T, Option<i64>, u64);
 
 /// One kind of per-tenant setting in the policy bucket (key `<prefix>.<tenant>`, JSON),
 /// with a short-lived cache in front of it.
@@ -137,7 +145,7 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
     /// The tenant's setting (or the default) and when it was set (ms since the Unix epoch;
     /// `None` for the default), at most `refresh` old.
     pub async fn get_with_time(&self, tenant: &str) -> Result<(T, Option<i64>), SnapshotterError> {
-        if let Some((at, value, set_at)) = self.read_cache().get(tenant) {
+        if let Some((at, value, set_at, _)) = self.read_cache().get(tenant) {
             if at.elapsed() < self.refresh {
                 return Ok((value.clone(), *set_at));
             }
@@ -146,7 +154,19 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
         let entry = self.bucket.entry(key.as_str()).await.map_err(|e| {
             SnapshotterError::Unavailable(format!("read {key} of the policy bucket: {e}"))
         })?;
-        let (value, set_at) = match entry.filter(|e| e.operation == kv::Operation::Put) {
+        let revision = entry.as_ref().map_or(0, |e| e.revision);
+        let (value, set_at) = self.decode(&key, entry.as_ref())?;
+        Ok(self.remember(tenant, value, set_at, revision))
+    }
+
+    /// The value an entry holds (the default for a deleted or absent key) and when it was
+    /// set.
+    fn decode(
+        &self,
+        key: &str,
+        entry: Option<&kv::Entry>,
+    ) -> Result<(T, Option<i64>), SnapshotterError> {
+        match entry.filter(|e| e.operation == kv::Operation::Put) {
             Some(entry) => {
                 let value = serde_json::from_slice(&entry.value).map_err(|e| {
                     SnapshotterError::Internal(format!(
@@ -154,12 +174,26 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
                     ))
                 })?;
                 let set_at = i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).ok();
-                (value, set_at)
+                Ok((value, set_at))
             }
-            None => (self.default.clone(), None),
-        };
-        self.remember(tenant, &value, set_at);
-        Ok((value, set_at))
+            None => Ok((self.default.clone(), None)),
+        }
+    }
+
+    /// Takes a change the bucket's watch delivered for `tenant`.
+    fn observe(&self, tenant: &str, entry: &kv::Entry) {
+        match self.decode(&entry.key, Some(entry)) {
+            Ok((value, set_at)) => {
+                self.remember(tenant, value, set_at, entry.revision);
+            }
+            // Read again (and the error reported) by the next caller.
+            Err(_) => {
+                self.cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(tenant);
+            }
+        }
     }
 
     /// Stores the tenant's setting (validated by the caller).
@@ -167,14 +201,20 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
         let key = self.key(tenant);
         let bytes =
             serde_json::to_vec(value).map_err(|e| SnapshotterError::Internal(e.to_string()))?;
-        self.bucket
+        let revision = self
+            .bucket
             .put(key.as_str(), bytes.into())
             .await
             .map_err(|e| {
                 SnapshotterError::Unavailable(format!("store {key} in the policy bucket: {e}"))
             })?;
-        // The bucket stamps the entry; the next read past `refresh` takes its own time.
-        self.remember(tenant, value, Some(backtrack_platform::clock::now_ms()));
+        // The bucket stamps the entry; the watch brings its own time.
+        self.remember(
+            tenant,
+            value.clone(),
+            Some(backtrack_platform::clock::now_ms()),
+            revision,
+        );
         Ok(())
     }
 
@@ -182,15 +222,106 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
         format!("{}.{tenant}", self.prefix)
     }
 
-    fn remember(&self, tenant: &str, value: &T, set_at: Option<i64>) {
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.to_string(), (Instant::now(), value.clone(), set_at));
+    /// Caches what was read at `revision` unless the cache holds a newer revision; the
+    /// value and time the cache then holds.
+    fn remember(
+        &self,
+        tenant: &str,
+        value: T,
+        set_at: Option<i64>,
+        revision: u64,
+    ) -> (T, Option<i64>) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        match cache.get_mut(tenant) {
+            Some(cached) if cached.3 > revision => {
+                cached.0 = Instant::now();
+                (cached.1.clone(), cached.2)
+            }
+            _ => {
+                cache.insert(
+                    tenant.to_string(),
+                    (Instant::now(), value.clone(), set_at, revision),
+                );
+                (value, set_at)
+            }
+        }
+    }
+
+    /// The same settings without keeping their cache alive (for the watch).
+    fn downgrade(&self) -> WeakSettings<T> {
+        WeakSettings {
+            settings: Self {
+                cache: Arc::default(),
+                ..self.clone()
+            },
+            cache: Arc::downgrade(&self.cache),
+        }
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached<T>>> {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// [`TenantSettings`] whose cache belongs to its owners: the watch ends when they are gone.
+struct WeakSettings<T> {
+    settings: TenantSettings<T>,
+    cache: Weak<RwLock<HashMap<String, Cached<T>>>>,
+}
+
+impl<T: Clone + Serialize + DeserializeOwned> WeakSettings<T> {
+    /// Takes the change if the entry is one of these settings; `false` once the owners
+    /// are gone.
+    fn observe(&self, entry: &kv::Entry) -> bool {
+        let Some(cache) = self.cache.upgrade() else {
+            return false;
+        };
+        if let Some(tenant) = entry
+            .key
+            .strip_prefix(self.settings.prefix)
+            .and_then(|k| k.strip_prefix('.'))
+        {
+            TenantSettings {
+                cache,
+                ..self.settings.clone()
+            }
+            .observe(tenant, entry);
+        }
+        true
+    }
+}
+
+/// Follows every change of the bucket into the caches, until they are dropped; after a
+/// failure it watches again (the `refresh` re-reads cover the gap).
+async fn watch_changes(
+    bucket: kv::Store,
+    mut watch: Option<kv::Watch>,
+    backup: WeakSettings<Policy>,
+    alerts: WeakSettings<AlertPolicy>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let watched = match watch.take() {
+            Some(w) => Ok(w),
+            None => bucket.watch_all().await,
+        };
+        match watched {
+            Ok(mut changes) => {
+                backoff = Duration::from_millis(100);
+                while let Some(change) = changes.next().await {
+                    let Ok(entry) = change else { break };
+                    if !(backup.observe(&entry) & alerts.observe(&entry)) {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "watching the policy bucket"),
+        }
+        if backup.cache.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -231,11 +362,20 @@ impl Policies {
                     ))
                 })?,
         };
-        Ok(Self {
+        let policies = Self {
             backup: TenantSettings::new(bucket.clone(), "backup", default, refresh),
-            alerts: TenantSettings::new(bucket, "alerts", AlertPolicy::default(), refresh),
+            alerts: TenantSettings::new(bucket.clone(), "alerts", AlertPolicy::default(), refresh),
             min_interval,
-        })
+        };
+        // Watching before the first read: no change is missed from here on.
+        let watch = bucket.watch_all().await.ok();
+        tokio::spawn(watch_changes(
+            bucket,
+            watch,
+            policies.backup.downgrade(),
+            policies.alerts.downgrade(),
+        ));
+        Ok(policies)
     }
 
     /// The tenant's backup policy (or the default), at most `refresh` old.

@@ -25,7 +25,7 @@
 
 mod bursts;
 
-pub use bursts::{BurstLimits, Bursts};
+pub use bursts::{minutes, BurstLimits, Bursts, Reached, Runs};
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Alerts on the audit trail itself: changes that weaken the protection rather than the
-//! directory (scheduled backups turned off or kept shorter, alerts silenced) and tokens
-//! that grant everything. The directory's own alerts come from the snapshotter's alerter;
+//! directory (scheduled backups turned off or kept shorter, alerts silenced), tokens
+//! that grant everything, and callers refused again and again ([`denials`]). The directory's own alerts come from the snapshotter's alerter;
 //! these come from records only the audit stream holds, and are written the same way: an
 //! `alert.raised` record (category `alert`) with the rule, severity and what, whose id is
 //! stable (`alert:<record id>:<rule>`), so a record read again after a restart raises
@@ -8,7 +8,7 @@
 //!
 //! One task follows `BT_AUDIT` from its position in the KV bucket `bt-alerts` (key
 //! `audit.position`; the first start begins at the stream's end), publishes what each
-//! successful record raises, then stores the position. These rules cannot be turned off
+//! record raises, stores the refused calls' runs (`audit.denials`), then the position. These rules cannot be turned off
 //! by a tenant's alert policy: silencing the alert about silencing alerts would defeat it.
 
 use std::time::Duration;
@@ -25,12 +25,18 @@ use serde_json::{json, Value};
 
 use crate::format::parse_embedded;
 
+pub mod denials;
+
+pub use denials::{DenialLimits, Denials};
+
 /// The rules, as their alerts carry them.
 pub const RULES: &[&str] = &[
     "backupsTurnedOff",
     "backupRetentionShortened",
     "alertsSilenced",
     "privilegedTokenIssued",
+    "accessDeniedBurst",
+    "accessDeniedFlood",
 ];
 
 /// The key of the follower's position in [`ALERTS_BUCKET`] (the snapshotter's alerter
@@ -39,8 +45,20 @@ const POSITION_KEY: &str = "audit.position";
 /// Records handled per position write, at most.
 const MAX_CHUNK: usize = 1024;
 
-/// What one record raises: (severity, rule, what).
+/// What one record raises by itself: (severity, rule, what).
 pub fn record_alerts(record: &AuditRecord) -> Vec<(&'static str, &'static str, String)> {
+    if record.action == action::DENIALS_DROPPED {
+        // More refusals than the audit stream took: a flood, its size all that is known.
+        let dropped = serde_json::from_str::<Value>(&record.details_json)
+            .ok()
+            .and_then(|d| d["dropped"].as_u64())
+            .unwrap_or(0);
+        return vec![(
+            "high",
+            "accessDeniedFlood",
+            format!("{dropped} refused calls came faster than they could be recorded one by one"),
+        )];
+    }
     if !record.result.as_ref().is_some_and(|r| r.success) {
         return Vec::new();
     }
@@ -153,11 +171,17 @@ pub fn alert_record(trigger: &AuditRecord, severity: &str, rule: &str, what: &st
 }
 
 /// Follows `BT_AUDIT` until `shutdown`; after a failure resumes from the stored position.
-pub async fn run(log: AuditLog, nats: async_nats::Client, replicas: usize, shutdown: Shutdown) {
+pub async fn run(
+    log: AuditLog,
+    nats: async_nats::Client,
+    replicas: usize,
+    limits: DenialLimits,
+    shutdown: Shutdown,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let result = tokio::select! {
-            r = follow(&log, &nats, replicas) => r,
+            r = follow(&log, &nats, replicas, &limits) => r,
             () = shutdown.wait() => break,
         };
         if let Err(e) = result {
@@ -186,9 +210,18 @@ pub async fn prepare(
     Ok(())
 }
 
-async fn follow(log: &AuditLog, nats: &async_nats::Client, replicas: usize) -> Result<(), String> {
+async fn follow(
+    log: &AuditLog,
+    nats: &async_nats::Client,
+    replicas: usize,
+    limits: &DenialLimits,
+) -> Result<(), String> {
     let bucket = bucket(nats, replicas).await?;
     let from = position(&bucket).await?.unwrap_or(0) + 1;
+    let mut denials: Denials = get_json(&bucket, denials::STATE_KEY)
+        .await
+        .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))?
+        .unwrap_or_default();
     let mut chunks = log
         .follow(from)
         .await
@@ -198,6 +231,8 @@ async fn follow(log: &AuditLog, nats: &async_nats::Client, replicas: usize) -> R
         let mut raised = Vec::new();
         let mut last = None;
         let mut failure = None;
+        let counted = denials.through;
+        let mut newest_ms = None;
         for item in chunk {
             match item {
                 Ok(stored) => {
@@ -208,6 +243,8 @@ async fn follow(log: &AuditLog, nats: &async_nats::Client, replicas: usize) -> R
                     for (severity, rule, what) in record_alerts(&record) {
                         raised.push(alert_record(&record, severity, rule, &what));
                     }
+                    raised.extend(denials.push(stored.sequence, &record, limits));
+                    newest_ms = Some(record.time_ms);
                 }
                 Err(e) => {
                     failure = Some(e.to_string());
@@ -220,6 +257,14 @@ async fn follow(log: &AuditLog, nats: &async_nats::Client, replicas: usize) -> R
             for r in &raised {
                 tracing::info!(tenant = %r.tenant, id = %r.id, "alert raised");
             }
+        }
+        if denials.through > counted {
+            if let Some(now) = newest_ms {
+                denials.prune(now, limits);
+            }
+            put_json(&bucket, denials::STATE_KEY, &denials)
+                .await
+                .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))?;
         }
         if let Some(last) = last {
             store(&bucket, last).await?;

@@ -1,0 +1,66 @@
+//! Policies changed through one process reach every other one at once (the policy
+//! bucket's watch), not when their cache expires: two `Policies` on one real nats-server,
+//! with a cache that would otherwise hold for an hour.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use backtrack_snapshotter::alert_policy::AlertPolicy;
+use backtrack_snapshotter::policy::{Policies, Policy};
+use backtrack_test_support::{eventually, NatsServer};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn open(nats: &NatsServer) -> Policies {
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    Policies::open(&js, 1, Policy::default(), HOUR, Duration::ZERO)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_through_one_process_is_seen_by_another_at_once() {
+    let nats = NatsServer::start().await.unwrap();
+    let (here, there) = (open(&nats).await, open(&nats).await);
+    // `there` has read (and cached) the defaults.
+    assert_eq!(there.get("acme").await.unwrap(), Policy::default());
+    assert_eq!(
+        there.alerts().get_with_time("acme").await.unwrap().0,
+        AlertPolicy::default()
+    );
+
+    let off = Policy {
+        schedule: String::new(),
+        retention_days: 30,
+        ..Policy::default()
+    };
+    here.set("acme", off.clone()).await.unwrap();
+    let quiet = AlertPolicy {
+        quiet_actors: vec!["svc-sync".into()],
+        ..AlertPolicy::default()
+    };
+    here.set_alerts("acme", quiet.clone()).await.unwrap();
+
+    let seen = eventually("the change seen", Duration::from_secs(10), || async {
+        let (policy, set_at) = there.get_with_time("acme").await.unwrap();
+        let alerts = there.alerts().get_with_time("acme").await.unwrap().0;
+        (policy == off && alerts == quiet).then_some(set_at)
+    })
+    .await
+    .unwrap();
+    assert!(seen.is_some(), "the time it was set comes with it");
+    // Another tenant's cached default is untouched.
+    assert_eq!(there.get("other").await.unwrap(), Policy::default());
+
+    // A later change wins over the earlier one, in both processes.
+    let daily = Policy::default();
+    there.set("acme", daily.clone()).await.unwrap();
+    eventually(
+        "the second change seen",
+        Duration::from_secs(10),
+        || async { (here.get("acme").await.unwrap() == daily).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(there.get("acme").await.unwrap(), daily);
+}

@@ -204,4 +204,31 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
     assert!(limited["backups"]["error"].as_str().is_some(), "{limited}");
     // Two policies, three users and the group made later.
     assert_eq!(limited["status"]["objects"], 6, "{limited}");
+
+    // A privileged built-in role assigned: named by role and principal, though neither
+    // the built-in role nor the assignment existed just before.
+    let before = format!("seq:{}", backtrack_e2e::last_sequence(&b).unwrap());
+    let assignment = [
+        "roleDefinitionId=62e90394-69f5-4237-9190-012177145e10",
+        &format!("principalId={}", users[0]),
+        "directoryScopeId=/",
+    ];
+    b.create(T, "roleAssignment", &assignment).unwrap();
+    let assigned = b
+        .json(&["overview", "--tenant", T, "--since", &before])
+        .unwrap();
+    assert_eq!(rules(&assigned), ["privilegedRoleAssigned"], "{assigned}");
+    let alert = &assigned["changes"]["alerts"][0];
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(
+        alert["object"]["displayName"], "Global Administrator → U0",
+        "{alert}"
+    );
+    assert_eq!(
+        alert["what"],
+        format!(
+            "privileged role Global Administrator assigned to {}",
+            users[0]
+        )
+    );
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use backtrack_domain::object::DirectoryObject;
 use backtrack_proto::convert::object_from_proto;
 use backtrack_proto::v1;
 use futures::StreamExt;
@@ -31,11 +32,63 @@ pub async fn link_target_names(g: &GlobalArgs, report: &v1::Report, items: &[Val
 /// The display names of objects of `tenant`, each as it was at its sequence in `wanted`;
 /// an object that cannot be looked up is left out.
 pub async fn names_at(g: &GlobalArgs, tenant: &str, wanted: BTreeMap<String, u64>) -> Names {
+    objects_at(g, tenant, wanted)
+        .await
+        .into_iter()
+        .filter_map(|(id, o)| Some((id, o.display_name()?.to_string())))
+        .collect()
+}
+
+/// Role assignments of `tenant` (each at its sequence in `wanted`) as people read them:
+/// `<role> → <principal>`, each by its name at that point, a built-in role by its own.
+pub async fn assignment_names(
+    g: &GlobalArgs,
+    tenant: &str,
+    wanted: BTreeMap<String, u64>,
+) -> Names {
+    let assignments = objects_at(g, tenant, wanted.clone()).await;
+    let text = |o: &DirectoryObject, name: &str| {
+        o.attributes
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut parts = BTreeMap::new();
+    for (id, o) in &assignments {
+        for name in ["roleDefinitionId", "principalId"] {
+            parts.insert(text(o, name), wanted[id]);
+        }
+    }
+    parts.remove("");
+    let names = names_at(g, tenant, parts).await;
+    assignments
+        .iter()
+        .map(|(id, o)| {
+            let (role, principal) = (text(o, "roleDefinitionId"), text(o, "principalId"));
+            let label = backtrack_domain::roles::assignment_label(
+                &role,
+                names.get(&role).map(String::as_str),
+                &principal,
+                names.get(&principal).map(String::as_str),
+            );
+            (id.clone(), label)
+        })
+        .collect()
+}
+
+/// The objects of `tenant`, each as it was at its sequence in `wanted`; one that cannot
+/// be looked up is left out.
+async fn objects_at(
+    g: &GlobalArgs,
+    tenant: &str,
+    wanted: BTreeMap<String, u64>,
+) -> HashMap<String, DirectoryObject> {
     if wanted.is_empty() {
-        return Names::new();
+        return HashMap::new();
     }
     let Ok(client) = time_travel_client(g).await else {
-        return Names::new();
+        return HashMap::new();
     };
     futures::stream::iter(wanted)
         .map(|(id, sequence)| {
@@ -55,8 +108,7 @@ pub async fn names_at(g: &GlobalArgs, tenant: &str, wanted: BTreeMap<String, u64
                     .ok()?
                     .into_inner()
                     .object?;
-                let name = object_from_proto(&object).ok()?.display_name()?.to_string();
-                Some((id, name))
+                Some((id, object_from_proto(&object).ok()?))
             }
         })
         .buffer_unordered(IN_FLIGHT)

@@ -5,12 +5,15 @@
 //! dry run that would undo it. Each part is asked of its own service; a part the caller's
 //! role may not see, or a service that does not answer, says so and the rest still shows.
 
+use std::collections::BTreeMap;
+
 use backtrack_domain::alerts::{shell_word, Alert, Severity, Thresholds, Watch};
 use backtrack_domain::time::rfc3339_ms;
+use backtrack_domain::ObjectKind;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 
-use super::diff_names::{names_at, Names};
+use super::diff_names::{assignment_names, names_at, Names};
 use super::events::Start;
 use super::overview_view::{Health, View};
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
@@ -120,20 +123,19 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         names: Names::new(),
     };
     // Each alerted object's name as it was just before the change (a deleted or purged
-    // one included): the screen is read by people.
-    let wanted = view.watched.as_ref().map_or_else(
-        |_| Default::default(),
-        |w| {
-            w.alerts
-                .iter()
-                .take(SHOWN_ALERTS)
-                .filter_map(|a| {
-                    let o = a.object.as_ref()?;
-                    Some((o.id.clone(), a.sequence.saturating_sub(1)))
-                })
-                .collect()
-        },
-    );
+    // one included), a role assignment's as `<role> → <principal>` when it was made: the
+    // screen is read by people.
+    let (mut wanted, mut assignments) = (BTreeMap::new(), BTreeMap::new());
+    if let Ok(w) = &view.watched {
+        for a in w.alerts.iter().take(SHOWN_ALERTS) {
+            let Some(o) = &a.object else { continue };
+            if o.kind == ObjectKind::RoleAssignment.as_str() {
+                assignments.insert(o.id.clone(), a.sequence);
+            } else {
+                wanted.insert(o.id.clone(), a.sequence.saturating_sub(1));
+            }
+        }
+    }
     // The audit trail's own alerts since then (backups turned off, alerts silenced, ...):
     // findings about the protection, listed with the health lines. The trail knows times,
     // not the log's sequences: `seq:N` is the time of its event.
@@ -166,7 +168,11 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
     health.extend(trail);
     let view = View {
         health,
-        names: names_at(g, tenant, wanted).await,
+        names: names_at(g, tenant, wanted)
+            .await
+            .into_iter()
+            .chain(assignment_names(g, tenant, assignments).await)
+            .collect(),
         ..view
     };
     match g.output {

@@ -38,6 +38,7 @@ pub mod kind;
 pub mod locations;
 pub mod object;
 pub mod recovery;
+pub mod roles;
 pub mod schema;
 pub mod state;
 pub mod time;

@@ -106,11 +106,11 @@ fn weakened_policies_deletions_credentials_and_roles_are_alerts_and_ordinary_wor
             "caPolicyScopeNarrowed",
             "caPolicyControlRemoved",
             "caPolicyDisabled",
+            "privilegedRoleAssigned",
             "massLinkRemoval",
             "namedLocationDeleted",
             "massDeletion",
             "appCredentialsChanged",
-            "roleAssigned",
         ],
         "{all:#?}"
     );
@@ -146,7 +146,10 @@ fn weakened_policies_deletions_credentials_and_roles_are_alerts_and_ordinary_wor
         .0;
     assert_eq!(mass.sequence, first_delete);
     assert!(found(&all, "appCredentialsChanged")[0].what.contains("web"));
-    assert!(found(&all, "roleAssigned")[0].what.contains(BRIAN));
+    assert_eq!(
+        found(&all, "privilegedRoleAssigned")[0].what,
+        format!("privileged role Global Administrator assigned to {BRIAN}")
+    );
 
     // Under the default thresholds, two removed links and three deletions are no mass.
     let default = alerts(after(&t, point), &Thresholds::default());

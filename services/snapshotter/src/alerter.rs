@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts};
+use backtrack_domain::roles::assignment_label;
 use backtrack_domain::{Event, ObjectKind};
 use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json};
 use backtrack_eventlog::{Run, Runs};
@@ -316,15 +317,20 @@ fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<String> 
                     .object_at_without_links(tenant, &object.id, alert.sequence)
                     .ok()
                     .flatten();
-                let of = |name: &str| -> String {
-                    let id = assignment
+                let id_of = |name: &str| -> &str {
+                    assignment
                         .as_ref()
                         .and_then(|a| a.attributes.get(name))
                         .and_then(|v| v.as_str())
-                        .unwrap_or_default();
-                    name_at(tenant, id, alert.sequence).unwrap_or_else(|| id.to_string())
+                        .unwrap_or_default()
                 };
-                return format!("{} → {}", of("roleDefinitionId"), of("principalId"));
+                let (role, principal) = (id_of("roleDefinitionId"), id_of("principalId"));
+                return assignment_label(
+                    role,
+                    name_at(tenant, role, alert.sequence).as_deref(),
+                    principal,
+                    name_at(tenant, principal, alert.sequence).as_deref(),
+                );
             }
             name_at(tenant, &object.id, alert.sequence.saturating_sub(1))
                 .or_else(|| name_at(tenant, &object.id, alert.sequence))

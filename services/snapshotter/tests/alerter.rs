@@ -244,12 +244,27 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
         ),
     )
     .await;
+    // A built-in role is no object of the tenant: named by its template id.
+    f.by(
+        "mallory",
+        create(
+            ObjectKind::RoleAssignment,
+            "00000000-0000-4000-8000-0000000000d2",
+            json!({"roleDefinitionId": "e8611ab8-c189-46e8-94e1-60213ab1f814", "principalId": user_id(2), "directoryScopeId": "/"}),
+        ),
+    )
+    .await;
     f.by("mallory", Command::SoftDelete { id: user_id(0) })
         .await;
     let first = f
-        .alerts_with(&["namedLocationDeleted", "caPolicyDeleted", "roleAssigned"])
+        .alerts_with(&[
+            "namedLocationDeleted",
+            "caPolicyDeleted",
+            "roleAssigned",
+            "privilegedRoleAssigned",
+        ])
         .await;
-    assert_eq!(first.len(), 4, "{first:#?}");
+    assert_eq!(first.len(), 5, "{first:#?}");
     let by_rule: BTreeMap<String, &AuditRecord> = first.iter().map(|r| (rule(r), r)).collect();
     let location = first
         .iter()
@@ -293,6 +308,12 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
             .display_name,
         "Global Administrator → User 1"
     );
+    let privileged = by_rule["privilegedRoleAssigned"];
+    assert_eq!(
+        privileged.target.as_ref().unwrap().display_name,
+        "Privileged Role Administrator → User 2"
+    );
+    assert_eq!(details(privileged)["severity"], "high");
 
     // Stopped: mallory goes on. Nothing is lost, and the deletions before the stop still
     // count towards the run (the windows are kept in NATS, not in the store's folder).
@@ -310,11 +331,11 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
     f.by("mallory", Command::SoftDelete { id: user_id(2) })
         .await;
     let all = f.alerts_with(&["caPolicyDisabled", "massDeletion"]).await;
-    assert_eq!(all.len(), 6, "{all:#?}");
+    assert_eq!(all.len(), 7, "{all:#?}");
     let mut ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), 6, "each alert once");
+    assert_eq!(ids.len(), 7, "each alert once");
     let mass = all.iter().find(|r| rule(r) == "massDeletion").unwrap();
     assert_eq!(
         details(mass)["what"],

@@ -16,7 +16,8 @@
 //! | `massLinkRemoval` | high | one actor removed at least [`Thresholds::link_removals`] links |
 //! | `authPolicyChanged` | medium | the authentication methods or authorization policy changed |
 //! | `appCredentialsChanged` | medium | an application's or service principal's credentials, redirect URIs, identifier URIs or API permissions changed |
-//! | `roleAssigned` | medium | a directory role assignment created |
+//! | `privilegedRoleAssigned` | high | an assignment of a privileged built-in role created (Global Administrator, Privileged Role Administrator, …: [`crate::roles`]) |
+//! | `roleAssigned` | medium | an assignment of any other role created |
 //!
 //! Two readers run them: [`Watch`] over a window of events read once (the `overview`
 //! command: the mass rules count the whole window), and [`event_alerts`] with
@@ -47,6 +48,7 @@ pub const RULES: &[&str] = &[
     "massLinkRemoval",
     "authPolicyChanged",
     "appCredentialsChanged",
+    "privilegedRoleAssigned",
     "roleAssigned",
 ];
 
@@ -340,15 +342,25 @@ pub fn event_alerts(sequence: u64, event: &Event) -> Vec<Alert> {
                     .unwrap_or("?")
                     .to_string()
             };
-            out.push(alert(
-                Severity::Medium,
-                "roleAssigned",
-                format!(
-                    "role {} assigned to {}",
-                    text("roleDefinitionId"),
-                    text("principalId")
+            let role = text("roleDefinitionId");
+            let principal = text("principalId");
+            out.push(match crate::roles::built_in(&role) {
+                Some(r) if r.privileged => alert(
+                    Severity::High,
+                    "privilegedRoleAssigned",
+                    format!("privileged role {} assigned to {principal}", r.name),
                 ),
-            ));
+                Some(r) => alert(
+                    Severity::Medium,
+                    "roleAssigned",
+                    format!("role {} assigned to {principal}", r.name),
+                ),
+                None => alert(
+                    Severity::Medium,
+                    "roleAssigned",
+                    format!("role {role} assigned to {principal}"),
+                ),
+            });
         }
         _ => {}
     }

@@ -100,7 +100,11 @@ async fn what_one_account_broke_reaches_the_siem_as_findings() {
     ]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("critical caPolicyDeleted") && !text.contains("failure"),
+        text.contains("critical caPolicyDeleted")
+            && text.contains(&format!(
+                "conditionalAccessPolicy {policy} (CA001 Require MFA)"
+            ))
+            && !text.contains("failure"),
         "{text}"
     );
     assert_eq!(

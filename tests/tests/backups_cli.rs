@@ -455,6 +455,20 @@ async fn a_schedule_that_fires_too_often_is_refused() {
         Value::Null,
         "the deployment's default was never set"
     );
+    // Since when the default has been what it is: this deployment's start, before the
+    // tenant was created (what the overview judges missed slots from).
+    let since = policy["defaultSince"].as_str().unwrap().to_string();
+    let tenants = b.json(&["tenant", "list"]).unwrap();
+    let created = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "often")
+        .unwrap()["createdDateTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(since <= created, "{since} {created}");
     // Times in one RFC 3339 form (UTC, milliseconds) sort as they happened.
     let now = || {
         let ms = SystemTime::now()

@@ -196,9 +196,21 @@ fn row(e: &v1::AuditEntry) -> Vec<String> {
         rfc3339_ms(r.time_ms),
         r.actor.unwrap_or_default().subject,
         r.action,
-        format!("{} {}", target.kind, target.id).trim().to_string(),
+        target_text(&target),
         result,
     ]
+}
+
+/// `<kind> <id>`, and the name the record gives it: `roleAssignment <id> (Global
+/// Administrator → Adele Vance)`.
+fn target_text(target: &v1::AuditTarget) -> String {
+    let text = format!("{} {}", target.kind, target.id).trim().to_string();
+    let name = target.display_name.trim();
+    if name.is_empty() || name == target.id {
+        text
+    } else {
+        format!("{text} ({name})")
+    }
 }
 
 fn print_entries(entries: &[v1::AuditEntry]) {

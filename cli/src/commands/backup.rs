@@ -141,6 +141,7 @@ mod tests {
             keep_weekly: 4,
             keep_monthly: 12,
             updated_at_ms: 0,
+            default_since_ms: 0,
         }
     }
 

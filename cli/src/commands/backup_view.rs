@@ -198,7 +198,8 @@ pub fn print_verification(g: &GlobalArgs, v: &v1::VerifyBackupResponse) {
 }
 
 /// A policy for scripts: `{tenant, schedule, retentionDays, keepDaily, keepWeekly,
-/// keepMonthly, setAt}` (`setAt` null for the deployment's default policy).
+/// keepMonthly, setAt, defaultSince}` (`setAt` null for the deployment's default policy;
+/// `defaultSince` then says since when the default has been what it is, when known).
 pub fn policy_json(p: &v1::BackupPolicy) -> Value {
     json!({
         "tenant": p.tenant,
@@ -208,6 +209,7 @@ pub fn policy_json(p: &v1::BackupPolicy) -> Value {
         "keepWeekly": p.keep_weekly,
         "keepMonthly": p.keep_monthly,
         "setAt": (p.updated_at_ms > 0).then(|| rfc3339_ms(p.updated_at_ms)),
+        "defaultSince": (p.default_since_ms > 0).then(|| rfc3339_ms(p.default_since_ms)),
     })
 }
 
@@ -235,6 +237,11 @@ pub fn print_policy(g: &GlobalArgs, p: &v1::BackupPolicy, verb: &str) {
             "set".into(),
             if p.updated_at_ms > 0 {
                 rfc3339_ms(p.updated_at_ms)
+            } else if p.default_since_ms > 0 {
+                format!(
+                    "never (the deployment's default, unchanged since {})",
+                    rfc3339_ms(p.default_since_ms)
+                )
             } else {
                 "never (the deployment's default)".into()
             },

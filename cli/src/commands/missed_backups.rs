@@ -3,10 +3,11 @@
 //! The scheduler takes each slot of the tenant's cron once and does not back-fill slots
 //! missed while no snapshotter ran. A slot without a backup is a miss, once [`GRACE_MS`]
 //! has passed, if the slot came after the tenant was created and after its policy was set
-//! (plus [`SETTLE_MS`]: the scheduler reads a changed policy within its refresh). When the
-//! time the policy was set is unknown (the deployment's default policy, or a server that
-//! does not tell), the last slot may be the first of a changed schedule, so the last
-//! two slots must have passed with no scheduled backup since the earlier of them.
+//! (plus [`SETTLE_MS`]: the scheduler reads a changed policy within its refresh). For the
+//! deployment's default policy that time is since when the default has been what it is
+//! (`default_since_ms`). When the time is unknown (a server that does not tell), the last
+//! slot may be the first of a changed schedule, so the last two slots must have passed
+//! with no scheduled backup since the earlier of them.
 
 use backtrack_proto::v1;
 use chrono::{DateTime, Utc};

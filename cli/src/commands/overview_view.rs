@@ -146,7 +146,15 @@ impl View<'_> {
         if let (Some((text, cron)), Ok(backups), Some(created)) =
             (schedule, &self.backups, created_ms)
         {
-            let set_at = self.policy.as_ref().map_or(0, |p| p.updated_at_ms);
+            // The tenant's own policy's time, else since when the deployment's default
+            // has been what it is; 0 (unknown) makes `missed` wait for two slots.
+            let set_at = self.policy.as_ref().map_or(0, |p| {
+                if p.updated_at_ms > 0 {
+                    p.updated_at_ms
+                } else {
+                    p.default_since_ms
+                }
+            });
             if let Some(slots) = missed_backups::missed(&cron, backups, created, set_at, now_ms) {
                 let at: Vec<String> = slots.iter().map(|s| rfc3339_ms(*s)).collect();
                 let what = match at.as_slice() {
@@ -418,5 +426,28 @@ mod tests {
             .fix
             .contains("backtrack approve --tenant contoso j1"));
         assert!(health[2].what.contains("directory unavailable"));
+
+        // A tenant 90 minutes old on the deployment's default: one slot passed (11:00;
+        // noon's is within the grace). Unknown since when the default holds, one slot is
+        // not judged; known to hold since before it, that slot is a miss.
+        let young = Some(now - 90 * 60 * 1000);
+        assert!(!rules(young).contains(&"backupsMissed"));
+        let known = View {
+            policy: Ok(v1::BackupPolicy {
+                schedule: "0 0 * * * *".into(),
+                default_since_ms: now - 2 * HOUR,
+                ..Default::default()
+            }),
+            ..view
+        };
+        let missed = known.health(young, now);
+        assert_eq!(missed[0].rule, "backupsMissed");
+        assert!(
+            missed[0]
+                .what
+                .contains("the slot at 2026-12-07T11:00:00.000Z"),
+            "{}",
+            missed[0].what
+        );
     }
 }

@@ -263,6 +263,42 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
     }
 }
 
+/// Stores `default` as the deployment's default backup policy unless the bucket holds it
+/// already; since when it has held it. Processes started with different defaults each
+/// write theirs: the time is then that of the latest, which only makes the check of missed
+/// backups wait longer.
+async fn record_default(
+    bucket: &kv::Store,
+    default: &Policy,
+) -> Result<Option<i64>, SnapshotterError> {
+    let unavailable = |e: String| {
+        SnapshotterError::Unavailable(format!("{DEFAULT_POLICY_KEY} of the policy bucket: {e}"))
+    };
+    let entry_time =
+        |e: &kv::Entry| i64::try_from(e.created.unix_timestamp_nanos() / 1_000_000).ok();
+    let stored = bucket
+        .entry(DEFAULT_POLICY_KEY)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .filter(|e| e.operation == kv::Operation::Put);
+    if let Some(entry) = &stored {
+        if serde_json::from_slice::<Policy>(&entry.value).ok().as_ref() == Some(default) {
+            return Ok(entry_time(entry));
+        }
+    }
+    let bytes =
+        serde_json::to_vec(default).map_err(|e| SnapshotterError::Internal(e.to_string()))?;
+    bucket
+        .put(DEFAULT_POLICY_KEY, bytes.into())
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let entry = bucket
+        .entry(DEFAULT_POLICY_KEY)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(entry.as_ref().and_then(entry_time))
+}
+
 /// [`TenantSettings`] whose cache belongs to its owners: the watch ends when they are gone.
 struct WeakSettings<T> {
     settings: TenantSettings<T>,
@@ -325,12 +361,18 @@ async fn watch_changes(
     }
 }
 
+/// The key of the deployment's default backup policy in the bucket: its entry's time says
+/// since when the default has been what it is (tenant ids hold no dot, so no tenant's
+/// `backup.<tenant>` is this key).
+pub const DEFAULT_POLICY_KEY: &str = "deployment.backup";
+
 /// The tenants' backup policies and alert policies, in the policy bucket.
 #[derive(Clone, Debug)]
 pub struct Policies {
     backup: TenantSettings<Policy>,
     alerts: TenantSettings<AlertPolicy>,
     min_interval: Duration,
+    default_since: Option<i64>,
 }
 
 impl Policies {
@@ -362,10 +404,12 @@ impl Policies {
                     ))
                 })?,
         };
+        let default_since = record_default(&bucket, &default).await?;
         let policies = Self {
             backup: TenantSettings::new(bucket.clone(), "backup", default, refresh),
             alerts: TenantSettings::new(bucket.clone(), "alerts", AlertPolicy::default(), refresh),
             min_interval,
+            default_since,
         };
         // Watching before the first read: no change is missed from here on.
         let watch = bucket.watch_all().await.ok();
@@ -376,6 +420,12 @@ impl Policies {
             policies.alerts.downgrade(),
         ));
         Ok(policies)
+    }
+
+    /// Since when the deployment's default backup policy has been what this process uses
+    /// (ms since the Unix epoch), when the bucket tells.
+    pub fn default_since(&self) -> Option<i64> {
+        self.default_since
     }
 
     /// The tenant's backup policy (or the default), at most `refresh` old.

@@ -64,3 +64,34 @@ async fn a_change_made_through_one_process_is_seen_by_another_at_once() {
     .unwrap();
     assert_eq!(there.get("acme").await.unwrap(), daily);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployments_default_is_dated_from_when_it_became_what_it_is() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let open = |default: Policy| {
+        let js = js.clone();
+        async move {
+            Policies::open(&js, 1, default, HOUR, Duration::ZERO)
+                .await
+                .unwrap()
+                .default_since()
+                .unwrap()
+        }
+    };
+    let first = open(Policy::default()).await;
+    // A restart with the same default: still since then.
+    assert_eq!(open(Policy::default()).await, first);
+    // Another default: since this start, and a restart keeps that.
+    let hourly = Policy {
+        schedule: "0 0 * * * *".into(),
+        ..Policy::default()
+    };
+    let changed = open(hourly.clone()).await;
+    assert!(changed >= first);
+    let bucket = js.get_key_value("bt-policies").await.unwrap();
+    let entry = bucket.entry("deployment.backup").await.unwrap().unwrap();
+    // The bucket held nothing else: its second write is the change.
+    assert_eq!(entry.revision, 2, "one write per change of the default");
+    assert_eq!(open(hourly).await, changed);
+}

@@ -178,8 +178,13 @@ impl BackupService for BackupApi {
             READERS,
             "reading backup policies",
         )?;
-        let (policy, set_at) = self.snapshotter.policies().get_with_time(&r.tenant).await?;
-        Ok(Response::new(to_proto(&r.tenant, &policy, set_at)))
+        let policies = self.snapshotter.policies();
+        let (policy, set_at) = policies.get_with_time(&r.tenant).await?;
+        let mut answer = to_proto(&r.tenant, &policy, set_at);
+        if set_at.is_none() {
+            answer.default_since_ms = policies.default_since().unwrap_or(0);
+        }
+        Ok(Response::new(answer))
     }
 
     async fn set_backup_policy(
@@ -400,5 +405,6 @@ fn to_proto(tenant: &str, policy: &Policy, set_at: Option<i64>) -> v1::BackupPol
         keep_weekly: policy.keep_weekly,
         keep_monthly: policy.keep_monthly,
         updated_at_ms: set_at.unwrap_or(0),
+        default_since_ms: 0,
     }
 }

@@ -31,8 +31,6 @@ const ROWS: &[&str] = &[
     "peak_rss_nats_server",
 ];
 
-/// The difference-report rows, after the time-travel rows: 1% (20 users) of the large
-/// tenant, none of it, and all 2000 users of the churn tenant against `git diff`.
 /// The audit scenario's rows, in order.
 const AUDIT_ROWS: &[&str] = &[
     "audit_syslog_target_records_per_s",
@@ -48,6 +46,8 @@ const AUDIT_ROWS: &[&str] = &[
     "audit_paced_syslog_lag_p99",
     "audit_paced_http_lag_p50",
     "audit_paced_http_lag_p99",
+    "audit_raw_read_refusals",
+    "audit_alerting_catch_up",
 ];
 
 /// The cluster scenario's rows, in order.
@@ -57,6 +57,8 @@ const CLUSTER_ROWS: &[&str] = &[
     "cluster_failover_append_after_node_kill",
 ];
 
+/// The difference-report rows, after the time-travel rows: 1% (20 users) of the large
+/// tenant, none of it, and all 2000 users of the churn tenant against `git diff`.
 const DIFF_ROWS: &[&str] = &[
     "diff_1pct_seconds_2k_objects",
     "diff_0_changes_seconds_2k_objects",
@@ -180,6 +182,9 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     assert_eq!(report.parameters["diff_1pct_report"]["items"], 20);
     assert_eq!(report.parameters["diff_all_changed_report"]["items"], 2000);
     assert_eq!(report.parameters["diff_peer_files"], 2000);
+    // 500 refusals: 12 callers of at least 40 each, one burst alert each.
+    assert_eq!(report.parameters["audit_alerting_callers"], 12);
+    assert_eq!(report.parameters["audit_alerting_bursts_raised"], 12);
     let all_changed = report
         .rows
         .iter()

@@ -22,6 +22,7 @@
 //!   syslog and HTTP sinks to receivers on localhost, with delivery lags.
 
 pub mod audit;
+pub mod audit_alerting;
 pub mod cluster;
 pub mod differ;
 pub mod feed;

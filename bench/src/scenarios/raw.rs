@@ -213,7 +213,7 @@ pub async fn raw_read_log(log: &EventLog, count: u64) -> anyhow::Result<Throughp
 
 /// Reads `count` messages of `stream` over `filter` from the start, through an ordered
 /// pull consumer; fails unless it finds them.
-async fn read_stream(
+pub(crate) async fn read_stream(
     client: async_nats::Client,
     stream: &str,
     filter: &str,

@@ -1,9 +1,10 @@
 //! The audit rows: records published, chained and delivered to syslog and HTTP receivers,
-//! with their delivery lags and the check that every record arrived.
+//! with their delivery lags and the check that every record arrived; then the trail's own
+//! alerting over as many refused calls, against a raw read of them.
 
 use super::{progress, Outcome, Sizes};
 use crate::report::Target;
-use crate::scenarios::{audit, percentile_ms};
+use crate::scenarios::{audit, audit_alerting, percentile_ms};
 use crate::testbed::Testbed;
 
 /// The audit scenario: records published, chained and delivered to a syslog and an HTTP
@@ -104,6 +105,39 @@ pub(super) async fn audits(
             run.records,
             run.syslog_lags.len(),
             run.http_lags.len()
+        ));
+    }
+
+    progress(&format!(
+        "audit: {} refused calls; the trail's alerting set back over them",
+        sizes.audit_records
+    ));
+    let alerting = audit_alerting::run(bed, sizes.audit_records).await?;
+    report.record(
+        "audit_raw_read_refusals",
+        alerting.raw_read.per_second(),
+        "records/s",
+    );
+    report.record_against(
+        "audit_alerting_catch_up",
+        alerting.catch_up.per_second(),
+        "records/s",
+        Some("audit_raw_read_refusals"),
+        None,
+    );
+    report.parameter("audit_alerting_callers", alerting.callers);
+    report.parameter("audit_alerting_bursts_raised", alerting.raised);
+    progress(&format!(
+        "audit: alerting {:.0} records/s (raw read {:.0}/s), {} bursts for {} callers",
+        alerting.catch_up.per_second(),
+        alerting.raw_read.per_second(),
+        alerting.raised,
+        alerting.callers
+    ));
+    if alerting.raised != alerting.callers as u64 {
+        outcome.failures.push(format!(
+            "audit alerting: {} accessDeniedBurst alerts for {} callers refused in bursts",
+            alerting.raised, alerting.callers
         ));
     }
     Ok(())

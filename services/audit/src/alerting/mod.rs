@@ -195,6 +195,30 @@ pub async fn run(
     }
 }
 
+/// Sets the follower back to just after `sequence`, forgetting the runs of refused calls
+/// (a benchmark re-reads a stretch of the trail; the stable ids keep what it raises again
+/// from being stored twice). Takes effect at the follower's next (re)start.
+pub async fn rewind(
+    nats: &async_nats::Client,
+    replicas: usize,
+    sequence: u64,
+) -> Result<(), String> {
+    let bucket = bucket(nats, replicas).await?;
+    bucket
+        .purge(denials::STATE_KEY)
+        .await
+        .map_err(|e| format!("{ALERTS_BUCKET}: {e}"))?;
+    store(&bucket, sequence).await
+}
+
+/// The last sequence of `BT_AUDIT` the follower has handled, once it has one.
+pub async fn stored_position(
+    nats: &async_nats::Client,
+    replicas: usize,
+) -> Result<Option<u64>, String> {
+    position(&bucket(nats, replicas).await?).await
+}
+
 /// Opens the position the first time at the stream's end, so what is recorded after the
 /// service started is alerted on.
 pub async fn prepare(

@@ -327,6 +327,9 @@ impl<T: Clone + Serialize + DeserializeOwned> WeakSettings<T> {
     }
 }
 
+/// How often a quiet watch checks that its caches still have owners.
+const OWNERS_CHECK: Duration = Duration::from_secs(5);
+
 /// Follows every change of the bucket into the caches, until they are dropped; after a
 /// failure it watches again (the `refresh` re-reads cover the gap).
 async fn watch_changes(
@@ -344,8 +347,18 @@ async fn watch_changes(
         match watched {
             Ok(mut changes) => {
                 backoff = Duration::from_millis(100);
-                while let Some(change) = changes.next().await {
-                    let Ok(entry) = change else { break };
+                loop {
+                    let change = tokio::select! {
+                        change = changes.next() => change,
+                        // A quiet bucket: the owners may be gone, and the watch with them.
+                        () = tokio::time::sleep(OWNERS_CHECK) => {
+                            if backup.cache.strong_count() == 0 {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(Ok(entry)) = change else { break };
                     if !(backup.observe(&entry) & alerts.observe(&entry)) {
                         return;
                     }

@@ -95,3 +95,27 @@ async fn the_deployments_default_is_dated_from_when_it_became_what_it_is() {
     assert_eq!(entry.revision, 2, "one write per change of the default");
     assert_eq!(open(hourly).await, changed);
 }
+
+/// A dropped `Policies` leaves no watch behind: its task ends (within its 5 s check) and
+/// the server drops the watch's consumer once it is idle (the client's 30 s threshold),
+/// so this test takes about 35 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watch_ends_with_its_owners() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    let consumers = || {
+        let js = js.clone();
+        async move {
+            let mut stream = js.get_stream("KV_bt-policies").await.unwrap();
+            stream.info().await.unwrap().state.consumer_count
+        }
+    };
+    let policies = open(&nats).await;
+    assert_eq!(consumers().await, 1, "the bucket's watch");
+    drop(policies);
+    eventually("the watch gone", Duration::from_secs(70), || async {
+        (consumers().await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+}

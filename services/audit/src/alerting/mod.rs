@@ -1,15 +1,17 @@
 //! Alerts on the audit trail itself: changes that weaken the protection rather than the
 //! directory (scheduled backups turned off or kept shorter, alerts silenced), tokens
-//! that grant everything, and callers refused again and again ([`denials`]). The directory's own alerts come from the snapshotter's alerter;
-//! these come from records only the audit stream holds, and are written the same way: an
-//! `alert.raised` record (category `alert`) with the rule, severity and what, whose id is
-//! stable (`alert:<record id>:<rule>`), so a record read again after a restart raises
-//! nothing twice.
+//! that grant everything, and callers refused again and again ([`denials`]). The
+//! directory's own alerts come from the snapshotter's alerter; these come from records
+//! only the audit stream holds, and are written the same way: an `alert.raised` record
+//! (category `alert`) with the rule, severity and what, whose id is stable
+//! (`alert:<record id>:<rule>`), so a record read again after a restart raises nothing
+//! twice.
 //!
 //! One task follows `BT_AUDIT` from its position in the KV bucket `bt-alerts` (key
 //! `audit.position`; the first start begins at the stream's end), publishes what each
-//! record raises, stores the refused calls' runs (`audit.denials`), then the position. These rules cannot be turned off
-//! by a tenant's alert policy: silencing the alert about silencing alerts would defeat it.
+//! record raises, stores the refused calls' runs (`audit.denials`), then the position.
+//! These rules cannot be turned off by a tenant's alert policy: silencing the alert about
+//! silencing alerts would defeat it.
 
 use std::time::Duration;
 

@@ -211,14 +211,17 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
                     "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
                 ),
                 "accessDeniedBurst" | "accessDeniedFlood" => {
-                    let by = if actor.is_empty() {
-                        String::new()
+                    let look = format!(
+                        "backtrack audit query --tenant {tenant} --action security.accessDenied"
+                    );
+                    if actor.is_empty() {
+                        look
                     } else {
-                        format!(" --actor {}", shell_word(actor))
-                    };
-                    format!(
-                        "backtrack audit query --tenant {tenant} --action security.accessDenied{by}; revoke a token it shows with backtrack token revoke <id>"
-                    )
+                        format!(
+                            "{look} --actor {who}; if the token is not to be used so, backtrack token list --tenant {tenant} shows {actor}'s tokens, backtrack token revoke <id> ends one",
+                            who = shell_word(actor)
+                        )
+                    }
                 }
                 _ => format!(
                     "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
@@ -362,7 +365,8 @@ mod tests {
         assert_eq!(
             burst[0].fix,
             "backtrack audit query --tenant contoso --action security.accessDenied --actor eve; \
-             revoke a token it shows with backtrack token revoke <id>"
+             if the token is not to be used so, backtrack token list --tenant contoso shows \
+             eve's tokens, backtrack token revoke <id> ends one"
         );
     }
 }

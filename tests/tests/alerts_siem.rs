@@ -313,16 +313,29 @@ async fn a_caller_refused_again_and_again_is_an_alert() {
     .await
     .unwrap();
     assert_eq!(burst["severity"], "high", "{burst}");
+    // The token eve used, by the id `token list` gives it: revoked with one command.
+    let tokens = b.json(&["token", "list", "--tenant", T]).unwrap();
+    let eves = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["subject"] == "eve")
+        .unwrap_or_else(|| panic!("{tokens}"))["tokenId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
-        burst["what"].as_str().unwrap().starts_with(
-            "3 calls refused within 10 min by eve; the last: /backtrack.v1.DirectoryService/"
-        ),
+        burst["what"].as_str().unwrap().starts_with(&format!(
+            "3 calls refused within 10 min by eve with token {eves}; the last: /backtrack.v1.DirectoryService/"
+        )),
         "{burst}"
     );
-    assert!(
-        burst["fix"].as_str().unwrap().starts_with(&format!(
-            "backtrack audit query --tenant {T} --action security.accessDenied --actor eve"
-        )),
+    assert_eq!(
+        burst["fix"],
+        format!(
+            "backtrack audit query --tenant {T} --action security.accessDenied --actor eve; \
+             if the token is not to be used so: backtrack token revoke {eves}"
+        ),
         "{burst}"
     );
 

@@ -334,8 +334,16 @@ async fn refused_calls_get_the_right_status_and_each_leaves_an_access_denied_rec
             "backup-admin"
         };
         assert_eq!(subject(&record), expected_subject, "{case}");
+        // The token presented, by its id (`jti`): what `token revoke` takes.
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(
-            record.details_json, r#"{"code":"PERMISSION_DENIED"}"#,
+            serde_json::from_str::<Value>(&record.details_json).unwrap(),
+            json!({"code": "PERMISSION_DENIED", "tokenId": claims["jti"]}),
             "{case}"
         );
     }

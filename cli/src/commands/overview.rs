@@ -214,13 +214,16 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
                     let look = format!(
                         "backtrack audit query --tenant {tenant} --action security.accessDenied"
                     );
-                    if actor.is_empty() {
-                        look
-                    } else {
-                        format!(
+                    match (actor, details["tokenId"].as_str()) {
+                        ("", _) => look,
+                        (_, Some(token)) => format!(
+                            "{look} --actor {who}; if the token is not to be used so: backtrack token revoke {token}",
+                            who = shell_word(actor)
+                        ),
+                        _ => format!(
                             "{look} --actor {who}; if the token is not to be used so, backtrack token list --tenant {tenant} shows {actor}'s tokens, backtrack token revoke <id> ends one",
                             who = shell_word(actor)
-                        )
+                        ),
                     }
                 }
                 _ => format!(
@@ -361,6 +364,18 @@ mod tests {
         assert!(found[0]
             .fix
             .starts_with("backtrack backup policy get --tenant contoso"));
+        let mut named = entry("accessDeniedBurst", "high");
+        if let Some(r) = named.record.as_mut() {
+            r.details_json = serde_json::json!({"rule": "accessDeniedBurst", "severity": "high", "what": "…", "tokenId": "t-1"}).to_string();
+        }
+        let with_token = super::trail_findings("contoso", &[named]);
+        assert!(
+            with_token[0]
+                .fix
+                .ends_with("if the token is not to be used so: backtrack token revoke t-1"),
+            "{}",
+            with_token[0].fix
+        );
         let burst = super::trail_findings("contoso", &[entry("accessDeniedBurst", "high")]);
         assert_eq!(
             burst[0].fix,

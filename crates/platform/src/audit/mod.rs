@@ -380,8 +380,12 @@ pub fn denial_record(
         Code::PermissionDenied => "PERMISSION_DENIED",
         _ => "OTHER",
     };
-    record.details_json =
-        backtrack_domain::canonical::to_canonical_string(&serde_json::json!({ "code": code }));
+    let mut details = serde_json::json!({ "code": code });
+    // Which token: what `backtrack token revoke` takes if its holder is not to call so.
+    if let Some(id) = caller.and_then(Caller::token_id) {
+        details["tokenId"] = serde_json::json!(id);
+    }
+    record.details_json = backtrack_domain::canonical::to_canonical_string(&details);
     record
 }
 
@@ -451,5 +455,13 @@ mod tests {
         assert_eq!(bad_tenant.tenant, UNAUTHENTICATED_TENANT);
         let untold = denial_record(None, Some(&c.caller), None, "/m", &denied);
         assert_eq!(untold.tenant, UNAUTHENTICATED_TENANT);
+        // The token is named, so its holder's token can be revoked.
+        assert_eq!(r.details_json, r#"{"code":"PERMISSION_DENIED"}"#);
+        let holder = c.caller.clone().with_token_id(Some("t-1".into()));
+        let named = denial_record(Some("fabrikam"), Some(&holder), None, "/m", &denied);
+        assert_eq!(
+            named.details_json,
+            r#"{"code":"PERMISSION_DENIED","tokenId":"t-1"}"#
+        );
     }
 }

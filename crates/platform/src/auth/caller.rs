@@ -18,6 +18,8 @@ pub struct Caller {
     pub roles: Vec<Role>,
     /// Object kinds the caller may touch; empty means every kind.
     pub kinds: Vec<String>,
+    /// The token's id (`jti`), by which it is revoked, when it has one.
+    token_id: Option<String>,
     /// The tenant this call asked for, as [`Caller::require_tenant`] last saw it. Clones
     /// share it, so the audit layer that wraps the server learns under which tenant to
     /// record a refusal without every handler having to tell it.
@@ -65,8 +67,21 @@ impl Caller {
             tenants,
             roles,
             kinds,
+            token_id: None,
             asked_tenant: AskedTenant::default(),
         }
+    }
+
+    /// The caller, known to hold the token with this id.
+    pub fn with_token_id(mut self, token_id: Option<String>) -> Self {
+        self.token_id = token_id.filter(|id| !id.is_empty());
+        self
+    }
+
+    /// The id (`jti`) of the token the caller presented, when it has one: what
+    /// `backtrack token revoke` takes.
+    pub fn token_id(&self) -> Option<&str> {
+        self.token_id.as_deref()
     }
 
     /// The tenant the call last asked for through [`Caller::require_tenant`] (granted or

@@ -74,7 +74,7 @@ impl TokenValidator {
                 token_id: r.token_id,
                 at_ms: r.revoked_at_ms,
             }),
-            None => Ok(caller),
+            None => Ok(caller.with_token_id(token_id)),
         }
     }
 

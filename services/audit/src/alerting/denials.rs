@@ -79,12 +79,27 @@ impl Denials {
         )?;
         let last = record.target.as_ref().map_or("", |t| t.id.as_str());
         let reason = record.result.as_ref().map_or("", |r| r.reason.as_str());
+        let token = serde_json::from_str::<serde_json::Value>(&record.details_json)
+            .ok()
+            .and_then(|d| d["tokenId"].as_str().map(str::to_string));
+        let with = token
+            .as_deref()
+            .map(|t| format!(" with token {t}"))
+            .unwrap_or_default();
         let what = format!(
-            "{} calls refused within {} {who}; the last: {last}: {reason}",
+            "{} calls refused within {} {who}{with}; the last: {last}: {reason}",
             reached.total,
             minutes(limits.window_ms)
         );
-        Some(alert_record(record, "high", "accessDeniedBurst", &what))
+        let mut alert = alert_record(record, "high", "accessDeniedBurst", &what);
+        if let Some(token) = token {
+            // The token the last refused call presented: what `token revoke` takes.
+            let mut details: serde_json::Value =
+                serde_json::from_str(&alert.details_json).unwrap_or_default();
+            details["tokenId"] = serde_json::json!(token);
+            alert.details_json = backtrack_domain::canonical::to_canonical_string(&details);
+        }
+        Some(alert)
     }
 
     /// Forgets callers refused nothing in the window before `now_ms`, and bounds how many
@@ -191,6 +206,41 @@ mod tests {
         let off = DenialLimits { calls: 0, ..LIMITS };
         let mut d = Denials::default();
         assert!((1..=50).all(|s| d.push(s, &refused("10.0.0.7:1", s as i64), &off).is_none()));
+    }
+
+    #[test]
+    fn a_burst_names_the_token_its_caller_presented() {
+        let caller = backtrack_platform::auth::Caller::new(
+            "eve".into(),
+            vec!["contoso".into()],
+            vec![],
+            vec![],
+        )
+        .with_token_id(Some("t-9".into()));
+        let refused = |n: i64| {
+            let mut r = denial_record(
+                Some("contoso"),
+                Some(&caller),
+                None,
+                "/backtrack.v1.DirectoryService/CreateObject",
+                &Status::permission_denied("writing needs DirectoryWriter"),
+            );
+            r.time_ms = n;
+            r
+        };
+        let mut d = Denials::default();
+        let alerts: Vec<AuditRecord> = (1..=3)
+            .filter_map(|s| d.push(s, &refused(s as i64), &LIMITS))
+            .collect();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].tenant, "contoso");
+        let details: serde_json::Value = serde_json::from_str(&alerts[0].details_json).unwrap();
+        assert_eq!(details["tokenId"], "t-9");
+        assert_eq!(
+            details["what"],
+            "3 calls refused within 1 min by eve with token t-9; the last: \
+             /backtrack.v1.DirectoryService/CreateObject: writing needs DirectoryWriter"
+        );
     }
 
     #[test]

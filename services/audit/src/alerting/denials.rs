@@ -19,9 +19,10 @@ use super::alert_record;
 
 /// The state's key in the alerts bucket.
 pub(super) const STATE_KEY: &str = "audit.denials";
-/// Callers whose runs are kept at most (those refused most recently): a spray from more
-/// addresses than this within one window is still seen by the `accessDeniedFlood` rule
-/// once the records are dropped, and the state stays well within a KV value.
+/// Callers whose runs are kept at most (those refused most recently), so the state stays
+/// well within a KV value. A spray from more callers than this, each below the threshold,
+/// within one window raises no burst; one fast enough to overflow the audit queue raises
+/// `accessDeniedFlood`.
 const MAX_CALLERS: usize = 500;
 
 /// When refused calls are a burst.

@@ -129,13 +129,13 @@ pub async fn start(
         every: config.checkpoint_every,
         scratch: config.scratch_dir(),
     });
-    tokio::spawn(builder::run(
+    let builder = builder::run(
         log.clone(),
         store.clone(),
         Arc::new(progress_tx),
         checkpointing,
         shutdown.clone(),
-    ));
+    );
     let snapshotter = Snapshotter {
         inner: Arc::new(Inner {
             config,
@@ -149,9 +149,12 @@ pub async fn start(
             alerter_position: Arc::default(),
         }),
     };
+    // The alerter's start asks NATS, and may fail: only then does a task take the store,
+    // so a failed start leaves nothing holding it and a retry can open it again.
     if let Some(settings) = snapshotter.inner.config.alerts {
         alerter::start(&snapshotter, settings, shutdown.clone()).await?;
     }
+    tokio::spawn(builder);
     if snapshotter.inner.config.scheduler {
         tokio::spawn(scheduler::run(snapshotter.clone(), shutdown));
     }

@@ -1,6 +1,7 @@
 //! Policies changed through one process reach every other one at once (the policy
 //! bucket's watch), not when their cache expires: two `Policies` on one real nats-server,
-//! with a cache that would otherwise hold for an hour.
+//! with a cache that would otherwise hold for an hour. Also: the deployment default's time,
+//! the watch's end, and a failed start that leaves the store free.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -118,4 +119,42 @@ async fn the_watch_ends_with_its_owners() {
     })
     .await
     .unwrap();
+}
+
+/// A start that fails after opening the time-travel store (here: the alerter's bucket is
+/// unusable) leaves nothing holding the store, so the next start on the same folder opens
+/// it (before, the build task kept RocksDB's lock and every retry of `up` failed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_start_leaves_the_store_free_for_the_next() {
+    use backtrack_platform::shutdown::Shutdown;
+    use backtrack_snapshotter::alerter::AlertSettings;
+    use backtrack_snapshotter::SnapshotterConfig;
+
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
+    // A stream by the bucket's name that is no bucket: reading the alerter's position
+    // from it fails.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "KV_bt-alerts".into(),
+        subjects: vec!["not-a-bucket.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = SnapshotterConfig::new(dir.path().join("store"));
+        config.checkpoint_every = 0;
+        config.alerts = Some(AlertSettings::default());
+        config
+    };
+    let (_trigger, shutdown) = Shutdown::new();
+    let failed =
+        backtrack_snapshotter::start(config(), nats.client().await.unwrap(), shutdown.clone())
+            .await;
+    assert!(failed.is_err(), "the alerter's bucket is unusable");
+    js.delete_stream("KV_bt-alerts").await.unwrap();
+    backtrack_snapshotter::start(config(), nats.client().await.unwrap(), shutdown)
+        .await
+        .unwrap();
 }

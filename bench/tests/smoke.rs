@@ -182,9 +182,10 @@ async fn every_scenario_runs_at_tiny_sizes() -> anyhow::Result<()> {
     assert_eq!(report.parameters["diff_1pct_report"]["items"], 20);
     assert_eq!(report.parameters["diff_all_changed_report"]["items"], 2000);
     assert_eq!(report.parameters["diff_peer_files"], 2000);
-    // 500 refusals: 12 callers of at least 40 each, one burst alert each.
+    // 500 refusals: 12 callers of at least 40 each, one burst alert each, and the tenant's
+    // surge (200 refusals).
     assert_eq!(report.parameters["audit_alerting_callers"], 12);
-    assert_eq!(report.parameters["audit_alerting_bursts_raised"], 12);
+    assert_eq!(report.parameters["audit_alerting_alerts_raised"], 13);
     let all_changed = report
         .rows
         .iter()

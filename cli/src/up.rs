@@ -285,6 +285,7 @@ pub(crate) async fn serve(
                     alerts: !args.no_alerts,
                     denial_limits: backtrack_audit::alerting::DenialLimits {
                         calls: args.alert_denied_calls,
+                        tenant_calls: args.alert_denied_tenant_calls,
                         window_ms: i64::try_from(args.alert_denied_window_mins * 60_000)
                             .unwrap_or(i64::MAX),
                     },

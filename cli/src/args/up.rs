@@ -108,6 +108,15 @@ pub struct UpArgs {
     /// that raise an accessDeniedBurst alert (0: never).
     #[arg(long, env = "BACKTRACK_ALERT_DENIED_CALLS", default_value_t = 20)]
     pub alert_denied_calls: usize,
+    /// Refused calls in one tenant, by any callers, within --alert-denied-window-mins that
+    /// raise an accessDeniedSurge alert (a spray of callers each below
+    /// --alert-denied-calls; 0: never).
+    #[arg(
+        long,
+        env = "BACKTRACK_ALERT_DENIED_TENANT_CALLS",
+        default_value_t = 200
+    )]
+    pub alert_denied_tenant_calls: usize,
     /// The sliding window, in minutes, refused calls are counted in.
     #[arg(long, env = "BACKTRACK_ALERT_DENIED_WINDOW_MINS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_440))]
     pub alert_denied_window_mins: u64,

@@ -210,11 +210,13 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
                 "alertsSilenced" => format!(
                     "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
                 ),
-                "accessDeniedBurst" | "accessDeniedFlood" => {
+                "accessDeniedBurst" | "accessDeniedSurge" | "accessDeniedFlood" => {
                     let look = format!(
                         "backtrack audit query --tenant {tenant} --action security.accessDenied"
                     );
                     match (actor, details["tokenId"].as_str()) {
+                        // A surge is many callers: its last one is no lead.
+                        _ if rule != "accessDeniedBurst" => look,
                         ("", _) => look,
                         (_, Some(token)) => format!(
                             "{look} --actor {who}; if the token is not to be used so: backtrack token revoke {token}",
@@ -375,6 +377,11 @@ mod tests {
                 .ends_with("if the token is not to be used so: backtrack token revoke t-1"),
             "{}",
             with_token[0].fix
+        );
+        let surge = super::trail_findings("contoso", &[entry("accessDeniedSurge", "high")]);
+        assert_eq!(
+            surge[0].fix,
+            "backtrack audit query --tenant contoso --action security.accessDenied"
         );
         let burst = super::trail_findings("contoso", &[entry("accessDeniedBurst", "high")]);
         assert_eq!(

@@ -143,6 +143,7 @@ async fn a_burst_of_refused_calls_across_a_stop_is_one_alert_and_a_flood_is_anot
             config.alerts = true;
             config.denial_limits = DenialLimits {
                 calls: 3,
+                tenant_calls: 0,
                 window_ms: 600_000,
             };
             let audit = Audit::start(config, nats.client().await.unwrap(), shutdown)

@@ -19,17 +19,19 @@ use super::alert_record;
 
 /// The state's key in the alerts bucket.
 pub(super) const STATE_KEY: &str = "audit.denials";
-/// Callers whose runs are kept at most (those refused most recently), so the state stays
-/// well within a KV value. A spray from more callers than this, each below the threshold,
-/// within one window raises no burst; one fast enough to overflow the audit queue raises
-/// `accessDeniedFlood`.
+/// Callers (and tenants) whose runs are kept at most (those refused most recently), so the
+/// state stays well within a KV value. A spray from more callers than this, each below
+/// the threshold, raises no burst: the tenant's surge counts it.
 const MAX_CALLERS: usize = 500;
 
 /// When refused calls are a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DenialLimits {
-    /// Refused calls of one caller that raise the alert (0: never).
+    /// Refused calls of one caller that raise `accessDeniedBurst` (0: never).
     pub calls: usize,
+    /// Refused calls in one tenant, whoever made them, that raise `accessDeniedSurge`
+    /// (0: never): a spray from many callers, each below `calls`.
+    pub tenant_calls: usize,
     /// How long a run may take.
     pub window_ms: i64,
 }
@@ -38,6 +40,7 @@ impl Default for DenialLimits {
     fn default() -> Self {
         Self {
             calls: 20,
+            tenant_calls: 200,
             window_ms: 10 * 60_000,
         }
     }
@@ -51,24 +54,59 @@ pub struct Denials {
     pub through: u64,
     #[serde(default)]
     pub runs: Runs,
+    /// The runs of every refusal of a tenant, by tenant.
+    #[serde(default, skip_serializing_if = "Runs::is_empty")]
+    pub tenants: Runs,
 }
 
 impl Denials {
     /// Counts the refusal recorded at `sequence` (any other record, or one this state
-    /// already includes, counts nothing); the alert it raises, if it completes a burst.
+    /// already includes, counts nothing); the alerts it raises: its caller's burst, then
+    /// its tenant's surge.
     pub fn push(
         &mut self,
         sequence: u64,
         record: &AuditRecord,
         limits: &DenialLimits,
-    ) -> Option<AuditRecord> {
+    ) -> Vec<AuditRecord> {
         if sequence <= self.through
             || record.action != backtrack_platform::audit::action::ACCESS_DENIED
-            || limits.calls == 0
         {
-            return None;
+            return Vec::new();
         }
         self.through = sequence;
+        let mut out = Vec::new();
+        out.extend(self.burst(sequence, record, limits));
+        if limits.tenant_calls > 0 {
+            if let Some(reached) = self.tenants.push(
+                &record.tenant,
+                (sequence, record.time_ms),
+                1,
+                limits.tenant_calls,
+                limits.window_ms,
+            ) {
+                let what = format!(
+                    "{} calls refused in this tenant within {}, by any caller; the last {}",
+                    reached.total,
+                    minutes(limits.window_ms),
+                    caller(record)
+                );
+                out.push(alert_record(record, "high", "accessDeniedSurge", &what));
+            }
+        }
+        out
+    }
+
+    /// The burst this refusal completes, if any.
+    fn burst(
+        &mut self,
+        sequence: u64,
+        record: &AuditRecord,
+        limits: &DenialLimits,
+    ) -> Option<AuditRecord> {
+        if limits.calls == 0 {
+            return None;
+        }
         let who = caller(record);
         let key = format!("{}\n{who}", record.tenant);
         let reached = self.runs.push(
@@ -108,6 +146,8 @@ impl Denials {
     pub fn prune(&mut self, now_ms: i64, limits: &DenialLimits) {
         self.runs.prune(now_ms, limits.window_ms);
         self.runs.keep_newest(MAX_CALLERS);
+        self.tenants.prune(now_ms, limits.window_ms);
+        self.tenants.keep_newest(MAX_CALLERS);
     }
 }
 
@@ -152,6 +192,7 @@ mod tests {
 
     const LIMITS: DenialLimits = DenialLimits {
         calls: 3,
+        tenant_calls: 0,
         window_ms: 60_000,
     };
 
@@ -165,11 +206,11 @@ mod tests {
             d.push(seq, &r, &LIMITS)
         };
         // Two calls a minute apart, from other ports of the same host: no burst.
-        assert!(push(&mut d, refused("10.0.0.7:4000", 0)).is_none());
-        assert!(push(&mut d, refused("10.0.0.7:4001", 61_000)).is_none());
+        assert!(push(&mut d, refused("10.0.0.7:4000", 0)).is_empty());
+        assert!(push(&mut d, refused("10.0.0.7:4001", 61_000)).is_empty());
         // Another host's refusals count for that host alone.
-        assert!(push(&mut d, refused("10.0.0.8:4000", 61_500)).is_none());
-        assert!(push(&mut d, refused("10.0.0.7:4002", 62_000)).is_none());
+        assert!(push(&mut d, refused("10.0.0.8:4000", 61_500)).is_empty());
+        assert!(push(&mut d, refused("10.0.0.7:4002", 62_000)).is_empty());
         raised.extend(push(&mut d, refused("10.0.0.7:4003", 63_000)));
         assert_eq!(raised.len(), 1);
         let details: serde_json::Value = serde_json::from_str(&raised[0].details_json).unwrap();
@@ -182,12 +223,12 @@ mod tests {
         assert_eq!(raised[0].tenant, "_unauthenticated");
         // The run goes on: no second alert until a whole quiet window has passed.
         for t in [64_000, 90_000, 140_000] {
-            assert!(push(&mut d, refused("10.0.0.7:4004", t)).is_none());
+            assert!(push(&mut d, refused("10.0.0.7:4004", t)).is_empty());
         }
         for t in [300_000, 301_000] {
-            assert!(push(&mut d, refused("10.0.0.7:4005", t)).is_none());
+            assert!(push(&mut d, refused("10.0.0.7:4005", t)).is_empty());
         }
-        assert!(push(&mut d, refused("10.0.0.7:4006", 302_000)).is_some());
+        assert_eq!(push(&mut d, refused("10.0.0.7:4006", 302_000)).len(), 1);
     }
 
     #[test]
@@ -196,17 +237,17 @@ mod tests {
         for s in 1..=2 {
             assert!(d
                 .push(s, &refused("10.0.0.7:1", s as i64), &LIMITS)
-                .is_none());
+                .is_empty());
         }
         // Read again after a restart: the stored state includes it.
-        assert!(d.push(2, &refused("10.0.0.7:1", 2), &LIMITS).is_none());
+        assert!(d.push(2, &refused("10.0.0.7:1", 2), &LIMITS).is_empty());
         let mut other = refused("10.0.0.7:1", 3);
         other.action = "backup.created".into();
-        assert!(d.push(3, &other, &LIMITS).is_none());
-        assert!(d.push(4, &refused("10.0.0.7:1", 4), &LIMITS).is_some());
+        assert!(d.push(3, &other, &LIMITS).is_empty());
+        assert_eq!(d.push(4, &refused("10.0.0.7:1", 4), &LIMITS).len(), 1);
         let off = DenialLimits { calls: 0, ..LIMITS };
         let mut d = Denials::default();
-        assert!((1..=50).all(|s| d.push(s, &refused("10.0.0.7:1", s as i64), &off).is_none()));
+        assert!((1..=50).all(|s| d.push(s, &refused("10.0.0.7:1", s as i64), &off).is_empty()));
     }
 
     #[test]
@@ -231,7 +272,7 @@ mod tests {
         };
         let mut d = Denials::default();
         let alerts: Vec<AuditRecord> = (1..=3)
-            .filter_map(|s| d.push(s, &refused(s as i64), &LIMITS))
+            .flat_map(|s| d.push(s, &refused(s as i64), &LIMITS))
             .collect();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].tenant, "contoso");
@@ -241,6 +282,37 @@ mod tests {
             details["what"],
             "3 calls refused within 1 min by eve with token t-9; the last: \
              /backtrack.v1.DirectoryService/CreateObject: writing needs DirectoryWriter"
+        );
+    }
+
+    #[test]
+    fn a_spray_of_callers_each_below_the_burst_is_a_surge_of_the_tenant() {
+        let limits = DenialLimits {
+            calls: 5,
+            tenant_calls: 25,
+            ..LIMITS
+        };
+        let mut d = Denials::default();
+        let mut raised = Vec::new();
+        // Ten addresses, three refusals each: no burst; the 25th refusal is the surge.
+        for round in 0..3u64 {
+            for host in 0..10u64 {
+                let n = round * 10 + host + 1;
+                let r = refused(&format!("10.0.1.{host}:1"), n as i64);
+                raised.push((n, d.push(n, &r, &limits)));
+            }
+        }
+        let alerts: Vec<(u64, AuditRecord)> = raised
+            .into_iter()
+            .flat_map(|(n, a)| a.into_iter().map(move |a| (n, a)))
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].0, 25);
+        let details: serde_json::Value = serde_json::from_str(&alerts[0].1.details_json).unwrap();
+        assert_eq!(details["rule"], "accessDeniedSurge");
+        assert_eq!(
+            details["what"],
+            "25 calls refused in this tenant within 1 min, by any caller; the last from 10.0.1.4"
         );
     }
 

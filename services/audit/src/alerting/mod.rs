@@ -38,6 +38,7 @@ pub const RULES: &[&str] = &[
     "alertsSilenced",
     "privilegedTokenIssued",
     "accessDeniedBurst",
+    "accessDeniedSurge",
     "accessDeniedFlood",
 ];
 

@@ -203,6 +203,8 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
                 details["what"].as_str().unwrap_or_default(),
                 rfc3339_ms(record.time_ms)
             );
+            let refusals =
+                format!("backtrack audit query --tenant {tenant} --action security.accessDenied");
             let fix = match rule {
                 "backupsTurnedOff" | "backupRetentionShortened" => format!(
                     "backtrack backup policy get --tenant {tenant}; set it back with backtrack backup policy set"
@@ -210,27 +212,30 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
                 "alertsSilenced" => format!(
                     "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
                 ),
-                "accessDeniedBurst" | "accessDeniedSurge" | "accessDeniedFlood" => {
-                    let look = format!(
-                        "backtrack audit query --tenant {tenant} --action security.accessDenied"
-                    );
-                    match (actor, details["tokenId"].as_str()) {
-                        // A surge is many callers: its last one is no lead.
-                        _ if rule != "accessDeniedBurst" => look,
-                        ("", _) => look,
-                        (_, Some(token)) => format!(
-                            "{look} --actor {who}; if the token is not to be used so: backtrack token revoke {token}",
-                            who = shell_word(actor)
+                // Many callers, or none known: the refusals themselves are the lead.
+                "accessDeniedSurge" | "accessDeniedFlood" => refusals,
+                "accessDeniedBurst" if actor.is_empty() => refusals,
+                "accessDeniedBurst" => {
+                    let token = match details["tokenId"].as_str() {
+                        Some(token) => format!(
+                            "if the token is not to be used so: backtrack token revoke {token}"
                         ),
-                        _ => format!(
-                            "{look} --actor {who}; if the token is not to be used so, backtrack token list --tenant {tenant} shows {actor}'s tokens, backtrack token revoke <id> ends one",
-                            who = shell_word(actor)
+                        None => format!(
+                            "if the token is not to be used so, backtrack token list --tenant {tenant} shows {actor}'s tokens, backtrack token revoke <id> ends one"
                         ),
-                    }
+                    };
+                    format!("{refusals} --actor {}; {token}", shell_word(actor))
                 }
-                _ => format!(
-                    "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
-                ),
+                // privilegedTokenIssued: the alert's target is the token issued.
+                _ => match record.target.as_ref().filter(|t| t.kind == "token") {
+                    Some(t) => format!(
+                        "backtrack token list --tenant {tenant} shows it; backtrack token revoke {} if it was not expected",
+                        t.id
+                    ),
+                    None => format!(
+                        "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
+                    ),
+                },
             };
             Some(Health {
                 severity,
@@ -377,6 +382,19 @@ mod tests {
                 .ends_with("if the token is not to be used so: backtrack token revoke t-1"),
             "{}",
             with_token[0].fix
+        );
+        // A GlobalAdministrator token issued: the alert's target is that token.
+        let mut issued = entry("privilegedTokenIssued", "medium");
+        if let Some(r) = issued.record.as_mut() {
+            r.target = Some(v1::AuditTarget {
+                kind: "token".into(),
+                id: "t-7".into(),
+                display_name: "eve".into(),
+            });
+        }
+        assert_eq!(
+            super::trail_findings("contoso", &[issued])[0].fix,
+            "backtrack token list --tenant contoso shows it; backtrack token revoke t-7 if it was not expected"
         );
         let surge = super::trail_findings("contoso", &[entry("accessDeniedSurge", "high")]);
         assert_eq!(

@@ -111,54 +111,14 @@ fn shortest_gap(schedule: &cron::Schedule) -> Option<Duration> {
 /// the KV revision it comes from (0: the key was absent when read).
 type Cached<T> = (Instant, T, Option<i64>, u64);
 
-/// One kind of per-tenant setting in the policy bucket (key `<prefix>.<tenant>`, JSON),
-/// with a short-lived cache in front of it.
-#[derive(Clone)]
-pub struct TenantSettings<T> {
-    bucket: kv::Store,
-    prefix: &'static str,
+/// The settings read (or seen changing) of one kind, by tenant, with the default for a
+/// tenant without one. Shared by a [`TenantSettings`] and the bucket's watch.
+struct Cache<T> {
     default: T,
-    refresh: Duration,
-    cache: Arc<RwLock<HashMap<String, Cached<T>>>>,
+    entries: RwLock<HashMap<String, Cached<T>>>,
 }
 
-impl<T: std::fmt::Debug> std::fmt::Debug for TenantSettings<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantSettings")
-            .field("prefix", &self.prefix)
-            .field("default", &self.default)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
-    fn new(bucket: kv::Store, prefix: &'static str, default: T, refresh: Duration) -> Self {
-        Self {
-            bucket,
-            prefix,
-            default,
-            refresh,
-            cache: Arc::default(),
-        }
-    }
-
-    /// The tenant's setting (or the default) and when it was set (ms since the Unix epoch;
-    /// `None` for the default), at most `refresh` old.
-    pub async fn get_with_time(&self, tenant: &str) -> Result<(T, Option<i64>), SnapshotterError> {
-        if let Some((at, value, set_at, _)) = self.read_cache().get(tenant) {
-            if at.elapsed() < self.refresh {
-                return Ok((value.clone(), *set_at));
-            }
-        }
-        let key = self.key(tenant);
-        let entry = self.bucket.entry(key.as_str()).await.map_err(|e| {
-            SnapshotterError::Unavailable(format!("read {key} of the policy bucket: {e}"))
-        })?;
-        let revision = entry.as_ref().map_or(0, |e| e.revision);
-        let (value, set_at) = self.decode(&key, entry.as_ref())?;
-        Ok(self.remember(tenant, value, set_at, revision))
-    }
-
+impl<T: Clone + DeserializeOwned> Cache<T> {
     /// The value an entry holds (the default for a deleted or absent key) and when it was
     /// set.
     fn decode(
@@ -180,6 +140,31 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
         }
     }
 
+    /// Caches what was read at `revision` unless the cache holds a newer revision; the
+    /// value and time the cache then holds.
+    fn remember(
+        &self,
+        tenant: &str,
+        value: T,
+        set_at: Option<i64>,
+        revision: u64,
+    ) -> (T, Option<i64>) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        match entries.get_mut(tenant) {
+            Some(cached) if cached.3 > revision => {
+                cached.0 = Instant::now();
+                (cached.1.clone(), cached.2)
+            }
+            _ => {
+                entries.insert(
+                    tenant.to_string(),
+                    (Instant::now(), value.clone(), set_at, revision),
+                );
+                (value, set_at)
+            }
+        }
+    }
+
     /// Takes a change the bucket's watch delivered for `tenant`.
     fn observe(&self, tenant: &str, entry: &kv::Entry) {
         match self.decode(&entry.key, Some(entry)) {
@@ -188,12 +173,67 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
             }
             // Read again (and the error reported) by the next caller.
             Err(_) => {
-                self.cache
+                self.entries
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(tenant);
             }
         }
+    }
+
+    /// The cached value of `tenant` and when it was set, if read less than `refresh` ago.
+    fn fresh(&self, tenant: &str, refresh: Duration) -> Option<(T, Option<i64>)> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let (at, value, set_at, _) = entries.get(tenant)?;
+        (at.elapsed() < refresh).then(|| (value.clone(), *set_at))
+    }
+}
+
+/// One kind of per-tenant setting in the policy bucket (key `<prefix>.<tenant>`, JSON),
+/// with a cache in front of it that the bucket's watch keeps current.
+#[derive(Clone)]
+pub struct TenantSettings<T> {
+    bucket: kv::Store,
+    prefix: &'static str,
+    refresh: Duration,
+    cache: Arc<Cache<T>>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for TenantSettings<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSettings")
+            .field("prefix", &self.prefix)
+            .field("default", &self.cache.default)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
+    fn new(bucket: kv::Store, prefix: &'static str, default: T, refresh: Duration) -> Self {
+        Self {
+            bucket,
+            prefix,
+            refresh,
+            cache: Arc::new(Cache {
+                default,
+                entries: RwLock::default(),
+            }),
+        }
+    }
+
+    /// The tenant's setting (or the default) and when it was set (ms since the Unix epoch;
+    /// `None` for the default), at most `refresh` old.
+    pub async fn get_with_time(&self, tenant: &str) -> Result<(T, Option<i64>), SnapshotterError> {
+        if let Some(fresh) = self.cache.fresh(tenant, self.refresh) {
+            return Ok(fresh);
+        }
+        let key = self.key(tenant);
+        let entry = self.bucket.entry(key.as_str()).await.map_err(|e| {
+            SnapshotterError::Unavailable(format!("read {key} of the policy bucket: {e}"))
+        })?;
+        let revision = entry.as_ref().map_or(0, |e| e.revision);
+        let (value, set_at) = self.cache.decode(&key, entry.as_ref())?;
+        Ok(self.cache.remember(tenant, value, set_at, revision))
     }
 
     /// Stores the tenant's setting (validated by the caller).
@@ -209,7 +249,7 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
                 SnapshotterError::Unavailable(format!("store {key} in the policy bucket: {e}"))
             })?;
         // The bucket stamps the entry; the watch brings its own time.
-        self.remember(
+        self.cache.remember(
             tenant,
             value.clone(),
             Some(backtrack_platform::clock::now_ms()),
@@ -222,44 +262,12 @@ impl<T: Clone + Serialize + DeserializeOwned> TenantSettings<T> {
         format!("{}.{tenant}", self.prefix)
     }
 
-    /// Caches what was read at `revision` unless the cache holds a newer revision; the
-    /// value and time the cache then holds.
-    fn remember(
-        &self,
-        tenant: &str,
-        value: T,
-        set_at: Option<i64>,
-        revision: u64,
-    ) -> (T, Option<i64>) {
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        match cache.get_mut(tenant) {
-            Some(cached) if cached.3 > revision => {
-                cached.0 = Instant::now();
-                (cached.1.clone(), cached.2)
-            }
-            _ => {
-                cache.insert(
-                    tenant.to_string(),
-                    (Instant::now(), value.clone(), set_at, revision),
-                );
-                (value, set_at)
-            }
-        }
-    }
-
-    /// The same settings without keeping their cache alive (for the watch).
-    fn downgrade(&self) -> WeakSettings<T> {
-        WeakSettings {
-            settings: Self {
-                cache: Arc::default(),
-                ..self.clone()
-            },
+    /// The watch's hold on the cache: one that does not keep it alive.
+    fn watched(&self) -> Watched<T> {
+        Watched {
+            prefix: self.prefix,
             cache: Arc::downgrade(&self.cache),
         }
-    }
-
-    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached<T>>> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -299,13 +307,13 @@ async fn record_default(
     Ok(entry.as_ref().and_then(entry_time))
 }
 
-/// [`TenantSettings`] whose cache belongs to its owners: the watch ends when they are gone.
-struct WeakSettings<T> {
-    settings: TenantSettings<T>,
-    cache: Weak<RwLock<HashMap<String, Cached<T>>>>,
+/// A cache as the bucket's watch holds it: the watch ends when the cache's owners are gone.
+struct Watched<T> {
+    prefix: &'static str,
+    cache: Weak<Cache<T>>,
 }
 
-impl<T: Clone + Serialize + DeserializeOwned> WeakSettings<T> {
+impl<T: Clone + DeserializeOwned> Watched<T> {
     /// Takes the change if the entry is one of these settings; `false` once the owners
     /// are gone.
     fn observe(&self, entry: &kv::Entry) -> bool {
@@ -314,14 +322,10 @@ impl<T: Clone + Serialize + DeserializeOwned> WeakSettings<T> {
         };
         if let Some(tenant) = entry
             .key
-            .strip_prefix(self.settings.prefix)
+            .strip_prefix(self.prefix)
             .and_then(|k| k.strip_prefix('.'))
         {
-            TenantSettings {
-                cache,
-                ..self.settings.clone()
-            }
-            .observe(tenant, entry);
+            cache.observe(tenant, entry);
         }
         true
     }
@@ -335,8 +339,8 @@ const OWNERS_CHECK: Duration = Duration::from_secs(5);
 async fn watch_changes(
     bucket: kv::Store,
     mut watch: Option<kv::Watch>,
-    backup: WeakSettings<Policy>,
-    alerts: WeakSettings<AlertPolicy>,
+    backup: Watched<Policy>,
+    alerts: Watched<AlertPolicy>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -429,8 +433,8 @@ impl Policies {
         tokio::spawn(watch_changes(
             bucket,
             watch,
-            policies.backup.downgrade(),
-            policies.alerts.downgrade(),
+            policies.backup.watched(),
+            policies.alerts.watched(),
         ));
         Ok(policies)
     }

@@ -15,7 +15,7 @@ use backtrack_domain::alerts::{minutes, Runs};
 use backtrack_proto::v1::AuditRecord;
 use serde::{Deserialize, Serialize};
 
-use super::alert_record;
+use super::{alert_record, token_of};
 
 /// The state's key in the alerts bucket.
 pub(super) const STATE_KEY: &str = "audit.denials";
@@ -118,11 +118,7 @@ impl Denials {
         )?;
         let last = record.target.as_ref().map_or("", |t| t.id.as_str());
         let reason = record.result.as_ref().map_or("", |r| r.reason.as_str());
-        let token = serde_json::from_str::<serde_json::Value>(&record.details_json)
-            .ok()
-            .and_then(|d| d["tokenId"].as_str().map(str::to_string));
-        let with = token
-            .as_deref()
+        let with = token_of(record)
             .map(|t| format!(" with token {t}"))
             .unwrap_or_default();
         let what = format!(
@@ -130,15 +126,7 @@ impl Denials {
             reached.total,
             minutes(limits.window_ms)
         );
-        let mut alert = alert_record(record, "high", "accessDeniedBurst", &what);
-        if let Some(token) = token {
-            // The token the last refused call presented: what `token revoke` takes.
-            let mut details: serde_json::Value =
-                serde_json::from_str(&alert.details_json).unwrap_or_default();
-            details["tokenId"] = serde_json::json!(token);
-            alert.details_json = backtrack_domain::canonical::to_canonical_string(&details);
-        }
-        Some(alert)
+        Some(alert_record(record, "high", "accessDeniedBurst", &what))
     }
 
     /// Forgets callers refused nothing in the window before `now_ms`, and bounds how many

@@ -152,18 +152,23 @@ pub fn record_alerts(record: &AuditRecord) -> Vec<(&'static str, &'static str, S
 }
 
 /// The `alert.raised` record of what `trigger` raised: same tenant, actor and target, the
-/// trigger's time, no result.
+/// trigger's time, no result; the token the trigger names (`details.tokenId`: the one a
+/// refused call presented), which `backtrack token revoke` takes.
 pub fn alert_record(trigger: &AuditRecord, severity: &str, rule: &str, what: &str) -> AuditRecord {
     let actor = trigger.actor.clone().unwrap_or_default();
     let id = format!("alert:{}:{rule}", trigger.id);
-    let mut entry = AuditEntry::alert(&actor.subject, &trigger.tenant, &id, trigger.time_ms)
-        .details(&json!({
-            "rule": rule,
-            "severity": severity,
-            "what": what,
-            "recordId": trigger.id,
-            "recordAction": trigger.action,
-        }));
+    let mut details = json!({
+        "rule": rule,
+        "severity": severity,
+        "what": what,
+        "recordId": trigger.id,
+        "recordAction": trigger.action,
+    });
+    if let Some(token) = token_of(trigger) {
+        details["tokenId"] = json!(token);
+    }
+    let mut entry =
+        AuditEntry::alert(&actor.subject, &trigger.tenant, &id, trigger.time_ms).details(&details);
     if let Some(t) = &trigger.target {
         entry = entry.target(&t.kind, &t.id, &t.display_name);
     }
@@ -171,6 +176,15 @@ pub fn alert_record(trigger: &AuditRecord, severity: &str, rule: &str, what: &st
     // The trigger's actor as it was recorded, roles and address included.
     record.actor = Some(actor);
     record
+}
+
+/// The token a record's details name (`tokenId`), if any.
+pub(crate) fn token_of(record: &AuditRecord) -> Option<String> {
+    serde_json::from_str::<Value>(&record.details_json)
+        .ok()?
+        .get("tokenId")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Follows `BT_AUDIT` until `shutdown`; after a failure resumes from the stored position.

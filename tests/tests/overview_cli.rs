@@ -1,7 +1,8 @@
 //! `backtrack overview` through the real binary: a tenant's parts, and alerts on what one
 //! account did (a conditional access policy deleted, another disabled, a run of
 //! deletions), each with the dry run that undoes it; the suggested command, run, puts it
-//! back; a caller whose role does not cover a part sees why, and the rest.
+//! back, and the alerts then say they were set back, by which recovery; a caller whose
+//! role does not cover a part sees why, and the rest.
 #![allow(clippy::unwrap_used)]
 
 use backtrack_e2e::Backtrack;
@@ -174,8 +175,12 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
     ]);
     let text = String::from_utf8_lossy(&table.stdout);
     let undo = alert(&overview, "massDeletion")["undo"].as_str().unwrap();
+    let row = |text: &str, words: &[&str]| {
+        text.lines()
+            .any(|l| words.iter().all(|w| l.split_whitespace().any(|x| x == *w)))
+    };
     assert!(
-        text.contains("critical  caPolicyDeleted")
+        row(&text, &["critical", "open", "caPolicyDeleted"])
             && text.contains(&format!("conditionalAccessPolicy CA001 ({deleted})"))
             && text.contains(undo),
         "{text}"
@@ -188,11 +193,36 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
         .filter(|w| *w != "--dry-run")
         .chain(["--yes", "--wait"])
         .collect();
-    b.json(&words).unwrap();
+    let job = b.json(&words).unwrap();
+    let job = job["id"].as_str().unwrap();
     let get = |id: &str| b.json(&["dir", "get", "--tenant", T, id]).unwrap();
     assert!(get(&deleted)["deletedDateTime"].is_null());
     assert!(users.iter().all(|u| get(u)["deletedDateTime"].is_null()));
     assert_eq!(get(&disabled)["state"], "enabled");
+
+    // The overview now tells the alerts set back since, by which change and job.
+    let after = b.json(&["overview", "--tenant", T]).unwrap();
+    assert_eq!(
+        rules(&after),
+        ["caPolicyDeleted", "massDeletion"],
+        "{after}"
+    );
+    for rule in ["caPolicyDeleted", "massDeletion"] {
+        let a = alert(&after, rule);
+        assert_eq!(a["state"], "undone", "{a}");
+        assert_eq!(a["undone"]["job"], job, "{a}");
+        assert_eq!(a["undone"]["actor"], "admin", "{a}");
+    }
+    let table = b.cli(&["overview", "--tenant", T, "-o", "table"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("2 of them set back since")
+            && row(&text, &["critical", "undone", "caPolicyDeleted"])
+            && text.contains(&format!("(recovery {job})"))
+            && text.contains("nothing to undo")
+            && !text.contains("--dry-run"),
+        "{text}"
+    );
 
     // A directory writer's token: the parts its role does not cover say why.
     let out = b.cli_with_env(
@@ -224,11 +254,10 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
         alert["object"]["displayName"], "Global Administrator → U0",
         "{alert}"
     );
+    // The rule sees ids; the overview says it with the names.
     assert_eq!(
         alert["what"],
-        format!(
-            "privileged role Global Administrator assigned to {}",
-            users[0]
-        )
+        "privileged role Global Administrator assigned to U0"
     );
+    assert_eq!(alert["state"], "open");
 }

@@ -39,13 +39,14 @@ pub async fn names_at(g: &GlobalArgs, tenant: &str, wanted: BTreeMap<String, u64
         .collect()
 }
 
-/// Role assignments of `tenant` (each at its sequence in `wanted`) as people read them:
-/// `<role> → <principal>`, each by its name at that point, a built-in role by its own.
+/// Role assignments of `tenant` (each at its sequence in `wanted`) as people read them,
+/// each part by its name at that point (a built-in role by its own): by id, the label
+/// `<role> → <principal>` and what its creation did (`privileged role … assigned to …`).
 pub async fn assignment_names(
     g: &GlobalArgs,
     tenant: &str,
     wanted: BTreeMap<String, u64>,
-) -> Names {
+) -> HashMap<String, (String, String)> {
     let assignments = objects_at(g, tenant, wanted.clone()).await;
     let text = |o: &DirectoryObject, name: &str| {
         o.attributes
@@ -66,13 +67,13 @@ pub async fn assignment_names(
         .iter()
         .map(|(id, o)| {
             let (role, principal) = (text(o, "roleDefinitionId"), text(o, "principalId"));
-            let label = backtrack_domain::roles::assignment_label(
-                &role,
-                names.get(&role).map(String::as_str),
-                &principal,
-                names.get(&principal).map(String::as_str),
-            );
-            (id.clone(), label)
+            let named = backtrack_domain::roles::Assignment {
+                role_id: &role,
+                role_name: names.get(&role).map(String::as_str),
+                principal_id: &principal,
+                principal_name: names.get(&principal).map(String::as_str),
+            };
+            (id.clone(), (named.label(), named.assigned()))
         })
         .collect()
 }

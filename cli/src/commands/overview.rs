@@ -166,13 +166,22 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let mut health = view.health(created_ms, chrono::Utc::now().timestamp_millis());
     health.extend(trail);
+    let mut names = names_at(g, tenant, wanted).await;
+    let mut watched = view.watched;
+    for (id, (label, assigned)) in assignment_names(g, tenant, assignments).await {
+        // The rules saw ids only: the alert says it with the names too.
+        if let Ok(w) = &mut watched {
+            let about = |a: &&mut Alert| a.object.as_ref().is_some_and(|o| o.id == id);
+            for a in w.alerts.iter_mut().filter(about) {
+                a.what = assigned.clone();
+            }
+        }
+        names.insert(id, label);
+    }
     let view = View {
         health,
-        names: names_at(g, tenant, wanted)
-            .await
-            .into_iter()
-            .chain(assignment_names(g, tenant, assignments).await)
-            .collect(),
+        names,
+        watched,
         ..view
     };
     match g.output {
@@ -314,6 +323,7 @@ mod tests {
                 id: "p1".into(),
             }),
             what: String::new(),
+            undone: None,
         };
         let policy = v1::AlertPolicy {
             disabled_rules: vec!["roleAssigned".into()],

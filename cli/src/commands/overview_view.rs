@@ -1,7 +1,7 @@
 //! What `backtrack overview` shows and how: the tenant's parts as their services answered,
 //! the health rules about its protection, the table and the JSON.
 
-use backtrack_domain::alerts::Severity;
+use backtrack_domain::alerts::{Alert, Severity, Undone};
 use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::v1;
 use backtrack_snapshotter::policy::Policy;
@@ -57,9 +57,17 @@ impl View<'_> {
             Err(e) => return line("alerts", format!("not read: {e}")),
         };
         let n = watched.alerts.len();
+        let undone = watched.alerts.iter().filter(|a| a.undone.is_some()).count();
+        let set_back = match undone {
+            0 => String::new(),
+            k => format!("; {k} of them set back since"),
+        };
         line(
             "alerts",
-            format!("{n} in {} change(s) after {}", watched.events, self.since),
+            format!(
+                "{n} in {} change(s) after {}{set_back}",
+                watched.events, self.since
+            ),
         );
         if n == 0 {
             return;
@@ -68,8 +76,16 @@ impl View<'_> {
         let rows: Vec<Vec<String>> = shown
             .iter()
             .map(|a| {
+                let (state, what) = match &a.undone {
+                    Some(u) => (
+                        "undone",
+                        format!("{}; undone {}", a.what, self.undone_by(u)),
+                    ),
+                    None => ("open", a.what.clone()),
+                };
                 vec![
                     a.severity.as_str().to_string(),
+                    state.to_string(),
                     a.rule.to_string(),
                     rfc3339_ms(a.time_ms),
                     a.actor.clone(),
@@ -80,28 +96,49 @@ impl View<'_> {
                             None => format!("{} {}", o.kind, o.id),
                         })
                         .unwrap_or_default(),
-                    a.what.clone(),
+                    what,
                 ]
             })
             .collect();
         outln!();
         table(
-            &["SEVERITY", "RULE", "WHEN", "ACTOR", "OBJECT", "WHAT"],
+            &[
+                "SEVERITY", "STATE", "RULE", "WHEN", "ACTOR", "OBJECT", "WHAT",
+            ],
             &rows,
         );
         if n > SHOWN_ALERTS {
             outln!("… and {} more (--output json lists them)", n - SHOWN_ALERTS);
         }
         outln!();
+        let open: Vec<&Alert> = shown.iter().filter(|a| a.undone.is_none()).collect();
+        if open.is_empty() {
+            outln!("every alerted change shown has been set back since: nothing to undo");
+            return;
+        }
         outln!("to see what undoing each would do (a dry run; drop --dry-run to recover):");
         let mut seen = Vec::new();
-        for a in shown {
+        for a in open {
             let command = a.undo_command(self.tenant);
             if !seen.contains(&command) {
                 outln!("  {command}");
                 seen.push(command);
             }
         }
+    }
+
+    /// `seq:633 by admin (recovery 01a2…)`: the change that set an alert back.
+    fn undone_by(&self, u: &Undone) -> String {
+        let mut text = format!("seq:{} by {}", u.sequence, u.actor);
+        if !u.job.is_empty() {
+            let recovery = self
+                .recoveries
+                .as_ref()
+                .is_ok_and(|jobs| jobs.iter().any(|j| j.id == u.job));
+            let noun = if recovery { "recovery" } else { "job" };
+            text.push_str(&format!(" ({noun} {})", u.job));
+        }
+        text
     }
 
     fn tenant_text(&self) -> String {
@@ -310,6 +347,7 @@ impl View<'_> {
                 .map(|a| {
                     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
                     v["time"] = json!(rfc3339_ms(a.time_ms));
+                    v["state"] = json!(if a.undone.is_some() { "undone" } else { "open" });
                     v["undo"] = json!(a.undo_command(self.tenant));
                     if let Some(name) = a.object.as_ref().and_then(|o| self.names.get(&o.id)) {
                         v["object"]["displayName"] = json!(name);

@@ -497,23 +497,48 @@ pub fn built_in(id: &str) -> Option<&'static BuiltInRole> {
         .find(|r| r.id.eq_ignore_ascii_case(id.trim()))
 }
 
-/// How a role assignment reads to people: `<role> → <principal>`, each by name when one
-/// is known (a built-in role by its own), else by id.
-pub fn assignment_label(
-    role_id: &str,
-    role_name: Option<&str>,
-    principal_id: &str,
-    principal_name: Option<&str>,
-) -> String {
-    let role = role_name
-        .or_else(|| built_in(role_id).map(|r| r.name))
-        .unwrap_or(role_id);
-    format!("{role} → {}", principal_name.unwrap_or(principal_id))
+/// A role assignment as people read it: its role and its principal, each by name when
+/// one is known (a built-in role by its own), else by id.
+#[derive(Debug, Clone, Copy)]
+pub struct Assignment<'a> {
+    pub role_id: &'a str,
+    pub role_name: Option<&'a str>,
+    pub principal_id: &'a str,
+    pub principal_name: Option<&'a str>,
+}
+
+impl Assignment<'_> {
+    fn role(&self) -> &str {
+        self.role_name
+            .or_else(|| built_in(self.role_id).map(|r| r.name))
+            .unwrap_or(self.role_id)
+    }
+
+    fn principal(&self) -> &str {
+        self.principal_name.unwrap_or(self.principal_id)
+    }
+
+    /// `<role> → <principal>`.
+    pub fn label(&self) -> String {
+        format!("{} → {}", self.role(), self.principal())
+    }
+
+    /// What its creation did, as an alert says it: `privileged role <role> assigned to
+    /// <principal>` for a privileged built-in role, else `role <role> assigned to …`.
+    pub fn assigned(&self) -> String {
+        let privileged = built_in(self.role_id).is_some_and(|r| r.privileged);
+        let prefix = if privileged {
+            "privileged role"
+        } else {
+            "role"
+        };
+        format!("{prefix} {} assigned to {}", self.role(), self.principal())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{assignment_label, built_in, BUILT_IN_ROLES};
+    use super::{built_in, Assignment, BUILT_IN_ROLES};
 
     #[test]
     fn ids_are_unique_lower_case_uuids_and_names_unique() {
@@ -540,14 +565,30 @@ mod tests {
                 .privileged
         );
         assert!(built_in("46cafa35-ab85-4eca-a4ce-7a7eaf903b5f").is_none());
+        let assignment = |role_id, role_name, principal_name| Assignment {
+            role_id,
+            role_name,
+            principal_id: "u1",
+            principal_name,
+        };
+        let ga_to_adele = assignment(ga.id, None, Some("Adele Vance"));
+        assert_eq!(ga_to_adele.label(), "Global Administrator → Adele Vance");
         assert_eq!(
-            assignment_label(ga.id, None, "u1", Some("Adele Vance")),
-            "Global Administrator → Adele Vance"
+            ga_to_adele.assigned(),
+            "privileged role Global Administrator assigned to Adele Vance"
         );
+        let custom = assignment("custom-id", Some("Helpdesk Password Operator"), None);
+        assert_eq!(custom.label(), "Helpdesk Password Operator → u1");
         assert_eq!(
-            assignment_label("custom-id", Some("Helpdesk Password Operator"), "u1", None),
-            "Helpdesk Password Operator → u1"
+            custom.assigned(),
+            "role Helpdesk Password Operator assigned to u1"
         );
-        assert_eq!(assignment_label("r", None, "p", None), "r → p");
+        // A custom role named like a privileged built-in one is not privileged.
+        let named_like_ga = assignment("custom-id", Some("Global Administrator"), None);
+        assert_eq!(
+            named_like_ga.assigned(),
+            "role Global Administrator assigned to u1"
+        );
+        assert_eq!(assignment("r", None, None).label(), "r → u1");
     }
 }

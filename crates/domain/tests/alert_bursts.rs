@@ -130,6 +130,7 @@ fn each_alert_names_the_dry_run_that_undoes_it() {
             id: "p1".into(),
         }),
         what: String::new(),
+        undone: None,
     };
     assert_eq!(
         alert.undo_command("contoso"),

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts};
-use backtrack_domain::roles::assignment_label;
+use backtrack_domain::roles::Assignment;
 use backtrack_domain::{Event, ObjectKind};
 use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json};
 use backtrack_eventlog::{Run, Runs};
@@ -270,7 +270,7 @@ async fn alert_run(
         let records: Vec<v1::AuditRecord> = raised
             .iter()
             .zip(names)
-            .map(|((n, alert, event), name)| record(*n, alert, event, &name))
+            .map(|((n, alert, event), (name, what))| record(*n, alert, event, &name, &what))
             .collect();
         snapshotter
             .audit_log()
@@ -297,8 +297,9 @@ async fn alert_run(
 }
 
 /// The name of each alert's object as it was just before the change (at the change, for
-/// one it created); a role assignment by its role and principal. Empty when unknown.
-fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<String> {
+/// one it created), empty when unknown; and its `what`. A role assignment is named by its
+/// role and principal, and its `what` names them too (the rules see only ids).
+fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<(String, String)> {
     let name_at = |tenant: &str, id: &str, sequence: u64| -> Option<String> {
         let object = store
             .object_at_without_links(tenant, id, sequence)
@@ -310,7 +311,7 @@ fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<String> 
         .iter()
         .map(|(tenant, alert)| {
             let Some(object) = &alert.object else {
-                return String::new();
+                return (String::new(), alert.what.clone());
             };
             if object.kind == ObjectKind::RoleAssignment.as_str() {
                 let assignment = store
@@ -324,24 +325,30 @@ fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<String> 
                         .and_then(|v| v.as_str())
                         .unwrap_or_default()
                 };
-                let (role, principal) = (id_of("roleDefinitionId"), id_of("principalId"));
-                return assignment_label(
-                    role,
-                    name_at(tenant, role, alert.sequence).as_deref(),
-                    principal,
-                    name_at(tenant, principal, alert.sequence).as_deref(),
+                let (role_id, principal_id) = (id_of("roleDefinitionId"), id_of("principalId"));
+                let (role_name, principal_name) = (
+                    name_at(tenant, role_id, alert.sequence),
+                    name_at(tenant, principal_id, alert.sequence),
                 );
+                let named = Assignment {
+                    role_id,
+                    role_name: role_name.as_deref(),
+                    principal_id,
+                    principal_name: principal_name.as_deref(),
+                };
+                return (named.label(), named.assigned());
             }
-            name_at(tenant, &object.id, alert.sequence.saturating_sub(1))
+            let name = name_at(tenant, &object.id, alert.sequence.saturating_sub(1))
                 .or_else(|| name_at(tenant, &object.id, alert.sequence))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            (name, alert.what.clone())
         })
         .collect()
 }
 
 /// The `alert.raised` record of an alert: its actor is who made the change, its time the
 /// raising event's, its id stable (see [`Alert::id`]).
-fn record(n: usize, alert: &Alert, event: &Event, name: &str) -> v1::AuditRecord {
+fn record(n: usize, alert: &Alert, event: &Event, name: &str, what: &str) -> v1::AuditRecord {
     let tenant = &event.meta.tenant;
     let mut entry = AuditEntry::alert(&alert.actor, tenant, &alert.id(n), event.meta.time_ms)
         .correlation(
@@ -352,7 +359,7 @@ fn record(n: usize, alert: &Alert, event: &Event, name: &str) -> v1::AuditRecord
         .details(&json!({
             "rule": alert.rule,
             "severity": alert.severity.as_str(),
-            "what": alert.what,
+            "what": what,
             "sequence": alert.sequence,
             "eventId": event.meta.event_id,
             "undo": alert.undo_command(tenant),

@@ -314,6 +314,15 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
         "Privileged Role Administrator → User 2"
     );
     assert_eq!(details(privileged)["severity"], "high");
+    // The rules see ids; the record says it with the names.
+    assert_eq!(
+        details(privileged)["what"],
+        "privileged role Privileged Role Administrator assigned to User 2"
+    );
+    assert_eq!(
+        details(by_rule["roleAssigned"])["what"],
+        "role Global Administrator assigned to User 1"
+    );
 
     // Stopped: mallory goes on. Nothing is lost, and the deletions before the stop still
     // count towards the run (the windows are kept in NATS, not in the store's folder).

@@ -184,6 +184,7 @@ impl Bursts {
                 reached.total,
                 minutes(limits.window_ms)
             ),
+            undone: None,
         })
     }
 

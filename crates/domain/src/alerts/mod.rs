@@ -25,8 +25,10 @@
 //! count a sliding window, and their state can be stored and resumed).
 
 mod bursts;
+mod undone;
 
 pub use bursts::{minutes, BurstLimits, Bursts, Reached, Runs};
+pub use undone::Undone;
 
 use std::collections::BTreeMap;
 
@@ -92,6 +94,10 @@ pub struct Alert {
     pub object: Option<AlertObject>,
     /// What happened, in words.
     pub what: String,
+    /// The later change that set this one back (a [`Watch`] over a window to the log's
+    /// end judges it); `None`: it still stands, or nobody followed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undone: Option<Undone>,
 }
 
 /// The object an alert is about.
@@ -193,6 +199,8 @@ pub struct Watch {
     /// Per actor: deletions and link removals, with the first one's sequence and time.
     deletions: BTreeMap<String, Tally>,
     removals: BTreeMap<String, Tally>,
+    /// The later changes of what the alerts are about.
+    followers: undone::Followers,
 }
 
 impl Watch {
@@ -203,9 +211,14 @@ impl Watch {
         }
     }
 
-    /// Runs the rules over the next event (at `sequence`, after every one pushed before).
+    /// Runs the rules over the next event (at `sequence`, after every one pushed before),
+    /// and follows the alerts raised before it.
     pub fn push(&mut self, sequence: u64, event: &Event) {
-        self.out.extend(event_alerts(sequence, event));
+        self.followers.follow(sequence, event);
+        for alert in event_alerts(sequence, event) {
+            self.followers.watch(self.out.len(), alert.rule, event);
+            self.out.push(alert);
+        }
         let m = &event.meta;
         let counted = match &event.change {
             Change::SoftDeleted { .. } | Change::HardDeleted { .. } => {
@@ -216,24 +229,35 @@ impl Watch {
         };
         if let Some((tallies, n)) = counted {
             if m.kind.parse::<ObjectKind>().is_ok() {
-                tallies
+                let tally = tallies
                     .entry(m.actor.clone())
-                    .or_insert_with(|| Tally::first(sequence, m.time_ms, &m.event_id))
-                    .count += n;
+                    .or_insert_with(|| Tally::first(sequence, m.time_ms, &m.event_id));
+                tally.count += n;
+                self.followers.count(event, &mut tally.items);
             }
         }
     }
 
-    /// The alerts of everything pushed: worst first, then oldest first.
+    /// The alerts of everything pushed: the ones still standing first, then worst first,
+    /// then oldest first.
     pub fn finish(self) -> Vec<Alert> {
         let Watch {
             thresholds,
             mut out,
             deletions,
             removals,
+            followers,
         } = self;
+        for (index, undone) in followers.undone() {
+            out[index].undone = Some(undone);
+        }
         let mut runs = |tallies: BTreeMap<String, Tally>, least: usize, rule, noun: &str| {
             for (actor, t) in tallies.into_iter().filter(|(_, t)| t.count >= least) {
+                let (back, of, undone) = followers.run_back(&t.items);
+                let mut what = format!("{} {noun} by one actor", t.count);
+                if back > 0 && undone.is_none() {
+                    what.push_str(&format!(" ({back} of {of} set back since)"));
+                }
                 out.push(Alert {
                     severity: Severity::High,
                     rule,
@@ -242,7 +266,8 @@ impl Watch {
                     time_ms: t.time_ms,
                     event_id: t.event_id,
                     object: None,
-                    what: format!("{} {noun} by one actor", t.count),
+                    what,
+                    undone,
                 });
             }
         };
@@ -258,7 +283,7 @@ impl Watch {
             "massLinkRemoval",
             "links removed",
         );
-        out.sort_by_key(|a| (a.severity, a.sequence));
+        out.sort_by_key(|a| (a.undone.is_some(), a.severity, a.sequence));
         out
     }
 }
@@ -283,6 +308,7 @@ pub fn event_alerts(sequence: u64, event: &Event) -> Vec<Alert> {
             id: m.object_id.clone(),
         }),
         what,
+        undone: None,
     };
     match &event.change {
         Change::SoftDeleted { .. } | Change::HardDeleted { .. } => {
@@ -342,25 +368,18 @@ pub fn event_alerts(sequence: u64, event: &Event) -> Vec<Alert> {
                     .unwrap_or("?")
                     .to_string()
             };
-            let role = text("roleDefinitionId");
-            let principal = text("principalId");
-            out.push(match crate::roles::built_in(&role) {
-                Some(r) if r.privileged => alert(
-                    Severity::High,
-                    "privilegedRoleAssigned",
-                    format!("privileged role {} assigned to {principal}", r.name),
-                ),
-                Some(r) => alert(
-                    Severity::Medium,
-                    "roleAssigned",
-                    format!("role {} assigned to {principal}", r.name),
-                ),
-                None => alert(
-                    Severity::Medium,
-                    "roleAssigned",
-                    format!("role {role} assigned to {principal}"),
-                ),
-            });
+            let (role_id, principal_id) = (text("roleDefinitionId"), text("principalId"));
+            let assignment = crate::roles::Assignment {
+                role_id: &role_id,
+                role_name: None,
+                principal_id: &principal_id,
+                principal_name: None,
+            };
+            let (severity, rule) = match crate::roles::built_in(&role_id) {
+                Some(r) if r.privileged => (Severity::High, "privilegedRoleAssigned"),
+                _ => (Severity::Medium, "roleAssigned"),
+            };
+            out.push(alert(severity, rule, assignment.assigned()));
         }
         _ => {}
     }
@@ -374,6 +393,8 @@ struct Tally {
     sequence: u64,
     time_ms: i64,
     event_id: String,
+    /// What the run deleted and unlinked, to tell whether it was all set back.
+    items: undone::RunItems,
 }
 
 impl Tally {
@@ -383,6 +404,7 @@ impl Tally {
             sequence,
             time_ms,
             event_id: event_id.to_string(),
+            items: undone::RunItems::default(),
         }
     }
 }

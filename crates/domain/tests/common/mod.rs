@@ -30,6 +30,8 @@ pub struct Tenant {
     pub now_ms: i64,
     /// Who the next commands are made by.
     pub actor: String,
+    /// The job the next commands are made by (a recovery's id), if any.
+    pub correlation_id: Option<String>,
     /// Every event so far, with its sequence.
     pub log: Vec<(u64, Event)>,
 }
@@ -41,6 +43,7 @@ impl Tenant {
             sequence: 0,
             now_ms: START_MS,
             actor: "admin@contoso.com".into(),
+            correlation_id: None,
             log: Vec::new(),
         }
     }
@@ -65,7 +68,7 @@ impl Tenant {
                     actor: self.actor.clone(),
                     time_ms: self.now_ms,
                     source: "tests/decide".into(),
-                    correlation_id: None,
+                    correlation_id: self.correlation_id.clone(),
                     mutation_id: format!("mutation-{}", self.sequence),
                 },
                 change: p.change,

@@ -286,6 +286,72 @@ fn alerts_are_findings_with_their_own_severity_in_every_format() {
     assert!(format::alert_facts(ordinary).is_none());
 }
 
+/// The `alert.undone` record of [`alert_record`]'s alert, set back by a recovery.
+fn undone_record() -> AuditRecord {
+    let raised = alert_record("critical");
+    AuditRecord {
+        id: format!("{}:undone", raised.id),
+        time_ms: raised.time_ms + 60_000,
+        actor: Some(AuditActor {
+            subject: "admin".into(),
+            ..Default::default()
+        }),
+        action: "alert.undone".into(),
+        correlation: Some(AuditCorrelation {
+            job_id: "rec-1".into(),
+            ..Default::default()
+        }),
+        details_json: json!({
+            "alertId": raised.id,
+            "rule": "caPolicyDeleted",
+            "severity": "critical",
+            "what": "conditional access policy deleted (in the recycle bin)",
+            "raisedTimeMs": raised.time_ms,
+            "sequence": 12,
+        })
+        .to_string(),
+        ..raised
+    }
+}
+
+#[test]
+fn an_alert_set_back_closes_its_finding_in_every_format() {
+    let (raised, undone) = (alert_record("critical"), undone_record());
+    let finding = ocsf::ocsf_json(&undone);
+    assert_eq!(finding["class_uid"], 2004);
+    assert_eq!(finding["type_uid"], 200_403);
+    assert_eq!(finding["activity_name"], "Close");
+    assert_eq!(
+        (finding["status_id"].clone(), finding["status"].clone()),
+        (json!(4), json!("Resolved"))
+    );
+    // The same finding as the alert's: a SIEM closes what it opened.
+    assert_eq!(finding["finding_info"]["uid"], raised.id);
+    assert_eq!(finding["finding_info"]["created_time"], raised.time_ms);
+    assert_eq!(finding["metadata"]["uid"], undone.id);
+    assert_eq!(finding["actor"]["user"]["name"], "admin");
+    assert_eq!(finding["severity_id"], 5);
+
+    let (header, ext) = parse_cef(&cef::cef_line(&undone)).unwrap();
+    assert_eq!(header[4], "alert.undone");
+    assert_eq!(
+        header[5],
+        "caPolicyDeleted set back: conditional access policy deleted (in the recycle bin)"
+    );
+    assert_eq!(header[6], "3");
+    assert_eq!(
+        ext["msg"],
+        "admin alert.undone conditionalAccessPolicy p1 (Require MFA): caPolicyDeleted (critical) set back: conditional access policy deleted (in the recycle bin)"
+    );
+    let chat = format::chat_text(&undone);
+    assert!(
+        chat.starts_with("[SET BACK] caPolicyDeleted in contoso: conditional access policy deleted (in the recycle bin): conditionalAccessPolicy \"Require MFA\" (p1), by admin at ")
+            && chat.ends_with(" (job rec-1)."),
+        "{chat}"
+    );
+    assert!(!chat.contains("Undo"), "{chat}");
+}
+
 #[test]
 fn config_file_loads_and_errors_name_the_sink_and_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! The alerter against a real nats-server, the directory and the time-travel store: alerts
 //! become `alert.raised` records on the audit stream, named as the object was before the
-//! change, and neither a stop nor changes made while it was down lose or double one.
+//! change, an alert whose change is set back later an `alert.undone` record, and neither
+//! a stop nor changes made while it was down lose or double one.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -37,6 +38,14 @@ fn origin(actor: &str) -> Origin {
         actor: actor.into(),
         source: "test".into(),
         correlation_id: None,
+    }
+}
+
+fn update(id: &str, set: Value) -> Command {
+    Command::Update {
+        id: id.into(),
+        set: set.as_object().unwrap().clone(),
+        unset: Vec::new(),
     }
 }
 
@@ -114,6 +123,27 @@ impl Fixture {
             self.by("admin", create(ObjectKind::User, &user_id(i), name))
                 .await;
         }
+    }
+
+    /// The enabled policy [`POLICY`], "Require MFA", by the admin.
+    async fn policy(&self) {
+        let policy = json!({"displayName": "Require MFA", "state": "enabled"});
+        self.by(
+            "admin",
+            create(ObjectKind::ConditionalAccessPolicy, POLICY, policy),
+        )
+        .await;
+    }
+
+    /// [`ASSIGNMENT`]: [`ROLE`] to user 1, by `actor`.
+    async fn assign_role_to_user_1(&self, actor: &str) {
+        let assignment =
+            json!({"roleDefinitionId": ROLE, "principalId": user_id(1), "directoryScopeId": "/"});
+        self.by(
+            actor,
+            create(ObjectKind::RoleAssignment, ASSIGNMENT, assignment),
+        )
+        .await;
     }
 
     /// The role definition [`ROLE`], by the admin.
@@ -210,14 +240,7 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
     }
     // mallory: renames the location, deletes and purges it (gone at its own event);
     // deletes a policy; assigns a role.
-    let rename = Command::Update {
-        id: LOCATION.into(),
-        set: json!({"displayName": "HQ (old)"})
-            .as_object()
-            .unwrap()
-            .clone(),
-        unset: Vec::new(),
-    };
+    let rename = update(LOCATION, json!({"displayName": "HQ (old)"}));
     f.by("mallory", rename).await;
     f.by(
         "mallory",
@@ -235,15 +258,7 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
     .await;
     f.by("mallory", Command::SoftDelete { id: POLICY.into() })
         .await;
-    f.by(
-        "mallory",
-        create(
-            ObjectKind::RoleAssignment,
-            ASSIGNMENT,
-            json!({"roleDefinitionId": ROLE, "principalId": user_id(1), "directoryScopeId": "/"}),
-        ),
-    )
-    .await;
+    f.assign_role_to_user_1("mallory").await;
     // A built-in role is no object of the tenant: named by its template id.
     f.by(
         "mallory",
@@ -328,11 +343,7 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
     // count towards the run (the windows are kept in NATS, not in the store's folder).
     drop(first_run);
     stop.trigger();
-    let disable = Command::Update {
-        id: SECOND_POLICY.into(),
-        set: json!({"state": "disabled"}).as_object().unwrap().clone(),
-        unset: Vec::new(),
-    };
+    let disable = update(SECOND_POLICY, json!({"state": "disabled"}));
     f.by("mallory", disable).await;
     f.by("mallory", Command::SoftDelete { id: user_id(1) })
         .await;
@@ -365,15 +376,7 @@ async fn alerts_reach_the_audit_stream_named_as_before_and_survive_a_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_policy_quiets_bulk_work_turns_a_rule_off_and_sets_its_threshold() {
     let f = Fixture::start().await;
-    f.by(
-        "admin",
-        create(
-            ObjectKind::ConditionalAccessPolicy,
-            POLICY,
-            json!({"displayName": "Require MFA", "state": "enabled"}),
-        ),
-    )
-    .await;
+    f.policy().await;
     f.users(5).await;
     f.role_definition().await;
     let (s, _stop) = f.snapshotter("policy").await;
@@ -423,4 +426,102 @@ async fn a_tenants_policy_quiets_bulk_work_turns_a_rule_off_and_sets_its_thresho
     );
     let deleted = all.iter().find(|r| rule(r) == "caPolicyDeleted").unwrap();
     assert_eq!(deleted.actor.as_ref().unwrap().subject, "svc-sync");
+}
+
+/// The `alert.undone` records of tenant `t` among `all`.
+fn set_back(all: &[AuditRecord]) -> Vec<&AuditRecord> {
+    all.iter().filter(|r| r.action == "alert.undone").collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_set_back_is_closed_once_by_whoever_did_it_across_a_stop() {
+    let f = Fixture::start().await;
+    f.users(2).await;
+    f.role_definition().await;
+    f.policy().await;
+    let state = |state: &str| update(POLICY, json!({ "state": state }));
+    let (first_run, stop) = f.snapshotter("first").await;
+    f.by("mallory", state("disabled")).await;
+    f.assign_role_to_user_1("mallory").await;
+    let raised = f.alerts_with(&["caPolicyDisabled", "roleAssigned"]).await;
+    let raised_id = |rule_name: &str| {
+        let r = raised.iter().find(|r| rule(r) == rule_name).unwrap();
+        r.id.clone()
+    };
+    let (disabled_id, assigned_id) = (raised_id("caPolicyDisabled"), raised_id("roleAssigned"));
+
+    // A recovery enables the policy again: the alert is closed, naming the job.
+    let recovery = Origin {
+        correlation_id: Some("rec-1".into()),
+        ..origin("admin")
+    };
+    f.directory
+        .execute("t", state("enabled"), None, &recovery)
+        .await
+        .unwrap();
+    let closed = eventually(
+        "the policy's alert closed",
+        Duration::from_secs(20),
+        || async {
+            let all = f.alerts().await;
+            (set_back(&all).len() == 1).then_some(all)
+        },
+    )
+    .await
+    .unwrap();
+    let policy = set_back(&closed)[0];
+    assert_eq!(policy.id, format!("{disabled_id}:undone"));
+    assert_eq!(details(policy)["alertId"], disabled_id.as_str());
+    assert_eq!(details(policy)["rule"], "caPolicyDisabled");
+    assert_eq!(details(policy)["what"], "state enabled → disabled");
+    assert_eq!(policy.actor.as_ref().unwrap().subject, "admin");
+    assert_eq!(policy.correlation.as_ref().unwrap().job_id, "rec-1");
+    assert_eq!(policy.target.as_ref().unwrap().display_name, "Require MFA");
+
+    // Stopped: the assignment is deleted meanwhile, and the policy renamed (no alert).
+    drop(first_run);
+    stop.trigger();
+    f.by(
+        "admin",
+        Command::SoftDelete {
+            id: ASSIGNMENT.into(),
+        },
+    )
+    .await;
+    let rename = update(POLICY, json!({"displayName": "Require MFA (all)"}));
+    f.by("admin", rename).await;
+    let (_second_run, _stop) = f.snapshotter("second").await;
+    // Done again after it was set back: a new alert, which stands.
+    f.by("mallory", state("disabled")).await;
+    let all = eventually(
+        "the second alert and closing",
+        Duration::from_secs(20),
+        || async {
+            let all = f.alerts().await;
+            let disabled = all.iter().filter(|r| rule(r) == "caPolicyDisabled").count();
+            (disabled >= 3 && set_back(&all).len() >= 2).then_some(all)
+        },
+    )
+    .await
+    .unwrap();
+    let closed = set_back(&all);
+    assert_eq!(closed.len(), 2, "{all:#?}");
+    let assignment = closed[1];
+    assert_eq!(assignment.id, format!("{assigned_id}:undone"));
+    // Named as the alert named it: by role and principal, not by ids.
+    assert_eq!(
+        details(assignment)["what"],
+        "role Global Administrator assigned to User 1"
+    );
+    assert_eq!(
+        assignment.target.as_ref().unwrap().display_name,
+        "Global Administrator → User 1"
+    );
+    assert!(assignment.correlation.as_ref().unwrap().job_id.is_empty());
+    // Two raised and both closed, one raised again: five records, none twice.
+    let mut ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "{all:#?}");
+    assert_eq!(all.len(), 5, "{all:#?}");
 }

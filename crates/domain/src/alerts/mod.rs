@@ -28,7 +28,7 @@ mod bursts;
 mod undone;
 
 pub use bursts::{minutes, BurstLimits, Bursts, Reached, Runs};
-pub use undone::Undone;
+pub use undone::{Standing, Undone};
 
 use std::collections::BTreeMap;
 

@@ -1,14 +1,17 @@
 //! Whether an alert's change still stands. A reader of a window to the log's end (the
 //! `overview` command) sees every later change of an alerted object too, so it can tell
 //! the administrator which alerts were set back since — by a recovery or by hand — and
-//! which still need a look. Only what the window shows is judged: an alert is *undone*
-//! when the later events prove its change is gone, never on a guess.
+//! which still need a look; a reader that follows the log for ever (the alerter) keeps
+//! each raised alert as [`Standing`] and tells when a later change sets it back. Only
+//! what the events show is judged: an alert is *undone* when the later events prove its
+//! change is gone, never on a guess.
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Alert;
 use crate::event::{Change, Event};
 
 /// The change that set an alert's change back (the last one needed, for a run of changes).
@@ -35,7 +38,8 @@ impl Undone {
 }
 
 /// What an alert's change left behind that a later change of its object can set back.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "effect")]
 enum Effect {
     /// A deletion: set back while the object is live again (restored, or re-created).
     Gone { live: bool },
@@ -120,6 +124,49 @@ impl Effect {
             Effect::Made { deleted } => *deleted,
             Effect::Values { before, now } => before == now,
         }
+    }
+}
+
+/// An alert raised and not set back yet, as a reader that follows the log for ever keeps
+/// it (stored with the reader's state, so it is small: ids, the rule, and for attribute
+/// rules the values concerned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Standing {
+    /// The alert's stable id ([`Alert::id`]).
+    pub id: String,
+    pub rule: String,
+    pub severity: super::Severity,
+    pub kind: String,
+    pub object_id: String,
+    /// When the change was made.
+    pub time_ms: i64,
+    pub what: String,
+    effect: Effect,
+}
+
+impl Standing {
+    /// The alert `alert` (the `n`th its event raised by itself) as followed from now on;
+    /// `None` for an alert about no object, or a change nothing can set back.
+    pub fn of(alert: &Alert, n: usize, event: &Event) -> Option<Self> {
+        let object = alert.object.as_ref()?;
+        Some(Self {
+            id: alert.id(n),
+            rule: alert.rule.to_string(),
+            severity: alert.severity,
+            kind: object.kind.clone(),
+            object_id: object.id.clone(),
+            time_ms: alert.time_ms,
+            what: alert.what.clone(),
+            effect: Effect::of(alert.rule, &event.change)?,
+        })
+    }
+
+    /// Follows a later `change` of the object; `true` when, after it, the alert's change
+    /// is set back.
+    pub fn follow(&mut self, change: &Change) -> bool {
+        self.effect.follow(change);
+        self.effect.set_back()
     }
 }
 

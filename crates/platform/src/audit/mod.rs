@@ -73,6 +73,7 @@ pub mod action {
     pub const ACCESS_DENIED: &str = "security.accessDenied";
     pub const DENIALS_DROPPED: &str = "security.accessDeniedDropped";
     pub const ALERT_RAISED: &str = "alert.raised";
+    pub const ALERT_UNDONE: &str = "alert.undone";
 }
 
 /// Namespace of deterministic record ids (UUIDv5 of `<tenant>:<action>:<natural id>`).
@@ -262,7 +263,18 @@ impl AuditEntry {
     /// so it carries no result; its id is the caller's stable one and its time the
     /// change's, so an alert raised again is stored once.
     pub fn alert(actor: &str, tenant: &str, id: &str, time_ms: i64) -> Self {
-        let mut record = new_record(tenant, category::ALERT, action::ALERT_RAISED);
+        Self::finding(action::ALERT_RAISED, actor, tenant, id, time_ms)
+    }
+
+    /// An alert's change set back (`alert.undone`, category `alert`) by a later change
+    /// `actor` made (by hand or through a recovery): like [`AuditEntry::alert`], a finding
+    /// with a stable id and the later change's time.
+    pub fn alert_undone(actor: &str, tenant: &str, id: &str, time_ms: i64) -> Self {
+        Self::finding(action::ALERT_UNDONE, actor, tenant, id, time_ms)
+    }
+
+    fn finding(action: &str, actor: &str, tenant: &str, id: &str, time_ms: i64) -> Self {
+        let mut record = new_record(tenant, category::ALERT, action);
         record.id = id.to_string();
         record.time_ms = time_ms;
         record.actor = Some(v1::AuditActor {

@@ -12,9 +12,13 @@ use backtrack_proto::v1::AuditRecord;
 use super::{alert_facts, human_name, summary, Outcome, PRODUCT_VERSION};
 
 /// CEF severity (0–10) of a record: 3 (low) for a success or an unknown result, 6 (medium)
-/// for a failure; an alert's by its severity: 10 critical, 8 high, 5 medium.
+/// for a failure; an alert's by its severity: 10 critical, 8 high, 5 medium; an alert set
+/// back, 3.
 pub fn severity(record: &AuditRecord) -> u8 {
     if let Some(alert) = alert_facts(record) {
+        if alert.undone_of.is_some() {
+            return 3;
+        }
         return match alert.severity.as_str() {
             "critical" => 10,
             "high" => 8,
@@ -143,9 +147,13 @@ pub fn cef_line(record: &AuditRecord) -> String {
 }
 
 /// The CEF name of a record: the action in words; for an alert, its rule and what it saw
-/// (`caPolicyDeleted: conditional access policy deleted (in the recycle bin)`).
+/// (`caPolicyDeleted: conditional access policy deleted (in the recycle bin)`); for one
+/// set back, `caPolicyDeleted set back: …`.
 fn name(record: &AuditRecord) -> String {
     match alert_facts(record) {
+        Some(alert) if alert.undone_of.is_some() => {
+            format!("{} set back: {}", alert.rule, alert.what)
+        }
         Some(alert) => format!("{}: {}", alert.rule, alert.what),
         None => human_name(&record.action),
     }

@@ -100,10 +100,11 @@ pub fn human_name(action: &str) -> String {
     }
 }
 
-/// The action of the alerter's records.
+/// The actions of the alerter's records: an alert raised, and an alert's change set back.
 pub const ALERT_RAISED: &str = "alert.raised";
+pub const ALERT_UNDONE: &str = "alert.undone";
 
-/// What an `alert.raised` record says, from its details.
+/// What an `alert.raised` or `alert.undone` record says, from its details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertFacts {
     /// The rule's stable name, e.g. `caPolicyDeleted`.
@@ -112,11 +113,13 @@ pub struct AlertFacts {
     pub severity: String,
     /// What happened, in words.
     pub what: String,
+    /// For `alert.undone`: the id of the alert whose change was set back.
+    pub undone_of: Option<String>,
 }
 
 /// The rule, severity and text of an alert record; `None` for any other record.
 pub fn alert_facts(record: &AuditRecord) -> Option<AlertFacts> {
-    if record.action != ALERT_RAISED {
+    if record.action != ALERT_RAISED && record.action != ALERT_UNDONE {
         return None;
     }
     let details = parse_embedded(&record.details_json);
@@ -131,6 +134,7 @@ pub fn alert_facts(record: &AuditRecord) -> Option<AlertFacts> {
         rule: text("rule"),
         severity: text("severity"),
         what: text("what"),
+        undone_of: (record.action == ALERT_UNDONE).then(|| text("alertId")),
     })
 }
 
@@ -160,8 +164,13 @@ pub fn summary(record: &AuditRecord) -> String {
         }
     }
     if let Some(alert) = alert_facts(record) {
+        let how = if alert.undone_of.is_some() {
+            " set back"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            ": {} ({}): {}",
+            ": {} ({}){how}: {}",
             alert.rule, alert.severity, alert.what
         ));
     }
@@ -181,18 +190,21 @@ pub fn summary(record: &AuditRecord) -> String {
 
 /// What a chat message says about a record. An alert: `[CRITICAL] caPolicyDeleted in
 /// contoso: <what>: conditionalAccessPolicy "Require MFA" (<id>), by mallory at <time>.
-/// Undo (dry run): backtrack recover ...`; any other record: `[contoso] <summary> at <time>`.
+/// Undo (dry run): backtrack recover ...`; an alert set back: `[SET BACK] caPolicyDeleted
+/// in contoso: <what>: …, by admin at <time> (job <recovery id>).`; any other record:
+/// `[contoso] <summary> at <time>`.
 pub fn chat_text(record: &AuditRecord) -> String {
     let when = rfc3339_ms(record.time_ms);
     let Some(alert) = alert_facts(record) else {
         return format!("[{}] {} at {when}", record.tenant, summary(record));
     };
+    let label = match alert.undone_of {
+        Some(_) => "SET BACK".to_string(),
+        None => alert.severity.to_uppercase(),
+    };
     let mut text = format!(
-        "[{}] {} in {}: {}",
-        alert.severity.to_uppercase(),
-        alert.rule,
-        record.tenant,
-        alert.what
+        "[{label}] {} in {}: {}",
+        alert.rule, record.tenant, alert.what
     );
     if let Some(t) = record.target.as_ref().filter(|t| !t.id.is_empty()) {
         if t.display_name.is_empty() {
@@ -202,7 +214,11 @@ pub fn chat_text(record: &AuditRecord) -> String {
         }
     }
     let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
-    text.push_str(&format!(", by {actor} at {when}."));
+    text.push_str(&format!(", by {actor} at {when}"));
+    match record.correlation.as_ref().filter(|c| !c.job_id.is_empty()) {
+        Some(c) if alert.undone_of.is_some() => text.push_str(&format!(" (job {}).", c.job_id)),
+        _ => text.push('.'),
+    }
     let undo = parse_embedded(&record.details_json)
         .get("undo")
         .and_then(serde_json::Value::as_str)

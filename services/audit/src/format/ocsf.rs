@@ -5,7 +5,9 @@
 //! when only `before` is, Update when both are. Every other record is an API Activity
 //! (class 6003, Application Activity) whose activity comes from the verb that ends the action
 //! (`backup.created` → Create). An alert (`alert.raised`) is a Detection Finding (class
-//! 2004, Findings) with the alert's severity. Fields OCSF has no place for go under
+//! 2004, Findings) with the alert's severity, activity Create and status New; an alert set
+//! back (`alert.undone`) is the same finding (`finding_info.uid` is the alert's id) with
+//! activity Close and status Resolved. Fields OCSF has no place for go under
 //! `unmapped`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -174,6 +176,17 @@ fn detection_finding(record: &AuditRecord, alert: &AlertFacts) -> Value {
         _ => (3, "Medium"),
     };
     let actor = record.actor.clone().unwrap_or_default();
+    // Raised: the finding is created; set back: the same finding is closed as resolved.
+    let ((activity_id, activity), (status_id, status), uid) = match &alert.undone_of {
+        Some(alert_id) => ((3, "Close"), (4, "Resolved"), alert_id.as_str()),
+        None => ((1, "Create"), (1, "New"), record.id.as_str()),
+    };
+    let created_ms = match alert.undone_of {
+        Some(_) => parse_embedded(&record.details_json)["raisedTimeMs"]
+            .as_i64()
+            .unwrap_or(record.time_ms),
+        None => record.time_ms,
+    };
     let mut event = json!({
         "metadata": metadata(record),
         "time": record.time_ms,
@@ -181,21 +194,21 @@ fn detection_finding(record: &AuditRecord, alert: &AlertFacts) -> Value {
         "category_name": "Findings",
         "class_uid": DETECTION_FINDING,
         "class_name": "Detection Finding",
-        "activity_id": 1,
-        "activity_name": "Create",
-        "type_uid": DETECTION_FINDING * 100 + 1,
-        "type_name": "Detection Finding: Create",
+        "activity_id": activity_id,
+        "activity_name": activity,
+        "type_uid": DETECTION_FINDING * 100 + activity_id,
+        "type_name": format!("Detection Finding: {activity}"),
         "severity_id": severity_id,
         "severity": severity,
-        "status_id": 1,
-        "status": "New",
+        "status_id": status_id,
+        "status": status,
         "message": summary(record),
         "finding_info": {
-            "uid": record.id,
+            "uid": uid,
             "title": format!("{}: {}", alert.rule, alert.what),
             "desc": alert.what,
             "types": [alert.rule],
-            "created_time": record.time_ms,
+            "created_time": created_ms,
         },
         "actor": {"user": {"name": actor.subject, "uid": actor.subject}},
     });

@@ -15,22 +15,25 @@
 //! - A deployment starts alerting at the log's end when it first runs the alerter: the
 //!   history before it is not alerted on (`backtrack overview` reads any window).
 //!
+//! - Each alert about an object stands until a later change sets it back; then an
+//!   `alert.undone` record closes it ([`standing`]). Standing alerts are stored with the
+//!   windows, so the same holds for them.
+//!
 //! Alerted objects are named as they were just before the change (a deleted policy by the
-//! name it had), read from the time-travel store, which is why the alerter waits for it.
+//! name it had), read from the time-travel store, which is why the alerter waits for it
+//! ([`names`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts};
-use backtrack_domain::roles::Assignment;
-use backtrack_domain::{Event, ObjectKind};
+use backtrack_domain::alerts::{event_alerts, Alert, BurstLimits, Bursts, Standing};
+use backtrack_domain::Event;
 use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json};
 use backtrack_eventlog::{Run, Runs};
 use backtrack_platform::audit::AuditEntry;
 use backtrack_platform::shutdown::Shutdown;
 use backtrack_proto::v1;
-use backtrack_store::TimeTravelStore;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,6 +41,11 @@ use serde_json::json;
 
 use crate::alert_policy::AlertPolicy;
 use crate::{Snapshotter, SnapshotterError};
+
+mod names;
+mod standing;
+
+use standing::StandingAlerts;
 
 /// Where the alerter keeps its position and each tenant's mass-rule windows.
 pub use backtrack_eventlog::buckets::ALERTS_BUCKET;
@@ -50,12 +58,14 @@ pub struct AlertSettings {
     pub limits: BurstLimits,
 }
 
-/// One tenant's stored windows, with the last sequence they include.
+/// One tenant's stored windows and standing alerts, with the last sequence they include.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct TenantWindows {
     position: u64,
     #[serde(default)]
     bursts: Bursts,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    standing: StandingAlerts,
 }
 
 fn tenant_key(tenant: &str) -> String {
@@ -216,6 +226,8 @@ async fn alert_run(
     // Per tenant: its alert policy, read once per run.
     let mut policies: HashMap<String, AlertPolicy> = HashMap::new();
     let mut raised: Vec<(usize, Alert, &Event)> = Vec::new();
+    // Standing alerts a change set back, with the change and its sequence.
+    let mut set_back: Vec<(Standing, u64, &Event)> = Vec::new();
     for (sequence, event) in items {
         let tenant = &event.meta.tenant;
         if !tenants.contains_key(tenant) {
@@ -243,9 +255,19 @@ async fn alert_run(
             .or_insert_with(|| (windows.clone(), 0))
             .1 = event.meta.time_ms;
         windows.position = *sequence;
+        for alert in standing::follow(&mut windows.standing, event) {
+            set_back.push((alert, *sequence, event));
+        }
         // Numbered before the tenant's disabled rules are left out: ids stay stable.
         for (n, alert) in event_alerts(*sequence, event).into_iter().enumerate() {
             if policy.raises(alert.rule) {
+                if let Some(s) = Standing::of(&alert, n, event) {
+                    windows
+                        .standing
+                        .entry(s.object_id.clone())
+                        .or_default()
+                        .push(s);
+                }
                 raised.push((n, alert, event));
             }
         }
@@ -258,27 +280,60 @@ async fn alert_run(
             }
         }
     }
-    if !raised.is_empty() {
+    if !raised.is_empty() || !set_back.is_empty() {
         let store = snapshotter.store().clone();
         let wanted: Vec<(String, Alert)> = raised
             .iter()
             .map(|(_, a, e)| (e.meta.tenant.clone(), a.clone()))
             .collect();
-        let names = tokio::task::spawn_blocking(move || names_of(&store, &wanted))
-            .await
-            .map_err(|e| e.to_string())?;
-        let records: Vec<v1::AuditRecord> = raised
+        let objects: Vec<(String, String, String, u64)> = set_back
             .iter()
-            .zip(names)
-            .map(|((n, alert, event), (name, what))| record(*n, alert, event, &name, &what))
+            .map(|(a, s, e)| {
+                (
+                    e.meta.tenant.clone(),
+                    a.kind.clone(),
+                    a.object_id.clone(),
+                    *s,
+                )
+            })
             .collect();
+        let (names, set_back_names) = tokio::task::spawn_blocking(move || {
+            (
+                names::of_raised(&store, &wanted),
+                names::of_set_back(&store, &objects),
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut records: Vec<v1::AuditRecord> = Vec::new();
+        // A standing alert says what its record said (a role assignment with names).
+        let mut said: HashMap<String, String> = HashMap::new();
+        for ((n, alert, event), (name, what)) in raised.iter().zip(names) {
+            records.push(record(*n, alert, event, &name, &what));
+            let (id, tenant) = (alert.id(*n), &event.meta.tenant);
+            let object = alert.object.as_ref().map(|o| o.id.as_str());
+            let standing = tenants
+                .get_mut(tenant)
+                .and_then(|w| w.standing.get_mut(object?))
+                .and_then(|list| list.iter_mut().find(|s| s.id == id));
+            if let Some(s) = standing {
+                s.what.clone_from(&what);
+            }
+            said.insert(id, what);
+        }
+        for ((mut alert, sequence, event), name) in set_back.into_iter().zip(set_back_names) {
+            if let Some(what) = said.get(&alert.id) {
+                alert.what.clone_from(what);
+            }
+            records.push(standing::record(&alert, sequence, event, &name));
+        }
         snapshotter
             .audit_log()
             .publish(&records)
             .await
             .map_err(|e| e.to_string())?;
         for r in &records {
-            tracing::info!(tenant = %r.tenant, id = %r.id, "alert raised");
+            tracing::info!(tenant = %r.tenant, id = %r.id, action = %r.action, "alert");
         }
     }
     for (tenant, (before, last_ms)) in touched {
@@ -289,61 +344,12 @@ async fn alert_run(
             .get(&tenant)
             .map_or(settings.limits, |p| p.limits(&settings.limits));
         windows.bursts.prune(last_ms, &limits);
-        if windows.bursts != before.bursts {
+        standing::prune(&mut windows.standing, last_ms);
+        if windows.bursts != before.bursts || windows.standing != before.standing {
             write_json(bucket, &tenant_key(&tenant), &*windows).await?;
         }
     }
     Ok(())
-}
-
-/// The name of each alert's object as it was just before the change (at the change, for
-/// one it created), empty when unknown; and its `what`. A role assignment is named by its
-/// role and principal, and its `what` names them too (the rules see only ids).
-fn names_of(store: &TimeTravelStore, alerts: &[(String, Alert)]) -> Vec<(String, String)> {
-    let name_at = |tenant: &str, id: &str, sequence: u64| -> Option<String> {
-        let object = store
-            .object_at_without_links(tenant, id, sequence)
-            .ok()
-            .flatten()?;
-        object.display_name().map(str::to_string)
-    };
-    alerts
-        .iter()
-        .map(|(tenant, alert)| {
-            let Some(object) = &alert.object else {
-                return (String::new(), alert.what.clone());
-            };
-            if object.kind == ObjectKind::RoleAssignment.as_str() {
-                let assignment = store
-                    .object_at_without_links(tenant, &object.id, alert.sequence)
-                    .ok()
-                    .flatten();
-                let id_of = |name: &str| -> &str {
-                    assignment
-                        .as_ref()
-                        .and_then(|a| a.attributes.get(name))
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                };
-                let (role_id, principal_id) = (id_of("roleDefinitionId"), id_of("principalId"));
-                let (role_name, principal_name) = (
-                    name_at(tenant, role_id, alert.sequence),
-                    name_at(tenant, principal_id, alert.sequence),
-                );
-                let named = Assignment {
-                    role_id,
-                    role_name: role_name.as_deref(),
-                    principal_id,
-                    principal_name: principal_name.as_deref(),
-                };
-                return (named.label(), named.assigned());
-            }
-            let name = name_at(tenant, &object.id, alert.sequence.saturating_sub(1))
-                .or_else(|| name_at(tenant, &object.id, alert.sequence))
-                .unwrap_or_default();
-            (name, alert.what.clone())
-        })
-        .collect()
 }
 
 /// The `alert.raised` record of an alert: its actor is who made the change, its time the

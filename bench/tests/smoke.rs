@@ -235,6 +235,7 @@ async fn the_recovery_scenario_runs_in_process_and_over_grpc() -> anyhow::Result
         "recovery_200_seconds",
         "recovery_200_plan_seconds",
         "recovery_200_plan_changed_by_seconds",
+        "recovery_200_judged_events_per_s",
         "recovery_grpc_200_changes_per_s",
         "recovery_grpc_200_seconds",
     ] {
@@ -256,6 +257,12 @@ async fn the_recovery_scenario_runs_in_process_and_over_grpc() -> anyhow::Result
         by_actor.baseline.as_deref(),
         Some("recovery_200_plan_seconds")
     );
+    // The incident's alerts (its run of deletions at least), every one set back.
+    let judged = report.parameters["recovery_200_judged_alerts"]
+        .as_array()
+        .unwrap();
+    assert!(!judged.is_empty());
+    assert!(judged.iter().all(|a| a[1] == true), "{judged:?}");
     for key in ["recovery_200", "recovery_grpc_200"] {
         assert_eq!(
             report.parameters[key]["residual"], 0,

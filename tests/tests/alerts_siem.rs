@@ -2,8 +2,8 @@
 //! record for what one account broke (a conditional access policy deleted, a run of
 //! deletions over `--alert-mass-deletions`), the audit trail answers
 //! `audit query --action alert.raised`, an OCSF file sink receives Detection Findings, and
-//! the dry run each alert suggests runs as it is written; a caller refused again and again
-//! is an alert too.
+//! the dry run each alert suggests runs as it is written; a change set back closes its
+//! finding; a caller refused again and again is an alert too.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -145,6 +145,52 @@ async fn what_one_account_broke_reaches_the_siem_as_findings() {
     assert_eq!(critical["resources"][0]["name"], "CA001 Require MFA");
     assert_eq!(critical["actor"]["user"]["name"], "mallory");
     assert_eq!(findings[1]["severity"], "High");
+
+    // Restored from the recycle bin by hand: the same finding is closed as resolved, by
+    // whoever did it, and the trail says so.
+    b.json(&["dir", "restore", "--tenant", T, &policy]).unwrap();
+    let closed = eventually(
+        "the finding closed in the file",
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            async move {
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .find(|v| v["class_uid"] == 2004 && v["activity_name"] == "Close")
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        closed["finding_info"]["uid"],
+        critical["finding_info"]["uid"]
+    );
+    assert_eq!(
+        (closed["status_id"].clone(), closed["status"].clone()),
+        (json!(4), json!("Resolved"))
+    );
+    assert_eq!(closed["actor"]["user"]["name"], "admin");
+    let table = b.cli(&[
+        "audit",
+        "query",
+        "--tenant",
+        T,
+        "--action",
+        "alert.undone",
+        "-o",
+        "table",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("alert.undone")
+            && text.contains("set back caPolicyDeleted")
+            && text.contains(&format!(
+                "conditionalAccessPolicy {policy} (CA001 Require MFA)"
+            )),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -213,6 +213,39 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
         assert_eq!(a["undone"]["job"], job, "{a}");
         assert_eq!(a["undone"]["actor"], "admin", "{a}");
     }
+    // The job itself names the alerts it set back (the alerter closed them on the trail).
+    let shown = eventually("the job's alerts set back", Duration::from_secs(30), || {
+        let shown = b.json(&["recovery", "show", "--tenant", T, job]).unwrap();
+        async move {
+            let n = shown["alertsSetBack"].as_array().map_or(0, Vec::len);
+            (n >= 2).then_some(shown)
+        }
+    })
+    .await
+    .unwrap();
+    let closed = shown["alertsSetBack"].as_array().unwrap();
+    let mut closed_rules: Vec<&str> = closed.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    closed_rules.sort_unstable();
+    assert_eq!(
+        closed_rules,
+        ["caPolicyDeleted", "caPolicyDisabled"],
+        "{shown}"
+    );
+    let policy = closed
+        .iter()
+        .find(|a| a["rule"] == "caPolicyDeleted")
+        .unwrap();
+    assert_eq!(policy["object"]["displayName"], "CA001", "{policy}");
+    let show = b.cli(&["recovery", "show", "--tenant", T, job, "-o", "table"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("alerts      2 set back by this job:")
+            && text.contains(&format!(
+                "critical caPolicyDeleted: conditionalAccessPolicy CA001 ({deleted})"
+            )),
+        "{text}"
+    );
+
     let table = b.cli(&["overview", "--tenant", T, "-o", "table"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(

@@ -16,6 +16,8 @@
 //! - [`recovery`]: recovery jobs undoing mixed incidents (attribute changes, removed
 //!   memberships, soft and hard deletes) of a given number of changes, with their audit
 //!   records, against the reference system's published rate.
+//! - [`judge`]: `overview`'s judgement of an incident and its recovery: which alerts were
+//!   set back since.
 //! - [`cluster`]: the event log on a three-node NATS cluster with R3 streams against plain
 //!   JetStream on the same cluster, and the time to append again after a node's loss.
 //! - [`audit`]: audit records published, chained by the audit service and delivered by its
@@ -27,6 +29,7 @@ pub mod cluster;
 pub mod differ;
 pub mod feed;
 pub mod import;
+pub mod judge;
 pub mod large_tenant;
 pub mod memory;
 pub mod raw;

@@ -153,6 +153,8 @@ pub struct RecoveryRun {
     /// its actor changed (`changed_by`; the same changes, planned from each object's
     /// history).
     pub plans: Option<PlanTimes>,
+    /// In process only: the tenant's history after the job, judged as `overview` does.
+    pub judged: Option<super::judge::Judged>,
 }
 
 /// Two dry runs of one incident, timed, with their operation counts.
@@ -377,6 +379,18 @@ async fn recover(
     let audit_records = audit_count(jetstream, &tenant)
         .await?
         .saturating_sub(audit_before);
+    let judged = match over_grpc {
+        true => None,
+        false => Some(super::judge::judge(directory.log(), &tenant).await?),
+    };
+    if let Some(j) = &judged {
+        progress(&format!(
+            "judged as overview does: {} events at {:.0}/s; alerts (rule by actor, set back): {:?}",
+            j.events,
+            j.events_per_second(),
+            j.alerts
+        ));
+    }
     let run = RecoveryRun {
         size,
         over_grpc,
@@ -388,6 +402,7 @@ async fn recover(
         job,
         audit_records,
         plans,
+        judged,
     };
     progress(&format!(
         "recovery {}: {} in {:.2}s: {} objects and {} links changed ({:.0} changes/s), {} already satisfied, {} failed, {} skipped, residual {}, {} audit records",

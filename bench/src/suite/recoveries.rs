@@ -137,6 +137,21 @@ fn check_recovery(run: &recovery::RecoveryRun, outcome: &mut Outcome) {
             p.whole_operations
         ));
     }
+    if let Some(judged) = run.judged.as_ref().filter(|_| run.successful()) {
+        outcome.report.parameter(
+            &format!("recovery_{}_judged_alerts", compact(run.size)),
+            serde_json::json!(judged.alerts),
+        );
+        if judged.alerts.is_empty() {
+            problems.push("overview's judgement of the incident found no alert".into());
+        }
+        let standing = judged.standing();
+        if !standing.is_empty() {
+            problems.push(format!(
+                "overview's judgement after the recovery: {standing:?} still stand"
+            ));
+        }
+    }
     if run.finished() && run.audit_records != run.expected_audit_records() {
         problems.push(format!(
             "published {} audit records for {} applied operations and its start and end ({} expected)",
@@ -189,6 +204,13 @@ fn recovery_rows(run: &recovery::RecoveryRun, report: &mut Report) {
         run.audit_records as f64,
         "records",
     );
+    if let Some(judged) = &run.judged {
+        report.record(
+            &format!("recovery_{size}_judged_events_per_s"),
+            judged.events_per_second(),
+            "events/s",
+        );
+    }
     if let Some(p) = run.plans {
         report.record(
             &format!("recovery_{size}_plan_seconds"),

@@ -182,13 +182,16 @@ fn row(e: &v1::AuditEntry) -> Vec<String> {
     let result = match &r.result {
         Some(result) if result.success => "success".to_string(),
         Some(result) => format!("failure: {}", result.reason),
-        // A finding: its severity and rule instead of an outcome.
+        // A finding: its severity and rule instead of an outcome (set back: the rule).
         None => {
             let details = parsed(&r.details_json);
             let text = |k: &str| details[k].as_str().unwrap_or_default().to_string();
-            format!("{} {}", text("severity"), text("rule"))
-                .trim()
-                .to_string()
+            match r.action.as_str() {
+                "alert.undone" => format!("set back {}", text("rule")),
+                _ => format!("{} {}", text("severity"), text("rule")),
+            }
+            .trim()
+            .to_string()
         }
     };
     vec![

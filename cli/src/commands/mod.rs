@@ -14,6 +14,7 @@ mod missed_backups;
 pub mod overview;
 mod overview_view;
 mod recovery;
+mod recovery_alerts;
 mod recovery_view;
 mod status;
 mod tenant;

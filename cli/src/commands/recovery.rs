@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail};
 use backtrack_proto::v1;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::recovery_alerts;
 use super::recovery_view::{
     is_finished, print_failures, print_job, print_jobs, print_plan, state_name,
 };
@@ -145,7 +146,9 @@ pub async fn run(g: &GlobalArgs, command: RecoveryCommand) -> anyhow::Result<()>
         }
         RecoveryCommand::Show(r) => {
             let job = client.get_recovery(reference(&r.tenant, &r.job)).await?;
-            print_job(g, &job.into_inner());
+            let job = job.into_inner();
+            let set_back = recovery_alerts::set_back(g, &job).await;
+            recovery_alerts::print_job_with(g, &job, set_back.as_deref());
         }
         RecoveryCommand::Failed(r) => {
             let changes = client

@@ -10,7 +10,7 @@
 //! (the newest), within [`MOST_BYTES`] of stored JSON; runs of changes (mass alerts) are
 //! not followed here (`overview` judges them over its window).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use backtrack_domain::alerts::Standing;
 use backtrack_domain::Event;
@@ -51,32 +51,43 @@ pub(super) fn follow(standing: &mut StandingAlerts, event: &Event) -> Vec<Standi
 }
 
 /// Lets go of alerts raised more than [`FOLLOWED_FOR_MS`] before `now_ms`, then of the
-/// oldest past [`MOST_STANDING`] or [`MOST_BYTES`].
+/// oldest past [`MOST_STANDING`] or [`MOST_BYTES`] (each alert's stored size counted
+/// once, with its key).
 pub(super) fn prune(standing: &mut StandingAlerts, now_ms: i64) {
     let oldest_kept = now_ms.saturating_sub(FOLLOWED_FOR_MS);
     standing.retain(|_, alerts| {
         alerts.retain(|s| s.time_ms >= oldest_kept);
         !alerts.is_empty()
     });
-    let size = |standing: &StandingAlerts| serde_json::to_vec(standing).map_or(0, |v| v.len());
-    let count = |standing: &StandingAlerts| standing.values().map(Vec::len).sum::<usize>();
-    while count(standing) > MOST_STANDING || size(standing) > MOST_BYTES {
-        let oldest = standing
-            .iter()
-            .flat_map(|(id, alerts)| alerts.iter().map(move |s| (s.time_ms, id.clone())))
-            .min();
-        let Some((time_ms, id)) = oldest else {
-            break;
-        };
-        if let Some(alerts) = standing.get_mut(&id) {
-            if let Some(at) = alerts.iter().position(|s| s.time_ms == time_ms) {
-                alerts.remove(at);
-            }
-            if alerts.is_empty() {
-                standing.remove(&id);
-            }
-        }
+    let count: usize = standing.values().map(Vec::len).sum();
+    let bytes = serde_json::to_vec(&*standing).map_or(0, |v| v.len());
+    if count <= MOST_STANDING && bytes <= MOST_BYTES {
+        return;
     }
+    // Newest first, each with its size as stored: kept while both budgets allow.
+    let mut all: Vec<(i64, usize, &str)> = standing
+        .values()
+        .flatten()
+        .map(|s| {
+            let size = serde_json::to_vec(s).map_or(0, |v| v.len()) + s.object_id.len() + 8;
+            (s.time_ms, size, s.id.as_str())
+        })
+        .collect();
+    all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(b.2)));
+    let mut total = 0;
+    let kept: HashSet<String> = all
+        .into_iter()
+        .take(MOST_STANDING)
+        .take_while(|(_, size, _)| {
+            total += size;
+            total <= MOST_BYTES
+        })
+        .map(|(_, _, id)| id.to_string())
+        .collect();
+    standing.retain(|_, alerts| {
+        alerts.retain(|s| kept.contains(&s.id));
+        !alerts.is_empty()
+    });
 }
 
 /// The `alert.undone` record of `alert`, set back by `event` (at `sequence`): its actor is
@@ -108,4 +119,96 @@ pub(super) fn record(
             "eventId": event.meta.event_id,
         }))
         .into_record()
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_domain::alerts::{event_alerts, Standing};
+    use backtrack_domain::event::{Change, Event, EventMeta};
+    use serde_json::json;
+
+    use super::{follow, prune, StandingAlerts, FOLLOWED_FOR_MS, MOST_BYTES, MOST_STANDING};
+
+    const GLOBAL_ADMINISTRATOR: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+    /// Event `n`: a role assignment `a<n>` created at `n` ms, or (with `deleted`) deleted.
+    fn event(n: i64, deleted: bool) -> Event {
+        let change = if deleted {
+            Change::SoftDeleted { purge_after_ms: 0 }
+        } else {
+            let attributes = json!({"roleDefinitionId": GLOBAL_ADMINISTRATOR, "principalId": "u"});
+            Change::Created {
+                attributes: attributes.as_object().unwrap().clone(),
+                links: Vec::new(),
+            }
+        };
+        Event {
+            meta: EventMeta {
+                event_id: format!("e{n}"),
+                tenant: "t".into(),
+                kind: "roleAssignment".into(),
+                object_id: format!("a{n}"),
+                actor: "mallory".into(),
+                time_ms: n,
+                source: "test".into(),
+                correlation_id: None,
+                mutation_id: format!("m{n}"),
+            },
+            change,
+        }
+    }
+
+    fn raise(standing: &mut StandingAlerts, n: i64) {
+        let event = event(n, false);
+        let alert = &event_alerts(n as u64, &event)[0];
+        let s = Standing::of(alert, 0, &event).unwrap();
+        standing.entry(s.object_id.clone()).or_default().push(s);
+    }
+
+    #[test]
+    fn the_newest_are_kept_within_the_count_the_bytes_and_the_days() {
+        let mut standing = StandingAlerts::new();
+        let n = MOST_STANDING as i64 + 50;
+        for i in 1..=n {
+            raise(&mut standing, i);
+        }
+        prune(&mut standing, n);
+        assert_eq!(standing.len(), MOST_STANDING);
+        assert!(!standing.contains_key("a50") && standing.contains_key("a51"));
+        assert!(serde_json::to_vec(&standing).unwrap().len() <= MOST_BYTES);
+        // Past the days, all go.
+        prune(&mut standing, n + FOLLOWED_FOR_MS + 52);
+        assert!(standing.is_empty(), "{standing:?}");
+    }
+
+    #[test]
+    fn large_alerts_are_kept_newest_first_within_the_bytes() {
+        let mut standing = StandingAlerts::new();
+        for i in 1..=200 {
+            raise(&mut standing, i);
+        }
+        for s in standing.values_mut().flatten() {
+            s.what = "x".repeat(2000);
+        }
+        prune(&mut standing, 200);
+        let kept = standing.len();
+        assert!((100..200).contains(&kept), "{kept}");
+        assert!(serde_json::to_vec(&standing).unwrap().len() <= MOST_BYTES);
+        let oldest_kept = 200 - kept as i64 + 1;
+        assert!(standing.contains_key(&format!("a{oldest_kept}")));
+        assert!(!standing.contains_key(&format!("a{}", oldest_kept - 1)));
+    }
+
+    #[test]
+    fn an_alert_set_back_is_handed_over_once_and_no_longer_followed() {
+        let mut standing = StandingAlerts::new();
+        raise(&mut standing, 1);
+        raise(&mut standing, 2);
+        assert!(follow(&mut standing, &event(2, false)).is_empty());
+        let back = follow(&mut standing, &event(1, true));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].object_id, "a1");
+        assert!(follow(&mut standing, &event(1, true)).is_empty());
+        assert_eq!(standing.keys().collect::<Vec<_>>(), ["a2"]);
+    }
 }

@@ -384,6 +384,30 @@ async fn a_caller_refused_again_and_again_is_an_alert() {
         ),
         "{burst}"
     );
+    assert_eq!(burst["resolved"], Value::Null, "{burst}");
+    // Revoked as the fix says: the finding reads resolved, with nothing left to run.
+    b.json(&["token", "revoke", &eves]).unwrap();
+    let overview = b.json(&["overview", "--tenant", T]).unwrap();
+    let burst = overview["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["rule"] == "accessDeniedBurst")
+        .unwrap();
+    assert!(
+        burst["resolved"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("token {eves} revoked by admin at ")),
+        "{burst}"
+    );
+    let table = b.cli(&["overview", "--tenant", T, "-o", "table"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("✓ resolved: token {eves} revoked by admin"))
+            && !text.contains("backtrack token revoke"),
+        "{text}"
+    );
 
     // The calls without a valid token are kept apart, under `_unauthenticated`.
     let anonymous = eventually("the anonymous burst", Duration::from_secs(30), || {

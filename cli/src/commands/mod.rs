@@ -12,6 +12,7 @@ mod dir;
 mod events;
 mod missed_backups;
 pub mod overview;
+mod overview_trail;
 mod overview_view;
 mod recovery;
 mod recovery_alerts;

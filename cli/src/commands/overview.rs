@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use backtrack_domain::alerts::{shell_word, Alert, Severity, Thresholds, Watch};
-use backtrack_domain::time::rfc3339_ms;
+use backtrack_domain::alerts::{Alert, Thresholds, Watch};
 use backtrack_domain::ObjectKind;
 use backtrack_proto::convert::event_from_proto;
 use backtrack_proto::v1;
 
 use super::diff_names::{assignment_names, names_at, Names};
 use super::events::Start;
-use super::overview_view::{Health, View};
+use super::overview_trail;
+use super::overview_view::View;
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
 use crate::client::{connect_channel, Client};
 use crate::output::print_json;
@@ -152,18 +152,8 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
             .map_or(0, |r| r.into_inner().time_ms),
         ms => ms,
     };
-    let trail = connection
-        .audit()
-        .query_audit(v1::QueryAuditRequest {
-            tenant: tenant.to_string(),
-            since_ms,
-            action: "alert.raised".into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .map(|r| trail_findings(tenant, &r.into_inner().entries))
-        .unwrap_or_default();
+    let schedule = view.policy.as_ref().ok().map(|p| p.schedule.as_str());
+    let trail = overview_trail::findings(&connection, tenant, since_ms, schedule).await;
     let mut health = view.health(created_ms, chrono::Utc::now().timestamp_millis());
     health.extend(trail);
     let mut names = names_at(g, tenant, wanted).await;
@@ -189,71 +179,6 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
         OutputFormat::Table => view.print(),
     }
     Ok(())
-}
-
-/// The health lines of the audit trail's own alerts among `entries` (oldest first, as the
-/// audit service pages), each with who, when, and what to run.
-fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Health> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let record = e.record.as_ref()?;
-            let details: serde_json::Value = serde_json::from_str(&record.details_json).ok()?;
-            let rule = details["rule"].as_str()?;
-            let rule = *backtrack_audit::alerting::RULES.iter().find(|r| **r == rule)?;
-            let severity = match details["severity"].as_str() {
-                Some("critical") => Severity::Critical,
-                Some("high") => Severity::High,
-                _ => Severity::Medium,
-            };
-            let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
-            let what = format!(
-                "{} (by {actor} at {})",
-                details["what"].as_str().unwrap_or_default(),
-                rfc3339_ms(record.time_ms)
-            );
-            let refusals =
-                format!("backtrack audit query --tenant {tenant} --action security.accessDenied");
-            let fix = match rule {
-                "backupsTurnedOff" | "backupRetentionShortened" => format!(
-                    "backtrack backup policy get --tenant {tenant}; set it back with backtrack backup policy set"
-                ),
-                "alertsSilenced" => format!(
-                    "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
-                ),
-                // Many callers, or none known: the refusals themselves are the lead.
-                "accessDeniedSurge" | "accessDeniedFlood" => refusals,
-                "accessDeniedBurst" if actor.is_empty() => refusals,
-                "accessDeniedBurst" => {
-                    let token = match details["tokenId"].as_str() {
-                        Some(token) => format!(
-                            "if the token is not to be used so: backtrack token revoke {token}"
-                        ),
-                        None => format!(
-                            "if the token is not to be used so, backtrack token list --tenant {tenant} shows {actor}'s tokens, backtrack token revoke <id> ends one"
-                        ),
-                    };
-                    format!("{refusals} --actor {}; {token}", shell_word(actor))
-                }
-                // privilegedTokenIssued: the alert's target is the token issued.
-                _ => match record.target.as_ref().filter(|t| t.kind == "token") {
-                    Some(t) => format!(
-                        "backtrack token list --tenant {tenant} shows it; backtrack token revoke {} if it was not expected",
-                        t.id
-                    ),
-                    None => format!(
-                        "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
-                    ),
-                },
-            };
-            Some(Health {
-                severity,
-                rule,
-                what,
-                fix,
-            })
-        })
-        .collect()
 }
 
 /// The alerts the tenant's alert policy keeps: none of a disabled rule, and no mass alert
@@ -343,80 +268,6 @@ mod tests {
         assert_eq!(
             kept,
             [("caPolicyDeleted", "svc-sync"), ("massDeletion", "mallory")]
-        );
-    }
-
-    #[test]
-    fn only_the_trails_own_alerts_become_findings() {
-        let entry = |rule: &str, severity: &str| {
-            v1::AuditEntry {
-            record: Some(v1::AuditRecord {
-                action: "alert.raised".into(),
-                time_ms: 1_796_644_800_000,
-                actor: Some(v1::AuditActor {
-                    subject: "eve".into(),
-                    ..Default::default()
-                }),
-                details_json: serde_json::json!({"rule": rule, "severity": severity, "what": "scheduled backups turned off"}).to_string(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-        };
-        // The directory's alerts are on the screen already, from the log: not twice.
-        let found = super::trail_findings(
-            "contoso",
-            &[
-                entry("caPolicyDeleted", "critical"),
-                entry("backupsTurnedOff", "high"),
-            ],
-        );
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].rule, "backupsTurnedOff");
-        assert_eq!(found[0].severity, Severity::High);
-        assert_eq!(
-            found[0].what,
-            "scheduled backups turned off (by eve at 2026-12-07T12:00:00.000Z)"
-        );
-        assert!(found[0]
-            .fix
-            .starts_with("backtrack backup policy get --tenant contoso"));
-        let mut named = entry("accessDeniedBurst", "high");
-        if let Some(r) = named.record.as_mut() {
-            r.details_json = serde_json::json!({"rule": "accessDeniedBurst", "severity": "high", "what": "…", "tokenId": "t-1"}).to_string();
-        }
-        let with_token = super::trail_findings("contoso", &[named]);
-        assert!(
-            with_token[0]
-                .fix
-                .ends_with("if the token is not to be used so: backtrack token revoke t-1"),
-            "{}",
-            with_token[0].fix
-        );
-        // A GlobalAdministrator token issued: the alert's target is that token.
-        let mut issued = entry("privilegedTokenIssued", "medium");
-        if let Some(r) = issued.record.as_mut() {
-            r.target = Some(v1::AuditTarget {
-                kind: "token".into(),
-                id: "t-7".into(),
-                display_name: "eve".into(),
-            });
-        }
-        assert_eq!(
-            super::trail_findings("contoso", &[issued])[0].fix,
-            "backtrack token list --tenant contoso shows it; backtrack token revoke t-7 if it was not expected"
-        );
-        let surge = super::trail_findings("contoso", &[entry("accessDeniedSurge", "high")]);
-        assert_eq!(
-            surge[0].fix,
-            "backtrack audit query --tenant contoso --action security.accessDenied"
-        );
-        let burst = super::trail_findings("contoso", &[entry("accessDeniedBurst", "high")]);
-        assert_eq!(
-            burst[0].fix,
-            "backtrack audit query --tenant contoso --action security.accessDenied --actor eve; \
-             if the token is not to be used so, backtrack token list --tenant contoso shows \
-             eve's tokens, backtrack token revoke <id> ends one"
         );
     }
 }

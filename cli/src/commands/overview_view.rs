@@ -36,6 +36,8 @@ pub(super) struct Health {
     pub(super) what: String,
     /// What to run.
     pub(super) fix: String,
+    /// What put it right since, when something did (then there is nothing to run).
+    pub(super) resolved: Option<String>,
 }
 
 impl View<'_> {
@@ -50,7 +52,10 @@ impl View<'_> {
                 "health",
                 format!("{} {}: {}", h.severity.as_str(), h.rule, h.what),
             );
-            line("", format!("→ {}", h.fix));
+            match &h.resolved {
+                Some(how) => line("", format!("✓ resolved: {how}")),
+                None => line("", format!("→ {}", h.fix)),
+            }
         }
         let watched = match &self.watched {
             Ok(w) => w,
@@ -208,6 +213,7 @@ impl View<'_> {
                     fix: format!(
                         "backtrack backup create --tenant {tenant} --description catch-up; then check the snapshotter (backtrack status)"
                     ),
+                    resolved: None,
                 });
             }
         }
@@ -228,6 +234,7 @@ impl View<'_> {
                         "backtrack recovery show --tenant {tenant} {id}; backtrack approve --tenant {tenant} {id}",
                         id = job.id
                     ),
+                    resolved: None,
                 });
             }
             let latest = jobs.iter().max_by_key(|j| j.created_at_ms);
@@ -237,6 +244,7 @@ impl View<'_> {
                     rule: "recoveryFailed",
                     what: format!("the latest recovery, {}, failed: {}", job.id, job.error),
                     fix: format!("backtrack recovery failed --tenant {tenant} {}", job.id),
+                    resolved: None,
                 });
             }
         }
@@ -369,6 +377,7 @@ impl View<'_> {
                 "rule": h.rule,
                 "what": h.what,
                 "fix": h.fix,
+                "resolved": h.resolved,
             })).collect::<Vec<_>>(),
         })
     }

@@ -1,0 +1,329 @@
+//! The audit trail's own alerts as `overview` health lines (backups turned off, alerts
+//! silenced, a GlobalAdministrator token issued, refused calls), each with what to run,
+//! and marked resolved when what it is about was put right since: the token it names
+//! revoked after it (a `token.revoked` record of the tenant), scheduled backups on again
+//! (the tenant's backup policy now). Nothing is called resolved on a guess: a token
+//! revoked for every tenant (recorded under the deployment) or a finding the trail cannot
+//! settle stays open.
+
+use std::collections::HashMap;
+
+use backtrack_domain::alerts::{shell_word, Severity};
+use backtrack_domain::time::rfc3339_ms;
+use backtrack_proto::v1;
+
+use super::overview_view::Health;
+use crate::client::Connection;
+
+/// What would settle a trail finding.
+#[derive(Debug, Clone, PartialEq)]
+enum Settles {
+    /// The token it names revoked after it.
+    TokenRevoked(String),
+    /// Scheduled backups on again.
+    BackupsOn,
+    Nothing,
+}
+
+/// One trail finding, with what would settle it and its time.
+#[derive(Debug, Clone)]
+struct Trail {
+    health: Health,
+    settles: Settles,
+    time_ms: i64,
+}
+
+/// The trail's own alerts of `tenant` since `since_ms`, as health lines; `schedule` is the
+/// tenant's backup schedule now (`None` when it could not be read). A trail that cannot be
+/// read gives none.
+pub(super) async fn findings(
+    connection: &Connection,
+    tenant: &str,
+    since_ms: i64,
+    schedule: Option<&str>,
+) -> Vec<Health> {
+    let query = |action: &str| v1::QueryAuditRequest {
+        tenant: tenant.to_string(),
+        since_ms,
+        action: action.into(),
+        page_size: 1000,
+        ..Default::default()
+    };
+    let Ok(raised) = connection.audit().query_audit(query("alert.raised")).await else {
+        return Vec::new();
+    };
+    let trail = trail_findings(tenant, &raised.into_inner().entries);
+    let revoked = match trail
+        .iter()
+        .any(|t| matches!(t.settles, Settles::TokenRevoked(_)))
+    {
+        true => connection
+            .audit()
+            .query_audit(query("token.revoked"))
+            .await
+            .map(|r| revocations(&r.into_inner().entries))
+            .unwrap_or_default(),
+        false => HashMap::new(),
+    };
+    let mut health: Vec<Health> = trail
+        .into_iter()
+        .map(|t| {
+            let resolved = match &t.settles {
+                Settles::TokenRevoked(token) => revoked
+                    .get(token)
+                    .filter(|(at, _)| *at >= t.time_ms)
+                    .map(|(at, by)| {
+                        format!("token {token} revoked by {by} at {}", rfc3339_ms(*at))
+                    }),
+                Settles::BackupsOn => schedule
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| format!("scheduled backups are on again (\"{s}\")")),
+                Settles::Nothing => None,
+            };
+            Health {
+                resolved,
+                ..t.health
+            }
+        })
+        .collect();
+    // What is still open first (the sort is stable: oldest first otherwise).
+    health.sort_by_key(|h| h.resolved.is_some());
+    health
+}
+
+/// Each revoked token among `entries` (`token.revoked` records): when and by whom.
+fn revocations(entries: &[v1::AuditEntry]) -> HashMap<String, (i64, String)> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let r = e.record.as_ref()?;
+            let token = r.target.as_ref().filter(|t| t.kind == "token")?.id.clone();
+            let by = r
+                .actor
+                .as_ref()
+                .map_or(String::new(), |a| a.subject.clone());
+            Some((token, (r.time_ms, by)))
+        })
+        .collect()
+}
+
+/// The health lines of the audit trail's own alerts among `entries` (oldest first, as the
+/// audit service pages), each with who, when, and what to run, and what would settle it.
+fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Trail> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let record = e.record.as_ref()?;
+            let details: serde_json::Value = serde_json::from_str(&record.details_json).ok()?;
+            let rule = details["rule"].as_str()?;
+            let rule = *backtrack_audit::alerting::RULES.iter().find(|r| **r == rule)?;
+            let severity = match details["severity"].as_str() {
+                Some("critical") => Severity::Critical,
+                Some("high") => Severity::High,
+                _ => Severity::Medium,
+            };
+            let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
+            let what = format!(
+                "{} (by {actor} at {})",
+                details["what"].as_str().unwrap_or_default(),
+                rfc3339_ms(record.time_ms)
+            );
+            let refusals =
+                format!("backtrack audit query --tenant {tenant} --action security.accessDenied");
+            let fix = match rule {
+                "backupsTurnedOff" | "backupRetentionShortened" => format!(
+                    "backtrack backup policy get --tenant {tenant}; set it back with backtrack backup policy set"
+                ),
+                "alertsSilenced" => format!(
+                    "backtrack alerts policy get --tenant {tenant}; set it back with backtrack alerts policy set"
+                ),
+                // Many callers, or none known: the refusals themselves are the lead.
+                "accessDeniedSurge" | "accessDeniedFlood" => refusals,
+                "accessDeniedBurst" if actor.is_empty() => refusals,
+                "accessDeniedBurst" => {
+                    let token = match details["tokenId"].as_str() {
+                        Some(token) => format!(
+                            "if the token is not to be used so: backtrack token revoke {token}"
+                        ),
+                        None => format!(
+                            "if the token is not to be used so, backtrack token list --tenant {tenant} shows {actor}'s tokens, backtrack token revoke <id> ends one"
+                        ),
+                    };
+                    format!("{refusals} --actor {}; {token}", shell_word(actor))
+                }
+                // privilegedTokenIssued: the alert's target is the token issued.
+                _ => match record.target.as_ref().filter(|t| t.kind == "token") {
+                    Some(t) => format!(
+                        "backtrack token list --tenant {tenant} shows it; backtrack token revoke {} if it was not expected",
+                        t.id
+                    ),
+                    None => format!(
+                        "backtrack token list --tenant {tenant}; backtrack token revoke <id> if it was not expected"
+                    ),
+                },
+            };
+            let token = match rule {
+                "accessDeniedBurst" => details["tokenId"].as_str().map(str::to_string),
+                "privilegedTokenIssued" => record
+                    .target
+                    .as_ref()
+                    .filter(|t| t.kind == "token")
+                    .map(|t| t.id.clone()),
+                _ => None,
+            };
+            let settles = match (rule, token) {
+                (_, Some(token)) => Settles::TokenRevoked(token),
+                ("backupsTurnedOff", None) => Settles::BackupsOn,
+                _ => Settles::Nothing,
+            };
+            Some(Trail {
+                health: Health {
+                    severity,
+                    rule,
+                    what,
+                    fix,
+                    resolved: None,
+                },
+                settles,
+                time_ms: record.time_ms,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use backtrack_domain::alerts::Severity;
+    use backtrack_proto::v1;
+
+    use super::{revocations, trail_findings, Settles};
+
+    #[test]
+    fn only_the_trails_own_alerts_become_findings() {
+        let entry = |rule: &str, severity: &str| {
+            v1::AuditEntry {
+            record: Some(v1::AuditRecord {
+                action: "alert.raised".into(),
+                time_ms: 1_796_644_800_000,
+                actor: Some(v1::AuditActor {
+                    subject: "eve".into(),
+                    ..Default::default()
+                }),
+                details_json: serde_json::json!({"rule": rule, "severity": severity, "what": "scheduled backups turned off"}).to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        };
+        // The directory's alerts are on the screen already, from the log: not twice.
+        let found = trail_findings(
+            "contoso",
+            &[
+                entry("caPolicyDeleted", "critical"),
+                entry("backupsTurnedOff", "high"),
+            ],
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].health.rule, "backupsTurnedOff");
+        assert_eq!(found[0].health.severity, Severity::High);
+        assert_eq!(
+            found[0].health.what,
+            "scheduled backups turned off (by eve at 2026-12-07T12:00:00.000Z)"
+        );
+        assert!(found[0]
+            .health
+            .fix
+            .starts_with("backtrack backup policy get --tenant contoso"));
+        let mut named = entry("accessDeniedBurst", "high");
+        if let Some(r) = named.record.as_mut() {
+            r.details_json = serde_json::json!({"rule": "accessDeniedBurst", "severity": "high", "what": "…", "tokenId": "t-1"}).to_string();
+        }
+        let with_token = trail_findings("contoso", &[named]);
+        assert!(
+            with_token[0]
+                .health
+                .fix
+                .ends_with("if the token is not to be used so: backtrack token revoke t-1"),
+            "{}",
+            with_token[0].health.fix
+        );
+        // A GlobalAdministrator token issued: the alert's target is that token.
+        let mut issued = entry("privilegedTokenIssued", "medium");
+        if let Some(r) = issued.record.as_mut() {
+            r.target = Some(v1::AuditTarget {
+                kind: "token".into(),
+                id: "t-7".into(),
+                display_name: "eve".into(),
+            });
+        }
+        assert_eq!(
+            trail_findings("contoso", &[issued])[0].health.fix,
+            "backtrack token list --tenant contoso shows it; backtrack token revoke t-7 if it was not expected"
+        );
+        let surge = trail_findings("contoso", &[entry("accessDeniedSurge", "high")]);
+        assert_eq!(
+            surge[0].health.fix,
+            "backtrack audit query --tenant contoso --action security.accessDenied"
+        );
+        let burst = trail_findings("contoso", &[entry("accessDeniedBurst", "high")]);
+        assert_eq!(
+            burst[0].health.fix,
+            "backtrack audit query --tenant contoso --action security.accessDenied --actor eve; \
+             if the token is not to be used so, backtrack token list --tenant contoso shows \
+             eve's tokens, backtrack token revoke <id> ends one"
+        );
+    }
+
+    #[test]
+    fn what_settles_a_finding_is_its_token_or_the_schedule() {
+        let entry = |rule: &str, token: Option<&str>| {
+            v1::AuditEntry {
+            record: Some(v1::AuditRecord {
+                action: "alert.raised".into(),
+                details_json: serde_json::json!({"rule": rule, "severity": "high", "what": "…", "tokenId": token}).to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        };
+        let settles: Vec<Settles> = trail_findings(
+            "contoso",
+            &[
+                entry("accessDeniedBurst", Some("t-1")),
+                entry("accessDeniedBurst", None),
+                entry("backupsTurnedOff", None),
+                entry("alertsSilenced", None),
+            ],
+        )
+        .into_iter()
+        .map(|t| t.settles)
+        .collect();
+        assert_eq!(
+            settles,
+            [
+                Settles::TokenRevoked("t-1".into()),
+                Settles::Nothing,
+                Settles::BackupsOn,
+                Settles::Nothing
+            ]
+        );
+        let revoked = v1::AuditEntry {
+            record: Some(v1::AuditRecord {
+                action: "token.revoked".into(),
+                time_ms: 7,
+                actor: Some(v1::AuditActor {
+                    subject: "admin".into(),
+                    ..Default::default()
+                }),
+                target: Some(v1::AuditTarget {
+                    kind: "token".into(),
+                    id: "t-1".into(),
+                    display_name: "eve".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(revocations(&[revoked])["t-1"], (7, "admin".to_string()));
+    }
+}

@@ -293,4 +293,35 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
         "privileged role Global Administrator assigned to U0"
     );
     assert_eq!(alert["state"], "open");
+
+    // The rule turned on again: the finding that it was turned off reads resolved.
+    let silenced = |overview: &Value| {
+        overview["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["rule"] == "alertsSilenced")
+            .cloned()
+            .unwrap_or_else(|| panic!("{overview}"))
+    };
+    assert_eq!(silenced(&overview_now(&b))["resolved"], Value::Null);
+    b.json(&[
+        "alerts",
+        "policy",
+        "set",
+        "--tenant",
+        T,
+        "--enable",
+        "caPolicyDisabled",
+    ])
+    .unwrap();
+    assert_eq!(
+        silenced(&overview_now(&b))["resolved"],
+        "the alert policy no longer silences what this change did"
+    );
+}
+
+/// The tenant's overview over the default window (its trail findings included).
+fn overview_now(b: &Backtrack) -> Value {
+    b.json(&["overview", "--tenant", T]).unwrap()
 }

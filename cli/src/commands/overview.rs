@@ -29,14 +29,15 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
     // The alerts come first: a bad --since is the caller's mistake, not a missing part.
     let start = Start::after(&connection, tenant, &a.since).await?;
     // The tenant's alert policy, as the alerter applies it (none when it cannot be read).
-    let alert_policy = connection
+    let alert_policy_read = connection
         .backup()
         .get_alert_policy(v1::AlertPolicyRequest {
             tenant: tenant.to_string(),
         })
         .await
         .map(|r| r.into_inner())
-        .unwrap_or_default();
+        .ok();
+    let alert_policy = alert_policy_read.clone().unwrap_or_default();
     let own = |n: u32, default: usize| if n == 0 { default } else { n as usize };
     let defaults = Thresholds::default();
     let thresholds = Thresholds {
@@ -152,8 +153,11 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
             .map_or(0, |r| r.into_inner().time_ms),
         ms => ms,
     };
-    let schedule = view.policy.as_ref().ok().map(|p| p.schedule.as_str());
-    let trail = overview_trail::findings(&connection, tenant, since_ms, schedule).await;
+    let now = overview_trail::Policies {
+        backup: view.policy.as_ref().ok(),
+        alerts: alert_policy_read.as_ref(),
+    };
+    let trail = overview_trail::findings(&connection, tenant, since_ms, now).await;
     let mut health = view.health(created_ms, chrono::Utc::now().timestamp_millis());
     health.extend(trail);
     let mut names = names_at(g, tenant, wanted).await;

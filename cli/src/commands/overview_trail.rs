@@ -1,9 +1,12 @@
 //! The audit trail's own alerts as `overview` health lines (backups turned off, alerts
 //! silenced, a GlobalAdministrator token issued, refused calls), each with what to run,
 //! and marked resolved when what it is about was put right since: the token it names
-//! revoked after it (a `token.revoked` record of the tenant), scheduled backups on again
-//! (the tenant's backup policy now). Nothing is called resolved on a guess: a token
-//! revoked for every tenant (recorded under the deployment) or a finding the trail cannot
+//! revoked after it (a `token.revoked` record of the tenant), scheduled backups on again,
+//! backups kept as long as before the change that shortened them (the tenant's backup
+//! policy now, against the change's own record), nothing the alert policy change silenced
+//! still silenced (the tenant's alert policy now). Nothing is called resolved on a guess:
+//! a token revoked for every tenant (recorded under the deployment), a policy that cannot
+//! be read, a threshold left to the deployment's default, or a finding the trail cannot
 //! settle stays open.
 
 use std::collections::HashMap;
@@ -11,6 +14,7 @@ use std::collections::HashMap;
 use backtrack_domain::alerts::{shell_word, Severity};
 use backtrack_domain::time::rfc3339_ms;
 use backtrack_proto::v1;
+use serde_json::Value;
 
 use super::overview_view::Health;
 use crate::client::Connection;
@@ -22,6 +26,8 @@ enum Settles {
     TokenRevoked(String),
     /// Scheduled backups on again.
     BackupsOn,
+    /// The policy change of this record (its id) undone in the policy now.
+    PolicyChange(String),
     Nothing,
 }
 
@@ -33,14 +39,19 @@ struct Trail {
     time_ms: i64,
 }
 
-/// The trail's own alerts of `tenant` since `since_ms`, as health lines; `schedule` is the
-/// tenant's backup schedule now (`None` when it could not be read). A trail that cannot be
-/// read gives none.
+/// The tenant's policies now, as far as they could be read.
+pub(super) struct Policies<'a> {
+    pub(super) backup: Option<&'a v1::BackupPolicy>,
+    pub(super) alerts: Option<&'a v1::AlertPolicy>,
+}
+
+/// The trail's own alerts of `tenant` since `since_ms`, as health lines, judged against
+/// the tenant's policies now. A trail that cannot be read gives none.
 pub(super) async fn findings(
     connection: &Connection,
     tenant: &str,
     since_ms: i64,
-    schedule: Option<&str>,
+    now: Policies<'_>,
 ) -> Vec<Health> {
     let query = |action: &str| v1::QueryAuditRequest {
         tenant: tenant.to_string(),
@@ -65,30 +76,138 @@ pub(super) async fn findings(
             .unwrap_or_default(),
         false => HashMap::new(),
     };
+    let mut changes = HashMap::new();
+    if trail
+        .iter()
+        .any(|t| matches!(t.settles, Settles::PolicyChange(_)))
+    {
+        for action in [
+            "configuration.backupPolicyChanged",
+            "configuration.alertPolicyChanged",
+        ] {
+            if let Ok(r) = connection.audit().query_audit(query(action)).await {
+                changes.extend(policy_changes(&r.into_inner().entries));
+            }
+        }
+    }
+    let seen = Seen {
+        revoked,
+        changes,
+        now,
+    };
     let mut health: Vec<Health> = trail
         .into_iter()
-        .map(|t| {
-            let resolved = match &t.settles {
-                Settles::TokenRevoked(token) => revoked
-                    .get(token)
-                    .filter(|(at, _)| *at >= t.time_ms)
-                    .map(|(at, by)| {
-                        format!("token {token} revoked by {by} at {}", rfc3339_ms(*at))
-                    }),
-                Settles::BackupsOn => schedule
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| format!("scheduled backups are on again (\"{s}\")")),
-                Settles::Nothing => None,
-            };
-            Health {
-                resolved,
-                ..t.health
-            }
+        .map(|t| Health {
+            resolved: seen.settle(&t),
+            ..t.health
         })
         .collect();
     // What is still open first (the sort is stable: oldest first otherwise).
     health.sort_by_key(|h| h.resolved.is_some());
     health
+}
+
+/// What the trail and the policies show now, to settle findings against.
+struct Seen<'a> {
+    /// Revoked tokens: when and by whom.
+    revoked: HashMap<String, (i64, String)>,
+    /// Policy changes by record id: before and after.
+    changes: HashMap<String, (Value, Value)>,
+    now: Policies<'a>,
+}
+
+impl Seen<'_> {
+    /// What put `t` right since, if anything did.
+    fn settle(&self, t: &Trail) -> Option<String> {
+        match &t.settles {
+            Settles::TokenRevoked(token) => {
+                let (at, by) = self.revoked.get(token).filter(|(at, _)| *at >= t.time_ms)?;
+                Some(format!(
+                    "token {token} revoked by {by} at {}",
+                    rfc3339_ms(*at)
+                ))
+            }
+            Settles::BackupsOn => {
+                let schedule = self.now.backup?.schedule.as_str();
+                (!schedule.trim().is_empty())
+                    .then(|| format!("scheduled backups are on again (\"{schedule}\")"))
+            }
+            Settles::PolicyChange(id) => {
+                let (before, after) = self.changes.get(id)?;
+                match t.health.rule {
+                    "backupRetentionShortened" => retention_back(before, self.now.backup?),
+                    "alertsSilenced" => unsilenced(before, after, self.now.alerts?),
+                    _ => None,
+                }
+            }
+            Settles::Nothing => None,
+        }
+    }
+}
+
+/// Each policy change among `entries` by its record id: the policy before and after.
+fn policy_changes(entries: &[v1::AuditEntry]) -> HashMap<String, (Value, Value)> {
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
+    entries
+        .iter()
+        .filter_map(|e| {
+            let r = e.record.as_ref()?;
+            Some((r.id.clone(), (parse(&r.before_json), parse(&r.after_json))))
+        })
+        .collect()
+}
+
+/// Settled when backups are kept at least as long as before the change (`before`).
+fn retention_back(before: &Value, now: &v1::BackupPolicy) -> Option<String> {
+    let was = before["retentionDays"].as_u64()?;
+    (u64::from(now.retention_days) >= was)
+        .then(|| format!("backups are kept {} days again", now.retention_days))
+}
+
+/// Settled when the alert policy now silences nothing the change (`before` → `after`)
+/// silenced: no rule it turned off still off, no actor it quieted still quiet, no
+/// threshold it raised above what it was, no window it shortened below what it was. A
+/// value left to the deployment's default (0) is not judged settled.
+fn unsilenced(before: &Value, after: &Value, now: &v1::AlertPolicy) -> Option<String> {
+    let list = |v: &Value, name: &str| -> Vec<String> {
+        v[name]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (name, current) in [
+        ("disabledRules", &now.disabled_rules),
+        ("quietActors", &now.quiet_actors),
+    ] {
+        let was = list(before, name);
+        let added = list(after, name).into_iter().filter(|x| !was.contains(x));
+        if added.into_iter().any(|x| current.contains(&x)) {
+            return None;
+        }
+    }
+    let number = |v: &Value, name: &str| v[name].as_u64().unwrap_or(0);
+    for (name, current) in [
+        ("massDeletions", now.mass_deletions),
+        ("massLinkRemovals", now.mass_link_removals),
+    ] {
+        let (was, then) = (number(before, name), number(after, name));
+        let current = u64::from(current);
+        if was > 0 && then > was && !(current > 0 && current <= was) {
+            return None;
+        }
+    }
+    let (was, then) = (
+        number(before, "windowMinutes"),
+        number(after, "windowMinutes"),
+    );
+    if was > 0 && then > 0 && then < was && u64::from(now.window_minutes) < was {
+        return None;
+    }
+    Some("the alert policy no longer silences what this change did".into())
 }
 
 /// Each revoked token among `entries` (`token.revoked` records): when and by whom.
@@ -171,9 +290,13 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Trail> {
                     .map(|t| t.id.clone()),
                 _ => None,
             };
-            let settles = match (rule, token) {
-                (_, Some(token)) => Settles::TokenRevoked(token),
-                ("backupsTurnedOff", None) => Settles::BackupsOn,
+            let trigger = details["recordId"].as_str().map(str::to_string);
+            let settles = match (rule, token, trigger) {
+                (_, Some(token), _) => Settles::TokenRevoked(token),
+                ("backupsTurnedOff", None, _) => Settles::BackupsOn,
+                ("backupRetentionShortened" | "alertsSilenced", None, Some(id)) => {
+                    Settles::PolicyChange(id)
+                }
                 _ => Settles::Nothing,
             };
             Some(Trail {
@@ -196,7 +319,9 @@ mod tests {
     use backtrack_domain::alerts::Severity;
     use backtrack_proto::v1;
 
-    use super::{revocations, trail_findings, Settles};
+    use serde_json::json;
+
+    use super::{retention_back, revocations, trail_findings, unsilenced, Settles};
 
     #[test]
     fn only_the_trails_own_alerts_become_findings() {
@@ -325,5 +450,44 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(revocations(&[revoked])["t-1"], (7, "admin".to_string()));
+    }
+
+    #[test]
+    fn a_policy_change_is_settled_only_when_the_policy_now_undoes_all_of_it() {
+        let before = json!({"retentionDays": 30});
+        let policy = |days| v1::BackupPolicy {
+            retention_days: days,
+            ..Default::default()
+        };
+        assert_eq!(
+            retention_back(&before, &policy(30)).as_deref(),
+            Some("backups are kept 30 days again")
+        );
+        assert!(retention_back(&before, &policy(29)).is_none());
+        assert!(retention_back(&json!({}), &policy(30)).is_none());
+
+        let before = json!({"disabledRules": ["roleAssigned"], "quietActors": [], "massDeletions": 20, "windowMinutes": 60});
+        let after = json!({"disabledRules": ["roleAssigned", "caPolicyDeleted"], "quietActors": ["svc"], "massDeletions": 500, "windowMinutes": 5});
+        let now = v1::AlertPolicy {
+            disabled_rules: vec!["roleAssigned".into()],
+            quiet_actors: vec![],
+            mass_deletions: 20,
+            window_minutes: 60,
+            ..Default::default()
+        };
+        // All of it undone (a rule off before the change may stay off).
+        assert!(unsilenced(&before, &after, &now).is_some());
+        // Any one part still in place: not settled.
+        let still = |change: &dyn Fn(&mut v1::AlertPolicy)| {
+            let mut p = now.clone();
+            change(&mut p);
+            unsilenced(&before, &after, &p)
+        };
+        assert!(still(&|p| p.disabled_rules.push("caPolicyDeleted".into())).is_none());
+        assert!(still(&|p| p.quiet_actors.push("svc".into())).is_none());
+        assert!(still(&|p| p.mass_deletions = 21).is_none());
+        // Left to the deployment's default: not known to be back.
+        assert!(still(&|p| p.mass_deletions = 0).is_none());
+        assert!(still(&|p| p.window_minutes = 59).is_none());
     }
 }

@@ -213,6 +213,30 @@ async fn the_overview_names_what_one_account_broke_and_how_to_undo_it() {
         assert_eq!(a["undone"]["job"], job, "{a}");
         assert_eq!(a["undone"]["actor"], "admin", "{a}");
     }
+    // The policy's history marks the change that raised the alert, and what set it back.
+    let history = b
+        .json(&["dir", "history", "--tenant", T, &disabled])
+        .unwrap();
+    let flagged: Vec<&Value> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["alerts"].is_array())
+        .collect();
+    assert_eq!(flagged.len(), 1, "{history}");
+    assert_eq!(flagged[0]["actor"], "mallory");
+    let raised = &flagged[0]["alerts"][0];
+    assert_eq!(raised["rule"], "caPolicyDisabled", "{raised}");
+    assert_eq!(raised["state"], "undone", "{raised}");
+    assert_eq!(raised["undone"]["job"], job, "{raised}");
+    let table = b.cli(&["dir", "history", "--tenant", T, &disabled, "-o", "table"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("⚠ high caPolicyDisabled: state enabled → disabled; set back at seq:")
+            && text.contains(&format!("by admin (job {job})")),
+        "{text}"
+    );
+
     // The job itself names the alerts it set back (the alerter closed them on the trail).
     let shown = eventually("the job's alerts set back", Duration::from_secs(30), || {
         let shown = b.json(&["recovery", "show", "--tenant", T, job]).unwrap();

@@ -5,7 +5,10 @@
 //! shape as the present-tense commands; in JSON mode objects render exactly as `dir get`
 //! and `dir list` render them, so scripts read the same fields either way.
 
+use std::collections::HashMap;
+
 use anyhow::Context;
+use backtrack_domain::alerts::{Alert, Thresholds, Watch};
 use backtrack_domain::event::{Change, Event};
 use backtrack_domain::object::Link;
 use backtrack_domain::time::rfc3339_ms;
@@ -197,13 +200,20 @@ pub async fn history(
         };
         entries.push((entry.sequence, time_ms, event));
     }
+    let alerts = alerts_by_sequence(&entries);
     match g.output {
         OutputFormat::Json => {
             let mut out = json!({
                 "tenant": h.tenant,
                 "id": h.id,
                 "kind": h.kind,
-                "entries": entries.iter().map(|(s, t, e)| entry_json(*s, *t, e)).collect::<Vec<_>>(),
+                "entries": entries.iter().map(|(s, t, e)| {
+                    let mut entry = entry_json(*s, *t, e);
+                    if let Some(found) = alerts.get(s) {
+                        entry["alerts"] = found.iter().map(alert_json).collect();
+                    }
+                    entry
+                }).collect::<Vec<_>>(),
             });
             if include_incoming {
                 out["incoming"] = h.incoming.iter().map(incoming_json).collect();
@@ -220,7 +230,10 @@ pub async fn history(
             // Its own changes and those of links pointing at it, in log order.
             let mut rows: Vec<(u64, Vec<Vec<String>>)> = Vec::new();
             for (sequence, time_ms, event) in &entries {
-                let mut details = entry_details(event).into_iter();
+                let found = alerts.get(sequence).map_or(&[][..], Vec::as_slice);
+                let mut details = entry_details(event)
+                    .into_iter()
+                    .chain(found.iter().map(alert_line));
                 let mut lines = vec![vec![
                     sequence.to_string(),
                     rfc3339_ms(*time_ms),
@@ -249,6 +262,45 @@ pub async fn history(
         }
     }
     Ok(())
+}
+
+/// The alerts the object's own changes raised, by the sequence of the change, each judged
+/// against the later changes of the history (set back since, or not), as `overview`
+/// judges them; the rules' view, whatever the tenant's alert policy turns off.
+fn alerts_by_sequence(entries: &[(u64, i64, Event)]) -> HashMap<u64, Vec<Alert>> {
+    let mut watch = Watch::new(Thresholds::default());
+    for (sequence, _, event) in entries {
+        watch.push(*sequence, event);
+    }
+    let mut out: HashMap<u64, Vec<Alert>> = HashMap::new();
+    for alert in watch.finish().into_iter().filter(|a| a.object.is_some()) {
+        out.entry(alert.sequence).or_default().push(alert);
+    }
+    out
+}
+
+/// An alert under its change: `⚠ high caPolicyDisabled: state enabled → disabled; set
+/// back at seq:633 by admin (job …)`, or `…; stands`.
+fn alert_line(a: &Alert) -> String {
+    let now = match &a.undone {
+        Some(u) if u.job.is_empty() => format!("set back at seq:{} by {}", u.sequence, u.actor),
+        Some(u) => format!(
+            "set back at seq:{} by {} (job {})",
+            u.sequence, u.actor, u.job
+        ),
+        None => "stands".to_string(),
+    };
+    format!("⚠ {} {}: {}; {now}", a.severity.as_str(), a.rule, a.what)
+}
+
+fn alert_json(a: &Alert) -> Value {
+    json!({
+        "rule": a.rule,
+        "severity": a.severity.as_str(),
+        "what": a.what,
+        "state": if a.undone.is_some() { "undone" } else { "open" },
+        "undone": a.undone,
+    })
 }
 
 /// A change of a link pointing at the object, as a history row: `addedTo` / `removedFrom`

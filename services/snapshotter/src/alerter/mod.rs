@@ -14,7 +14,6 @@
 //!   position and skips, per tenant, what its stored windows already counted.
 //! - A deployment starts alerting at the log's end when it first runs the alerter: the
 //!   history before it is not alerted on (`backtrack overview` reads any window).
-//!
 //! - Each alert about an object stands until a later change sets it back; then an
 //!   `alert.undone` record closes it ([`standing`]). Standing alerts are stored with the
 //!   windows, so the same holds for them.
@@ -47,7 +46,8 @@ mod standing;
 
 use standing::StandingAlerts;
 
-/// Where the alerter keeps its position and each tenant's mass-rule windows.
+/// Where the alerter keeps its position and each tenant's mass-rule windows and standing
+/// alerts.
 pub use backtrack_eventlog::buckets::ALERTS_BUCKET;
 const POSITION_KEY: &str = "position";
 

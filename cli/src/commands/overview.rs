@@ -17,7 +17,7 @@ use super::events::Start;
 use super::overview_trail;
 use super::overview_view::View;
 use crate::args::{GlobalArgs, OutputFormat, OverviewArgs};
-use crate::client::{connect_channel, Client};
+use crate::client::{connect_channel, token, Client};
 use crate::output::print_json;
 
 /// Alerts listed in a table at most (`--output json` has them all).
@@ -156,6 +156,7 @@ pub async fn run(g: &GlobalArgs, a: OverviewArgs) -> anyhow::Result<()> {
     let now = overview_trail::Policies {
         backup: view.policy.as_ref().ok(),
         alerts: alert_policy_read.as_ref(),
+        every_tenant: token(g).is_ok_and(|t| overview_trail::grants_every_tenant(&t)),
     };
     let trail = overview_trail::findings(&connection, tenant, since_ms, now).await;
     let mut health = view.health(created_ms, chrono::Utc::now().timestamp_millis());

@@ -1,5 +1,6 @@
 //! The audit trail's own alerts as `overview` health lines (backups turned off, alerts
-//! silenced, a GlobalAdministrator token issued, refused calls), each with what to run,
+//! silenced, a GlobalAdministrator token issued, refused calls — for a caller of every
+//! tenant also those of callers without a valid token), each with what to run,
 //! and marked resolved when what it is about was put right since: the token it names
 //! revoked after it (a `token.revoked` record of the tenant), scheduled backups on again,
 //! backups kept as long as before the change that shortened them (the tenant's backup
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 
 use backtrack_domain::alerts::{shell_word, Severity};
 use backtrack_domain::time::rfc3339_ms;
+use backtrack_platform::audit::UNAUTHENTICATED_TENANT;
 use backtrack_proto::v1;
 use serde_json::Value;
 
@@ -39,10 +41,30 @@ struct Trail {
     time_ms: i64,
 }
 
-/// The tenant's policies now, as far as they could be read.
+/// The tenant's policies now, as far as they could be read, and whether the caller's
+/// token grants every tenant (then the refusals of callers without a valid token, kept
+/// under `_unauthenticated`, are shown too; another caller asking would itself be refused).
 pub(super) struct Policies<'a> {
     pub(super) backup: Option<&'a v1::BackupPolicy>,
     pub(super) alerts: Option<&'a v1::AlertPolicy>,
+    pub(super) every_tenant: bool,
+}
+
+/// Whether `token` (a JWT, read, not verified: the server decides) grants every tenant.
+pub(super) fn grants_every_tenant(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    let claims: Option<Value> = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    claims.is_some_and(|c| {
+        c["tenants"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "*"))
+    })
 }
 
 /// The trail's own alerts of `tenant` since `since_ms`, as health lines, judged against
@@ -63,7 +85,19 @@ pub(super) async fn findings(
     let Ok(raised) = connection.audit().query_audit(query("alert.raised")).await else {
         return Vec::new();
     };
-    let trail = trail_findings(tenant, &raised.into_inner().entries);
+    let mut trail = trail_findings(tenant, &raised.into_inner().entries);
+    if now.every_tenant {
+        let anonymous = v1::QueryAuditRequest {
+            tenant: UNAUTHENTICATED_TENANT.into(),
+            ..query("alert.raised")
+        };
+        if let Ok(r) = connection.audit().query_audit(anonymous).await {
+            for mut t in trail_findings(UNAUTHENTICATED_TENANT, &r.into_inner().entries) {
+                t.health.what = format!("[{UNAUTHENTICATED_TENANT}] {}", t.health.what);
+                trail.push(t);
+            }
+        }
+    }
     let revoked = match trail
         .iter()
         .any(|t| matches!(t.settles, Settles::TokenRevoked(_)))
@@ -242,8 +276,12 @@ fn trail_findings(tenant: &str, entries: &[v1::AuditEntry]) -> Vec<Trail> {
                 _ => Severity::Medium,
             };
             let actor = record.actor.as_ref().map_or("", |a| a.subject.as_str());
+            let by = match actor {
+                "" => String::new(),
+                actor => format!("by {actor} "),
+            };
             let what = format!(
-                "{} (by {actor} at {})",
+                "{} ({by}at {})",
                 details["what"].as_str().unwrap_or_default(),
                 rfc3339_ms(record.time_ms)
             );
@@ -321,7 +359,9 @@ mod tests {
 
     use serde_json::json;
 
-    use super::{retention_back, revocations, trail_findings, unsilenced, Settles};
+    use super::{
+        grants_every_tenant, retention_back, revocations, trail_findings, unsilenced, Settles,
+    };
 
     #[test]
     fn only_the_trails_own_alerts_become_findings() {
@@ -489,5 +529,22 @@ mod tests {
         // Left to the deployment's default: not known to be back.
         assert!(still(&|p| p.mass_deletions = 0).is_none());
         assert!(still(&|p| p.window_minutes = 59).is_none());
+    }
+
+    #[test]
+    fn a_token_of_every_tenant_is_told_from_its_claims() {
+        use base64::Engine as _;
+        let jwt = |claims: serde_json::Value| {
+            let part = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+            format!(
+                "{}.{}.sig",
+                part(b"{}"),
+                part(claims.to_string().as_bytes())
+            )
+        };
+        assert!(grants_every_tenant(&jwt(json!({"tenants": ["*"]}))));
+        assert!(!grants_every_tenant(&jwt(json!({"tenants": ["contoso"]}))));
+        assert!(!grants_every_tenant(&jwt(json!({}))));
+        assert!(!grants_every_tenant("not-a-token"));
     }
 }

@@ -19,6 +19,7 @@ use backtrack_proto::v1;
 use serde_json::Value;
 
 use super::overview_view::Health;
+use super::token::unverified_claims;
 use crate::client::Connection;
 
 /// What would settle a trail finding.
@@ -52,15 +53,7 @@ pub(super) struct Policies<'a> {
 
 /// Whether `token` (a JWT, read, not verified: the server decides) grants every tenant.
 pub(super) fn grants_every_tenant(token: &str) -> bool {
-    use base64::Engine as _;
-    let Some(payload) = token.split('.').nth(1) else {
-        return false;
-    };
-    let claims: Option<Value> = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    claims.is_some_and(|c| {
+    unverified_claims(token).is_some_and(|c| {
         c["tenants"]
             .as_array()
             .is_some_and(|t| t.iter().any(|t| t == "*"))

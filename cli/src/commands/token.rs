@@ -158,6 +158,20 @@ fn seconds_text(secs: u64) -> String {
     )
 }
 
+/// The claims of a JWT, read, not verified (the server decides what they are worth);
+/// `None` when `token` is no JWT or its claims cannot be read.
+pub(super) fn unverified_claims(token: &str) -> Option<serde_json::Value> {
+    claims_of_payload(token.trim().split('.').nth(1)?)
+}
+
+/// A JWT's middle part, decoded.
+fn claims_of_payload(payload: &str) -> Option<serde_json::Value> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The id to revoke: `text` itself, or the `jti` of the JWT `text` is (read, not
 /// verified: a token signed with another key names an id no process accepts anyway).
 fn token_id_of(text: &str) -> anyhow::Result<String> {
@@ -165,11 +179,7 @@ fn token_id_of(text: &str) -> anyhow::Result<String> {
     let Some(payload) = text.split('.').nth(1) else {
         return Ok(text.to_string());
     };
-    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| {
+    let claims = claims_of_payload(payload).ok_or_else(|| {
             refused(
                 "that looks like a token (it has dots), but its claims cannot be read: pass the token id instead",
             )

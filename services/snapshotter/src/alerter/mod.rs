@@ -68,6 +68,19 @@ struct TenantWindows {
     standing: StandingAlerts,
 }
 
+/// What one run did to a tenant's stored state.
+struct Touched {
+    /// The mass windows before the run.
+    bursts: Bursts,
+    /// The time of the tenant's last event in the run.
+    last_ms: i64,
+    /// A change of an object with standing alerts was held against them (they may have
+    /// moved or been set back).
+    followed: bool,
+    /// Alerts were added to the standing ones.
+    grew: bool,
+}
+
 fn tenant_key(tenant: &str) -> String {
     format!("t.{tenant}")
 }
@@ -221,8 +234,9 @@ async fn alert_run(
     tenants: &mut HashMap<String, TenantWindows>,
     items: &[(u64, Event)],
 ) -> Result<(), String> {
-    // Per tenant touched: its windows as stored, and the time of its last event here.
-    let mut touched: BTreeMap<String, (TenantWindows, i64)> = BTreeMap::new();
+    // Per tenant touched: its mass windows as stored, the time of its last event here,
+    // and whether its standing alerts changed.
+    let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
     // Per tenant: its alert policy, read once per run.
     let mut policies: HashMap<String, AlertPolicy> = HashMap::new();
     let mut raised: Vec<(usize, Alert, &Event)> = Vec::new();
@@ -250,18 +264,23 @@ async fn alert_run(
             policies.insert(tenant.clone(), policy);
         }
         let policy = &policies[tenant];
-        touched
-            .entry(tenant.clone())
-            .or_insert_with(|| (windows.clone(), 0))
-            .1 = event.meta.time_ms;
+        let touch = touched.entry(tenant.clone()).or_insert_with(|| Touched {
+            bursts: windows.bursts.clone(),
+            last_ms: 0,
+            followed: false,
+            grew: false,
+        });
+        touch.last_ms = event.meta.time_ms;
         windows.position = *sequence;
-        for alert in standing::follow(&mut windows.standing, event) {
-            set_back.push((alert, *sequence, event));
+        if let Some(back) = standing::follow(&mut windows.standing, event) {
+            touch.followed = true;
+            set_back.extend(back.into_iter().map(|alert| (alert, *sequence, event)));
         }
         // Numbered before the tenant's disabled rules are left out: ids stay stable.
         for (n, alert) in event_alerts(*sequence, event).into_iter().enumerate() {
             if policy.raises(alert.rule) {
                 if let Some(s) = Standing::of(&alert, n, event) {
+                    touch.grew = true;
                     windows
                         .standing
                         .entry(s.object_id.clone())
@@ -336,16 +355,16 @@ async fn alert_run(
             tracing::info!(tenant = %r.tenant, id = %r.id, action = %r.action, "alert");
         }
     }
-    for (tenant, (before, last_ms)) in touched {
+    for (tenant, touch) in touched {
         let Some(windows) = tenants.get_mut(&tenant) else {
             continue;
         };
         let limits = policies
             .get(&tenant)
             .map_or(settings.limits, |p| p.limits(&settings.limits));
-        windows.bursts.prune(last_ms, &limits);
-        standing::prune(&mut windows.standing, last_ms);
-        if windows.bursts != before.bursts || windows.standing != before.standing {
+        windows.bursts.prune(touch.last_ms, &limits);
+        let pruned = standing::prune(&mut windows.standing, touch.last_ms, touch.grew);
+        if windows.bursts != touch.bursts || touch.followed || touch.grew || pruned {
             write_json(bucket, &tenant_key(&tenant), &*windows).await?;
         }
     }

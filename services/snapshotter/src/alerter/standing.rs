@@ -30,12 +30,11 @@ pub const MOST_STANDING: usize = 1000;
 pub const MOST_BYTES: usize = 256 * 1024;
 
 /// Holds `event` against the tenant's alerts about its object; returns the ones it set
-/// back, which are no longer followed.
-pub(super) fn follow(standing: &mut StandingAlerts, event: &Event) -> Vec<Standing> {
+/// back, which are no longer followed, or `None` when no alert stands for the object (the
+/// standing alerts did not change).
+pub(super) fn follow(standing: &mut StandingAlerts, event: &Event) -> Option<Vec<Standing>> {
     let id = &event.meta.object_id;
-    let Some(alerts) = standing.get_mut(id) else {
-        return Vec::new();
-    };
+    let alerts = standing.get_mut(id)?;
     let mut set_back = Vec::new();
     alerts.retain_mut(|s| {
         let back = s.follow(&event.change);
@@ -47,22 +46,26 @@ pub(super) fn follow(standing: &mut StandingAlerts, event: &Event) -> Vec<Standi
     if alerts.is_empty() {
         standing.remove(id);
     }
-    set_back
+    Some(set_back)
 }
 
-/// Lets go of alerts raised more than [`FOLLOWED_FOR_MS`] before `now_ms`, then of the
-/// oldest past [`MOST_STANDING`] or [`MOST_BYTES`] (each alert's stored size counted
-/// once, with its key).
-pub(super) fn prune(standing: &mut StandingAlerts, now_ms: i64) {
+/// Lets go of alerts raised more than [`FOLLOWED_FOR_MS`] before `now_ms`, then, when
+/// alerts were added (`grew`), of the oldest past [`MOST_STANDING`] or [`MOST_BYTES`]
+/// (each alert's stored size counted once, with its key). Returns whether any went.
+pub(super) fn prune(standing: &mut StandingAlerts, now_ms: i64, grew: bool) -> bool {
     let oldest_kept = now_ms.saturating_sub(FOLLOWED_FOR_MS);
+    let before: usize = standing.values().map(Vec::len).sum();
     standing.retain(|_, alerts| {
         alerts.retain(|s| s.time_ms >= oldest_kept);
         !alerts.is_empty()
     });
     let count: usize = standing.values().map(Vec::len).sum();
+    if !grew {
+        return count < before;
+    }
     let bytes = serde_json::to_vec(&*standing).map_or(0, |v| v.len());
     if count <= MOST_STANDING && bytes <= MOST_BYTES {
-        return;
+        return count < before;
     }
     // Newest first, each with its size as stored: kept while both budgets allow.
     let mut all: Vec<(i64, usize, &str)> = standing
@@ -88,6 +91,7 @@ pub(super) fn prune(standing: &mut StandingAlerts, now_ms: i64) {
         alerts.retain(|s| kept.contains(&s.id));
         !alerts.is_empty()
     });
+    true
 }
 
 /// The `alert.undone` record of `alert`, set back by `event` (at `sequence`): its actor is
@@ -172,12 +176,14 @@ mod tests {
         for i in 1..=n {
             raise(&mut standing, i);
         }
-        prune(&mut standing, n);
+        assert!(prune(&mut standing, n, true));
         assert_eq!(standing.len(), MOST_STANDING);
+        // Nothing added, nothing expired: nothing goes, nothing is weighed.
+        assert!(!prune(&mut standing, n, false));
         assert!(!standing.contains_key("a50") && standing.contains_key("a51"));
         assert!(serde_json::to_vec(&standing).unwrap().len() <= MOST_BYTES);
         // Past the days, all go.
-        prune(&mut standing, n + FOLLOWED_FOR_MS + 52);
+        assert!(prune(&mut standing, n + FOLLOWED_FOR_MS + 52, false));
         assert!(standing.is_empty(), "{standing:?}");
     }
 
@@ -190,7 +196,7 @@ mod tests {
         for s in standing.values_mut().flatten() {
             s.what = "x".repeat(2000);
         }
-        prune(&mut standing, 200);
+        assert!(prune(&mut standing, 200, true));
         let kept = standing.len();
         assert!((100..200).contains(&kept), "{kept}");
         assert!(serde_json::to_vec(&standing).unwrap().len() <= MOST_BYTES);
@@ -204,11 +210,13 @@ mod tests {
         let mut standing = StandingAlerts::new();
         raise(&mut standing, 1);
         raise(&mut standing, 2);
-        assert!(follow(&mut standing, &event(2, false)).is_empty());
-        let back = follow(&mut standing, &event(1, true));
+        assert_eq!(follow(&mut standing, &event(2, false)), Some(Vec::new()));
+        let back = follow(&mut standing, &event(1, true)).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].object_id, "a1");
-        assert!(follow(&mut standing, &event(1, true)).is_empty());
+        // No longer followed: the object's next change touches nothing.
+        assert_eq!(follow(&mut standing, &event(1, true)), None);
+        assert_eq!(follow(&mut standing, &event(3, true)), None);
         assert_eq!(standing.keys().collect::<Vec<_>>(), ["a2"]);
     }
 }

@@ -1,6 +1,7 @@
 //! Cooperative shutdown: one [`ShutdownTrigger`] fires, every [`Shutdown`] clone notices.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -59,6 +60,55 @@ impl Shutdown {
     }
 }
 
+/// The restarts of a follower (a reader of a stream that only returns when it fails: the
+/// stream, a bucket or the server went away): why it stopped goes to the log, and the next
+/// start waits `first`, doubling up to `most`, unless the shutdown starts meanwhile.
+///
+/// ```text
+/// let mut restarts = Restarts::new(&shutdown, "projector lost the stream", first, most);
+/// loop {
+///     let result = tokio::select! { r = follow(..) => r, () = shutdown.wait() => break };
+///     if !restarts.after(result).await { break; }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Restarts {
+    shutdown: Shutdown,
+    what: String,
+    wait: Duration,
+    most: Duration,
+}
+
+impl Restarts {
+    pub fn new(
+        shutdown: &Shutdown,
+        what: impl Into<String>,
+        first: Duration,
+        most: Duration,
+    ) -> Self {
+        Self {
+            shutdown: shutdown.clone(),
+            what: what.into(),
+            wait: first,
+            most,
+        }
+    }
+
+    /// After the follower returned `result`: logs an error with what stopped, then waits
+    /// before the next start. `false` when the shutdown started: do not start again.
+    pub async fn after<E: std::fmt::Display>(&mut self, result: Result<(), E>) -> bool {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "{}; resuming", self.what);
+        }
+        let go_on = tokio::select! {
+            () = tokio::time::sleep(self.wait) => true,
+            () = self.shutdown.wait() => false,
+        };
+        self.wait = (self.wait * 2).min(self.most);
+        go_on
+    }
+}
+
 /// Resolves on the first SIGTERM or SIGINT.
 ///
 /// Fails only if the signal handlers cannot be installed.
@@ -110,5 +160,27 @@ mod tests {
         drop(copy);
         assert!(shutdown.is_triggered());
         shutdown.wait().await;
+    }
+
+    #[tokio::test]
+    async fn restarts_wait_longer_each_time_and_stop_at_the_shutdown() {
+        use super::Restarts;
+        use std::time::Duration;
+
+        let (trigger, shutdown) = Shutdown::new();
+        let ms = Duration::from_millis;
+        let mut restarts = Restarts::new(&shutdown, "test follower", ms(5), ms(12));
+        assert!(restarts.after(Err("the stream went away")).await);
+        assert_eq!(restarts.wait, ms(10));
+        assert!(restarts.after(Ok::<(), String>(())).await);
+        assert_eq!(restarts.wait, ms(12), "doubling stops at the most");
+        // A shutdown ends the wait at once, however long it is, and says stop.
+        let mut long = Restarts::new(&shutdown, "test follower", Duration::from_secs(3600), ms(1));
+        trigger.trigger();
+        let stopped =
+            tokio::time::timeout(Duration::from_secs(10), long.after(Ok::<(), String>(())))
+                .await
+                .expect("the wait ends with the shutdown");
+        assert!(!stopped);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use backtrack_domain::event::Event;
 use backtrack_eventlog::{EventLog, Run, Runs, StoredEvent};
-use backtrack_platform::shutdown::Shutdown;
+use backtrack_platform::shutdown::{Restarts, Shutdown};
 use backtrack_store::DirectoryProjection;
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
@@ -28,20 +28,20 @@ pub async fn run(
     progress: Arc<watch::Sender<u64>>,
     shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut restarts = Restarts::new(
+        &shutdown,
+        "projector lost the stream",
+        Duration::from_millis(50),
+        Duration::from_secs(2),
+    );
     loop {
         let result = tokio::select! {
             r = follow(&log, &projection, &progress) => r,
             () = shutdown.wait() => return,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "projector lost the stream; resuming");
+        if !restarts.after(result).await {
+            return;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
-            () = shutdown.wait() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 

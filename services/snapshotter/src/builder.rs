@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backtrack_eventlog::{EventLog, Run, Runs};
-use backtrack_platform::shutdown::Shutdown;
+use backtrack_platform::shutdown::{Restarts, Shutdown};
 use backtrack_store::{Carry, SequencedEvent, StoreError, TimeTravelStore};
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -83,20 +83,20 @@ pub async fn run(
         }
         None => None,
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut restarts = Restarts::new(
+        &shutdown,
+        "snapshotter lost the stream",
+        Duration::from_millis(50),
+        Duration::from_secs(2),
+    );
     loop {
         let result = tokio::select! {
             r = follow(&log, &store, &progress, &mut checkpoints) => r,
             () = shutdown.wait() => break,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "snapshotter lost the stream; resuming");
+        if !restarts.after(result).await {
+            break;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
-            () = shutdown.wait() => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     if let Err(e) = store.flush() {
         tracing::warn!(error = %e, "could not flush the time-travel store");

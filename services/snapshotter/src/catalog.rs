@@ -17,7 +17,7 @@ use async_nats::jetstream::{self, Message};
 use async_nats::HeaderMap;
 use backtrack_eventlog::read::{Sequenced, StallWatched};
 use backtrack_eventlog::EventLogError;
-use backtrack_platform::shutdown::Shutdown;
+use backtrack_platform::shutdown::{Restarts, Shutdown};
 use backtrack_proto::v1;
 use futures::StreamExt;
 use prost::Message as _;
@@ -235,20 +235,20 @@ async fn follow(
     applied: watch::Sender<u64>,
     shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut restarts = Restarts::new(
+        &shutdown,
+        format!("backup catalog lost {BACKUP_STREAM}"),
+        Duration::from_millis(50),
+        Duration::from_secs(2),
+    );
     loop {
         let result = tokio::select! {
             r = follow_once(&jetstream, &state, &applied) => r,
             () = shutdown.wait() => return,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "backup catalog lost {BACKUP_STREAM}; resuming");
+        if !restarts.after(result).await {
+            return;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
-            () = shutdown.wait() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -19,7 +19,7 @@ use backtrack_domain::alerts::gained;
 use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json, ALERTS_BUCKET};
 use backtrack_eventlog::AuditLog;
 use backtrack_platform::audit::{action, AuditEntry};
-use backtrack_platform::shutdown::Shutdown;
+use backtrack_platform::shutdown::{Restarts, Shutdown};
 use backtrack_proto::v1::AuditRecord;
 use futures::StreamExt;
 use prost::Message;
@@ -195,20 +195,20 @@ pub async fn run(
     limits: DenialLimits,
     shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut restarts = Restarts::new(
+        &shutdown,
+        "the audit trail's alerting stopped (it resumes from its stored position)",
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+    );
     loop {
         let result = tokio::select! {
             r = follow(&log, &nats, replicas, &limits) => r,
             () = shutdown.wait() => break,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "the audit trail's alerting stopped; resuming from its stored position");
+        if !restarts.after(result).await {
+            break;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
-            () = shutdown.wait() => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

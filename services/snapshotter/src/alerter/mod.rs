@@ -31,7 +31,7 @@ use backtrack_domain::Event;
 use backtrack_eventlog::buckets::{alerts_bucket, get_json, put_json};
 use backtrack_eventlog::{Run, Runs};
 use backtrack_platform::audit::AuditEntry;
-use backtrack_platform::shutdown::Shutdown;
+use backtrack_platform::shutdown::{Restarts, Shutdown};
 use backtrack_proto::v1;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -165,20 +165,20 @@ async fn run(
     bucket: kv::Store,
     shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut restarts = Restarts::new(
+        &shutdown,
+        "the alerter stopped (it resumes from its stored position)",
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+    );
     loop {
         let result = tokio::select! {
             r = follow(&snapshotter, &settings, &bucket) => r,
             () = shutdown.wait() => break,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "the alerter stopped; resuming from its stored position");
+        if !restarts.after(result).await {
+            break;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
-            () = shutdown.wait() => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
